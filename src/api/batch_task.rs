@@ -1,0 +1,344 @@
+//! Batch-task routes: the list (the heart of the contract) and create.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Authed};
+use super::AppState;
+use crate::domain::{field, now_millis, random_hex, FieldError, ListBatchTasksParams, TaskState};
+use crate::store::{BatchCreated, BatchGroupInput, BatchSourceInput, BatchTaskRow, NewBatchTask};
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Counters of the states with at least one task, in contract order.
+pub struct StatusInfo<'a>(&'a [i64; 18]);
+
+impl Serialize for StatusInfo<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for st in TaskState::ALL {
+            let n = self.0[st.index()];
+            if n > 0 {
+                m.serialize_entry(st.as_str(), &n)?;
+            }
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+pub struct BatchTaskDto<'a> {
+    id: &'a str,
+    batch_task_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video_source_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video_group_name: Option<&'a str>,
+    alg_name: &'a str,
+    company: &'a str,
+    #[serde(rename = "type")]
+    task_type: &'a str,
+    priority: &'a str,
+    num_task: i64,
+    created_at: i64,
+    batch_task_status_info: StatusInfo<'a>,
+}
+
+impl<'a> From<&'a BatchTaskRow> for BatchTaskDto<'a> {
+    fn from(r: &'a BatchTaskRow) -> Self {
+        BatchTaskDto {
+            id: &r.id,
+            batch_task_name: &r.name,
+            video_source_name: r.video_source_name.as_deref(),
+            video_group_name: r.video_group_name.as_deref().filter(|s| !s.is_empty()),
+            alg_name: &r.alg_name,
+            company: &r.company,
+            task_type: &r.task_type,
+            priority: &r.priority,
+            num_task: r.num_task,
+            created_at: r.created_at,
+            batch_task_status_info: StatusInfo(&r.counters),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListReply<'a> {
+    count: u64,
+    batch_task_list: Vec<BatchTaskDto<'a>>,
+}
+
+pub async fn list_batch_tasks(
+    State(st): State<AppState>,
+    Authed(project): Authed,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let params = ListBatchTasksParams::parse(raw.as_deref())?;
+    if params.paging.is_some() {
+        let page = st.store.list_batch_tasks(project.pk, &params).await?;
+        let reply = ListReply {
+            count: page.count,
+            batch_task_list: page.rows.iter().map(BatchTaskDto::from).collect(),
+        };
+        return Ok(Json(reply).into_response());
+    }
+    let stream = st.store.stream_batch_tasks(project.pk, &params).await?;
+    Ok(stream_reply(stream))
+}
+
+/// Writes `{"count":N,"batch_task_list":[...]}` as rows arrive, in chunks of
+/// about 32 KiB, so memory stays flat however many batches match.
+fn stream_reply(s: crate::store::BatchTaskStream) -> Response {
+    const CHUNK: usize = 32 * 1024;
+    struct St {
+        rows: tokio::sync::mpsc::Receiver<crate::store::StoreResult<BatchTaskRow>>,
+        head: Option<String>,
+        first: bool,
+        done: bool,
+    }
+    let init = St {
+        rows: s.rows,
+        head: Some(format!("{{\"count\":{},\"batch_task_list\":[", s.count)),
+        first: true,
+        done: false,
+    };
+    let body = futures_util::stream::unfold(init, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let mut buf = st.head.take().unwrap_or_default();
+        loop {
+            let next = if buf.len() < CHUNK {
+                st.rows.recv().await
+            } else {
+                break;
+            };
+            match next {
+                Some(Ok(row)) => {
+                    if !st.first {
+                        buf.push(',');
+                    }
+                    st.first = false;
+                    match serde_json::to_string(&BatchTaskDto::from(&row)) {
+                        Ok(s) => buf.push_str(&s),
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not encode a batch row");
+                            return Some((
+                                Err(std::io::Error::other("encode failed")),
+                                St { done: true, ..st },
+                            ));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    // Headers are gone already: end the body abruptly so the
+                    // client sees a broken response, never a short valid one.
+                    tracing::error!(error = %e, "batch list stream failed");
+                    return Some((
+                        Err(std::io::Error::other("stream failed")),
+                        St { done: true, ..st },
+                    ));
+                }
+                None => {
+                    buf.push_str("]}");
+                    st.done = true;
+                    break;
+                }
+            }
+        }
+        Some((Ok::<_, std::io::Error>(Bytes::from(buf)), st))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CreateBatchTaskBody {
+    name: Option<String>,
+    description: Option<String>,
+    service_name: Option<String>,
+    service_version: Option<String>,
+    priority: Option<String>,
+    batch_input: Option<BatchInput>,
+    config: Option<serde_json::Value>,
+    output: Option<Output>,
+}
+
+#[derive(Deserialize)]
+struct BatchInput {
+    video_source_group: Option<Vec<GroupInput>>,
+}
+
+#[derive(Deserialize)]
+struct GroupInput {
+    video_source_group_id: Option<String>,
+    video_source_list: Option<Vec<SourceInput>>,
+}
+
+#[derive(Deserialize)]
+struct SourceInput {
+    video_source_id: Option<String>,
+    target_roi: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Output {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<Webhook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_center: Option<bool>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Webhook {
+    url: String,
+}
+
+/// Limits where VIAS documents none: at most this many groups per batch and
+/// sources per group.
+pub const MAX_GROUPS: usize = 100;
+pub const MAX_SOURCES_PER_GROUP: usize = 1000;
+
+fn required<T>(v: Option<T>, name: &str) -> Result<T, FieldError> {
+    v.ok_or_else(|| FieldError::new(name, format!("{name} is required")))
+}
+
+fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
+    let name = required(b.name, "name")?;
+    field::check_batch_name("name", &name)?;
+    let description = b.description.unwrap_or_default();
+    field::check_text("description", &description, 500)?;
+    let service_name = required(b.service_name, "service_name")?;
+    field::check_service_token("service_name", &service_name)?;
+    let service_version = required(b.service_version, "service_version")?;
+    field::check_service_token("service_version", &service_version)?;
+    let priority = match b.priority {
+        Some(p) => field::parse_priority("priority", &p)?,
+        None => "low",
+    };
+    let groups_in = required(
+        required(b.batch_input, "batch_input")?.video_source_group,
+        "batch_input.video_source_group",
+    )?;
+    if groups_in.is_empty() || groups_in.len() > MAX_GROUPS {
+        return Err(FieldError::new(
+            "batch_input.video_source_group",
+            format!("batch_input.video_source_group must list 1 to {MAX_GROUPS} groups"),
+        ));
+    }
+    let mut groups = Vec::with_capacity(groups_in.len());
+    for g in groups_in {
+        let group_id = required(g.video_source_group_id, "video_source_group_id")?;
+        field::check_id("video_source_group_id", &group_id)?;
+        let sources = match g.video_source_list {
+            None => None,
+            Some(list) if list.is_empty() => None,
+            Some(list) => {
+                if list.len() > MAX_SOURCES_PER_GROUP {
+                    return Err(FieldError::new(
+                        "video_source_list",
+                        format!(
+                            "video_source_list must list at most {MAX_SOURCES_PER_GROUP} sources"
+                        ),
+                    ));
+                }
+                let mut out = Vec::with_capacity(list.len());
+                for s in list {
+                    let source_id = required(s.video_source_id, "video_source_id")?;
+                    field::check_id("video_source_id", &source_id)?;
+                    out.push(BatchSourceInput {
+                        source_id,
+                        target_roi: s.target_roi,
+                    });
+                }
+                Some(out)
+            }
+        };
+        groups.push(BatchGroupInput { group_id, sources });
+    }
+    let output = required(b.output, "output")?;
+    if let Some(w) = &output.webhook {
+        let ok =
+            (w.url.starts_with("http://") || w.url.starts_with("https://")) && w.url.len() <= 2048;
+        if !ok || w.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(FieldError::new(
+                "output.webhook.url",
+                "output.webhook.url must be an http(s) URL of at most 2048 characters",
+            ));
+        }
+    }
+    if output.webhook.is_none() && output.event_center != Some(true) {
+        return Err(FieldError::new(
+            "output",
+            "output needs webhook.url or event_center: true",
+        ));
+    }
+    let output =
+        serde_json::to_value(&output).map_err(|e| FieldError::new("output", e.to_string()))?;
+    Ok(NewBatchTask {
+        id: String::new(),
+        name,
+        description,
+        service_name,
+        service_version,
+        priority: priority.to_string(),
+        groups,
+        config: b.config.unwrap_or_else(|| serde_json::json!({})),
+        output,
+        created_at: now_millis(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct BatchReply {
+    id: String,
+    total_count: u64,
+    succeed_count: u64,
+    failed_count: u64,
+    error_list: Vec<BatchItemError>,
+}
+
+#[derive(Serialize)]
+struct BatchItemError {
+    video_source_id: String,
+    error_code: &'static str,
+    error_msg: String,
+}
+
+impl From<BatchCreated> for BatchReply {
+    fn from(c: BatchCreated) -> Self {
+        let failed = c.failures.len() as u64;
+        BatchReply {
+            id: c.id,
+            total_count: c.succeed_count + failed,
+            succeed_count: c.succeed_count,
+            failed_count: failed,
+            error_list: c
+                .failures
+                .into_iter()
+                .map(|f| BatchItemError {
+                    video_source_id: f.video_source_id,
+                    error_code: f.error_code,
+                    error_msg: f.error_msg,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn create_batch_task(
+    State(st): State<AppState>,
+    Authed(project): Authed,
+    ApiJson(body): ApiJson<CreateBatchTaskBody>,
+) -> ApiResult<Json<BatchReply>> {
+    let mut new = validate(body)?;
+    new.id = random_hex(16).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let created = st.store.create_batch_task(project.pk, &new).await?;
+    Ok(Json(created.into()))
+}

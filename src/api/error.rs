@@ -1,0 +1,243 @@
+//! The one error type of the HTTP edge and its table to (status, error_code).
+//! Every failure answers with the contract's six-field body; 5xx bodies carry
+//! a generic message and the request id, the cause goes to the log once.
+
+use crate::domain::FieldError;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The id of the request being served, for error bodies and logs.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "-".to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid parameter: {detail}")]
+    Invalid {
+        param: Option<String>,
+        detail: String,
+    },
+    #[error("not found: {detail}")]
+    NotFound {
+        param: Option<String>,
+        detail: String,
+    },
+    #[error("already exists: {detail}")]
+    Exists {
+        param: Option<String>,
+        detail: String,
+    },
+    #[error("batch task name already exists")]
+    BatchNameExists,
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("forbidden")]
+    Forbidden,
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("body too large")]
+    TooLarge,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The contract's error body; all six fields are always present.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error_code: &'static str,
+    pub error_msg: String,
+    pub detail: String,
+    pub params: Vec<String>,
+    pub reason: String,
+    pub advice: String,
+}
+
+impl ApiError {
+    pub fn invalid(e: FieldError) -> Self {
+        ApiError::Invalid {
+            param: Some(e.param),
+            detail: e.detail,
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            Invalid { .. } => (
+                StatusCode::BAD_REQUEST,
+                "VIAS.00010001",
+                "Invalid parameter.",
+                "Correct the parameter named in params and send the request again.",
+            ),
+            NotFound { .. } => (
+                StatusCode::BAD_REQUEST,
+                "VIAS.00010002",
+                "The object does not exist.",
+                "Check the id; objects are visible only inside their own project.",
+            ),
+            Exists { .. } => (
+                StatusCode::BAD_REQUEST,
+                "VIAS.00010003",
+                "The object already exists.",
+                "Use another id or name, or update the existing object.",
+            ),
+            BatchNameExists => (
+                StatusCode::BAD_REQUEST,
+                "VIAS.00010011",
+                "A batch task with the same name already exists.",
+                "Choose another batch task name.",
+            ),
+            NotAllowed(_) => (
+                StatusCode::BAD_REQUEST,
+                "VIAS.00010012",
+                "The operation is not allowed in the current state.",
+                "Wait for the object to reach a state that allows the operation.",
+            ),
+            Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "VIAS.00010005",
+                "Authentication failed.",
+                "Obtain a token from POST /v3/auth/tokens and send it in X-Auth-Token.",
+            ),
+            Forbidden => (
+                StatusCode::FORBIDDEN,
+                "VIAS.00010005",
+                "Authorization failed.",
+                "Use a token scoped to the project in the path.",
+            ),
+            NoRoute => (
+                StatusCode::NOT_FOUND,
+                "VIAS.00010002",
+                "The requested route does not exist.",
+                "Check the method and path against GET /openapi.json.",
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "VIAS.00010001",
+                "The method is not allowed on this route.",
+                "Check the method against GET /openapi.json.",
+            ),
+            TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "VIAS.00010001",
+                "The request body is too large.",
+                "Send a body of at most 1 MiB.",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "VIAS.00010006",
+                "Internal error.",
+                "Try again later; if it persists, report the request id to the operator.",
+            ),
+        }
+    }
+
+    pub fn body(&self) -> (StatusCode, ErrorBody) {
+        let (status, code, msg, advice) = self.parts();
+        let (detail, params, reason) = match self {
+            ApiError::Invalid { param, detail }
+            | ApiError::NotFound { param, detail }
+            | ApiError::Exists { param, detail } => (
+                detail.clone(),
+                param.iter().cloned().collect(),
+                detail.clone(),
+            ),
+            ApiError::BatchNameExists => (
+                "a batch task with this name already exists in the project".into(),
+                vec!["name".into()],
+                "batch task names are unique in a project".into(),
+            ),
+            ApiError::NotAllowed(d) => (d.clone(), vec![], d.clone()),
+            ApiError::Unauthenticated(d) => (d.clone(), vec!["X-Auth-Token".into()], d.clone()),
+            ApiError::Forbidden => (
+                "the token does not grant access to this project".into(),
+                vec!["project_id".into()],
+                "the token is scoped to another project".into(),
+            ),
+            ApiError::NoRoute => (
+                "no route matches this path".into(),
+                vec![],
+                "unknown path".into(),
+            ),
+            ApiError::MethodNotAllowed => (
+                "this route does not accept the method".into(),
+                vec![],
+                "method not allowed".into(),
+            ),
+            ApiError::TooLarge => (
+                "the request body exceeds 1 MiB".into(),
+                vec![],
+                "body too large".into(),
+            ),
+            ApiError::Internal(cause) => {
+                let id = current_request_id();
+                tracing::error!(request_id = %id, %cause, "internal error");
+                (
+                    format!("request id {id}"),
+                    vec![],
+                    "an internal error occurred".into(),
+                )
+            }
+        };
+        (
+            status,
+            ErrorBody {
+                error_code: code,
+                error_msg: msg.to_string(),
+                detail,
+                params,
+                reason,
+                advice: advice.to_string(),
+            },
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.body();
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::invalid(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, param } => ApiError::NotFound {
+                detail: format!("{what} does not exist"),
+                param: Some(param),
+            },
+            StoreError::Conflict { what, param } => ApiError::Exists {
+                detail: format!("{what} with this {param} already exists"),
+                param: Some(param),
+            },
+            StoreError::BatchNameTaken => ApiError::BatchNameExists,
+            StoreError::NotAllowed(d) => ApiError::NotAllowed(d),
+            StoreError::Invalid(f) => ApiError::invalid(f),
+            StoreError::Db(e) => ApiError::Internal(e.to_string()),
+            StoreError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

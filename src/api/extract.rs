@@ -1,0 +1,110 @@
+//! Extractors that turn every rejection into the contract's error body:
+//! the authenticated project, JSON bodies and path parameters.
+
+use super::error::ApiError;
+use crate::store::Project;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// The project the request's token grants; set by the auth middleware.
+#[derive(Debug, Clone)]
+pub struct Authed(pub Project);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authed>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthenticated("X-Auth-Token is missing".into()))
+    }
+}
+
+/// A JSON body. Wrong types, missing fields and fields given twice are 400s
+/// naming the field; a body over the limit is 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::Invalid {
+                    param: None,
+                    detail: format!("the request body could not be read: {e}"),
+                }
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::Invalid {
+            param: None,
+            detail: "the request body must be a JSON object".into(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde names the field for missing and duplicate fields in the
+        // message, at the parent's path; otherwise the path names it.
+        let named = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("missing field") || msg.starts_with("duplicate field"));
+        let param = match named {
+            Some(f) if path == "." => f.to_string(),
+            Some(f) => format!("{path}.{f}"),
+            None if path == "." => String::new(),
+            None => path,
+        };
+        let detail = if param.is_empty() {
+            format!("invalid JSON body: {msg}")
+        } else {
+            format!("{param}: {msg}")
+        };
+        ApiError::Invalid {
+            param: (!param.is_empty()).then_some(param),
+            detail,
+        }
+    })?;
+    de.end().map_err(|e| ApiError::Invalid {
+        param: None,
+        detail: format!("invalid JSON body: {e}"),
+    })?;
+    Ok(value)
+}
+
+/// One path parameter as a string.
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Invalid {
+                param: None,
+                detail: format!("invalid path: {e}"),
+            })?;
+        params
+            .into_iter()
+            .rfind(|(k, _)| k != "project_id")
+            .map(|(_, v)| ApiPath(v))
+            .ok_or_else(|| ApiError::Internal("route has no id parameter".into()))
+    }
+}

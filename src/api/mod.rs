@@ -1,0 +1,218 @@
+//! The HTTP edge: router, middleware (request ids, authentication, panics,
+//! body limit), and the route table that `openapi.json` is checked against.
+
+mod batch_task;
+mod catalogue;
+pub mod error;
+mod extract;
+pub mod openapi;
+mod token;
+
+use crate::domain::random_hex;
+use crate::identity::{self, AuthError};
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::{Json, Router};
+use error::{ApiError, REQUEST_ID};
+pub use extract::Authed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Request bodies above this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub token_ttl: Duration,
+}
+
+/// The router plus the list of (method, path) it serves, which the OpenAPI
+/// test compares with the document so the two cannot drift.
+pub struct App {
+    pub router: Router,
+    pub routes: Vec<(Method, &'static str)>,
+}
+
+struct RouteTable {
+    router: Router<AppState>,
+    routes: Vec<(Method, &'static str)>,
+}
+
+impl RouteTable {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match method {
+            Method::POST => MethodFilter::POST,
+            Method::PUT => MethodFilter::PUT,
+            Method::DELETE => MethodFilter::DELETE,
+            _ => MethodFilter::GET,
+        };
+        self.router = self.router.route(path, on(filter, handler));
+        self.routes.push((method, path));
+        self
+    }
+}
+
+pub fn app(state: AppState) -> App {
+    let t = RouteTable {
+        router: Router::new(),
+        routes: Vec::new(),
+    }
+    .add(Method::GET, "/healthz", healthz)
+    .add(Method::GET, "/readyz", readyz)
+    .add(Method::GET, "/openapi.json", openapi::serve)
+    .add(Method::POST, "/v3/auth/tokens", token::issue)
+    .add(
+        Method::GET,
+        "/v2/{project_id}/batch-tasks",
+        batch_task::list_batch_tasks,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/batch-tasks",
+        batch_task::create_batch_task,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/video-group",
+        catalogue::create_video_group,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/video-group/groups",
+        catalogue::list_video_groups,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/video-group/{group_id}",
+        catalogue::show_video_group,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/source",
+        catalogue::create_video_source,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/source/sources",
+        catalogue::list_video_sources,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/source/sources/{source_id}",
+        catalogue::show_video_source,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/algorithm/services/user",
+        catalogue::list_services,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/algorithm/services/{service_id}",
+        catalogue::show_service,
+    );
+    let router = t
+        .router
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state);
+    App {
+        router,
+        routes: t.routes,
+    }
+}
+
+/// Gives every request an id (in the `x-request-id` header, error bodies and
+/// logs) and logs one line per request. Never logs headers: they hold tokens.
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = random_hex(8).unwrap_or_else(|_| "-".into());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    tracing::info!(
+        request_id = %id,
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let msg = cause
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| cause.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    ApiError::Internal(format!("panic: {msg}")).into_response()
+}
+
+/// Every `/v2/...` request must carry a valid `X-Auth-Token` for the project
+/// in its path; checked before routing, validation or anything else.
+async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path != "/v2" && !path.starts_with("/v2/") {
+        return next.run(req).await;
+    }
+    let path_project = path.split('/').nth(2).unwrap_or("").to_string();
+    let token = req
+        .headers()
+        .get("x-auth-token")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let result = match token {
+        None => Err(AuthError::Missing),
+        Some(t) => identity::authenticate(&*st.store, t.trim()).await,
+    };
+    let project = match result {
+        Ok(p) => p,
+        Err(AuthError::Store(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return ApiError::Unauthenticated(e.to_string()).into_response(),
+    };
+    if !path_project.is_empty() && path_project != project.id {
+        return ApiError::Forbidden.into_response();
+    }
+    req.extensions_mut().insert(Authed(project));
+    next.run(req).await
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => {
+            Json(serde_json::json!({"status": "ok", "backend": st.store.backend()})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}

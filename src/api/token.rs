@@ -1,0 +1,114 @@
+//! `POST /v3/auth/tokens`: the IAM password flow, scoped to one project.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
+use super::AppState;
+use crate::domain::rfc3339_millis;
+use crate::identity;
+use crate::store::ProjectRef;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    auth: Auth,
+}
+
+#[derive(Deserialize)]
+struct Auth {
+    identity: Identity,
+    scope: Scope,
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    methods: Vec<String>,
+    password: Password,
+}
+
+#[derive(Deserialize)]
+struct Password {
+    user: User,
+}
+
+#[derive(Deserialize)]
+struct User {
+    name: String,
+    password: String,
+    // Accepted for compatibility; taskcenter has a single domain.
+    #[allow(dead_code)]
+    domain: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Scope {
+    project: ScopeProject,
+}
+
+#[derive(Deserialize)]
+struct ScopeProject {
+    id: Option<String>,
+    name: Option<String>,
+}
+
+fn denied() -> ApiError {
+    ApiError::Unauthenticated("the user name, password or project is wrong".into())
+}
+
+pub async fn issue(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> ApiResult<Response> {
+    let a = body.auth;
+    if !a.identity.methods.iter().any(|m| m == "password") {
+        return Err(ApiError::Invalid {
+            param: Some("auth.identity.methods".into()),
+            detail: "auth.identity.methods must include \"password\"".into(),
+        });
+    }
+    let project_ref = match (a.scope.project.id, a.scope.project.name) {
+        (Some(id), _) => ProjectRef::Id(id),
+        (None, Some(name)) => ProjectRef::Name(name),
+        (None, None) => {
+            return Err(ApiError::Invalid {
+                param: Some("auth.scope.project".into()),
+                detail: "auth.scope.project needs id or name".into(),
+            })
+        }
+    };
+    let u = a.identity.password.user;
+    let user = st.store.user_by_name(&u.name).await?;
+    // Verify against a real hash even for an unknown user, so timing does not
+    // tell which user names exist.
+    let hash = user
+        .as_ref()
+        .map(|r| r.password_hash.clone())
+        .unwrap_or_else(|| identity::dummy_hash().to_string());
+    let password = u.password;
+    let ok = tokio::task::spawn_blocking(move || identity::verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(denied());
+    };
+    let project = st.store.project(&project_ref).await?.ok_or_else(denied)?;
+    if !st.store.user_may_use(user.pk, project.pk).await? {
+        return Err(denied());
+    }
+    let issued = identity::issue_token(&*st.store, project.pk, Some(user.pk), st.token_ttl).await?;
+    let body = json!({"token": {
+        "expires_at": rfc3339_millis(issued.expires_at),
+        "issued_at": rfc3339_millis(issued.issued_at),
+        "methods": ["password"],
+        "project": {"id": project.id, "name": project.name},
+        "user": {"id": user.pk.to_string(), "name": user.name},
+    }});
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    let v = HeaderValue::from_str(&issued.token).map_err(|e| ApiError::Internal(e.to_string()))?;
+    resp.headers_mut().insert("x-subject-token", v);
+    Ok(resp)
+}

@@ -1,0 +1,393 @@
+//! The `taskcenter` command line: serve, migrate, import, export and the
+//! operator commands that create projects, users, services and tokens.
+
+use crate::api::{self, AppState};
+use crate::domain::dump::DumpRecord;
+use crate::domain::{field, now_millis, parse_duration, random_hex};
+use crate::identity;
+use crate::store::{self, DeployType, NewService, ProjectRef, Store};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser)]
+#[command(
+    name = "taskcenter",
+    version,
+    about = "Self-hosted task center for video analytics (VIAS task-center API v2)"
+)]
+pub struct Cli {
+    /// Database: a SQLite file path (or sqlite:PATH), or a postgres:// URL.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKCENTER_DATABASE_URL",
+        default_value = "taskcenter.db",
+        hide_env_values = true
+    )]
+    database_url: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load a dump (newline-delimited JSON) from FILE, or from stdin with `-`.
+    Import { file: String },
+    /// Write every project's data as a dump to stdout (or --output FILE).
+    Export {
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Register algorithm services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Issue API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TASKCENTER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Lifetime of tokens from POST /v3/auth/tokens (e.g. 90s, 15m, 24h, 7d).
+    #[arg(long, env = "TASKCENTER_TOKEN_TTL", default_value = "24h")]
+    token_ttl: String,
+}
+
+#[derive(Subcommand)]
+enum ProjectCmd {
+    /// Create a project; prints its id.
+    Create {
+        name: String,
+        /// Id to use (default: 32 random hex characters).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user. The password is read from stdin when stdin is not a
+    /// terminal; otherwise one is generated and printed once.
+    Create {
+        name: String,
+        /// Project the user may act in (repeatable).
+        #[arg(long = "project", required = true)]
+        projects: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Register an algorithm service in a project; prints its id.
+    Add {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// Display name of the algorithm (the list's `title` filter).
+        #[arg(long)]
+        alg_name: String,
+        /// Vendor (the list's `manufacturer` filter).
+        #[arg(long)]
+        company: String,
+        #[arg(long, default_value = "cloud")]
+        deploy_type: String,
+        /// Register it as not deployed.
+        #[arg(long)]
+        undeployed: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Issue a token for a project and print it alone on stdout.
+    Issue {
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(dispatch(cli))
+}
+
+async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let store = store::open(url)
+        .await
+        .context("could not open the database")?;
+    store
+        .migrate()
+        .await
+        .context("could not apply migrations")?;
+    Ok(store)
+}
+
+fn ttl(s: &str) -> Result<Duration> {
+    parse_duration(s).ok_or_else(|| anyhow!("{s:?} is not a duration like 90s, 15m, 24h or 7d"))
+}
+
+async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
+    Ok(store
+        .project(&ProjectRef::Id(id.to_string()))
+        .await?
+        .ok_or_else(|| anyhow!("project {id:?} does not exist"))?
+        .pk)
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let store = open(&cli.database_url).await?;
+    match cli.command {
+        Command::Serve(a) => serve(store, a).await,
+        Command::Migrate => {
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Import { file } => import(&*store, &file).await,
+        Command::Export { output } => export(store, output).await,
+        Command::Project(ProjectCmd::Create { name, id }) => {
+            let id = match id {
+                Some(id) => id,
+                None => random_hex(16)?,
+            };
+            let p = store.create_project(&id, &name, now_millis()).await?;
+            println!("{}", p.id);
+            Ok(())
+        }
+        Command::User(UserCmd::Create { name, projects }) => {
+            let stdin = std::io::stdin();
+            let (password, generated) = if stdin.is_terminal() {
+                (identity::generate_password()?, true)
+            } else {
+                let mut line = String::new();
+                stdin.read_line(&mut line)?;
+                let pw = line.trim_end_matches(['\r', '\n']).to_string();
+                if pw.is_empty() {
+                    (identity::generate_password()?, true)
+                } else {
+                    (pw, false)
+                }
+            };
+            let hash = identity::hash_password(&password)?;
+            store.create_user(&name, &hash, &projects).await?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("user {name:?} created");
+            Ok(())
+        }
+        Command::Service(ServiceCmd::Add {
+            project,
+            name,
+            version,
+            alg_name,
+            company,
+            deploy_type,
+            undeployed,
+        }) => {
+            let pk = project_pk(&*store, &project).await?;
+            let deploy_type = DeployType::parse(&deploy_type)
+                .ok_or_else(|| anyhow!("--deploy-type must be cloud or edge"))?;
+            let s = store
+                .add_service(
+                    pk,
+                    &NewService {
+                        id: random_hex(16)?,
+                        service_name: name,
+                        service_version: version,
+                        alg_name,
+                        company,
+                        deploy_type,
+                        deployed: !undeployed,
+                        created_at: now_millis(),
+                    },
+                )
+                .await?;
+            println!("{}", s.id);
+            Ok(())
+        }
+        Command::Token(TokenCmd::Issue { project, ttl: t }) => {
+            let pk = project_pk(&*store, &project).await?;
+            let issued = identity::issue_token(&*store, pk, None, ttl(&t)?).await?;
+            println!("{}", issued.token);
+            Ok(())
+        }
+    }
+}
+
+/// On an empty database: a `default` project and an `admin` user, so a new
+/// user reaches an authenticated request at once.
+async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
+    if store.project_count().await? > 0 {
+        return Ok(());
+    }
+    store
+        .create_project("default", "default", now_millis())
+        .await?;
+    let password = match std::env::var("TASKCENTER_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => identity::generate_password()?,
+    };
+    store
+        .create_user(
+            "admin",
+            &identity::hash_password(&password)?,
+            &["default".to_string()],
+        )
+        .await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "New database: created project \"default\" and user \"admin\" (password: {password}; shown only now).\n\
+         Get a token with either of:\n  \
+         taskcenter token issue --project default\n  \
+         curl -si http://{listen}/v3/auth/tokens -H 'Content-Type: application/json' -d '{{\"auth\":{{\"identity\":{{\"methods\":[\"password\"],\"password\":{{\"user\":{{\"name\":\"admin\",\"password\":\"{password}\",\"domain\":{{\"name\":\"default\"}}}}}}}},\"scope\":{{\"project\":{{\"id\":\"default\"}}}}}}}}'"
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
+    let token_ttl = ttl(&a.token_ttl)?;
+    bootstrap(&*store, &a.listen).await?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", a.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "taskcenter serving");
+    let app = api::app(AppState { store, token_ttl });
+    axum::serve(listener, app.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("taskcenter stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn import(store: &dyn Store, file: &str) -> Result<()> {
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        Box::new(
+            tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("could not open {file}"))?,
+        )
+    };
+    let mut lines = tokio::io::BufReader::with_capacity(1 << 20, reader).lines();
+    let mut importer = store.begin_import().await?;
+    let (mut records, mut tasks, mut line_no) = (0u64, 0u64, 0u64);
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .with_context(|| format!("line {}: could not read", line_no + 1))?
+    {
+        line_no += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: DumpRecord =
+            serde_json::from_str(&line).map_err(|e| anyhow!("line {line_no}: {e}"))?;
+        let n = importer.put(rec).await.map_err(|e| match e {
+            store::StoreError::Invalid(field::FieldError { param, detail }) => {
+                anyhow!("line {line_no}: {param}: {detail}")
+            }
+            store::StoreError::NotFound { what, param } => {
+                anyhow!("line {line_no}: {param}: {what} does not exist")
+            }
+            store::StoreError::Conflict { what, param } => {
+                anyhow!("line {line_no}: {param}: {what} already exists")
+            }
+            other => anyhow!("line {line_no}: {other}"),
+        })?;
+        records += 1;
+        tasks += n.tasks;
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            last_report = Instant::now();
+            eprintln!(
+                "imported {records} records, {tasks} tasks ({:.0} tasks/s)",
+                tasks as f64 / start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    importer.commit().await?;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "import complete: {records} records, {tasks} tasks in {secs:.2}s ({:.0} tasks/s)",
+        tasks as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+async fn export(store: Arc<dyn Store>, output: Option<std::path::PathBuf>) -> Result<()> {
+    let (send, mut recv) = tokio::sync::mpsc::channel::<DumpRecord>(1024);
+    let producer = tokio::spawn(async move { store.export(send).await });
+    let mut out: Box<dyn Write + Send> = match &output {
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("could not create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    while let Some(rec) = recv.recv().await {
+        serde_json::to_writer(&mut out, &rec)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    match producer.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => bail!("export failed: {e}"),
+        Err(e) => bail!("export failed: {e}"),
+    }
+}

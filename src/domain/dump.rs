@@ -1,0 +1,130 @@
+//! The dump format (newline-delimited JSON, one object per line, each with a
+//! `kind`, parents before children) used by `export` and `import`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DumpRecord {
+    Project(ProjectRecord),
+    User(UserRecord),
+    Service(ServiceRecord),
+    VideoGroup(VideoGroupRecord),
+    VideoSource(VideoSourceRecord),
+    BatchTask(BatchTaskRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+/// Users travel with their Argon2id hash so that a restore keeps logins; the
+/// plain password is never known to the dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub password_hash: String,
+    #[serde(default)]
+    pub project_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub project_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub service_name: String,
+    pub service_version: String,
+    pub alg_name: String,
+    pub company: String,
+    pub deploy_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoGroupRecord {
+    pub project_id: String,
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoSourceRecord {
+    pub project_id: String,
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub group_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchTaskRecord {
+    pub project_id: String,
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub service_name: String,
+    pub service_version: String,
+    #[serde(default = "default_priority")]
+    pub priority: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub group_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tasks: Vec<TaskRecord>,
+}
+
+fn default_priority() -> String {
+    "low".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub video_source_id: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let lines = [
+            r#"{"kind":"project","id":"p1","name":"demo"}"#,
+            r#"{"kind":"service","project_id":"p1","service_name":"helmet","service_version":"1.0.0","alg_name":"Helmet detection","company":"Acme","deploy_type":"cloud"}"#,
+            r#"{"kind":"video_group","project_id":"p1","id":"g1","name":"gate"}"#,
+            r#"{"kind":"video_source","project_id":"p1","id":"s1","name":"cam-1","url":"rtsp://x","group_ids":["g1"]}"#,
+            r#"{"kind":"batch_task","project_id":"p1","id":"0123456789abcdef0123456789abcdef","name":"helmet-gate","service_name":"helmet","service_version":"1.0.0","priority":"low","created_at":1685667905165,"group_ids":["g1"],"tasks":[{"id":"t1","video_source_id":"s1","state":"running"}]}"#,
+        ];
+        for l in lines {
+            let r: DumpRecord = serde_json::from_str(l).unwrap();
+            let back = serde_json::to_string(&r).unwrap();
+            assert_eq!(back, l, "round trip of {l}");
+        }
+    }
+}

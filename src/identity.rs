@@ -1,0 +1,146 @@
+//! Passwords (Argon2id) and tokens. A token is `tc1.<id>.<secret>`: the id
+//! finds the stored row, the secret is kept only as a SHA-256 digest and
+//! compared in constant time. Tokens live in the database, so they survive
+//! restarts and work across every `serve` process sharing it.
+
+use crate::domain::{now_millis, random_hex};
+use crate::store::{NewToken, Project, Store, StoreError};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const PREFIX: &str = "tc1.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("X-Auth-Token is missing")]
+    Missing,
+    #[error("X-Auth-Token is malformed")]
+    Malformed,
+    #[error("X-Auth-Token is not valid")]
+    Unknown,
+    #[error("X-Auth-Token has expired")]
+    Expired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// False for a wrong password and for a stored hash that does not parse.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A real Argon2id hash of a random password, verified against when the user
+/// name is unknown so that both paths take the same time.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        generate_password()
+            .and_then(|p| hash_password(&p))
+            .unwrap_or_default()
+    })
+}
+
+/// A password for generated accounts: 24 hex characters, 96 bits.
+pub fn generate_password() -> Result<String, StoreError> {
+    Ok(random_hex(12)?)
+}
+
+pub struct IssuedToken {
+    pub token: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn issue_token(
+    store: &dyn Store,
+    project_pk: i64,
+    user_pk: Option<i64>,
+    ttl: std::time::Duration,
+) -> Result<IssuedToken, StoreError> {
+    let id = random_hex(16)?;
+    let secret = random_hex(32)?;
+    let issued_at = now_millis();
+    let expires_at = issued_at.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    store
+        .insert_token(&NewToken {
+            id: id.clone(),
+            secret_hash: Sha256::digest(secret.as_bytes()).to_vec(),
+            project_pk,
+            user_pk,
+            issued_at,
+            expires_at,
+        })
+        .await?;
+    Ok(IssuedToken {
+        token: format!("{PREFIX}{id}.{secret}"),
+        issued_at,
+        expires_at,
+    })
+}
+
+fn split(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('.')?;
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    (hex(id, 32) && hex(secret, 64)).then_some((id, secret))
+}
+
+/// The project a token grants, or why it grants none.
+pub async fn authenticate(store: &dyn Store, token: &str) -> Result<Project, AuthError> {
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    let (id, secret) = split(token).ok_or(AuthError::Malformed)?;
+    let row = store.token(id).await?.ok_or(AuthError::Unknown)?;
+    let digest = Sha256::digest(secret.as_bytes());
+    if !bool::from(digest.as_slice().ct_eq(row.secret_hash.as_slice())) {
+        return Err(AuthError::Unknown);
+    }
+    if row.expires_at <= now_millis() {
+        return Err(AuthError::Expired);
+    }
+    Ok(row.project)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_round_trip() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("s3cret!", &h));
+        assert!(!verify_password("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn token_shape() {
+        let good = format!("tc1.{}.{}", "a".repeat(32), "b".repeat(64));
+        assert!(split(&good).is_some());
+        assert!(split(&good.replace("tc1.", "tc2.")).is_none());
+        assert!(split(&format!("tc1.{}.{}", "a".repeat(32), "B".repeat(64))).is_none());
+        assert!(split("tc1.").is_none());
+        assert!(split("").is_none());
+    }
+}

@@ -1,0 +1,10 @@
+//! taskcenter: a self-hosted task center for video analytics that speaks the
+//! VIAS task-center API (v2).
+#![forbid(unsafe_code)]
+#![recursion_limit = "512"]
+
+pub mod api;
+pub mod cli;
+pub mod domain;
+pub mod identity;
+pub mod store;

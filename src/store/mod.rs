@@ -1,0 +1,359 @@
+//! The `Store` trait: every read and write of taskcenter's data. `sqlite` and
+//! `postgres` implement it; nothing outside this module speaks SQL.
+
+mod common;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use crate::domain::dump::DumpRecord;
+use crate::domain::{FieldError, ListBatchTasksParams, TaskState};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} not found")]
+    NotFound { what: &'static str, param: String },
+    #[error("{what} already exists")]
+    Conflict { what: &'static str, param: String },
+    #[error("a batch task with this name already exists")]
+    BatchNameTaken,
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::domain::RandomError> for StoreError {
+    fn from(e: crate::domain::RandomError) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub pk: i64,
+    pub id: String,
+    pub name: String,
+}
+
+/// How a token names the project it wants: by id or by name.
+#[derive(Debug, Clone)]
+pub enum ProjectRef {
+    Id(String),
+    Name(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub pk: i64,
+    pub name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub secret_hash: Vec<u8>,
+    pub project_pk: i64,
+    pub user_pk: Option<i64>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub secret_hash: Vec<u8>,
+    pub project: Project,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployType {
+    Cloud,
+    Edge,
+}
+
+impl DeployType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployType::Cloud => "cloud",
+            DeployType::Edge => "edge",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DeployType> {
+        if s.eq_ignore_ascii_case("cloud") {
+            Some(DeployType::Cloud)
+        } else if s.eq_ignore_ascii_case("edge") {
+            Some(DeployType::Edge)
+        } else {
+            None
+        }
+    }
+    /// The batch `type` on the wire: "0" cloud, "1" edge.
+    pub fn task_type(self) -> &'static str {
+        match self {
+            DeployType::Cloud => "0",
+            DeployType::Edge => "1",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub id: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub alg_name: String,
+    pub company: String,
+    pub deploy_type: DeployType,
+    pub deployed: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub alg_name: String,
+    pub company: String,
+    pub deploy_type: String,
+    pub deployed: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoGroup {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoSource {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub group_ids: Vec<String>,
+    pub created_at: i64,
+}
+
+/// One page request for the simple list routes (groups, sources, services).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchGroupInput {
+    pub group_id: String,
+    /// `None`: every source in the group when the batch is created.
+    pub sources: Option<Vec<BatchSourceInput>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchSourceInput {
+    pub source_id: String,
+    pub target_roi: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBatchTask {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub priority: String,
+    pub groups: Vec<BatchGroupInput>,
+    pub config: serde_json::Value,
+    pub output: serde_json::Value,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFailure {
+    pub video_source_id: String,
+    pub error_code: &'static str,
+    pub error_msg: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCreated {
+    pub id: String,
+    pub succeed_count: u64,
+    pub failures: Vec<SourceFailure>,
+}
+
+/// One row of the batch-task list, with its counters in `TaskState::ALL` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTaskRow {
+    pub id: String,
+    pub name: String,
+    pub video_source_name: Option<String>,
+    pub video_group_name: Option<String>,
+    pub alg_name: String,
+    pub company: String,
+    pub task_type: String,
+    pub priority: String,
+    pub num_task: i64,
+    pub created_at: i64,
+    pub counters: [i64; 18],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTaskPage {
+    pub count: u64,
+    pub rows: Vec<BatchTaskRow>,
+}
+
+/// Every matching batch, streamed: `count` first, then the rows through a
+/// bounded channel so memory does not grow with the number of rows.
+pub struct BatchTaskStream {
+    pub count: u64,
+    pub rows: mpsc::Receiver<StoreResult<BatchTaskRow>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: String,
+    pub batch_id: Option<String>,
+    pub video_source_id: String,
+    pub state: TaskState,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Counters as stored beside a batch, and as freshly counted from its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterCheck {
+    pub stored: [i64; 18],
+    pub stored_num_task: i64,
+    pub counted: [i64; 18],
+}
+
+/// A bulk load in one transaction: nothing is visible until `commit`, and
+/// dropping the importer without committing discards everything.
+#[async_trait]
+pub trait Importer: Send {
+    async fn put(&mut self, record: DumpRecord) -> StoreResult<ImportedCount>;
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportedCount {
+    pub tasks: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Projects, users, tokens.
+    async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project>;
+    async fn project(&self, r: &ProjectRef) -> StoreResult<Option<Project>>;
+    async fn project_count(&self) -> StoreResult<u64>;
+    async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        project_ids: &[String],
+    ) -> StoreResult<()>;
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRow>>;
+    async fn user_may_use(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool>;
+    async fn insert_token(&self, token: &NewToken) -> StoreResult<()>;
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
+
+    // Catalogue.
+    async fn add_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service>;
+    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)>;
+    async fn service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>>;
+    async fn create_video_group(
+        &self,
+        project_pk: i64,
+        id: &str,
+        name: &str,
+        created_at: i64,
+    ) -> StoreResult<VideoGroup>;
+    async fn list_video_groups(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoGroup>)>;
+    async fn video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>>;
+    async fn create_video_source(
+        &self,
+        project_pk: i64,
+        s: &VideoSource,
+    ) -> StoreResult<VideoSource>;
+    async fn list_video_sources(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoSource>)>;
+    async fn video_source(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoSource>>;
+
+    // Batch tasks and tasks.
+    async fn create_batch_task(
+        &self,
+        project_pk: i64,
+        b: &NewBatchTask,
+    ) -> StoreResult<BatchCreated>;
+    async fn list_batch_tasks(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage>;
+    async fn stream_batch_tasks(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskStream>;
+    async fn add_task(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+        source_id: &str,
+    ) -> StoreResult<TaskRow>;
+    /// Moves a task to `to` only if it is in `from` now; `Ok(false)` if not.
+    async fn set_task_state(
+        &self,
+        project_pk: i64,
+        task_id: &str,
+        from: TaskState,
+        to: TaskState,
+    ) -> StoreResult<bool>;
+    async fn delete_task(&self, project_pk: i64, task_id: &str) -> StoreResult<bool>;
+    async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>>;
+    async fn check_counters(&self, project_pk: i64, batch_id: &str) -> StoreResult<CounterCheck>;
+
+    // Dump.
+    async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()>;
+    async fn begin_import(&self) -> StoreResult<Box<dyn Importer>>;
+}
+
+/// Opens the store a URL names: `postgres://` or `postgresql://` for
+/// PostgreSQL, `sqlite:PATH` or a bare file path for SQLite.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+    }
+}

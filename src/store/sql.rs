@@ -1,0 +1,202 @@
+//! SQL text shared by both backends. Both accept `$N` placeholders,
+//! `string_agg(... order by ...)`, `like ... escape`, and `returning`, so one
+//! text serves SQLite and PostgreSQL. Every identifier spliced into a string
+//! here comes from a fixed list in code; every value is a bound parameter.
+
+use crate::domain::state::COUNTER_COLUMNS;
+use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// Builds a statement's text and its arguments together, so placeholder
+/// numbers always match the bind order.
+#[derive(Debug, Default)]
+pub struct Query {
+    pub sql: String,
+    pub args: Vec<Arg>,
+}
+
+impl Query {
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder for `arg`.
+    pub fn bind(&mut self, arg: Arg) -> &mut Self {
+        self.args.push(arg);
+        self.sql.push('$');
+        self.sql.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// Appends `(p1, p2, ...)` for a non-empty list of texts.
+    pub fn bind_list(&mut self, items: &[String]) -> &mut Self {
+        self.sql.push('(');
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.bind(Arg::Text(it.clone()));
+        }
+        self.sql.push(')');
+        self
+    }
+}
+
+/// Columns of a batch-list row, in the order `common` decodes them.
+pub fn batch_row_columns() -> String {
+    let mut s = String::from(
+        "b.id, b.name, b.alg_name, b.company, b.task_type, b.priority, b.num_task, b.created_at, ",
+    );
+    for c in COUNTER_COLUMNS {
+        s.push_str("b.");
+        s.push_str(c);
+        s.push_str(", ");
+    }
+    s.push_str(
+        "(select string_agg(g.name, ',' order by bg.position) from batch_task_groups bg \
+         join video_groups g on g.pk = bg.group_pk where bg.batch_pk = b.pk) as group_names, \
+         case when b.num_task = 1 then (select s.name from tasks t join video_sources s \
+         on s.pk = t.video_source_pk where t.batch_pk = b.pk limit 1) end as source_name",
+    );
+    s
+}
+
+/// `%`, `_` and `\` in a needle are literal: escape them for `like ... escape '\'`.
+pub fn like_contains(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn push_filters(q: &mut Query, project_pk: i64, p: &ListBatchTasksParams) {
+    q.push(" from batch_tasks b where b.project_pk = ")
+        .bind(Arg::Int(project_pk));
+    if !p.task_states.is_empty() {
+        q.push(" and (");
+        for (i, st) in p.task_states.iter().enumerate() {
+            if i > 0 {
+                q.push(" or ");
+            }
+            q.push("b.").push(st.counter_column()).push(" > 0");
+        }
+        q.push(")");
+    }
+    if !p.video_groups.is_empty() {
+        q.push(
+            " and exists (select 1 from batch_task_groups bg where bg.batch_pk = b.pk and bg.group_pk in \
+             (select g.pk from video_groups g where g.project_pk = ",
+        )
+        .bind(Arg::Int(project_pk))
+        .push(" and (g.id in ")
+        .bind_list(&p.video_groups)
+        .push(" or g.name in ")
+        .bind_list(&p.video_groups)
+        .push(")))");
+    }
+    if let Some(nl) = &p.name_like {
+        let col = match nl.field {
+            NameField::BatchTaskName => "b.name_lc",
+            NameField::PublishServiceName => "b.service_name_lc",
+        };
+        q.push(" and ")
+            .push(col)
+            .push(" like ")
+            .bind(Arg::Text(like_contains(&nl.needle)))
+            .push(" escape '\\'");
+    }
+    if !p.manufacturers.is_empty() {
+        q.push(" and b.company in ").bind_list(&p.manufacturers);
+    }
+    if !p.titles.is_empty() {
+        q.push(" and b.alg_name in ").bind_list(&p.titles);
+    }
+}
+
+pub fn count_batch_tasks(project_pk: i64, p: &ListBatchTasksParams) -> Query {
+    let mut q = Query::default();
+    q.push("select count(*)");
+    push_filters(&mut q, project_pk, p);
+    q
+}
+
+pub fn select_batch_tasks(project_pk: i64, p: &ListBatchTasksParams) -> Query {
+    let mut q = Query::default();
+    q.push("select ").push(&batch_row_columns());
+    push_filters(&mut q, project_pk, p);
+    let (col, dir) = (
+        match p.sort {
+            SortField::CreatedAt => "b.created_at",
+            SortField::TaskCount => "b.num_task",
+        },
+        match p.order {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        },
+    );
+    q.push(" order by ")
+        .push(col)
+        .push(" ")
+        .push(dir)
+        .push(", b.id ")
+        .push(dir);
+    if let Some(pg) = p.paging {
+        q.push(" limit ").bind(Arg::Int(i64::from(pg.page_size)));
+        q.push(" offset ").bind(Arg::Int(pg.offset() as i64));
+    }
+    q
+}
+
+/// `update batch_tasks set c_x = c_x + $1, num_task = num_task + $1 where pk = $2`
+pub fn bump_counter(state: crate::domain::TaskState) -> String {
+    let c = state.counter_column();
+    format!("update batch_tasks set {c} = {c} + $1, num_task = num_task + $1 where pk = $2")
+}
+
+/// Moves one task's count from one counter to another.
+pub fn move_counter(from: crate::domain::TaskState, to: crate::domain::TaskState) -> String {
+    let (f, t) = (from.counter_column(), to.counter_column());
+    format!("update batch_tasks set {f} = {f} - 1, {t} = {t} + 1 where pk = $1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskState;
+
+    #[test]
+    fn like_escapes_wildcards() {
+        assert_eq!(like_contains("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+    }
+
+    #[test]
+    fn placeholders_follow_binds() {
+        let p = ListBatchTasksParams {
+            video_groups: vec!["g1".into(), "g2".into()],
+            task_states: vec![TaskState::Running],
+            manufacturers: vec!["acme".into()],
+            ..Default::default()
+        };
+        let q = select_batch_tasks(7, &p);
+        assert_eq!(q.args.len(), 1 + 1 + 4 + 1 + 2);
+        assert!(q.sql.contains("$9"));
+        assert!(!q.sql.contains("$10"));
+        assert!(q.sql.contains("b.c_running > 0"));
+        assert!(q
+            .sql
+            .ends_with("order by b.created_at desc, b.id desc limit $8 offset $9"));
+    }
+}
