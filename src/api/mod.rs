@@ -216,3 +216,56 @@ async fn readyz(State(st): State<AppState>) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_the_error_body_and_request_id() {
+        let dir = std::env::temp_dir().join(format!("tc-panic-{}", random_hex(8).unwrap()));
+        let store = crate::store::open(dir.to_str().unwrap()).await.unwrap();
+        let state = AppState {
+            store,
+            token_ttl: Duration::from_secs(60),
+        };
+        let router = Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                let v: Vec<u8> = Vec::new();
+                #[allow(clippy::indexing_slicing)]
+                let _ = v[1];
+                "unreachable"
+            }),
+        );
+        let resp = with_edge(router, state)
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let rid = resp
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error_code"], "VIAS.00010006");
+        assert_eq!(v["error_msg"], "Internal error.");
+        assert_eq!(v["detail"], format!("request id {rid}"));
+        assert!(
+            !body.windows(5).any(|w| w == b"index"),
+            "no internals in the body"
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+}

@@ -1,0 +1,478 @@
+//! Test harness: a fresh database per test (a temporary SQLite file, or a
+//! uniquely named PostgreSQL database dropped afterwards), an app on it, and
+//! `both_backends!`, which writes each case once and runs it on both.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use taskcenter::api::{self, AppState};
+use taskcenter::domain::dump::*;
+use taskcenter::identity;
+use taskcenter::store::{self, Store};
+use tower::ServiceExt;
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", taskcenter::domain::random_hex(8).unwrap())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    pg_admin: Option<(String, String)>,
+    file: Option<std::path::PathBuf>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let file = std::env::temp_dir().join(format!("{}.db", unique("taskcenter_test")));
+        TestDb {
+            url: file.to_string_lossy().into_owned(),
+            pg_admin: None,
+            file: Some(file),
+        }
+    }
+
+    /// `None` (skip) when TEST_DATABASE_URL is unset locally; a failure when
+    /// it is unset under CI, so a CI run can never pass by skipping.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin = match std::env::var("TEST_DATABASE_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                if std::env::var("CI").is_ok() {
+                    panic!("TEST_DATABASE_URL must be set when CI is set: PostgreSQL tests may not be skipped");
+                }
+                eprintln!("SKIPPED: TEST_DATABASE_URL is not set; PostgreSQL case not run");
+                return None;
+            }
+        };
+        let name = unique("taskcenter_test");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        sqlx::Executor::execute(&mut conn, format!("create database {name}").as_str())
+            .await
+            .unwrap();
+        let (base, query) = match admin.split_once('?') {
+            Some((b, q)) => (b.to_string(), format!("?{q}")),
+            None => (admin.clone(), String::new()),
+        };
+        let prefix = &base[..base.rfind('/').unwrap()];
+        Some(TestDb {
+            url: format!("{prefix}/{name}{query}"),
+            pg_admin: Some((admin, name)),
+            file: None,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(f) = &self.file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
+            }
+        }
+        if let Some((admin, name)) = self.pg_admin.take() {
+            // Drop runs inside the test's runtime; a thread with its own
+            // runtime does the async work.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) =
+                        <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                    {
+                        let _ = sqlx::Executor::execute(
+                            &mut c,
+                            format!("drop database if exists {name} with (force)").as_str(),
+                        )
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// An app on a fresh database with one project `p1` and a token for it.
+pub struct Ctx {
+    pub db: TestDb,
+    pub store: Arc<dyn Store>,
+    pub app: api::App,
+    pub token: String,
+    pub project_pk: i64,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Ctx {
+    pub async fn new(db: TestDb) -> Ctx {
+        let store = store::open(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let p = store.create_project("p1", "project one", 1).await.unwrap();
+        let token = identity::issue_token(&*store, p.pk, None, Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .token;
+        let app = api::app(AppState {
+            store: store.clone(),
+            token_ttl: Duration::from_secs(3600),
+        });
+        Ctx {
+            db,
+            store,
+            app,
+            token,
+            project_pk: p.pk,
+        }
+    }
+
+    pub async fn sqlite() -> Ctx {
+        Ctx::new(TestDb::sqlite()).await
+    }
+
+    pub async fn postgres() -> Option<Ctx> {
+        Some(Ctx::new(TestDb::postgres().await?).await)
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let raw = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    /// GET with this context's token.
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.send(
+            Request::get(uri)
+                .header("x-auth-token", &self.token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.post_raw(uri, body.to_string().into_bytes()).await
+    }
+
+    pub async fn post_raw(&self, uri: &str, body: Vec<u8>) -> Reply {
+        self.send(
+            Request::post(uri)
+                .header("x-auth-token", &self.token)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `GET /v2/p1/batch-tasks?{query}`.
+    pub async fn list(&self, query: &str) -> Reply {
+        self.get(&format!("/v2/p1/batch-tasks?{query}")).await
+    }
+
+    /// Ids of the batches a successful list returned, shortened to the
+    /// fixture's numbers.
+    pub async fn list_ids(&self, query: &str) -> (u64, Vec<u32>) {
+        let r = self.list(query).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{query}: {}",
+            String::from_utf8_lossy(&r.raw)
+        );
+        let ids = r.body["batch_task_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u32::from_str_radix(b["id"].as_str().unwrap(), 16).unwrap())
+            .collect();
+        (r.body["count"].as_u64().unwrap(), ids)
+    }
+
+    pub async fn import(&self, records: Vec<DumpRecord>) {
+        let mut imp = self.store.begin_import().await.unwrap();
+        for r in records {
+            imp.put(r).await.unwrap();
+        }
+        imp.commit().await.unwrap();
+    }
+}
+
+/// Asserts the contract's error body: all six fields, the code, and the
+/// offending parameter (or none).
+pub fn assert_error(r: &Reply, status: u16, code: &str, param: Option<&str>) {
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&r.raw)
+    );
+    let obj = r.body.as_object().unwrap_or_else(|| {
+        panic!(
+            "error body is not JSON: {:?}",
+            String::from_utf8_lossy(&r.raw)
+        )
+    });
+    for f in ["error_code", "error_msg", "detail", "reason", "advice"] {
+        assert!(
+            obj.get(f).and_then(Value::as_str).is_some(),
+            "field {f} missing in {obj:?}"
+        );
+    }
+    assert_eq!(obj.len(), 6, "exactly six fields: {obj:?}");
+    assert_eq!(r.body["error_code"], code, "{obj:?}");
+    let params: Vec<&str> = r.body["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    match param {
+        Some(p) => assert_eq!(params, vec![p], "{obj:?}"),
+        None => assert!(params.len() <= 1),
+    }
+}
+
+pub fn bid(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+fn task(id: &str, source: &str, state: &str) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        video_source_id: source.into(),
+        state: state.into(),
+        created_at: None,
+        updated_at: None,
+    }
+}
+
+fn batch(
+    project: &str,
+    n: u32,
+    name: &str,
+    svc: (&str, &str),
+    groups: &[&str],
+    created_at: i64,
+    tasks: Vec<TaskRecord>,
+) -> DumpRecord {
+    DumpRecord::BatchTask(BatchTaskRecord {
+        project_id: project.into(),
+        id: bid(n),
+        name: name.into(),
+        description: None,
+        service_name: svc.0.into(),
+        service_version: svc.1.into(),
+        priority: if n % 2 == 0 {
+            "high".into()
+        } else {
+            "low".into()
+        },
+        created_at,
+        group_ids: groups.iter().map(|g| g.to_string()).collect(),
+        config: None,
+        output: None,
+        tasks,
+    })
+}
+
+/// The list fixture in project p1 (and a decoy project p2 with clashing
+/// ids and names). Batches, by number:
+///
+/// | n | name     | service         | groups      | created_at | tasks                                   |
+/// |---|----------|-----------------|-------------|------------|-----------------------------------------|
+/// | 1 | alpha    | helmet (Acme, Helmet) | g1    | 1000 | running, running, stopped               |
+/// | 2 | Beta_1   | smoke.det (华为云, 烟火检测) | g2,g1 | 2000 | pending                  |
+/// | 3 | gamma_x  | fire.x (Acme, Fire)   | g3    | 3000 | —                                       |
+/// | 4 | 夜间巡检  | helmet          | g1,g3       | 4000       | failed, succeeded, lack_of_resources, frozen |
+/// | 5 | delta-2  | smoke.det       | g3          | 5000       | stopped, stopped                        |
+/// | 6 | epsilon  | fire.x          | g2          | 5000       | running                                 |
+///
+/// Groups: g1 "gate", g2 "北门", g3 "dock.[east]". Sources s1..s6 named cam-1..cam-6.
+pub fn fixture() -> Vec<DumpRecord> {
+    let mut v = Vec::new();
+    for p in ["p2"] {
+        v.push(DumpRecord::Project(ProjectRecord {
+            id: p.into(),
+            name: format!("project {p}"),
+            created_at: Some(1),
+        }));
+    }
+    for p in ["p1", "p2"] {
+        for (name, ver, alg, company) in [
+            ("helmet", "1.0.0", "Helmet", "Acme"),
+            ("smoke.det", "2.0.0", "烟火检测", "华为云"),
+            ("fire.x", "1.0.0", "Fire", "Acme"),
+        ] {
+            v.push(DumpRecord::Service(ServiceRecord {
+                project_id: p.into(),
+                id: None,
+                service_name: name.into(),
+                service_version: ver.into(),
+                alg_name: alg.into(),
+                company: company.into(),
+                deploy_type: if name == "fire.x" {
+                    "edge".into()
+                } else {
+                    "cloud".into()
+                },
+                deployed: None,
+                created_at: Some(1),
+            }));
+        }
+        for (id, name) in [("g1", "gate"), ("g2", "北门"), ("g3", "dock.[east]")] {
+            v.push(DumpRecord::VideoGroup(VideoGroupRecord {
+                project_id: p.into(),
+                id: id.into(),
+                name: name.into(),
+                created_at: Some(1),
+            }));
+        }
+        for i in 1..=6 {
+            let g = match i {
+                1..=3 => vec!["g1".to_string()],
+                4 => vec!["g2".to_string()],
+                _ => vec!["g3".to_string()],
+            };
+            v.push(DumpRecord::VideoSource(VideoSourceRecord {
+                project_id: p.into(),
+                id: format!("s{i}"),
+                name: format!("cam-{i}"),
+                url: format!("rtsp://cam{i}/live"),
+                group_ids: g,
+                created_at: Some(1),
+            }));
+        }
+    }
+    let h = ("helmet", "1.0.0");
+    let s = ("smoke.det", "2.0.0");
+    let f = ("fire.x", "1.0.0");
+    v.push(batch(
+        "p1",
+        1,
+        "alpha",
+        h,
+        &["g1"],
+        1000,
+        vec![
+            task("t11", "s1", "running"),
+            task("t12", "s2", "RUNNING"),
+            task("t13", "s3", "stopped"),
+        ],
+    ));
+    v.push(batch(
+        "p1",
+        2,
+        "Beta_1",
+        s,
+        &["g2", "g1"],
+        2000,
+        vec![task("t21", "s4", "pending")],
+    ));
+    v.push(batch("p1", 3, "gamma_x", f, &["g3"], 3000, vec![]));
+    v.push(batch(
+        "p1",
+        4,
+        "夜间巡检",
+        h,
+        &["g1", "g3"],
+        4000,
+        vec![
+            task("t41", "s1", "failed"),
+            task("t42", "s2", "succeeded"),
+            task("t43", "s5", "lack_of_resources"),
+            task("t44", "s6", "frozen"),
+        ],
+    ));
+    v.push(batch(
+        "p1",
+        5,
+        "delta-2",
+        s,
+        &["g3"],
+        5000,
+        vec![task("t51", "s1", "stopped"), task("t52", "s2", "stopped")],
+    ));
+    v.push(batch(
+        "p1",
+        6,
+        "epsilon",
+        f,
+        &["g2"],
+        5000,
+        vec![task("t61", "s3", "running")],
+    ));
+    // Decoys in p2: same ids, names and groups; must never show in p1.
+    v.push(batch(
+        "p2",
+        1,
+        "alpha",
+        h,
+        &["g1"],
+        9000,
+        vec![task("t11", "s1", "running")],
+    ));
+    v.push(batch(
+        "p2",
+        7,
+        "zeta",
+        h,
+        &["g1"],
+        9000,
+        vec![task("t71", "s1", "running")],
+    ));
+    v
+}
+
+/// Runs each `async fn name(ctx: Ctx) { ... }` on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($ctx:ident: Ctx) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $ctx = Ctx::sqlite().await;
+                    $body
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some($ctx) = Ctx::postgres().await else { return };
+                    $body
+                }
+            )*
+        }
+    };
+}
