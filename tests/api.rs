@@ -1,0 +1,394 @@
+//! Identity, errors on every path, create routes and the OpenAPI document,
+//! through the router, on both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use axum::body::Body;
+use axum::http::Request;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+use taskcenter::identity;
+
+fn req(method: &str, uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header("x-auth-token", t);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+fn password_body(user: &str, password: &str, project: Value) -> Value {
+    json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": user, "password": password, "domain": {"name": "any"}}}},
+                    "scope": {"project": project}}})
+}
+
+async fn seed_catalogue(ctx: &Ctx) {
+    ctx.store
+        .add_service(
+            ctx.project_pk,
+            &taskcenter::store::NewService {
+                id: "svc1".into(),
+                service_name: "helmet".into(),
+                service_version: "1.0.0".into(),
+                alg_name: "Helmet".into(),
+                company: "Acme".into(),
+                deploy_type: taskcenter::store::DeployType::Edge,
+                deployed: true,
+                created_at: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ctx.post("/v2/p1/video-group", json!({"id": "g1", "name": "gate"}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        ctx.post("/v2/p1/video-group", json!({"id": "g2", "name": "dock"}))
+            .await
+            .status,
+        200
+    );
+    for (id, g) in [("s1", "g1"), ("s2", "g1"), ("s3", "g2")] {
+        let r = ctx.post("/v2/p1/source", json!({"id": id, "name": format!("cam {id}"), "url": format!("rtsp://{id}"), "group_ids": [g]})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+fn create_body(name: &str) -> Value {
+    json!({"name": name, "service_name": "helmet", "service_version": "1.0.0",
+           "batch_input": {"video_source_group": [{"video_source_group_id": "g1"}]},
+           "output": {"event_center": true}})
+}
+
+both_backends! {
+    async fn missing_malformed_forged_and_expired_tokens_are_401(ctx: Ctx) {
+        let uri = "/v2/p1/batch-tasks";
+        assert_error(&ctx.send(req("GET", uri, None, "")).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        assert_error(&ctx.send(req("GET", uri, Some(""), "")).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        assert_error(&ctx.send(req("GET", uri, Some("garbage"), "")).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        let forged = format!("tc1.{}.{}", "0".repeat(32), "1".repeat(64));
+        assert_error(&ctx.send(req("GET", uri, Some(&forged), "")).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        // Right id, wrong secret.
+        let (id, _) = ctx.token.trim_start_matches("tc1.").split_once('.').unwrap();
+        let wrong = format!("tc1.{id}.{}", "f".repeat(64));
+        assert_error(&ctx.send(req("GET", uri, Some(&wrong), "")).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        let short = identity::issue_token(&*ctx.store, ctx.project_pk, None, Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = ctx.send(req("GET", uri, Some(&short.token), "")).await;
+        assert_error(&r, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        assert!(r.body["detail"].as_str().unwrap().contains("expired"));
+        assert_eq!(ctx.send(req("GET", uri, Some(&ctx.token), "")).await.status, 200);
+    }
+
+    async fn a_token_for_another_project_is_403_and_leaks_nothing(ctx: Ctx) {
+        let p2 = ctx.store.create_project("p2", "two", 1).await.unwrap();
+        let t2 = identity::issue_token(&*ctx.store, p2.pk, None, Duration::from_secs(60)).await.unwrap().token;
+        let exists = ctx.send(req("GET", "/v2/p1/batch-tasks", Some(&t2), "")).await;
+        let missing = ctx.send(req("GET", "/v2/nope/batch-tasks", Some(&t2), "")).await;
+        assert_error(&exists, 403, "VIAS.00010005", Some("project_id"));
+        assert_eq!(exists.body, missing.body, "an existing and a missing project look the same");
+        assert_eq!(ctx.send(req("GET", "/v2/p2/batch-tasks", Some(&t2), "")).await.status, 200);
+    }
+
+    async fn authentication_comes_before_everything_else(ctx: Ctx) {
+        let p2 = ctx.store.create_project("p2", "two", 1).await.unwrap();
+        let t2 = identity::issue_token(&*ctx.store, p2.pk, None, Duration::from_secs(60)).await.unwrap().token;
+        // Invalid query, unknown route, wrong method, oversized body: still 401 / 403 first.
+        for (m, uri) in [("GET", "/v2/p1/batch-tasks?page_size=1"), ("GET", "/v2/p1/nowhere"), ("DELETE", "/v2/p1/batch-tasks"), ("GET", "/v2")] {
+            assert_error(&ctx.send(req(m, uri, None, "")).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        }
+        assert_error(&ctx.send(req("GET", "/v2/p1/batch-tasks?page_size=1", Some(&t2), "")).await, 403, "VIAS.00010005", Some("project_id"));
+        let big = "x".repeat(2 * 1024 * 1024);
+        assert_error(&ctx.send(req("POST", "/v2/p1/batch-tasks", None, &big)).await, 401, "VIAS.00010005", Some("X-Auth-Token"));
+        assert_error(&ctx.send(req("POST", "/v2/p1/batch-tasks", Some(&ctx.token), &big)).await, 413, "VIAS.00010001", None);
+    }
+
+    async fn password_tokens_per_iam_body(ctx: Ctx) {
+        let hash = identity::hash_password("correct horse").unwrap();
+        ctx.store.create_user("alice", &hash, &["p1".to_string()]).await.unwrap();
+        ctx.store.create_project("p3", "three", 1).await.unwrap();
+        let r = ctx.send(req("POST", "/v3/auth/tokens", None, &password_body("alice", "correct horse", json!({"id": "p1"})).to_string())).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let token = r.headers["x-subject-token"].to_str().unwrap().to_string();
+        assert_eq!(r.body["token"]["project"], json!({"id": "p1", "name": "project one"}));
+        assert_eq!(r.body["token"]["user"]["name"], "alice");
+        assert_eq!(r.body["token"]["methods"], json!(["password"]));
+        assert!(r.body["token"]["expires_at"].as_str().unwrap() > r.body["token"]["issued_at"].as_str().unwrap());
+        assert!(!String::from_utf8_lossy(&r.raw).contains(&token), "the token travels only in the header");
+        assert_eq!(ctx.send(req("GET", "/v2/p1/batch-tasks", Some(&token), "")).await.status, 200);
+        // By project name too.
+        let r = ctx.send(req("POST", "/v3/auth/tokens", None, &password_body("alice", "correct horse", json!({"name": "project one"})).to_string())).await;
+        assert_eq!(r.status, 201);
+        for body in [
+            password_body("alice", "wrong", json!({"id": "p1"})),
+            password_body("bob", "correct horse", json!({"id": "p1"})),
+            password_body("alice", "correct horse", json!({"id": "p3"})),
+            password_body("alice", "correct horse", json!({"id": "nope"})),
+        ] {
+            assert_error(&ctx.send(req("POST", "/v3/auth/tokens", None, &body.to_string())).await, 401, "VIAS.00010005", None);
+        }
+        let mut no_methods = password_body("alice", "correct horse", json!({"id": "p1"}));
+        no_methods["auth"]["identity"]["methods"] = json!(["token"]);
+        assert_error(&ctx.send(req("POST", "/v3/auth/tokens", None, &no_methods.to_string())).await, 400, "VIAS.00010001", Some("auth.identity.methods"));
+        assert_error(&ctx.send(req("POST", "/v3/auth/tokens", None, "{}")).await, 400, "VIAS.00010001", Some("auth"));
+        assert_error(&ctx.send(req("POST", "/v3/auth/tokens", None, "not json")).await, 400, "VIAS.00010001", None);
+    }
+
+    async fn unknown_routes_wrong_methods_and_bad_bodies(ctx: Ctx) {
+        assert_error(&ctx.get("/v2/p1/nowhere").await, 404, "VIAS.00010002", None);
+        assert_error(&ctx.send(req("GET", "/nowhere", None, "")).await, 404, "VIAS.00010002", None);
+        assert_error(&ctx.send(req("PATCH", "/v2/p1/batch-tasks", Some(&ctx.token), "")).await, 405, "VIAS.00010001", None);
+        assert_error(&ctx.send(req("DELETE", "/healthz", None, "")).await, 405, "VIAS.00010001", None);
+        assert_error(&ctx.post_raw("/v2/p1/batch-tasks", b"{".to_vec()).await, 400, "VIAS.00010001", None);
+        assert_error(&ctx.post_raw("/v2/p1/batch-tasks", vec![]).await, 400, "VIAS.00010001", None);
+        assert_error(&ctx.post_raw("/v2/p1/batch-tasks", b"{} x".to_vec()).await, 400, "VIAS.00010001", None);
+        assert_error(&ctx.post_raw("/v2/p1/video-group", b"{\"name\":\"a\",\"name\":\"b\"}".to_vec()).await, 400, "VIAS.00010001", Some("name"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"name": 5})).await, 400, "VIAS.00010001", Some("name"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({})).await, 400, "VIAS.00010001", Some("name"));
+        assert_error(&ctx.get("/v2/p1/video-group/groups?page_size=0").await, 400, "VIAS.00010001", Some("page_size"));
+        assert_error(&ctx.get("/v2/p1/video-group/nope").await, 400, "VIAS.00010002", Some("id"));
+        assert_error(&ctx.get("/v2/p1/source/sources/nope").await, 400, "VIAS.00010002", Some("id"));
+        assert_error(&ctx.get("/v2/p1/algorithm/services/nope").await, 400, "VIAS.00010002", Some("id"));
+        let r = ctx.send(req("GET", "/readyz", None, "")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(ctx.send(req("GET", "/healthz", None, "")).await.body["status"], "ok");
+    }
+
+    async fn catalogue_create_and_list(ctx: Ctx) {
+        seed_catalogue(&ctx).await;
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "g1", "name": "other"})).await, 400, "VIAS.00010003", Some("id"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "g9", "name": "gate"})).await, 400, "VIAS.00010003", Some("name"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "bad id", "name": "x"})).await, 400, "VIAS.00010001", Some("id"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"name": "a,b"})).await, 400, "VIAS.00010001", Some("name"));
+        let gen = ctx.post("/v2/p1/video-group", json!({"name": "generated"})).await;
+        assert_eq!(gen.body["id"].as_str().unwrap().len(), 32);
+        let r = ctx.get("/v2/p1/video-group/groups?page_size=2&page_num=2").await;
+        assert_eq!(r.body["count"], 3);
+        assert_eq!(r.body["groups"].as_array().unwrap().len(), 1);
+        assert_eq!(ctx.get("/v2/p1/video-group/g2").await.body["name"], "dock");
+        assert_error(&ctx.post("/v2/p1/source", json!({"id": "s9", "name": "x", "url": "rtsp://x", "group_ids": ["nope"]})).await, 400, "VIAS.00010002", Some("group_ids"));
+        assert_error(&ctx.post("/v2/p1/source", json!({"id": "s1", "name": "x", "url": "rtsp://x"})).await, 400, "VIAS.00010003", Some("id"));
+        assert_error(&ctx.post("/v2/p1/source", json!({"name": "x"})).await, 400, "VIAS.00010001", Some("url"));
+        let r = ctx.get("/v2/p1/source/sources").await;
+        assert_eq!(r.body["count"], 3);
+        assert_eq!(r.body["sources"][0]["group_ids"], json!(["g1"]));
+        assert_eq!(ctx.get("/v2/p1/source/sources/s3").await.body["url"], "rtsp://s3");
+        let r = ctx.get("/v2/p1/algorithm/services/user").await;
+        assert_eq!(r.body["count"], 1);
+        assert_eq!(r.body["services"][0]["status"], "deployed");
+        assert_eq!(ctx.get("/v2/p1/algorithm/services/svc1").await.body["service_name"], "helmet");
+    }
+
+    async fn create_batch_task_fans_out_into_pending_tasks(ctx: Ctx) {
+        seed_catalogue(&ctx).await;
+        let r = ctx.post("/v2/p1/batch-tasks", create_body("gate-helmet")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["total_count"], 2);
+        assert_eq!(r.body["succeed_count"], 2);
+        assert_eq!(r.body["failed_count"], 0);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let l = ctx.list("").await;
+        let row = &l.body["batch_task_list"][0];
+        assert_eq!(row["id"], id.as_str());
+        assert_eq!(row["type"], "1");
+        assert_eq!(row["priority"], "low");
+        assert_eq!(row["batch_task_status_info"], json!({"pending": 2}));
+        assert_eq!(row["video_group_name"], "gate");
+
+        // Explicit sources: unknown, not in group, listed twice.
+        let body = json!({"name": "explicit", "service_name": "helmet", "service_version": "1.0.0", "priority": "HIGH",
+            "batch_input": {"video_source_group": [
+                {"video_source_group_id": "g2", "video_source_list": [{"video_source_id": "s3", "target_roi": {"x": 1}}, {"video_source_id": "s1"}, {"video_source_id": "ghost"}]},
+                {"video_source_group_id": "g1", "video_source_list": [{"video_source_id": "s1"}, {"video_source_id": "s1"}]}]},
+            "config": {"threshold": 0.5}, "output": {"webhook": {"url": "https://hooks.example/x"}}});
+        let r = ctx.post("/v2/p1/batch-tasks", body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!((r.body["total_count"].as_u64(), r.body["succeed_count"].as_u64(), r.body["failed_count"].as_u64()), (Some(5), Some(2), Some(3)));
+        let codes: Vec<(&str, &str)> = r.body["error_list"].as_array().unwrap().iter()
+            .map(|e| (e["video_source_id"].as_str().unwrap(), e["error_code"].as_str().unwrap())).collect();
+        assert_eq!(codes, vec![("s1", "VIAS.00010001"), ("ghost", "VIAS.00010002"), ("s1", "VIAS.00010003")]);
+        let l = ctx.list("").await;
+        assert_eq!(l.body["batch_task_list"][0]["priority"], "high");
+        assert_eq!(l.body["batch_task_list"][0]["video_group_name"], "dock,gate");
+        assert_eq!(l.body["batch_task_list"][0]["num_task"], 2);
+    }
+
+    async fn create_batch_task_rejections(ctx: Ctx) {
+        seed_catalogue(&ctx).await;
+        assert_eq!(ctx.post("/v2/p1/batch-tasks", create_body("dup")).await.status, 200);
+        assert_error(&ctx.post("/v2/p1/batch-tasks", create_body("dup")).await, 400, "VIAS.00010011", Some("name"));
+        let with = |f: &dyn Fn(&mut Value)| { let mut b = create_body("x1"); f(&mut b); b };
+        for (body, code, param) in [
+            (with(&|b| { b["service_version"] = json!("9.9.9"); }), "VIAS.00010002", "service_name"),
+            (with(&|b| { b["batch_input"]["video_source_group"][0]["video_source_group_id"] = json!("nope"); }), "VIAS.00010002", "video_source_group_id"),
+            (with(&|b| { b["name"] = json!("has space"); }), "VIAS.00010001", "name"),
+            (with(&|b| { b["name"] = json!("n".repeat(101)); }), "VIAS.00010001", "name"),
+            (with(&|b| { b["description"] = json!("d".repeat(501)); }), "VIAS.00010001", "description"),
+            (with(&|b| { b["priority"] = json!("urgent"); }), "VIAS.00010001", "priority"),
+            (with(&|b| { b["service_name"] = json!("Helmet"); }), "VIAS.00010001", "service_name"),
+            (with(&|b| { b.as_object_mut().unwrap().remove("output"); }), "VIAS.00010001", "output"),
+            (with(&|b| { b["output"] = json!({}); }), "VIAS.00010001", "output"),
+            (with(&|b| { b["output"] = json!({"webhook": {"url": "ftp://x"}}); }), "VIAS.00010001", "output.webhook.url"),
+            (with(&|b| { b["batch_input"]["video_source_group"] = json!([]); }), "VIAS.00010001", "batch_input.video_source_group"),
+            (with(&|b| { b.as_object_mut().unwrap().remove("batch_input"); }), "VIAS.00010001", "batch_input"),
+            (with(&|b| { b["batch_input"]["video_source_group"] = json!([{"video_source_group_id": "g1"}, {"video_source_group_id": "g1"}]); }), "VIAS.00010001", "video_source_group_id"),
+            (with(&|b| { b["priority"] = json!(3); }), "VIAS.00010001", "priority"),
+        ] {
+            assert_error(&ctx.post("/v2/p1/batch-tasks", body).await, 400, code, Some(param));
+        }
+        assert_eq!(ctx.list("").await.body["count"], 1, "no rejected request left a batch behind");
+    }
+}
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes_the_router_serves() {
+    let ctx = Ctx::sqlite().await;
+    let doc = ctx.send(req("GET", "/openapi.json", None, "")).await.body;
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            documented.push((method.to_uppercase(), path.clone()));
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has an operationId"
+            );
+            assert!(
+                op["responses"].as_object().unwrap().contains_key("200")
+                    || op["responses"].as_object().unwrap().contains_key("201")
+            );
+            if path.starts_with("/v2/") {
+                for code in ["400", "401", "403", "500"] {
+                    assert!(
+                        op["responses"].get(code).is_some(),
+                        "{method} {path} documents {code}"
+                    );
+                }
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                for seg in path.split('/').filter(|s| s.starts_with('{')) {
+                    assert!(
+                        declared.contains(&seg.trim_matches(|c| c == '{' || c == '}')),
+                        "{path} declares {seg}"
+                    );
+                }
+            }
+        }
+    }
+    let mut served: Vec<(String, String)> = ctx
+        .app
+        .routes
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    // Every documented route really answers (not the 404/405 fallbacks).
+    for (m, p) in &served {
+        let uri = p.replace("{project_id}", "p1").replace(['{', '}'], "");
+        let r = ctx.send(req(m, &uri, Some(&ctx.token), "{}")).await;
+        assert!(
+            r.status != 404 && r.status != 405,
+            "{m} {uri} answered {}",
+            r.status
+        );
+    }
+    let list = &doc["paths"]["/v2/{project_id}/batch-tasks"]["get"]["parameters"];
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for p in taskcenter::domain::list::LIST_BATCH_TASKS_PARAMS {
+        assert!(names.contains(&p), "ListBatchTasks documents {p}");
+    }
+}
+
+mod no_500 {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_query() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "is_paged",
+            "page_size",
+            "page_num",
+            "order_by",
+            "sort_name",
+            "video_group",
+            "task_state",
+            "type_like",
+            "name_like",
+            "manufacturer",
+            "title",
+            "x",
+        ]);
+        let val = prop_oneof![
+            "[a-zA-Z0-9_,.%\\\\-]{0,12}",
+            "(%[0-9A-Fa-f]{2}){0,6}",
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("5".to_string()),
+            Just("running,stopped".to_string()),
+            Just("batch_task_name".to_string()),
+            Just("%FF".to_string()),
+            Just("%".to_string()),
+        ];
+        prop::collection::vec((key, val), 0..6).prop_map(|kv| {
+            kv.into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn no_query_yields_a_server_error(queries in prop::collection::vec(any_query(), 1..8)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let ctx = Ctx::sqlite().await;
+                ctx.import(fixture()).await;
+                for q in &queries {
+                    let r = ctx.list(q).await;
+                    assert!(r.status == 200 || r.status == 400, "{q} → {}", r.status);
+                    if r.status == 400 {
+                        assert_error(&r, 400, "VIAS.00010001", None);
+                    } else {
+                        assert!(r.body["count"].is_u64());
+                    }
+                }
+            });
+        }
+
+        #[test]
+        fn no_body_yields_a_server_error(body in prop_oneof![
+            "\\PC{0,64}",
+            Just(r#"{"name":"a","service_name":"helmet","service_version":"1.0.0","batch_input":{"video_source_group":[{"video_source_group_id":"g1","video_source_list":[{"video_source_id":null}]}]},"output":{"event_center":true}}"#.to_string()),
+            Just(r#"{"name":["x"],"batch_input":7}"#.to_string()),
+            Just(r#"{"name":"a","output":{"webhook":{}}}"#.to_string()),
+            Just("[]".to_string()), Just("null".to_string()), Just("{\"config\":1e999}".to_string()),
+        ], path in prop::sample::select(vec!["/v2/p1/batch-tasks", "/v2/p1/video-group", "/v2/p1/source", "/v3/auth/tokens"])) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let ctx = Ctx::sqlite().await;
+                let r = ctx.post_raw(path, body.clone().into_bytes()).await;
+                assert!(r.status.as_u16() < 500, "{path} {body:?} → {}", r.status);
+                if r.status != 200 && r.status != 201 {
+                    assert_error(&r, r.status.as_u16(), r.body["error_code"].as_str().unwrap(), None);
+                }
+            });
+        }
+    }
+}
