@@ -121,8 +121,15 @@ pub fn app(state: AppState) -> App {
         "/v2/{project_id}/algorithm/services/{service_id}",
         catalogue::show_service,
     );
-    let router = t
-        .router
+    App {
+        router: with_edge(t.router, state),
+        routes: t.routes,
+    }
+}
+
+/// Fallbacks and the middleware every request passes, outermost last.
+fn with_edge(router: Router<AppState>, state: AppState) -> Router {
+    router
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -131,11 +138,7 @@ pub fn app(state: AppState) -> App {
             panic_response,
         ))
         .layer(middleware::from_fn(request_context))
-        .with_state(state);
-    App {
-        router,
-        routes: t.routes,
-    }
+        .with_state(state)
 }
 
 /// Gives every request an id (in the `x-request-id` header, error bodies and

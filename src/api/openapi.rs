@@ -46,9 +46,9 @@ fn op(
     responses["200"] = success;
     let mut o = json!({"operationId": id, "summary": summary, "parameters": params, "responses": responses});
     if authed {
-        o["parameters"]
-            .as_array_mut()
-            .map(|a| a.insert(0, json!({"$ref": "#/components/parameters/XAuthToken"})));
+        if let Some(a) = o["parameters"].as_array_mut() {
+            a.insert(0, json!({"$ref": "#/components/parameters/XAuthToken"}));
+        }
     }
     if let Some(b) = body {
         o["requestBody"] =

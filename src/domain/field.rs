@@ -180,6 +180,14 @@ pub fn check_text(param: &str, value: &str, max: usize) -> Result<(), FieldError
     Ok(())
 }
 
+/// Batch priority, case-insensitive on input, lowercase when stored.
+pub fn parse_priority(param: &str, value: &str) -> Result<&'static str, FieldError> {
+    ["low", "medium", "high"]
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(value))
+        .ok_or_else(|| FieldError::new(param, format!("{param} must be low, medium or high")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,13 +236,7 @@ mod tests {
         assert!(check_display_name("n", "North gate", 1, 64).is_ok());
         assert!(check_display_name("n", "a,b", 1, 64).is_err());
         assert!(check_display_name("n", " a", 1, 64).is_err());
+        assert_eq!(parse_priority("p", "HIGH"), Ok("high"));
+        assert!(parse_priority("p", "urgent").is_err());
     }
-}
-
-/// Batch priority, case-insensitive on input, lowercase when stored.
-pub fn parse_priority(param: &str, value: &str) -> Result<&'static str, FieldError> {
-    ["low", "medium", "high"]
-        .into_iter()
-        .find(|p| p.eq_ignore_ascii_case(value))
-        .ok_or_else(|| FieldError::new(param, format!("{param} must be low, medium or high")))
 }

@@ -27,6 +27,21 @@ macro_rules! impl_sql_store {
         use tokio::sync::mpsc;
 
         type Conn = <$db as sqlx::Database>::Connection;
+
+        /// The fields of a new batch row.
+        #[derive(Clone, Copy)]
+        struct BatchRow<'a> {
+            id: &'a str,
+            name: &'a str,
+            description: &'a str,
+            service_name: &'a str,
+            service_version: &'a str,
+            priority: &'a str,
+            config: &'a serde_json::Value,
+            output: &'a serde_json::Value,
+            created_at: i64,
+            group_pks: &'a [i64],
+        }
         type DbRow = <$db as sqlx::Database>::Row;
         type BoundQuery<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>;
 
@@ -307,20 +322,19 @@ macro_rules! impl_sql_store {
 
         /// Inserts a batch row with zero counters and its ordered groups;
         /// returns its pk. Checks name and id uniqueness and the service.
-        async fn insert_batch_row(
-            conn: &mut Conn,
-            project_pk: i64,
-            id: &str,
-            name: &str,
-            description: &str,
-            service_name: &str,
-            service_version: &str,
-            priority: &str,
-            config: &serde_json::Value,
-            output: &serde_json::Value,
-            created_at: i64,
-            group_pks: &[i64],
-        ) -> StoreResult<i64> {
+        async fn insert_batch_row(conn: &mut Conn, project_pk: i64, b: &BatchRow<'_>) -> StoreResult<i64> {
+            let BatchRow {
+                id,
+                name,
+                description,
+                service_name,
+                service_version,
+                priority,
+                config,
+                output,
+                created_at,
+                group_pks,
+            } = *b;
             let clash = sqlx::query_scalar::<$db, String>(
                 "select id from batch_tasks where project_pk = $1 and (id = $2 or name = $3)",
             )
@@ -689,8 +703,20 @@ macro_rules! impl_sql_store {
                     group_pks.push(gpk);
                 }
                 let pk = insert_batch_row(
-                    conn, project_pk, &b.id, &b.name, &b.description, &b.service_name, &b.service_version,
-                    &b.priority, &b.config, &b.output, b.created_at, &group_pks,
+                    conn,
+                    project_pk,
+                    &BatchRow {
+                        id: &b.id,
+                        name: &b.name,
+                        description: &b.description,
+                        service_name: &b.service_name,
+                        service_version: &b.service_version,
+                        priority: &b.priority,
+                        config: &b.config,
+                        output: &b.output,
+                        created_at: b.created_at,
+                        group_pks: &group_pks,
+                    },
                 )
                 .await?;
 
@@ -1156,8 +1182,20 @@ macro_rules! impl_sql_store {
                         let config = b.config.unwrap_or_else(|| serde_json::json!({}));
                         let output = b.output.unwrap_or_else(|| serde_json::json!({}));
                         let bpk = insert_batch_row(
-                            &mut self.tx, ppk, &b.id, &b.name, &description, &b.service_name, &b.service_version,
-                            priority, &config, &output, b.created_at, &group_pks,
+                            &mut self.tx,
+                            ppk,
+                            &BatchRow {
+                                id: &b.id,
+                                name: &b.name,
+                                description: &description,
+                                service_name: &b.service_name,
+                                service_version: &b.service_version,
+                                priority,
+                                config: &config,
+                                output: &output,
+                                created_at: b.created_at,
+                                group_pks: &group_pks,
+                            },
                         )
                         .await?;
                         let mut counts = [0i64; 18];

@@ -315,13 +315,11 @@ fn batch(
 /// Groups: g1 "gate", g2 "北门", g3 "dock.[east]". Sources s1..s6 named cam-1..cam-6.
 pub fn fixture() -> Vec<DumpRecord> {
     let mut v = Vec::new();
-    for p in ["p2"] {
-        v.push(DumpRecord::Project(ProjectRecord {
-            id: p.into(),
-            name: format!("project {p}"),
-            created_at: Some(1),
-        }));
-    }
+    v.push(DumpRecord::Project(ProjectRecord {
+        id: "p2".into(),
+        name: "project p2".into(),
+        created_at: Some(1),
+    }));
     for p in ["p1", "p2"] {
         for (name, ver, alg, company) in [
             ("helmet", "1.0.0", "Helmet", "Acme"),

@@ -1,0 +1,492 @@
+//! The real binary: `serve` over TCP (bootstrap, the README walkthrough,
+//! tokens across restarts and across processes), and import/export.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskcenter");
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(unique("taskcenter_cli"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cli(dir: &Path, db: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut c = Command::new(BIN)
+        .current_dir(dir)
+        .env("TASKCENTER_DATABASE_URL", db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = c.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    c.wait_with_output().unwrap()
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `serve` on an ephemeral port and waits until it listens.
+    fn start(dir: &Path, db: &str) -> Server {
+        let mut child = Command::new(BIN)
+            .current_dir(dir)
+            .env("TASKCENTER_DATABASE_URL", db)
+            .env("RUST_LOG", "info")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut addr = None;
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 {
+            if let Some(i) = line.find("addr=") {
+                addr = Some(line[i + 5..].split_whitespace().next().unwrap().to_string());
+                break;
+            }
+            line.clear();
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = err.read_to_string(&mut sink);
+        });
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stdout.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Server {
+            child,
+            addr: addr.expect("serve printed its address"),
+            stdout,
+        }
+    }
+
+    /// What the server wrote to stdout so far (the bootstrap message comes
+    /// before it starts listening).
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits up to five seconds for `pat` on stdout.
+    fn wait_stdout(&self, pat: &str) -> bool {
+        for _ in 0..100 {
+            if self.stdout().contains(pat) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange, so the tests need no client library.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("X-Auth-Token: {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (
+        status,
+        head.to_string(),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn password_token(addr: &str, user: &str, password: &str, project: &str) -> String {
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": user, "password": password, "domain": {"name": "default"}}}},
+                               "scope": {"project": {"id": project}}}});
+    let (status, head, _) = http(addr, "POST", "/v3/auth/tokens", None, Some(&body));
+    assert_eq!(status, 201, "{head}");
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-subject-token:")
+                .then(|| l[16..].trim().to_string())
+        })
+        .unwrap()
+}
+
+/// The README's walkthrough, run as written, against a server started with
+/// the README's first command (here on an ephemeral port, with the built
+/// binary in place of `cargo run`).
+#[test]
+fn readme_walkthrough_works_against_a_fresh_server() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- walkthrough -->")
+        .expect("README marks its walkthrough");
+    let block = &readme[start..];
+    let block = &block[block.find("```bash\n").unwrap() + 8..];
+    let script = &block[..block.find("```").unwrap()];
+    assert!(
+        script.contains("cargo run -q --release --") && script.contains("http://127.0.0.1:8080")
+    );
+
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, "taskcenter.db");
+    assert!(
+        server.wait_stdout("created project \"default\" and user \"admin\""),
+        "bootstrap message: {:?}",
+        server.stdout()
+    );
+    let script = script
+        .replace("cargo run -q --release --", BIN)
+        .replace("http://127.0.0.1:8080", &format!("http://{}", server.addr));
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value =
+        serde_json::from_str(stdout.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(last["count"], 1, "{stdout}");
+    assert_eq!(
+        last["batch_task_list"][0]["batch_task_status_info"],
+        json!({"pending": 2})
+    );
+    assert!(
+        !stdout.contains("error_code"),
+        "no step of the walkthrough failed: {stdout}"
+    );
+}
+
+#[test]
+fn tokens_survive_a_restart_and_bootstrap_happens_once() {
+    let dir = TempDir::new();
+    let out = cli(
+        &dir.0,
+        "t.db",
+        &["project", "create", "demo", "--id", "demo"],
+        None,
+    );
+    assert!(out.status.success());
+    let out = cli(
+        &dir.0,
+        "t.db",
+        &["user", "create", "ops", "--project", "demo"],
+        Some("s3cret pass\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a password read from stdin is not echoed"
+    );
+    let mut a = Server::start(&dir.0, "t.db");
+    assert!(
+        !a.stdout().contains("created project"),
+        "a non-empty database is not bootstrapped"
+    );
+    let token = password_token(&a.addr, "ops", "s3cret pass", "demo");
+    assert_eq!(
+        http(&a.addr, "GET", "/v2/demo/batch-tasks", Some(&token), None).0,
+        200
+    );
+    a.kill();
+    let b = Server::start(&dir.0, "t.db");
+    let (status, _, body) = http(&b.addr, "GET", "/v2/demo/batch-tasks", Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"count": 0, "batch_task_list": []}));
+    let out = cli(
+        &dir.0,
+        "t.db",
+        &["token", "issue", "--project", "demo", "--ttl", "1w"],
+        None,
+    );
+    assert!(!out.status.success());
+    let out = cli(
+        &dir.0,
+        "t.db",
+        &["token", "issue", "--project", "demo", "--ttl", "90s"],
+        None,
+    );
+    let t = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(t.lines().count(), 1, "the token alone on stdout");
+    assert_eq!(
+        http(&b.addr, "GET", "/v2/demo/batch-tasks", Some(t.trim()), None).0,
+        200
+    );
+}
+
+#[test]
+fn two_serve_processes_share_tokens_and_counts_on_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    let dir = TempDir::new();
+    let a = Server::start(&dir.0, &db.url);
+    let b = Server::start(&dir.0, &db.url);
+    assert!(a.wait_stdout("password: ") || b.wait_stdout("password: "));
+    let pw = a
+        .stdout()
+        .split("password: ")
+        .nth(1)
+        .map(|s| s[..24].to_string())
+        .or_else(|| {
+            b.stdout()
+                .split("password: ")
+                .nth(1)
+                .map(|s| s[..24].to_string())
+        });
+    let pw = pw.expect("one of the two bootstrapped the database");
+    let token = password_token(&a.addr, "admin", &pw, "default");
+    let out = cli(
+        &dir.0,
+        &db.url,
+        &[
+            "service",
+            "add",
+            "--project",
+            "default",
+            "--name",
+            "helmet",
+            "--version",
+            "1.0.0",
+            "--alg-name",
+            "Helmet",
+            "--company",
+            "Acme",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = Some(token.as_str());
+    assert_eq!(
+        http(
+            &b.addr,
+            "POST",
+            "/v2/default/video-group",
+            t,
+            Some(&json!({"id": "g", "name": "g"}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        http(
+            &b.addr,
+            "POST",
+            "/v2/default/source",
+            t,
+            Some(&json!({"id": "s", "name": "s", "url": "rtsp://s", "group_ids": ["g"]}))
+        )
+        .0,
+        200
+    );
+    let body = json!({"name": "b1", "service_name": "helmet", "service_version": "1.0.0",
+        "batch_input": {"video_source_group": [{"video_source_group_id": "g"}]}, "output": {"event_center": true}});
+    assert_eq!(
+        http(&b.addr, "POST", "/v2/default/batch-tasks", t, Some(&body)).0,
+        200
+    );
+    let (status, _, list) = http(
+        &a.addr,
+        "GET",
+        "/v2/default/batch-tasks?is_paged=false",
+        t,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        list["batch_task_list"][0]["batch_task_status_info"],
+        json!({"pending": 1})
+    );
+    assert_eq!(list["batch_task_list"][0]["video_source_name"], "s");
+    drop(a);
+    drop(b);
+    drop(db);
+}
+
+#[test]
+fn import_names_the_first_bad_line_and_loads_nothing() {
+    let dir = TempDir::new();
+    let good = [
+        r#"{"kind":"project","id":"p1","name":"demo"}"#,
+        r#"{"kind":"service","project_id":"p1","service_name":"helmet","service_version":"1.0.0","alg_name":"Helmet detection","company":"Acme","deploy_type":"cloud"}"#,
+        r#"{"kind":"video_group","project_id":"p1","id":"g1","name":"gate"}"#,
+        r#"{"kind":"video_source","project_id":"p1","id":"s1","name":"cam-1","url":"rtsp://x","group_ids":["g1"]}"#,
+    ];
+    for (bad, line_no, what) in [
+        (
+            r#"{"kind":"video_source","project_id":"p1","id":"s2","name":"cam-2","url":"rtsp://y","group_ids":["nope"]}"#,
+            5,
+            "group_ids",
+        ),
+        (r#"{"kind":"gizmo"}"#, 5, "gizmo"),
+        ("not json", 5, "line 5"),
+        (
+            r#"{"kind":"batch_task","project_id":"p1","id":"0123456789abcdef0123456789abcdef","name":"x","service_name":"helmet","service_version":"1.0.0","created_at":1,"group_ids":["g1"],"tasks":[{"id":"t1","video_source_id":"s1","state":"napping"}]}"#,
+            5,
+            "tasks.state",
+        ),
+    ] {
+        let mut text = good.join("\n");
+        text.push('\n');
+        text.push_str(bad);
+        text.push_str("\n{\"kind\":\"project\",\"id\":\"p9\",\"name\":\"later\"}\n");
+        let file = dir.0.join("dump.ndjson");
+        std::fs::write(&file, &text).unwrap();
+        let out = cli(&dir.0, "i.db", &["import", file.to_str().unwrap()], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains(&format!("line {line_no}")) && err.contains(what),
+            "{err}"
+        );
+        let out = cli(&dir.0, "i.db", &["export"], None);
+        assert!(out.status.success());
+        assert!(
+            out.stdout.is_empty(),
+            "nothing was loaded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // The same file, fixed, loads; stdin works as `-`.
+    let mut text = good.join("\n");
+    text.push('\n');
+    let out = cli(&dir.0, "i.db", &["import", "-"], Some(&text));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("import complete"));
+}
+
+#[test]
+fn cli_export_import_export_round_trips() {
+    let dir = TempDir::new();
+    let mut text = String::new();
+    for r in fixture() {
+        text.push_str(&serde_json::to_string(&r).unwrap());
+        text.push('\n');
+    }
+    // The fixture assumes p1 exists.
+    let text = format!("{{\"kind\":\"project\",\"id\":\"p1\",\"name\":\"one\"}}\n{text}");
+    assert!(cli(&dir.0, "a.db", &["import", "-"], Some(&text))
+        .status
+        .success());
+    let first = cli(&dir.0, "a.db", &["export"], None);
+    assert!(first.status.success());
+    assert!(cli(
+        &dir.0,
+        "b.db",
+        &["import", "-"],
+        Some(&String::from_utf8_lossy(&first.stdout))
+    )
+    .status
+    .success());
+    let second = cli(&dir.0, "b.db", &["export", "--output", "b.ndjson"], None);
+    assert!(second.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        std::fs::read_to_string(dir.0.join("b.ndjson")).unwrap()
+    );
+    assert!(first.stdout.len() > 1000);
+}
