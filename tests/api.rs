@@ -92,6 +92,10 @@ both_backends! {
         assert_error(&exists, 403, "VIAS.00010005", Some("project_id"));
         assert_eq!(exists.body, missing.body, "an existing and a missing project look the same");
         assert_eq!(ctx.send(req("GET", "/v2/p2/batch-tasks", Some(&t2), "")).await.status, 200);
+        assert_error(&ctx.send(req("GET", "//v2//batch-tasks", Some(&t2), "")).await, 404, "VIAS.00010002", None);
+        assert_error(&ctx.send(req("GET", "/v2//batch-tasks", Some(&t2), "")).await, 403, "VIAS.00010005", Some("project_id"));
+        assert_error(&ctx.send(req("GET", "/v2/P2/batch-tasks", Some(&t2), "")).await, 403, "VIAS.00010005", Some("project_id"));
+        assert_error(&ctx.send(req("GET", "/v2/", Some(&t2), "")).await, 404, "VIAS.00010002", None);
     }
 
     async fn authentication_comes_before_everything_else(ctx: Ctx) {

@@ -179,7 +179,12 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
     if path != "/v2" && !path.starts_with("/v2/") {
         return next.run(req).await;
     }
-    let path_project = path.split('/').nth(2).unwrap_or("").to_string();
+    // `None` only for `/v2` and `/v2/`, which name no project (and are 404).
+    let path_project = path
+        .split('/')
+        .nth(2)
+        .filter(|p| !(p.is_empty() && path.len() <= 4))
+        .map(str::to_string);
     let token = req
         .headers()
         .get("x-auth-token")
@@ -193,7 +198,7 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
         Err(AuthError::Store(e)) => return ApiError::from(e).into_response(),
         Err(e) => return ApiError::Unauthenticated(e.to_string()).into_response(),
     };
-    if !path_project.is_empty() && path_project != project.id {
+    if path_project.is_some_and(|p| p != project.id) {
         return ApiError::Forbidden.into_response();
     }
     req.extensions_mut().insert(Authed(project));
