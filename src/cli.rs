@@ -47,6 +47,14 @@ enum Command {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// Write a synthetic benchmark dataset (dump format) to stdout.
+    Generate {
+        /// About how many tasks (the largest project gets about this many).
+        #[arg(long, default_value_t = 10_000)]
+        tasks: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Manage projects.
     #[command(subcommand)]
     Project(ProjectCmd),
@@ -69,6 +77,10 @@ struct ServeArgs {
     /// Lifetime of tokens from POST /v3/auth/tokens (e.g. 90s, 15m, 24h, 7d).
     #[arg(long, env = "TASKCENTER_TOKEN_TTL", default_value = "24h")]
     token_ttl: String,
+    /// Where the batch-task list is answered from: `memory` (the read model,
+    /// kept current from the database) or `database` (SQL on every call).
+    #[arg(long, env = "TASKCENTER_LIST_SOURCE", default_value = "memory", value_parser = ["memory", "database"])]
+    list_source: String,
 }
 
 #[derive(Subcommand)]
@@ -169,9 +181,18 @@ async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
+    if let Command::Generate { tasks, seed } = cli.command {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let (records, tasks) = crate::datagen::generate(tasks, seed, &mut out)?;
+        out.flush()?;
+        eprintln!("generated {records} records, {tasks} tasks");
+        return Ok(());
+    }
     let store = open(&cli.database_url).await?;
     match cli.command {
         Command::Serve(a) => serve(store, a).await,
+        Command::Generate { .. } => Ok(()),
         Command::Migrate => {
             eprintln!("migrations applied");
             Ok(())
@@ -287,7 +308,11 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", a.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "taskcenter serving");
-    let app = api::app(AppState { store, token_ttl });
+    let app = api::app(AppState {
+        store,
+        token_ttl,
+        list_from_db: a.list_source == "database",
+    });
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod datagen;
 pub mod domain;
 pub mod identity;
 pub mod store;

@@ -306,18 +306,13 @@ fn tokens_survive_a_restart_and_bootstrap_happens_once() {
     );
 }
 
-#[test]
-fn two_serve_processes_share_tokens_and_counts_on_postgres() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
+/// Two `serve` processes on one database: a token from one works on the
+/// other, and a batch created through one shows in the other's list (whose
+/// read model was loaded before) within one second.
+fn two_processes(db: &str) {
     let dir = TempDir::new();
-    let a = Server::start(&dir.0, &db.url);
-    let b = Server::start(&dir.0, &db.url);
+    let a = Server::start(&dir.0, db);
+    let b = Server::start(&dir.0, db);
     assert!(a.wait_stdout("password: ") || b.wait_stdout("password: "));
     let pw = a
         .stdout()
@@ -334,7 +329,7 @@ fn two_serve_processes_share_tokens_and_counts_on_postgres() {
     let token = password_token(&a.addr, "admin", &pw, "default");
     let out = cli(
         &dir.0,
-        &db.url,
+        db,
         &[
             "service",
             "add",
@@ -357,6 +352,11 @@ fn two_serve_processes_share_tokens_and_counts_on_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
     let t = Some(token.as_str());
+    // A loads its view of the (empty) project first.
+    assert_eq!(
+        http(&a.addr, "GET", "/v2/default/batch-tasks", t, None).2,
+        json!({"count": 0, "batch_task_list": []})
+    );
     assert_eq!(
         http(
             &b.addr,
@@ -385,22 +385,52 @@ fn two_serve_processes_share_tokens_and_counts_on_postgres() {
         http(&b.addr, "POST", "/v2/default/batch-tasks", t, Some(&body)).0,
         200
     );
-    let (status, _, list) = http(
-        &a.addr,
-        "GET",
-        "/v2/default/batch-tasks?is_paged=false",
-        t,
-        None,
-    );
-    assert_eq!(status, 200);
+    let written = std::time::Instant::now();
+    // B, which wrote, answers with it at once.
+    let (_, _, on_b) = http(&b.addr, "GET", "/v2/default/batch-tasks", t, None);
+    assert_eq!(on_b["count"], 1);
+    let seen_by_a = loop {
+        let (status, _, list) = http(
+            &a.addr,
+            "GET",
+            "/v2/default/batch-tasks?is_paged=false",
+            t,
+            None,
+        );
+        assert_eq!(status, 200);
+        if list["count"] == 1 {
+            break list;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "the other process did not see the write within 1 s: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(
-        list["batch_task_list"][0]["batch_task_status_info"],
+        seen_by_a["batch_task_list"][0]["batch_task_status_info"],
         json!({"pending": 1})
     );
-    assert_eq!(list["batch_task_list"][0]["video_source_name"], "s");
-    drop(a);
-    drop(b);
+    assert_eq!(seen_by_a["batch_task_list"][0]["video_source_name"], "s");
+}
+
+#[test]
+fn two_serve_processes_share_tokens_and_counts_on_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    two_processes(&db.url);
     drop(db);
+}
+
+#[test]
+fn two_serve_processes_share_tokens_and_counts_on_sqlite() {
+    let db = TestDb::sqlite();
+    two_processes(&db.url);
 }
 
 #[test]

@@ -287,3 +287,181 @@ async fn sqlite_export_imports_into_postgres_identically() {
     };
     round_trip(Ctx::sqlite().await, dst).await;
 }
+
+mod read_model_matches_sql {
+    use super::*;
+    use taskcenter::domain::{
+        ListBatchTasksParams, NameField, NameLike, Paging, SortField, SortOrder,
+    };
+
+    fn subset(items: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+        prop::sample::subsequence(items.to_vec(), 0..=items.len().min(3))
+            .prop_map(|v| v.into_iter().map(str::to_string).collect())
+    }
+
+    fn query() -> impl Strategy<Value = ListBatchTasksParams> {
+        (
+            prop::option::of((1u32..4, 5u32..8)),
+            any::<bool>(),
+            any::<bool>(),
+            subset(&["g1", "gate", "g2", "北门", "g3", "dock.[east]", "zzz"]),
+            prop::sample::subsequence(TaskState::ALL.to_vec(), 0..3),
+            prop::option::of((
+                any::<bool>(),
+                prop::sample::select(vec!["a", "_", "a_", "巡", "ke.d", ".", "e", "%"]),
+            )),
+            subset(&["Acme", "华为云", "acme"]),
+            subset(&["Helmet", "Fire", "烟火检测"]),
+        )
+            .prop_map(
+                |(
+                    paging,
+                    by_count,
+                    asc,
+                    video_groups,
+                    task_states,
+                    name,
+                    manufacturers,
+                    titles,
+                )| ListBatchTasksParams {
+                    paging: paging.map(|(page_num, page_size)| Paging {
+                        page_num,
+                        page_size,
+                    }),
+                    sort: if by_count {
+                        SortField::TaskCount
+                    } else {
+                        SortField::CreatedAt
+                    },
+                    order: if asc { SortOrder::Asc } else { SortOrder::Desc },
+                    video_groups,
+                    task_states,
+                    name_like: name.map(|(svc, n)| NameLike {
+                        field: if svc {
+                            NameField::PublishServiceName
+                        } else {
+                            NameField::BatchTaskName
+                        },
+                        needle: n.to_string(),
+                    }),
+                    manufacturers,
+                    titles,
+                },
+            )
+    }
+
+    #[derive(Debug, Clone)]
+    enum Write {
+        Move(usize, TaskState),
+        Add(u32, usize),
+        Delete(usize),
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        prop_oneof![
+            (0..20usize, prop::sample::select(TaskState::ALL.to_vec()))
+                .prop_map(|(t, s)| Write::Move(t, s)),
+            (1..7u32, 1..7usize).prop_map(|(b, s)| Write::Add(b, s)),
+            (0..20usize).prop_map(Write::Delete),
+        ]
+    }
+
+    /// After each write, the read model answers every query exactly as SQL
+    /// over the tables does (count, order, and every field of every row).
+    async fn check(
+        ctx: &Ctx,
+        tasks: &mut Vec<String>,
+        steps: &[(Write, Vec<ListBatchTasksParams>)],
+    ) {
+        for (w, queries) in steps {
+            match w {
+                Write::Move(i, to) if !tasks.is_empty() => {
+                    let id = &tasks[i % tasks.len()];
+                    // The current state is whatever the store holds; try every from-state.
+                    for from in TaskState::ALL {
+                        if ctx
+                            .store
+                            .set_task_state(ctx.project_pk, id, from, *to)
+                            .await
+                            .unwrap()
+                        {
+                            break;
+                        }
+                    }
+                }
+                Write::Add(b, s) => {
+                    if let Ok(t) = ctx
+                        .store
+                        .add_task(ctx.project_pk, &bid(*b), &format!("s{s}"))
+                        .await
+                    {
+                        tasks.push(t.id);
+                    }
+                }
+                Write::Delete(i) if !tasks.is_empty() => {
+                    let id = tasks.remove(i % tasks.len());
+                    assert!(ctx.store.delete_task(ctx.project_pk, &id).await.unwrap());
+                }
+                _ => {}
+            }
+            for q in queries {
+                let model = ctx.store.list_batch_tasks(ctx.project_pk, q).await.unwrap();
+                let db = ctx
+                    .store
+                    .list_batch_tasks_from_db(ctx.project_pk, q)
+                    .await
+                    .unwrap();
+                assert_eq!(model, db, "after {w:?}, query {q:?}");
+            }
+        }
+    }
+
+    fn run(ctx: Ctx, rt: &tokio::runtime::Runtime, cases: u32) {
+        rt.block_on(ctx.import(fixture()));
+        // Cases share the database, so the live task ids carry over too.
+        let tasks = std::sync::Mutex::new(
+            [
+                "t11", "t12", "t13", "t21", "t41", "t42", "t43", "t44", "t51", "t52", "t61",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(
+                &prop::collection::vec((write(), prop::collection::vec(query(), 1..6)), 1..12),
+                |steps| {
+                    rt.block_on(check(&ctx, &mut tasks.lock().unwrap(), &steps));
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn on_sqlite() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ctx = rt.block_on(Ctx::sqlite());
+        run(ctx, &rt, 64);
+    }
+
+    #[test]
+    fn on_postgres() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let Some(ctx) = rt.block_on(Ctx::postgres()) else {
+            return;
+        };
+        run(ctx, &rt, 32);
+    }
+}

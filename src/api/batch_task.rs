@@ -4,7 +4,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Authed};
 use super::AppState;
 use crate::domain::{field, now_millis, random_hex, FieldError, ListBatchTasksParams, TaskState};
-use crate::store::{BatchCreated, BatchGroupInput, BatchSourceInput, BatchTaskRow, NewBatchTask};
+use crate::store::{
+    BatchCreated, BatchGroupInput, BatchSourceInput, BatchTaskPage, BatchTaskRow, NewBatchTask,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
@@ -77,85 +79,86 @@ pub async fn list_batch_tasks(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let params = ListBatchTasksParams::parse(raw.as_deref())?;
+    let page = if st.list_from_db {
+        st.store
+            .list_batch_tasks_from_db(project.pk, &params)
+            .await?
+    } else {
+        st.store.list_batch_tasks(project.pk, &params).await?
+    };
     if params.paging.is_some() {
-        let page = st.store.list_batch_tasks(project.pk, &params).await?;
         let reply = ListReply {
             count: page.count,
-            batch_task_list: page.rows.iter().map(BatchTaskDto::from).collect(),
+            batch_task_list: page.rows.iter().map(|r| BatchTaskDto::from(&**r)).collect(),
         };
         return Ok(Json(reply).into_response());
     }
-    let stream = st.store.stream_batch_tasks(project.pk, &params).await?;
-    Ok(stream_reply(stream))
+    Ok(stream_reply(page))
 }
 
-/// Writes `{"count":N,"batch_task_list":[...]}` as rows arrive, in chunks of
-/// about 32 KiB, so memory stays flat however many batches match.
-fn stream_reply(s: crate::store::BatchTaskStream) -> Response {
+/// Writes `{"count":N,"batch_task_list":[...]}` in chunks of about 32 KiB as
+/// the client reads, so the reply is never held in memory whole: what a
+/// request holds is one pointer per matching batch (the rows are shared with
+/// the read model) and one chunk.
+fn stream_reply(page: BatchTaskPage) -> Response {
     const CHUNK: usize = 32 * 1024;
-    struct St {
-        rows: tokio::sync::mpsc::Receiver<crate::store::StoreResult<BatchTaskRow>>,
-        head: Option<String>,
-        first: bool,
-        done: bool,
-    }
-    let init = St {
-        rows: s.rows,
-        head: Some(format!("{{\"count\":{},\"batch_task_list\":[", s.count)),
-        first: true,
-        done: false,
-    };
-    let body = futures_util::stream::unfold(init, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let mut buf = st.head.take().unwrap_or_default();
-        loop {
-            let next = if buf.len() < CHUNK {
-                st.rows.recv().await
-            } else {
-                break;
-            };
-            match next {
-                Some(Ok(row)) => {
-                    if !st.first {
-                        buf.push(',');
-                    }
-                    st.first = false;
-                    match serde_json::to_string(&BatchTaskDto::from(&row)) {
-                        Ok(s) => buf.push_str(&s),
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not encode a batch row");
-                            return Some((
-                                Err(std::io::Error::other("encode failed")),
-                                St { done: true, ..st },
-                            ));
-                        }
-                    }
+    let head = format!("{{\"count\":{},\"batch_task_list\":[", page.count);
+    let body = futures_util::stream::unfold(
+        (page.rows, 0usize, Some(head)),
+        |(rows, next, head)| async move {
+            let mut buf = head?;
+            if next > rows.len() {
+                return None;
+            }
+            let mut i = next;
+            while i < rows.len() && buf.len() < CHUNK {
+                if i > 0 {
+                    buf.push(',');
                 }
-                Some(Err(e)) => {
-                    // Headers are gone already: end the body abruptly so the
-                    // client sees a broken response, never a short valid one.
-                    tracing::error!(error = %e, "batch list stream failed");
+                if let Err(e) =
+                    serde_json::to_writer(string_writer(&mut buf), &BatchTaskDto::from(&*rows[i]))
+                {
+                    tracing::error!(error = %e, "could not encode a batch row");
                     return Some((
-                        Err(std::io::Error::other("stream failed")),
-                        St { done: true, ..st },
+                        Err(std::io::Error::other("encode failed")),
+                        (rows, usize::MAX, None),
                     ));
                 }
-                None => {
-                    buf.push_str("]}");
-                    st.done = true;
-                    break;
-                }
+                i += 1;
             }
-        }
-        Some((Ok::<_, std::io::Error>(Bytes::from(buf)), st))
-    });
+            let next_head = if i == rows.len() {
+                buf.push_str("]}");
+                (i + 1, Some(String::new()))
+            } else {
+                (i, Some(String::new()))
+            };
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(buf)),
+                (rows, next_head.0, next_head.1),
+            ))
+        },
+    );
     (
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(body),
     )
         .into_response()
+}
+
+/// serde_json writes UTF-8 only; this adapter appends its bytes to a String.
+fn string_writer(buf: &mut String) -> impl std::io::Write + '_ {
+    struct W<'a>(&'a mut String);
+    impl std::io::Write for W<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let s = std::str::from_utf8(b).map_err(std::io::Error::other)?;
+            self.0.push_str(s);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    W(buf)
 }
 
 #[derive(Deserialize)]

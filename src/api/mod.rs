@@ -30,6 +30,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub token_ttl: Duration,
+    /// Answer the batch-task list by SQL instead of the read model (for
+    /// comparison and diagnosis; the default is the read model).
+    pub list_from_db: bool,
 }
 
 /// The router plus the list of (method, path) it serves, which the OpenAPI
@@ -237,6 +240,7 @@ mod tests {
         let state = AppState {
             store,
             token_ttl: Duration::from_secs(60),
+            list_from_db: false,
         };
         let router = Router::new().route(
             "/boom",

@@ -14,16 +14,17 @@ macro_rules! impl_sql_store {
         };
         use crate::domain::{field, now_millis, random_hex, ListBatchTasksParams, TaskState};
         use crate::store::sql::{self, Arg};
+        use crate::store::read_model::{BatchEntry, ProjectView, ReadModel};
         use crate::store::{
-            BatchCreated, BatchTaskPage, BatchTaskRow, BatchTaskStream, CounterCheck, DeployType,
+            BatchCreated, BatchTaskPage, BatchTaskRow, CounterCheck, DeployType,
             ImportedCount, Importer, NewBatchTask, NewService, NewToken, Page, Project, ProjectRef,
             Service, SourceFailure, Store, StoreError, StoreResult, TaskRow, TokenRow, UserRow,
             VideoGroup, VideoSource,
         };
         use async_trait::async_trait;
-        use futures_util::TryStreamExt;
         use sqlx::Row;
-        use std::collections::HashMap;
+        use std::collections::{HashMap, HashSet};
+        use std::sync::Arc;
         use tokio::sync::mpsc;
 
         type Conn = <$db as sqlx::Database>::Connection;
@@ -480,6 +481,130 @@ macro_rules! impl_sql_store {
             Ok((count as u64, items))
         }
 
+        /// Columns of a read-model entry; groups travel as `pk\tid\tname`
+        /// lines (ids and names hold neither tabs nor newlines).
+        fn entry_sql(only_some: bool) -> String {
+            let mut s = String::from(
+                "select b.pk, b.id, b.name, b.alg_name, b.company, b.task_type, b.priority, b.num_task, b.created_at, ",
+            );
+            for c in crate::domain::state::COUNTER_COLUMNS {
+                s.push_str("b.");
+                s.push_str(c);
+                s.push_str(", ");
+            }
+            s.push_str(
+                "b.name_lc, b.service_name_lc, (select string_agg(cast(g.pk as text) || '\t' || g.id || '\t' || g.name, '\n' \
+                 order by bg.position) from batch_task_groups bg join video_groups g on g.pk = bg.group_pk where bg.batch_pk = b.pk), \
+                 case when b.num_task = 1 then (select s.name from tasks t join video_sources s on s.pk = t.video_source_pk \
+                 where t.batch_pk = b.pk limit 1) end \
+                 from batch_tasks b where b.project_pk = $1",
+            );
+            if only_some {
+                s.push_str(" and b.pk in ");
+            }
+            s
+        }
+
+        fn entry_from(row: &DbRow) -> StoreResult<BatchEntry> {
+            let mut counters = [0i64; 18];
+            for (i, c) in counters.iter_mut().enumerate() {
+                *c = row.try_get(9 + i)?;
+            }
+            let groups_raw: Option<String> = row.try_get(29)?;
+            let mut groups = Vec::new();
+            for line in groups_raw.as_deref().unwrap_or("").split('\n').filter(|l| !l.is_empty()) {
+                let mut it = line.splitn(3, '\t');
+                let (Some(pk), Some(id), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
+                groups.push((pk.parse().unwrap_or(0), id.to_string(), name.to_string()));
+            }
+            let names: Vec<&str> = groups.iter().map(|g| g.2.as_str()).collect();
+            Ok(BatchEntry {
+                pk: row.try_get(0)?,
+                name_lc: row.try_get(27)?,
+                service_name_lc: row.try_get(28)?,
+                row: Arc::new(BatchTaskRow {
+                    id: row.try_get(1)?,
+                    name: row.try_get(2)?,
+                    alg_name: row.try_get(3)?,
+                    company: row.try_get(4)?,
+                    task_type: row.try_get(5)?,
+                    priority: row.try_get(6)?,
+                    num_task: row.try_get(7)?,
+                    created_at: row.try_get(8)?,
+                    counters,
+                    video_group_name: (!names.is_empty()).then(|| names.join(",")),
+                    video_source_name: row.try_get(30)?,
+                }),
+                groups,
+            })
+        }
+
+        async fn load_entries(conn: &mut Conn, project_pk: i64, pks: Option<&[i64]>) -> StoreResult<Vec<BatchEntry>> {
+            let mut q = sql::Query::default();
+            q.push(&entry_sql(pks.is_some()));
+            q.args.push(Arg::Int(project_pk));
+            if let Some(pks) = pks {
+                q.push("(");
+                for (i, pk) in pks.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(Arg::Int(*pk));
+                }
+                q.push(")");
+            }
+            bound(&q).fetch_all(&mut *conn).await?.iter().map(entry_from).collect()
+        }
+
+        /// Re-reads the given batches of a loaded project and applies them
+        /// (a batch no longer in the database leaves the view).
+        pub(crate) async fn refresh_batches(
+            pool: &sqlx::Pool<$db>,
+            model: &ReadModel,
+            project_pk: i64,
+            pks: &[i64],
+        ) -> StoreResult<()> {
+            let _serial = model.refresh.lock().await;
+            if !model.is_loaded(project_pk) || pks.is_empty() {
+                return Ok(());
+            }
+            let mut conn = pool.acquire().await?;
+            let mut changes: Vec<(i64, Option<BatchEntry>)> = Vec::with_capacity(pks.len());
+            for chunk in pks.chunks(500) {
+                let found = load_entries(&mut conn, project_pk, Some(chunk)).await?;
+                for pk in chunk {
+                    changes.push((*pk, found.iter().find(|e| e.pk == *pk).cloned()));
+                }
+            }
+            model.apply(project_pk, changes);
+            Ok(())
+        }
+
+        impl $store {
+            /// Brings the read model up to date with a write this process just
+            /// committed, before the write returns to its caller.
+            async fn after_write(&self, project_pk: i64, batch_pk: i64) {
+                if let Err(e) = refresh_batches(&self.pool, &self.model, project_pk, &[batch_pk]).await {
+                    tracing::warn!(error = %e, project_pk, "read model refresh failed; project will be reloaded");
+                    self.model.forget(project_pk);
+                }
+            }
+
+            async fn project_view(&self, project_pk: i64) -> StoreResult<Arc<std::sync::RwLock<ProjectView>>> {
+                if let Some(v) = self.model.view(project_pk) {
+                    return Ok(v);
+                }
+                let _serial = self.model.refresh.lock().await;
+                if let Some(v) = self.model.view(project_pk) {
+                    return Ok(v);
+                }
+                let mut tx = self.begin_read().await?;
+                let entries = load_entries(&mut tx, project_pk, None).await?;
+                tx.commit().await?;
+                Ok(self.model.install(project_pk, ProjectView::new(entries)))
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -561,6 +686,13 @@ macro_rules! impl_sql_store {
             }
 
             async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
+                // Tokens cannot be revoked, only expire, so a row once read
+                // stays right until its expiry.
+                if let Some(t) = self.tokens.read().ok().and_then(|m| m.get(id).cloned()) {
+                    if t.expires_at > now_millis() {
+                        return Ok(Some(t));
+                    }
+                }
                 let row = sqlx::query::<$db>(
                     "select p.pk, p.id, p.name, t.secret_hash, t.expires_at from tokens t \
                      join projects p on p.pk = t.project_pk where t.id = $1",
@@ -568,14 +700,15 @@ macro_rules! impl_sql_store {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-                match row {
-                    Some(r) => Ok(Some(TokenRow {
-                        project: project_from(&r)?,
-                        secret_hash: r.try_get(3)?,
-                        expires_at: r.try_get(4)?,
-                    })),
-                    None => Ok(None),
+                let Some(r) = row else { return Ok(None) };
+                let t = TokenRow { project: project_from(&r)?, secret_hash: r.try_get(3)?, expires_at: r.try_get(4)? };
+                if let Ok(mut m) = self.tokens.write() {
+                    if m.len() >= crate::store::TOKEN_CACHE_MAX {
+                        m.clear();
+                    }
+                    m.insert(id.to_string(), t.clone());
                 }
+                Ok(Some(t))
             }
 
             async fn add_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service> {
@@ -767,11 +900,19 @@ macro_rules! impl_sql_store {
                     }
                 }
                 bump(conn, pk, TaskState::Pending, seen.len() as i64).await?;
+                Self::record_change(conn, self.origin, project_pk, pk).await?;
                 tx.commit().await?;
+                self.after_write(project_pk, pk).await;
                 Ok(BatchCreated { id: b.id.clone(), succeed_count: seen.len() as u64, failures })
             }
 
             async fn list_batch_tasks(&self, project_pk: i64, q: &ListBatchTasksParams) -> StoreResult<BatchTaskPage> {
+                let view = self.project_view(project_pk).await?;
+                let page = view.read().map_err(|_| StoreError::Internal("read model lock poisoned".into()))?.query(q);
+                Ok(BatchTaskPage { count: page.count, rows: page.rows })
+            }
+
+            async fn list_batch_tasks_from_db(&self, project_pk: i64, q: &ListBatchTasksParams) -> StoreResult<BatchTaskPage> {
                 let mut tx = self.begin_read().await?;
                 let cq = sql::count_batch_tasks(project_pk, q);
                 let count: i64 = bound(&cq).fetch_one(&mut *tx).await?.try_get(0)?;
@@ -779,37 +920,15 @@ macro_rules! impl_sql_store {
                 let rows = if q.paging.map(|p| p.offset() >= count as u64).unwrap_or(false) {
                     Vec::new()
                 } else {
-                    bound(&sq).fetch_all(&mut *tx).await?.iter().map(batch_row_from).collect::<StoreResult<_>>()?
+                    bound(&sq)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .iter()
+                        .map(|r| batch_row_from(r).map(Arc::new))
+                        .collect::<StoreResult<_>>()?
                 };
                 tx.commit().await?;
                 Ok(BatchTaskPage { count: count as u64, rows })
-            }
-
-            async fn stream_batch_tasks(&self, project_pk: i64, q: &ListBatchTasksParams) -> StoreResult<BatchTaskStream> {
-                let mut tx = self.begin_read().await?;
-                let cq = sql::count_batch_tasks(project_pk, q);
-                let count: i64 = bound(&cq).fetch_one(&mut *tx).await?.try_get(0)?;
-                let sq = sql::select_batch_tasks(project_pk, q);
-                let (send, rows) = mpsc::channel(64);
-                tokio::spawn(async move {
-                    let mut tx = tx;
-                    {
-                        let mut stream = bound(&sq).fetch(&mut *tx);
-                        loop {
-                            let item = match stream.try_next().await {
-                                Ok(Some(row)) => batch_row_from(&row),
-                                Ok(None) => break,
-                                Err(e) => Err(e.into()),
-                            };
-                            let failed = item.is_err();
-                            if send.send(item).await.is_err() || failed {
-                                break;
-                            }
-                        }
-                    }
-                    let _ = tx.rollback().await;
-                });
-                Ok(BatchTaskStream { count: count as u64, rows })
             }
 
             async fn add_task(&self, project_pk: i64, batch_id: &str, source_id: &str) -> StoreResult<TaskRow> {
@@ -831,7 +950,9 @@ macro_rules! impl_sql_store {
                 let now = now_millis();
                 insert_task(conn, project_pk, &id, bpk, spk, TaskState::Pending, None, now, now).await?;
                 bump(conn, bpk, TaskState::Pending, 1).await?;
+                Self::record_change(conn, self.origin, project_pk, bpk).await?;
                 tx.commit().await?;
+                self.after_write(project_pk, bpk).await;
                 Ok(TaskRow {
                     id,
                     batch_id: Some(batch_id.to_string()),
@@ -865,12 +986,15 @@ macro_rules! impl_sql_store {
                         None => Err(StoreError::NotFound { what: "task", param: "task_id".into() }),
                     };
                 };
-                if from != to {
-                    if let Some(bpk) = row.try_get::<Option<i64>, _>(0)? {
-                        sqlx::query::<$db>(&sql::move_counter(from, to)).bind(bpk).execute(&mut *tx).await?;
-                    }
+                let batch = row.try_get::<Option<i64>, _>(0)?;
+                if let (true, Some(bpk)) = (from != to, batch) {
+                    sqlx::query::<$db>(&sql::move_counter(from, to)).bind(bpk).execute(&mut *tx).await?;
+                    Self::record_change(&mut tx, self.origin, project_pk, bpk).await?;
                 }
                 tx.commit().await?;
+                if let (true, Some(bpk)) = (from != to, batch) {
+                    self.after_write(project_pk, bpk).await;
+                }
                 Ok(true)
             }
 
@@ -882,13 +1006,18 @@ macro_rules! impl_sql_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = gone else { return Ok(false) };
-                if let Some(bpk) = row.try_get::<Option<i64>, _>(0)? {
+                let batch = row.try_get::<Option<i64>, _>(0)?;
+                if let Some(bpk) = batch {
                     let st: i64 = row.try_get(1)?;
                     let st = TaskState::from_index(st)
                         .ok_or_else(|| StoreError::Internal(format!("stored task state {st} is unknown")))?;
                     bump(&mut tx, bpk, st, -1).await?;
+                    Self::record_change(&mut tx, self.origin, project_pk, bpk).await?;
                 }
                 tx.commit().await?;
+                if let Some(bpk) = batch {
+                    self.after_write(project_pk, bpk).await;
+                }
                 Ok(true)
             }
 
@@ -1079,7 +1208,15 @@ macro_rules! impl_sql_store {
 
             async fn begin_import(&self) -> StoreResult<Box<dyn Importer>> {
                 let tx = self.begin_write().await?;
-                Ok(Box::new($importer { tx, projects: HashMap::new(), sources: HashMap::new() }))
+                Ok(Box::new($importer {
+                    tx,
+                    projects: HashMap::new(),
+                    sources: HashMap::new(),
+                    groups: HashMap::new(),
+                    touched: HashSet::new(),
+                    model: self.model.clone(),
+                    origin: self.origin,
+                }))
             }
         }
 
@@ -1087,9 +1224,77 @@ macro_rules! impl_sql_store {
             tx: sqlx::Transaction<'static, $db>,
             projects: HashMap<String, i64>,
             sources: HashMap<(i64, String), i64>,
+            groups: HashMap<(i64, String), i64>,
+            /// Projects that gained batches; their views are reloaded after commit.
+            touched: HashSet<i64>,
+            model: Arc<ReadModel>,
+            origin: i64,
         }
 
+        /// Tasks per multi-row insert: 7 parameters each, well under both
+        /// backends' parameter limits.
+        const TASK_INSERT_CHUNK: usize = 500;
+
         impl $importer {
+            /// A source, with group pks and the new pk cached for the tasks
+            /// that follow; uniqueness is left to the index.
+            async fn put_source(&mut self, ppk: i64, s: VideoSourceRecord, now: i64) -> StoreResult<()> {
+                field::check_id("id", &s.id)?;
+                field::check_display_name("name", &s.name, 1, 64)?;
+                field::check_text("url", &s.url, 2048)?;
+                if s.url.trim().is_empty() {
+                    return Err(field::FieldError::new("url", "url must not be empty").into());
+                }
+                let mut group_pks = Vec::with_capacity(s.group_ids.len());
+                for gid in &s.group_ids {
+                    let key = (ppk, gid.clone());
+                    let gpk = match self.groups.get(&key) {
+                        Some(pk) => *pk,
+                        None => {
+                            let pk = group_pk(&mut self.tx, ppk, gid)
+                                .await?
+                                .ok_or_else(|| StoreError::NotFound { what: "video group", param: "group_ids".into() })?;
+                            self.groups.insert(key, pk);
+                            pk
+                        }
+                    };
+                    if group_pks.contains(&gpk) {
+                        return Err(field::FieldError::new("group_ids", format!("group {gid:?} is listed twice")).into());
+                    }
+                    group_pks.push(gpk);
+                }
+                let spk: i64 = sqlx::query_scalar::<$db, i64>(
+                    "insert into video_sources (project_pk, id, name, url, created_at) values ($1, $2, $3, $4, $5) returning pk",
+                )
+                .bind(ppk)
+                .bind(&s.id)
+                .bind(&s.name)
+                .bind(&s.url)
+                .bind(s.created_at.unwrap_or(now))
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Conflict { what: "video source", param: "id".into() }
+                    } else {
+                        e.into()
+                    }
+                })?;
+                if !group_pks.is_empty() {
+                    let mut q = sql::Query::default();
+                    q.push("insert into video_source_groups (source_pk, position, group_pk) values ");
+                    for (i, gpk) in group_pks.iter().enumerate() {
+                        if i > 0 {
+                            q.push(", ");
+                        }
+                        q.push("(").bind(Arg::Int(spk)).push(", ").bind(Arg::Int(i as i64)).push(", ").bind(Arg::Int(*gpk)).push(")");
+                    }
+                    bound(&q).execute(&mut *self.tx).await?;
+                }
+                self.sources.insert((ppk, s.id), spk);
+                Ok(())
+            }
+
             async fn project(&mut self, id: &str) -> StoreResult<i64> {
                 if let Some(pk) = self.projects.get(id) {
                     return Ok(*pk);
@@ -1144,18 +1349,7 @@ macro_rules! impl_sql_store {
                     }
                     DumpRecord::VideoSource(s) => {
                         let ppk = self.project(&s.project_id).await?;
-                        insert_source(
-                            &mut self.tx,
-                            ppk,
-                            &VideoSource {
-                                id: s.id,
-                                name: s.name,
-                                url: s.url,
-                                group_ids: s.group_ids,
-                                created_at: s.created_at.unwrap_or(now),
-                            },
-                        )
-                        .await?;
+                        self.put_source(ppk, s, now).await?;
                     }
                     DumpRecord::BatchTask(b) => {
                         let ppk = self.project(&b.project_id).await?;
@@ -1199,6 +1393,7 @@ macro_rules! impl_sql_store {
                         )
                         .await?;
                         let mut counts = [0i64; 18];
+                        let mut rows = Vec::with_capacity(b.tasks.len());
                         for (t, st) in b.tasks.iter().zip(states) {
                             let key = (ppk, t.video_source_id.clone());
                             let spk = match self.sources.get(&key) {
@@ -1212,13 +1407,38 @@ macro_rules! impl_sql_store {
                                 }
                             };
                             let created = t.created_at.unwrap_or(b.created_at);
-                            insert_task(&mut self.tx, ppk, &t.id, bpk, spk, st, None, created, t.updated_at.unwrap_or(created))
-                                .await?;
+                            rows.push((t.id.as_str(), spk, st, created, t.updated_at.unwrap_or(created)));
                             counts[st.index()] += 1;
                         }
-                        for st in TaskState::ALL {
-                            bump(&mut self.tx, bpk, st, counts[st.index()]).await?;
+                        // Multi-row inserts: one statement per chunk, not per task.
+                        for chunk in rows.chunks(TASK_INSERT_CHUNK) {
+                            let mut q = sql::Query::default();
+                            q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
+                            for (i, (id, spk, st, created, updated)) in chunk.iter().enumerate() {
+                                if i > 0 {
+                                    q.push(", ");
+                                }
+                                q.push("(").bind(Arg::Int(ppk)).push(", ").bind(Arg::Text(id.to_string())).push(", ")
+                                    .bind(Arg::Int(bpk)).push(", ").bind(Arg::Int(*spk)).push(", ")
+                                    .bind(Arg::Int(st.index() as i64)).push(", ").bind(Arg::Int(*created)).push(", ")
+                                    .bind(Arg::Int(*updated)).push(")");
+                            }
+                            bound(&q).execute(&mut *self.tx).await.map_err(|e| {
+                                if is_unique_violation(&e) {
+                                    StoreError::Conflict { what: "task", param: "tasks.id".into() }
+                                } else {
+                                    e.into()
+                                }
+                            })?;
                         }
+                        let mut q = sql::Query::default();
+                        q.push("update batch_tasks set num_task = ").bind(Arg::Int(counts.iter().sum()));
+                        for st in TaskState::ALL {
+                            q.push(", ").push(st.counter_column()).push(" = ").bind(Arg::Int(counts[st.index()]));
+                        }
+                        q.push(" where pk = ").bind(Arg::Int(bpk));
+                        bound(&q).execute(&mut *self.tx).await?;
+                        self.touched.insert(ppk);
                         return Ok(ImportedCount { tasks: b.tasks.len() as u64 });
                     }
                 }
@@ -1226,7 +1446,14 @@ macro_rules! impl_sql_store {
             }
 
             async fn commit(self: Box<Self>) -> StoreResult<()> {
-                self.tx.commit().await?;
+                let mut this = *self;
+                for p in &this.touched {
+                    $store::record_change(&mut this.tx, this.origin, *p, 0).await?;
+                }
+                this.tx.commit().await?;
+                for p in &this.touched {
+                    this.model.forget(*p);
+                }
                 Ok(())
             }
         }

@@ -9,16 +9,29 @@ use sqlx::{PgPool, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_change_feed",
+        include_str!("../../migrations/postgres/0002_change_feed.sql"),
+    ),
+];
+
+/// The NOTIFY channel of the change feed.
+const CHANNEL: &str = "taskcenter_changes";
 
 /// Arbitrary constant naming taskcenter's migration lock.
 const MIGRATION_LOCK: i64 = 0x7461_736b_6365_6e74;
 
 pub struct PgStore {
     pool: PgPool,
+    model: Arc<ReadModel>,
+    tokens: std::sync::RwLock<std::collections::HashMap<String, super::TokenRow>>,
+    /// Tags this process's changes so its feed skips what it applied already.
+    origin: i64,
 }
 
 impl PgStore {
@@ -31,7 +44,83 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            model: Arc::new(ReadModel::default()),
+            tokens: Default::default(),
+            origin: super::new_origin(),
+        })
+    }
+
+    async fn record_change(
+        conn: &mut sqlx::PgConnection,
+        origin: i64,
+        project_pk: i64,
+        batch_pk: i64,
+    ) -> super::StoreResult<()> {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("{origin}:{project_pk}:{batch_pk}"))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Listens for other processes' writes and applies them to the loaded
+    /// views; a lost connection may have lost notifications, so every view
+    /// is dropped and reloaded on demand. Ends when the store is dropped.
+    fn spawn_change_feed(&self) {
+        let pool = self.pool.clone();
+        let model = Arc::downgrade(&self.model);
+        let origin = self.origin;
+        tokio::spawn(async move {
+            let mut listener = loop {
+                match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(mut l) => match l.listen(CHANNEL).await {
+                        Ok(()) => break l,
+                        Err(e) => tracing::warn!(error = %e, "change feed listen failed"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "change feed connect failed"),
+                }
+                if model.upgrade().is_none() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            loop {
+                let next = tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await;
+                let Some(model) = model.upgrade() else { return };
+                match next {
+                    Err(_) => continue,
+                    Ok(Ok(Some(n))) => {
+                        let mut it = n
+                            .payload()
+                            .split(':')
+                            .map(|x| x.parse::<i64>().unwrap_or(-1));
+                        let (Some(o), Some(p), Some(b)) = (it.next(), it.next(), it.next()) else {
+                            continue;
+                        };
+                        if o == origin {
+                            continue;
+                        }
+                        if b == 0 {
+                            model.forget(p);
+                        } else if let Err(e) = refresh_batches(&pool, &model, p, &[b]).await {
+                            tracing::warn!(error = %e, "change feed refresh failed; project will be reloaded");
+                            model.forget(p);
+                        }
+                    }
+                    Ok(Ok(None)) => {
+                        tracing::warn!("change feed connection lost; reloading every view");
+                        model.forget_all();
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "change feed receive failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
@@ -77,3 +166,13 @@ impl PgStore {
 }
 
 impl_sql_store!(PgStore, Postgres, PgImporter);
+
+impl PgStore {
+    /// Connects, applies migrations, and starts the change feed.
+    pub async fn start(url: &str) -> super::StoreResult<Self> {
+        let s = Self::connect(url).await?;
+        s.run_migrations().await?;
+        s.spawn_change_feed();
+        Ok(s)
+    }
+}

@@ -7,13 +7,29 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::time::Duration;
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_change_feed",
+        include_str!("../../migrations/sqlite/0002_change_feed.sql"),
+    ),
+];
+
+/// How often the change feed is polled for other processes' writes.
+const POLL: Duration = Duration::from_millis(200);
+/// Change-log rows older than this are pruned; a process that falls this far
+/// behind sees the gap and reloads its views.
+const KEEP_CHANGES_MS: i64 = 120_000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    model: Arc<ReadModel>,
+    tokens: std::sync::RwLock<std::collections::HashMap<String, super::TokenRow>>,
+    /// Tags this process's changes so its feed skips what it applied already.
+    origin: i64,
 }
 
 impl SqliteStore {
@@ -33,7 +49,103 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            model: Arc::new(ReadModel::default()),
+            tokens: Default::default(),
+            origin: super::new_origin(),
+        })
+    }
+
+    async fn record_change(
+        conn: &mut sqlx::SqliteConnection,
+        origin: i64,
+        project_pk: i64,
+        batch_pk: i64,
+    ) -> super::StoreResult<()> {
+        sqlx::query("insert into change_log (origin, project_pk, batch_pk, created_at) values ($1, $2, $3, $4)")
+            .bind(origin)
+            .bind(project_pk)
+            .bind(batch_pk)
+            .bind(crate::domain::now_millis())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Polls the change log for other processes' writes and applies them to
+    /// the loaded views; ends when the store is dropped.
+    fn spawn_change_feed(&self) {
+        let pool = self.pool.clone();
+        let model = Arc::downgrade(&self.model);
+        let origin = self.origin;
+        tokio::spawn(async move {
+            let mut cursor: i64 = match sqlx::query_scalar::<Sqlite, i64>(
+                "select coalesce(max(seq), 0) from change_log",
+            )
+            .fetch_one(&pool)
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "change feed could not start; views of other processes' writes may lag");
+                    return;
+                }
+            };
+            let mut last_prune = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(POLL).await;
+                let Some(model) = model.upgrade() else { return };
+                let rows = sqlx::query_as::<Sqlite, (i64, i64, i64, i64)>(
+                    "select seq, origin, project_pk, batch_pk from change_log where seq > $1 order by seq limit 5000",
+                )
+                .bind(cursor)
+                .fetch_all(&pool)
+                .await;
+                match rows {
+                    Ok(rows) => {
+                        if rows.first().is_some_and(|r| r.0 != cursor + 1) {
+                            tracing::warn!("change feed gap; reloading every view");
+                            model.forget_all();
+                        }
+                        let mut work: std::collections::BTreeMap<i64, Vec<i64>> =
+                            Default::default();
+                        for (seq, o, p, b) in rows {
+                            cursor = seq;
+                            if o == origin {
+                                continue;
+                            }
+                            if b == 0 {
+                                model.forget(p);
+                            } else {
+                                let v = work.entry(p).or_default();
+                                if !v.contains(&b) {
+                                    v.push(b);
+                                }
+                            }
+                        }
+                        for (p, pks) in work {
+                            if let Err(e) = refresh_batches(&pool, &model, p, &pks).await {
+                                tracing::warn!(error = %e, "change feed refresh failed; project will be reloaded");
+                                model.forget(p);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "change feed poll failed"),
+                }
+                if last_prune.elapsed() > Duration::from_secs(30) {
+                    last_prune = std::time::Instant::now();
+                    let cutoff = crate::domain::now_millis() - KEEP_CHANGES_MS;
+                    if let Err(e) = sqlx::query("delete from change_log where created_at < $1")
+                        .bind(cutoff)
+                        .execute(&pool)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "change log prune failed");
+                    }
+                }
+            }
+        });
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
@@ -74,3 +186,13 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, Sqlite, SqliteImporter);
+
+impl SqliteStore {
+    /// Opens the file, applies migrations, and starts the change feed.
+    pub async fn start(path: &str) -> super::StoreResult<Self> {
+        let s = Self::open(path).await?;
+        s.run_migrations().await?;
+        s.spawn_change_feed();
+        Ok(s)
+    }
+}

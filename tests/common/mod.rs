@@ -128,6 +128,7 @@ impl Ctx {
         let app = api::app(AppState {
             store: store.clone(),
             token_ttl: Duration::from_secs(3600),
+            list_from_db: false,
         });
         Ctx {
             db,

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmarks the batch-task list against a static-body ceiling, in one run.
+#
+#   bench/run.sh [--tasks N] [--duration SECONDS] [--backends sqlite,postgres]
+#
+# Imports a generated dataset (N tasks; the largest project p0 holds N/100
+# batches), starts `serve` on each backend, drives every query of
+# bench/queries.tsv with wrk at 32 connections, serves a static JSON body of
+# the same size from a bare axum handler as the ceiling, and prints per query
+# and backend: requests/s, p50, p99 and the ratio to the ceiling. Also the
+# import throughput and the peak RSS growth of `serve` during is_paged=false
+# on the largest project. Results land in bench/results/<N>.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TASKS=1000000
+DURATION=10
+BACKENDS=sqlite,postgres
+CONNECTIONS=32
+PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --tasks) TASKS=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --backends) BACKENDS=$2; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+cargo build --release --quiet --bin taskcenter --example ceiling
+BIN=target/release/taskcenter
+CEILING=target/release/examples/ceiling
+
+WORK=${BENCH_WORK:-target/bench}
+mkdir -p "$WORK" bench/results
+DATA="$WORK/data-$TASKS.ndjson"
+if [ ! -s "$DATA" ]; then
+    "$BIN" generate --tasks "$TASKS" > "$DATA.tmp" && mv "$DATA.tmp" "$DATA"
+fi
+OUT="bench/results/$TASKS.tsv"
+printf 'backend\tquery\tbytes\trps\tp50_ms\tp99_ms\tceiling_rps\tratio\n' > "$OUT"
+SERVER_PID=
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+# wrk's latency figures in milliseconds.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
+drive() { # url token → "rps p50 p99"
+    local r
+    r=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "X-Auth-Token: $2" "$1")
+    echo "$(echo "$r" | awk '/Requests\/sec/ {print $2}') $(echo "$r" | awk '$1=="50%" {print $2}' | to_ms) $(echo "$r" | awk '$1=="99%" {print $2}' | to_ms)"
+}
+wait_port() { for _ in $(seq 1 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+
+declare -A CEIL
+ceiling_rps() { # bytes → rps of the static body of that size
+    local size=$1
+    if [ -z "${CEIL[$size]:-}" ]; then
+        "$CEILING" --listen 127.0.0.1:18099 --size "$size" & local pid=$!
+        wait_port http://127.0.0.1:18099/
+        CEIL[$size]=$(drive http://127.0.0.1:18099/ none | awk '{print $1}')
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+    fi
+    echo "${CEIL[$size]}"
+}
+
+for backend in ${BACKENDS//,/ }; do
+    case "$backend" in
+        sqlite) rm -f "$WORK/bench.db"*; URL="$WORK/bench.db" ;;
+        postgres)
+            db="taskcenter_bench_$$"
+            psql "$PG_ADMIN" -qAtc "drop database if exists $db with (force)" -c "create database $db"
+            URL="${PG_ADMIN%/*}/$db" ;;
+    esac
+    import_log=$("$BIN" --database-url "$URL" import "$DATA" 2>&1 | tail -n 1)
+    echo "[$backend] $import_log"
+    printf '%s\timport\t-\t%s\t-\t-\t-\t-\n' "$backend" "$(echo "$import_log" | sed -E 's/.*\(([0-9]+) tasks\/s\).*/\1/')" >> "$OUT"
+    TASKCENTER_DATABASE_URL="$URL" "$BIN" serve --listen 127.0.0.1:18098 > "$WORK/serve.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port http://127.0.0.1:18098/healthz
+    declare -A TOKEN=()
+    while IFS=$'\t' read -r name project query; do
+        case "$name" in ''|\#*) continue ;; esac
+        [ -n "${TOKEN[$project]:-}" ] || TOKEN[$project]=$("$BIN" --database-url "$URL" token issue --project "$project")
+        url="http://127.0.0.1:18098/v2/$project/batch-tasks?$query"
+        bytes=$(curl -s -H "X-Auth-Token: ${TOKEN[$project]}" "$url" | wc -c)
+        read -r rps p50 p99 <<< "$(drive "$url" "${TOKEN[$project]}")"
+        ceil=$(ceiling_rps "$bytes")
+        ratio=$(awk -v a="$rps" -v b="$ceil" 'BEGIN {printf "%.2f", a/b}')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$name" "$bytes" "$rps" "$p50" "$p99" "$ceil" "$ratio" | tee -a "$OUT"
+    done < bench/queries.tsv
+    # Peak RSS growth of serve while it answers is_paged=false on p0.
+    token=${TOKEN[p0]}
+    rss_before=$(awk '/VmRSS/ {print $2}' /proc/$SERVER_PID/status)
+    echo 5 > /proc/$SERVER_PID/clear_refs 2>/dev/null || true
+    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H "X-Auth-Token: $token" "http://127.0.0.1:18098/v2/p0/batch-tasks?is_paged=false" > /dev/null
+    hwm=$(awk '/VmHWM/ {print $2}' /proc/$SERVER_PID/status)
+    growth_mb=$(awk -v a="$hwm" -v b="$rss_before" 'BEGIN {printf "%.1f", (a-b)/1024}')
+    batches=$(curl -s -H "X-Auth-Token: $token" "http://127.0.0.1:18098/v2/p0/batch-tasks?page_size=5" | sed -E 's/^\{"count":([0-9]+).*/\1/')
+    echo "[$backend] is_paged=false over $batches batches: peak RSS growth ${growth_mb} MB"
+    printf '%s\tunpaged_rss_growth_mb\t%s\t%s\t-\t-\t-\t-\n' "$backend" "$batches" "$growth_mb" >> "$OUT"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+    if [ "$backend" = postgres ]; then psql "$PG_ADMIN" -qAtc "drop database if exists $db with (force)"; fi
+done
+echo "results: $OUT"
+column -t -s $'\t' "$OUT"
