@@ -2,6 +2,7 @@
 # Benchmarks the batch-task list against a static-body ceiling, in one run.
 #
 #   bench/run.sh [--tasks N] [--duration SECONDS] [--backends sqlite,postgres]
+#                [--list-source memory|database]
 #
 # Imports a generated dataset (N tasks; the largest project p0 holds N/100
 # batches), starts `serve` on each backend, drives every query of
@@ -17,12 +18,14 @@ TASKS=1000000
 DURATION=10
 BACKENDS=sqlite,postgres
 CONNECTIONS=32
+LIST_SOURCE=memory
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 while [ $# -gt 0 ]; do
     case "$1" in
         --tasks) TASKS=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --backends) BACKENDS=$2; shift 2 ;;
+        --list-source) LIST_SOURCE=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -40,6 +43,7 @@ if [ ! -s "$DATA" ]; then
     "$BIN" generate --tasks "$TASKS" > "$DATA.tmp" && mv "$DATA.tmp" "$DATA"
 fi
 OUT="bench/results/$TASKS.tsv"
+[ "$LIST_SOURCE" = memory ] || OUT="bench/results/$TASKS-$LIST_SOURCE.tsv"
 printf 'backend\tquery\tbytes\trps\tp50_ms\tp99_ms\tceiling_rps\tratio\n' > "$OUT"
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
@@ -77,7 +81,7 @@ for backend in ${BACKENDS//,/ }; do
     import_log=$("$BIN" --database-url "$URL" import "$DATA" 2>&1 | tail -n 1)
     echo "[$backend] $import_log"
     printf '%s\timport\t-\t%s\t-\t-\t-\t-\n' "$backend" "$(echo "$import_log" | sed -E 's/.*\(([0-9]+) tasks\/s\).*/\1/')" >> "$OUT"
-    TASKCENTER_DATABASE_URL="$URL" "$BIN" serve --listen 127.0.0.1:18098 > "$WORK/serve.log" 2>&1 &
+    TASKCENTER_DATABASE_URL="$URL" "$BIN" serve --listen 127.0.0.1:18098 --list-source "$LIST_SOURCE" > "$WORK/serve.log" 2>&1 &
     SERVER_PID=$!
     wait_port http://127.0.0.1:18098/healthz
     declare -A TOKEN=()

@@ -304,6 +304,7 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
 async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
     let token_ttl = ttl(&a.token_ttl)?;
     bootstrap(&*store, &a.listen).await?;
+    store.start_change_feed();
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("could not listen on {}", a.listen))?;

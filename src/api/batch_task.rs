@@ -67,12 +67,6 @@ impl<'a> From<&'a BatchTaskRow> for BatchTaskDto<'a> {
     }
 }
 
-#[derive(Serialize)]
-struct ListReply<'a> {
-    count: u64,
-    batch_task_list: Vec<BatchTaskDto<'a>>,
-}
-
 pub async fn list_batch_tasks(
     State(st): State<AppState>,
     Authed(project): Authed,
@@ -87,13 +81,32 @@ pub async fn list_batch_tasks(
         st.store.list_batch_tasks(project.pk, &params).await?
     };
     if params.paging.is_some() {
-        let reply = ListReply {
-            count: page.count,
-            batch_task_list: page.rows.iter().map(|r| BatchTaskDto::from(&**r)).collect(),
-        };
-        return Ok(Json(reply).into_response());
+        let mut body = head(page.count);
+        for (i, r) in page.rows.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(render(r));
+        }
+        body.extend_from_slice(b"]}");
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
     Ok(stream_reply(page))
+}
+
+fn head(count: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4096);
+    v.extend_from_slice(b"{\"count\":");
+    v.extend_from_slice(count.to_string().as_bytes());
+    v.extend_from_slice(b",\"batch_task_list\":[");
+    v
+}
+
+/// A row's JSON, rendered once per row version and reused by every reply.
+fn render(r: &BatchTaskRow) -> &[u8] {
+    r.rendered.get_or_render(|| {
+        serde_json::to_vec(&BatchTaskDto::from(r)).unwrap_or_else(|_| b"{}".to_vec())
+    })
 }
 
 /// Writes `{"count":N,"batch_task_list":[...]}` in chunks of about 32 KiB as
@@ -102,40 +115,26 @@ pub async fn list_batch_tasks(
 /// the read model) and one chunk.
 fn stream_reply(page: BatchTaskPage) -> Response {
     const CHUNK: usize = 32 * 1024;
-    let head = format!("{{\"count\":{},\"batch_task_list\":[", page.count);
+    let start = head(page.count);
     let body = futures_util::stream::unfold(
-        (page.rows, 0usize, Some(head)),
-        |(rows, next, head)| async move {
-            let mut buf = head?;
-            if next > rows.len() {
-                return None;
-            }
+        (page.rows, 0usize, Some(start)),
+        |(rows, next, buf)| async move {
+            let mut buf = buf?;
             let mut i = next;
             while i < rows.len() && buf.len() < CHUNK {
                 if i > 0 {
-                    buf.push(',');
+                    buf.push(b',');
                 }
-                if let Err(e) =
-                    serde_json::to_writer(string_writer(&mut buf), &BatchTaskDto::from(&*rows[i]))
-                {
-                    tracing::error!(error = %e, "could not encode a batch row");
-                    return Some((
-                        Err(std::io::Error::other("encode failed")),
-                        (rows, usize::MAX, None),
-                    ));
-                }
+                buf.extend_from_slice(render(&rows[i]));
                 i += 1;
             }
-            let next_head = if i == rows.len() {
-                buf.push_str("]}");
-                (i + 1, Some(String::new()))
+            let more = if i == rows.len() {
+                buf.extend_from_slice(b"]}");
+                None
             } else {
-                (i, Some(String::new()))
+                Some(Vec::with_capacity(CHUNK + 1024))
             };
-            Some((
-                Ok::<_, std::io::Error>(Bytes::from(buf)),
-                (rows, next_head.0, next_head.1),
-            ))
+            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (rows, i, more)))
         },
     );
     (
@@ -143,22 +142,6 @@ fn stream_reply(page: BatchTaskPage) -> Response {
         Body::from_stream(body),
     )
         .into_response()
-}
-
-/// serde_json writes UTF-8 only; this adapter appends its bytes to a String.
-fn string_writer(buf: &mut String) -> impl std::io::Write + '_ {
-    struct W<'a>(&'a mut String);
-    impl std::io::Write for W<'_> {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let s = std::str::from_utf8(b).map_err(std::io::Error::other)?;
-            self.0.push_str(s);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    W(buf)
 }
 
 #[derive(Deserialize)]

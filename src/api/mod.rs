@@ -147,12 +147,15 @@ fn with_edge(router: Router<AppState>, state: AppState) -> Router {
 /// Gives every request an id (in the `x-request-id` header, error bodies and
 /// logs) and logs one line per request. Never logs headers: they hold tokens.
 async fn request_context(req: Request, next: Next) -> Response {
-    let id = random_hex(8).unwrap_or_else(|_| "-".into());
+    let id = next_request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let start = Instant::now();
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    tracing::info!(
+    // One line per request at debug (RUST_LOG=taskcenter::api=debug): at
+    // info it would cost more than the list itself. Failures are logged
+    // where they happen, with this id.
+    tracing::debug!(
         request_id = %id,
         %method,
         %path,
@@ -164,6 +167,17 @@ async fn request_context(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Request ids: a random per-process prefix and a counter, unique without
+/// a system call per request.
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| random_hex(4).unwrap_or_else(|_| "00000000".into()));
+    format!("{prefix}{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -110,6 +110,7 @@ macro_rules! impl_sql_store {
                 counters,
                 video_group_name: row.try_get(26)?,
                 video_source_name: row.try_get(27)?,
+                rendered: Default::default(),
             })
         }
 
@@ -211,7 +212,8 @@ macro_rules! impl_sql_store {
             field::check_display_name("alg_name", &s.alg_name, 1, 64)?;
             field::check_display_name("company", &s.company, 1, 64)?;
             let dup = sqlx::query_scalar::<$db, i64>(
-                "select pk from services where project_pk = $1 and (id = $2 or (service_name = $3 and service_version = $4))",
+                "select pk from services where project_pk = $1 and id = $2 union all \
+                 select pk from services where project_pk = $1 and service_name = $3 and service_version = $4 limit 1",
             )
             .bind(project_pk)
             .bind(&s.id)
@@ -244,7 +246,8 @@ macro_rules! impl_sql_store {
             field::check_id("id", id)?;
             field::check_display_name("name", name, 1, 64)?;
             let clash = sqlx::query_scalar::<$db, String>(
-                "select id from video_groups where project_pk = $1 and (id = $2 or name = $3)",
+                "select id from video_groups where project_pk = $1 and id = $2 \
+                 union all select id from video_groups where project_pk = $1 and name = $3 limit 1",
             )
             .bind(project_pk)
             .bind(id)
@@ -337,7 +340,8 @@ macro_rules! impl_sql_store {
                 group_pks,
             } = *b;
             let clash = sqlx::query_scalar::<$db, String>(
-                "select id from batch_tasks where project_pk = $1 and (id = $2 or name = $3)",
+                "select id from batch_tasks where project_pk = $1 and id = $2 \
+                 union all select id from batch_tasks where project_pk = $1 and name = $3 limit 1",
             )
             .bind(project_pk)
             .bind(id)
@@ -534,6 +538,7 @@ macro_rules! impl_sql_store {
                     counters,
                     video_group_name: (!names.is_empty()).then(|| names.join(",")),
                     video_source_name: row.try_get(30)?,
+                    rendered: Default::default(),
                 }),
                 groups,
             })
@@ -1206,8 +1211,13 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            fn start_change_feed(&self) {
+                self.spawn_change_feed();
+            }
+
             async fn begin_import(&self) -> StoreResult<Box<dyn Importer>> {
-                let tx = self.begin_write().await?;
+                let mut tx = self.begin_write().await?;
+                Self::tune_for_import(&mut tx).await?;
                 Ok(Box::new($importer {
                     tx,
                     projects: HashMap::new(),

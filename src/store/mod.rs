@@ -213,6 +213,44 @@ pub struct BatchTaskRow {
     pub num_task: i64,
     pub created_at: i64,
     pub counters: [i64; 18],
+    /// The row as the API last rendered it. Rows are immutable once shared
+    /// (a change replaces the row), so a rendering stays valid for the row's
+    /// life and a list answer is a concatenation of renderings.
+    pub rendered: RenderCache,
+}
+
+/// A once-filled rendering of a row; ignored by equality, emptied by clone.
+#[derive(Default)]
+pub struct RenderCache(std::sync::OnceLock<Box<[u8]>>);
+
+impl RenderCache {
+    pub fn get_or_render(&self, render: impl FnOnce() -> Vec<u8>) -> &[u8] {
+        self.0.get_or_init(|| render().into_boxed_slice())
+    }
+}
+
+impl Clone for RenderCache {
+    fn clone(&self) -> Self {
+        RenderCache::default()
+    }
+}
+
+impl PartialEq for RenderCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RenderCache {}
+
+impl std::fmt::Debug for RenderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "rendered"
+        } else {
+            "not rendered"
+        })
+    }
 }
 
 /// One list answer: `count` batches match; `rows` are the requested page,
@@ -341,14 +379,18 @@ pub trait Store: Send + Sync + 'static {
     async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>>;
     async fn check_counters(&self, project_pk: i64, batch_id: &str) -> StoreResult<CounterCheck>;
 
+    /// Starts following other processes' writes (for `serve`; one-shot
+    /// commands do not need it).
+    fn start_change_feed(&self);
+
     // Dump.
     async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()>;
     async fn begin_import(&self) -> StoreResult<Box<dyn Importer>>;
 }
 
 /// Opens the store a URL names (`postgres://` or `postgresql://` for
-/// PostgreSQL, `sqlite:PATH` or a bare file path for SQLite), applies
-/// migrations and starts the read model's change feed.
+/// PostgreSQL, `sqlite:PATH` or a bare file path for SQLite) and applies
+/// migrations.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::start(url).await?))

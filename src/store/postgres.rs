@@ -52,6 +52,14 @@ impl PgStore {
         })
     }
 
+    /// A bulk load is one transaction; its commit is what must be durable.
+    async fn tune_for_import(tx: &mut Transaction<'static, Postgres>) -> super::StoreResult<()> {
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     async fn record_change(
         conn: &mut sqlx::PgConnection,
         origin: i64,
@@ -168,11 +176,10 @@ impl PgStore {
 impl_sql_store!(PgStore, Postgres, PgImporter);
 
 impl PgStore {
-    /// Connects, applies migrations, and starts the change feed.
+    /// Connects and applies migrations.
     pub async fn start(url: &str) -> super::StoreResult<Self> {
         let s = Self::connect(url).await?;
         s.run_migrations().await?;
-        s.spawn_change_feed();
         Ok(s)
     }
 }

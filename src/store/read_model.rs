@@ -4,10 +4,16 @@
 //! a view is loaded from it on first use, refreshed from it after every
 //! local write (before the write returns), and from the change feed for
 //! writes made by other processes.
+//!
+//! Layout is chosen for the filter pass: each sort order is a contiguous
+//! array of small `Slot`s holding everything the non-text filters need
+//! (state bits, interned vendor, title and group numbers), so a filtered
+//! query is one linear scan with no pointer chasing; `name_like` searches a
+//! single text of all names at once.
 
 use super::BatchTaskRow;
 use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// One batch as the list needs it.
@@ -21,29 +27,72 @@ pub struct BatchEntry {
     pub groups: Vec<(i64, String, String)>,
 }
 
-impl BatchEntry {
-    fn state_mask(&self) -> u32 {
-        self.row
-            .counters
-            .iter()
-            .enumerate()
-            .fold(0, |m, (i, n)| if *n > 0 { m | (1 << i) } else { m })
+const NO_GROUP: u32 = u32::MAX;
+const INLINE_GROUPS: usize = 3;
+
+/// What the filters read, inline in the sorted arrays.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: i64,
+    idx: u32,
+    states: u32,
+    company: u32,
+    title: u32,
+    groups: [u32; INLINE_GROUPS],
+    /// More groups than fit inline: read them from the entry.
+    more_groups: bool,
+}
+
+/// All names of one field, lowercased, one per entry index, joined by
+/// newlines (which no name contains), searched with one substring scan.
+#[derive(Debug, Default)]
+struct NameText {
+    text: String,
+    starts: Vec<u32>,
+}
+
+impl NameText {
+    fn build<'a>(names: impl Iterator<Item = &'a str>) -> NameText {
+        let mut t = NameText::default();
+        for n in names {
+            t.starts.push(t.text.len() as u32);
+            t.text.push_str(n);
+            t.text.push('\n');
+        }
+        t
     }
-    fn created_key(&self) -> (i64, &str) {
-        (self.row.created_at, &self.row.id)
-    }
-    fn count_key(&self) -> (i64, &str) {
-        (self.row.num_task, &self.row.id)
+
+    /// Marks the entry indexes whose name contains `needle`.
+    fn matches(&self, needle: &str, out: &mut [bool]) {
+        if needle.contains('\n') {
+            return;
+        }
+        let mut last = usize::MAX;
+        for (at, _) in self.text.match_indices(needle) {
+            let idx = self.starts.partition_point(|s| (*s as usize) <= at) - 1;
+            if idx != last {
+                if let Some(o) = out.get_mut(idx) {
+                    *o = true;
+                }
+                last = idx;
+            }
+        }
     }
 }
 
-/// One project's batches, sorted by `(created_at, id)` and by
-/// `(num_task, id)`; descending order is the reverse walk.
+/// One project's batches.
 #[derive(Debug, Default)]
 pub struct ProjectView {
-    by_pk: HashMap<i64, Arc<BatchEntry>>,
-    by_created: Vec<Arc<BatchEntry>>,
-    by_count: Vec<Arc<BatchEntry>>,
+    entries: Vec<Option<Arc<BatchEntry>>>,
+    free: Vec<u32>,
+    by_pk: HashMap<i64, u32>,
+    by_created: Vec<Slot>,
+    by_count: Vec<Slot>,
+    strings: HashMap<String, u32>,
+    groups: Vec<(i64, String, String)>,
+    group_of_pk: HashMap<i64, u32>,
+    names: NameText,
+    service_names: NameText,
 }
 
 /// The rows of one list answer: `count` matches, `rows` the requested page
@@ -58,14 +107,23 @@ impl ProjectView {
     pub fn new(entries: Vec<BatchEntry>) -> ProjectView {
         let mut v = ProjectView::default();
         for e in entries {
-            let e = Arc::new(e);
-            v.by_pk.insert(e.pk, e.clone());
-            v.by_created.push(e.clone());
-            v.by_count.push(e);
+            let idx = v.entries.len() as u32;
+            v.by_pk.insert(e.pk, idx);
+            let (a, b) = v.slots(&e, idx);
+            v.by_created.push(a);
+            v.by_count.push(b);
+            v.entries.push(Some(Arc::new(e)));
         }
-        v.by_created
-            .sort_by(|a, b| a.created_key().cmp(&b.created_key()));
-        v.by_count.sort_by(|a, b| a.count_key().cmp(&b.count_key()));
+        let entries = &v.entries;
+        let id = |s: &Slot| {
+            entries[s.idx as usize]
+                .as_ref()
+                .map(|e| e.row.id.clone())
+                .unwrap_or_default()
+        };
+        v.by_created.sort_by_cached_key(|s| (s.key, id(s)));
+        v.by_count.sort_by_cached_key(|s| (s.key, id(s)));
+        v.rebuild_names();
         v
     }
 
@@ -77,36 +135,144 @@ impl ProjectView {
         self.by_pk.is_empty()
     }
 
-    fn remove_sorted(
-        list: &mut Vec<Arc<BatchEntry>>,
-        old: &Arc<BatchEntry>,
-        key: fn(&BatchEntry) -> (i64, &str),
-    ) {
-        if let Ok(i) = list.binary_search_by(|e| key(e).cmp(&key(old))) {
-            list.remove(i);
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(i) = self.strings.get(s) {
+            return *i;
+        }
+        let i = self.strings.len() as u32;
+        self.strings.insert(s.to_string(), i);
+        i
+    }
+
+    fn group(&mut self, g: &(i64, String, String)) -> u32 {
+        match self.group_of_pk.get(&g.0) {
+            Some(i) => {
+                // Names can change; the latest refresh wins.
+                self.groups[*i as usize] = g.clone();
+                *i
+            }
+            None => {
+                let i = self.groups.len() as u32;
+                self.groups.push(g.clone());
+                self.group_of_pk.insert(g.0, i);
+                i
+            }
         }
     }
 
-    fn insert_sorted(
-        list: &mut Vec<Arc<BatchEntry>>,
-        e: &Arc<BatchEntry>,
-        key: fn(&BatchEntry) -> (i64, &str),
-    ) {
-        let i = list.partition_point(|x| key(x) < key(e));
-        list.insert(i, e.clone());
+    /// The two slots (created order, count order) of an entry.
+    fn slots(&mut self, e: &BatchEntry, idx: u32) -> (Slot, Slot) {
+        let mut groups = [NO_GROUP; INLINE_GROUPS];
+        for (i, g) in e.groups.iter().enumerate() {
+            let gi = self.group(g);
+            if let Some(slot) = groups.get_mut(i) {
+                *slot = gi;
+            }
+        }
+        let states =
+            e.row
+                .counters
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (i, n)| if *n > 0 { m | (1 << i) } else { m });
+        let base = Slot {
+            key: e.row.created_at,
+            idx,
+            states,
+            company: self.intern(&e.row.company),
+            title: self.intern(&e.row.alg_name),
+            groups,
+            more_groups: e.groups.len() > INLINE_GROUPS,
+        };
+        (
+            base,
+            Slot {
+                key: e.row.num_task,
+                ..base
+            },
+        )
+    }
+
+    fn id_of(&self, s: &Slot) -> &str {
+        self.entries[s.idx as usize]
+            .as_ref()
+            .map(|e| e.row.id.as_str())
+            .unwrap_or("")
+    }
+
+    fn position(&self, list: &[Slot], key: i64, id: &str) -> Result<usize, usize> {
+        list.binary_search_by(|s| (s.key, self.id_of(s)).cmp(&(key, id)))
+    }
+
+    fn rebuild_names(&mut self) {
+        let blank = "";
+        self.names = NameText::build(
+            self.entries
+                .iter()
+                .map(|e| e.as_ref().map_or(blank, |e| e.name_lc.as_str())),
+        );
+        self.service_names = NameText::build(
+            self.entries
+                .iter()
+                .map(|e| e.as_ref().map_or(blank, |e| e.service_name_lc.as_str())),
+        );
     }
 
     /// Replaces (or adds) the batch `pk`; `None` removes it.
     pub fn put(&mut self, pk: i64, entry: Option<BatchEntry>) {
-        if let Some(old) = self.by_pk.remove(&pk) {
-            Self::remove_sorted(&mut self.by_created, &old, BatchEntry::created_key);
-            Self::remove_sorted(&mut self.by_count, &old, BatchEntry::count_key);
+        let mut names_changed = false;
+        let reuse = self.by_pk.get(&pk).copied();
+        if let Some(idx) = reuse {
+            if let Some(old) = self.entries[idx as usize].clone() {
+                if let Ok(i) = self.position(&self.by_created, old.row.created_at, &old.row.id) {
+                    self.by_created.remove(i);
+                }
+                if let Ok(i) = self.position(&self.by_count, old.row.num_task, &old.row.id) {
+                    self.by_count.remove(i);
+                }
+                names_changed = entry.as_ref().is_none_or(|e| {
+                    e.name_lc != old.name_lc || e.service_name_lc != old.service_name_lc
+                });
+            }
         }
-        if let Some(e) = entry {
-            let e = Arc::new(e);
-            Self::insert_sorted(&mut self.by_created, &e, BatchEntry::created_key);
-            Self::insert_sorted(&mut self.by_count, &e, BatchEntry::count_key);
-            self.by_pk.insert(pk, e);
+        match entry {
+            Some(e) => {
+                let idx = match reuse {
+                    Some(i) => i,
+                    None => {
+                        names_changed = true;
+                        match self.free.pop() {
+                            Some(i) => i,
+                            None => {
+                                self.entries.push(None);
+                                (self.entries.len() - 1) as u32
+                            }
+                        }
+                    }
+                };
+                let (a, b) = self.slots(&e, idx);
+                let (created, count, id) = (e.row.created_at, e.row.num_task, e.row.id.clone());
+                self.entries[idx as usize] = Some(Arc::new(e));
+                self.by_pk.insert(pk, idx);
+                let i = self
+                    .position(&self.by_created, created, &id)
+                    .unwrap_or_else(|i| i);
+                self.by_created.insert(i, a);
+                let i = self
+                    .position(&self.by_count, count, &id)
+                    .unwrap_or_else(|i| i);
+                self.by_count.insert(i, b);
+            }
+            None => {
+                if let Some(idx) = reuse {
+                    self.entries[idx as usize] = None;
+                    self.by_pk.remove(&pk);
+                    self.free.push(idx);
+                }
+            }
+        }
+        if names_changed {
+            self.rebuild_names();
         }
     }
 
@@ -122,74 +288,126 @@ impl ProjectView {
             ),
             None => (0, usize::MAX),
         };
-        let ordered: Box<dyn Iterator<Item = &Arc<BatchEntry>>> = match p.order {
-            SortOrder::Asc => Box::new(list.iter()),
-            SortOrder::Desc => Box::new(list.iter().rev()),
-        };
+        let row = |s: &Slot| self.entries[s.idx as usize].as_ref().map(|e| e.row.clone());
         let unfiltered = p.task_states.is_empty()
             && p.video_groups.is_empty()
             && p.name_like.is_none()
             && p.manufacturers.is_empty()
             && p.titles.is_empty();
         if unfiltered {
-            return ViewPage {
-                count: list.len() as u64,
-                rows: ordered
+            let rows = match p.order {
+                SortOrder::Asc => list.iter().skip(skip).take(take).filter_map(row).collect(),
+                SortOrder::Desc => list
+                    .iter()
+                    .rev()
                     .skip(skip)
                     .take(take)
-                    .map(|e| e.row.clone())
+                    .filter_map(row)
                     .collect(),
             };
+            return ViewPage {
+                count: list.len() as u64,
+                rows,
+            };
         }
-        let filter = Filter::new(p);
+        let Some(filter) = self.filter(p) else {
+            return ViewPage::default();
+        };
         let mut count = 0u64;
         let mut rows = Vec::new();
-        for e in ordered {
-            if filter.matches(e) {
+        let mut visit = |s: &Slot| {
+            if filter.matches(s, self) {
                 if count as usize >= skip && rows.len() < take {
-                    rows.push(e.row.clone());
+                    if let Some(r) = row(s) {
+                        rows.push(r);
+                    }
                 }
                 count += 1;
             }
+        };
+        match p.order {
+            SortOrder::Asc => list.iter().for_each(&mut visit),
+            SortOrder::Desc => list.iter().rev().for_each(&mut visit),
         }
         ViewPage { count, rows }
     }
-}
 
-/// The list filters, prepared once per query.
-struct Filter<'a> {
-    states: u32,
-    groups: Option<HashSet<&'a str>>,
-    name: Option<(NameField, &'a str)>,
-    manufacturers: &'a [String],
-    titles: &'a [String],
-}
-
-impl<'a> Filter<'a> {
-    fn new(p: &'a ListBatchTasksParams) -> Filter<'a> {
-        Filter {
+    /// Prepares the filters; `None` when they can match nothing (a vendor,
+    /// title or group that no batch has).
+    fn filter(&self, p: &ListBatchTasksParams) -> Option<Filter> {
+        let ids = |items: &[String]| -> Option<Vec<u32>> {
+            if items.is_empty() {
+                return Some(Vec::new());
+            }
+            let v: Vec<u32> = items
+                .iter()
+                .filter_map(|s| self.strings.get(s).copied())
+                .collect();
+            (!v.is_empty()).then_some(v)
+        };
+        let companies = ids(&p.manufacturers)?;
+        let titles = ids(&p.titles)?;
+        let groups = if p.video_groups.is_empty() {
+            None
+        } else {
+            let wanted: Vec<bool> = self
+                .groups
+                .iter()
+                .map(|(_, id, name)| p.video_groups.iter().any(|g| g == id || g == name))
+                .collect();
+            if !wanted.iter().any(|w| *w) {
+                return None;
+            }
+            Some(wanted)
+        };
+        let names = p.name_like.as_ref().map(|n| {
+            let mut hit = vec![false; self.entries.len()];
+            match n.field {
+                NameField::BatchTaskName => self.names.matches(&n.needle, &mut hit),
+                NameField::PublishServiceName => self.service_names.matches(&n.needle, &mut hit),
+            }
+            hit
+        });
+        Some(Filter {
             states: p.task_states.iter().fold(0, |m, s| m | (1 << s.index())),
-            groups: (!p.video_groups.is_empty())
-                .then(|| p.video_groups.iter().map(String::as_str).collect()),
-            name: p.name_like.as_ref().map(|n| (n.field, n.needle.as_str())),
-            manufacturers: &p.manufacturers,
-            titles: &p.titles,
-        }
+            companies,
+            titles,
+            groups,
+            names,
+        })
     }
+}
 
-    fn matches(&self, e: &BatchEntry) -> bool {
-        (self.states == 0 || e.state_mask() & self.states != 0)
-            && (self.manufacturers.is_empty()
-                || self.manufacturers.iter().any(|m| *m == e.row.company))
-            && (self.titles.is_empty() || self.titles.iter().any(|t| *t == e.row.alg_name))
-            && self.groups.as_ref().is_none_or(|g| {
-                e.groups
-                    .iter()
-                    .any(|(_, id, name)| g.contains(id.as_str()) || g.contains(name.as_str()))
-            })
-            && self.name.is_none_or(|(field, needle)| match field {
-                NameField::BatchTaskName => e.name_lc.contains(needle),
-                NameField::PublishServiceName => e.service_name_lc.contains(needle),
+struct Filter {
+    states: u32,
+    companies: Vec<u32>,
+    titles: Vec<u32>,
+    /// Wanted, by interned group number.
+    groups: Option<Vec<bool>>,
+    /// Matching name, by entry index.
+    names: Option<Vec<bool>>,
+}
+
+impl Filter {
+    fn matches(&self, s: &Slot, view: &ProjectView) -> bool {
+        (self.states == 0 || s.states & self.states != 0)
+            && (self.companies.is_empty() || self.companies.contains(&s.company))
+            && (self.titles.is_empty() || self.titles.contains(&s.title))
+            && self
+                .names
+                .as_ref()
+                .is_none_or(|n| n.get(s.idx as usize).copied().unwrap_or(false))
+            && self.groups.as_ref().is_none_or(|wanted| {
+                let hit = |g: u32| wanted.get(g as usize).copied().unwrap_or(false);
+                if s.groups.iter().any(|g| *g != NO_GROUP && hit(*g)) {
+                    return true;
+                }
+                s.more_groups
+                    && view.entries[s.idx as usize].as_ref().is_some_and(|e| {
+                        e.groups
+                            .iter()
+                            .any(|g| view.group_of_pk.get(&g.0).is_some_and(|i| hit(*i)))
+                    })
             })
     }
 }
@@ -252,9 +470,15 @@ impl ReadModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TaskState;
+    use crate::domain::{NameLike, Paging, TaskState};
 
-    fn entry(pk: i64, created: i64, tasks: &[(TaskState, i64)], name: &str) -> BatchEntry {
+    fn entry(
+        pk: i64,
+        created: i64,
+        tasks: &[(TaskState, i64)],
+        name: &str,
+        groups: &[i64],
+    ) -> BatchEntry {
         let mut counters = [0i64; 18];
         for (s, n) in tasks {
             counters[s.index()] += n;
@@ -267,16 +491,24 @@ mod tests {
                 video_source_name: None,
                 video_group_name: Some("g".into()),
                 alg_name: "A".into(),
-                company: "C".into(),
+                company: if pk % 2 == 0 {
+                    "Even".into()
+                } else {
+                    "Odd".into()
+                },
                 task_type: "0".into(),
                 priority: "low".into(),
                 num_task: counters.iter().sum(),
                 created_at: created,
                 counters,
+                rendered: Default::default(),
             }),
             name_lc: name.to_lowercase(),
             service_name_lc: "svc".into(),
-            groups: vec![(1, "g1".into(), "gate".into())],
+            groups: groups
+                .iter()
+                .map(|g| (*g, format!("g{g}"), format!("group {g}")))
+                .collect(),
         }
     }
 
@@ -291,9 +523,9 @@ mod tests {
     fn sorted_views_follow_updates() {
         use TaskState::*;
         let mut v = ProjectView::new(vec![
-            entry(1, 10, &[(Running, 3)], "a"),
-            entry(2, 20, &[(Pending, 1)], "b"),
-            entry(3, 20, &[], "c"),
+            entry(1, 10, &[(Running, 3)], "alpha", &[1]),
+            entry(2, 20, &[(Pending, 1)], "beta", &[1, 2, 3, 4]),
+            entry(3, 20, &[], "gamma", &[2]),
         ]);
         let q = ListBatchTasksParams::default();
         assert_eq!(ids(&v.query(&q)), vec![3, 2, 1]);
@@ -303,7 +535,7 @@ mod tests {
             ..q.clone()
         };
         assert_eq!(ids(&v.query(&by_count)), vec![3, 2, 1]);
-        v.put(3, Some(entry(3, 20, &[(Stopped, 5)], "c")));
+        v.put(3, Some(entry(3, 20, &[(Stopped, 5)], "gamma", &[2])));
         assert_eq!(ids(&v.query(&by_count)), vec![2, 1, 3]);
         v.put(1, None);
         assert_eq!(v.query(&q).count, 2);
@@ -313,13 +545,42 @@ mod tests {
         };
         assert_eq!(ids(&v.query(&running)), vec![3]);
         let paged = ListBatchTasksParams {
-            paging: Some(crate::domain::Paging {
+            paging: Some(Paging {
                 page_num: 2,
                 page_size: 1,
             }),
-            ..q
+            ..q.clone()
         };
         let p = v.query(&paged);
         assert_eq!((p.count, ids(&p)), (2, vec![2]));
+        // A fourth group lives outside the inline slots.
+        let g4 = ListBatchTasksParams {
+            video_groups: vec!["group 4".into()],
+            ..q.clone()
+        };
+        assert_eq!(ids(&v.query(&g4)), vec![2]);
+        let odd = ListBatchTasksParams {
+            manufacturers: vec!["Odd".into()],
+            ..q.clone()
+        };
+        assert_eq!(ids(&v.query(&odd)), vec![3]);
+        let none = ListBatchTasksParams {
+            manufacturers: vec!["Nobody".into()],
+            ..q.clone()
+        };
+        assert_eq!(v.query(&none).count, 0);
+        // Removed slots are reused; names follow.
+        v.put(9, Some(entry(9, 5, &[], "delta", &[])));
+        let name = |n: &str| ListBatchTasksParams {
+            name_like: Some(NameLike {
+                field: NameField::BatchTaskName,
+                needle: n.into(),
+            }),
+            ..q.clone()
+        };
+        assert_eq!(ids(&v.query(&name("a"))), vec![3, 2, 9]);
+        assert_eq!(ids(&v.query(&name("alpha"))), Vec::<i64>::new());
+        assert_eq!(ids(&v.query(&name("a\nb"))), Vec::<i64>::new());
+        assert_eq!(ids(&v.query(&name("mma"))), vec![3]);
     }
 }

@@ -57,6 +57,15 @@ impl SqliteStore {
         })
     }
 
+    /// A bulk load touches far more pages than the default cache holds; a
+    /// large cache keeps them from spilling to the WAL and being read back.
+    async fn tune_for_import(tx: &mut Transaction<'static, Sqlite>) -> super::StoreResult<()> {
+        sqlx::query("pragma cache_size = -1048576")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     async fn record_change(
         conn: &mut sqlx::SqliteConnection,
         origin: i64,
@@ -188,11 +197,10 @@ impl SqliteStore {
 impl_sql_store!(SqliteStore, Sqlite, SqliteImporter);
 
 impl SqliteStore {
-    /// Opens the file, applies migrations, and starts the change feed.
+    /// Opens the file and applies migrations.
     pub async fn start(path: &str) -> super::StoreResult<Self> {
         let s = Self::open(path).await?;
         s.run_migrations().await?;
-        s.spawn_change_feed();
         Ok(s)
     }
 }
