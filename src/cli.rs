@@ -365,18 +365,10 @@ async fn import(store: &dyn Store, file: &str) -> Result<()> {
         }
         let rec: DumpRecord =
             serde_json::from_str(&line).map_err(|e| anyhow!("line {line_no}: {e}"))?;
-        let n = importer.put(rec).await.map_err(|e| match e {
-            store::StoreError::Invalid(field::FieldError { param, detail }) => {
-                anyhow!("line {line_no}: {param}: {detail}")
-            }
-            store::StoreError::NotFound { what, param } => {
-                anyhow!("line {line_no}: {param}: {what} does not exist")
-            }
-            store::StoreError::Conflict { what, param } => {
-                anyhow!("line {line_no}: {param}: {what} already exists")
-            }
-            other => anyhow!("line {line_no}: {other}"),
-        })?;
+        let n = importer
+            .put(line_no, rec)
+            .await
+            .map_err(describe_import_error)?;
         records += 1;
         tasks += n.tasks;
         if last_report.elapsed() >= Duration::from_secs(2) {
@@ -387,13 +379,30 @@ async fn import(store: &dyn Store, file: &str) -> Result<()> {
             );
         }
     }
-    importer.commit().await?;
+    importer.commit().await.map_err(describe_import_error)?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "import complete: {records} records, {tasks} tasks in {secs:.2}s ({:.0} tasks/s)",
         tasks as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+fn describe_import_error(e: store::ImportError) -> anyhow::Error {
+    let line = e.line;
+    let what = match e.error {
+        store::StoreError::Invalid(field::FieldError { param, detail }) => {
+            format!("{param}: {detail}")
+        }
+        store::StoreError::NotFound { what, param } => format!("{param}: {what} does not exist"),
+        store::StoreError::Conflict { what, param } => format!("{param}: {what} already exists"),
+        other => other.to_string(),
+    };
+    if line == 0 {
+        anyhow!("import failed: {what}")
+    } else {
+        anyhow!("line {line}: {what}")
+    }
 }
 
 async fn export(store: Arc<dyn Store>, output: Option<std::path::PathBuf>) -> Result<()> {

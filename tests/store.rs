@@ -49,8 +49,11 @@ async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
     let svc = format!(
         r#"{{"kind":"service","project_id":"{pid}","service_name":"svc","service_version":"1.0.0","alg_name":"A","company":"C","deploy_type":"cloud"}}"#
     );
-    imp.put(serde_json::from_str(&svc).unwrap()).await.unwrap();
+    imp.put(1, serde_json::from_str(&svc).unwrap())
+        .await
+        .unwrap();
     imp.put(
+        2,
         serde_json::from_str(&format!(
             r#"{{"kind":"video_group","project_id":"{pid}","id":"g","name":"g"}}"#
         ))
@@ -62,14 +65,18 @@ async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
         let rec = format!(
             r#"{{"kind":"video_source","project_id":"{pid}","id":"s{s}","name":"s{s}","url":"rtsp://s","group_ids":["g"]}}"#
         );
-        imp.put(serde_json::from_str(&rec).unwrap()).await.unwrap();
+        imp.put(3, serde_json::from_str(&rec).unwrap())
+            .await
+            .unwrap();
     }
     for b in 0..3u32 {
         let rec = format!(
             r#"{{"kind":"batch_task","project_id":"{pid}","id":"{}","name":"b{b}","service_name":"svc","service_version":"1.0.0","created_at":{b},"group_ids":["g"]}}"#,
             bid(b)
         );
-        imp.put(serde_json::from_str(&rec).unwrap()).await.unwrap();
+        imp.put(3, serde_json::from_str(&rec).unwrap())
+            .await
+            .unwrap();
     }
     imp.commit().await.unwrap();
 
@@ -199,8 +206,10 @@ async fn export_lines(store: &Arc<dyn Store>) -> String {
 
 async fn import_lines(store: &Arc<dyn Store>, text: &str) {
     let mut imp = store.begin_import().await.unwrap();
-    for line in text.lines() {
-        imp.put(serde_json::from_str(line).unwrap()).await.unwrap();
+    for (i, line) in text.lines().enumerate() {
+        imp.put(i as u64 + 1, serde_json::from_str(line).unwrap())
+            .await
+            .unwrap();
     }
     imp.commit().await.unwrap();
 }
@@ -267,7 +276,8 @@ both_backends! {
                 if let DumpRecord::BatchTask(b) = &mut bad { b.service_name = "nope.svc".into(); }
                 bad
             } else { r };
-            if imp.put(r).await.is_err() {
+            if let Err(e) = imp.put(i as u64 + 1, r).await {
+                assert_eq!(e.line, 31, "the error names the bad record's line: {e}");
                 failed_at = Some(i);
                 break;
             }

@@ -17,7 +17,7 @@ macro_rules! impl_sql_store {
         use crate::store::read_model::{BatchEntry, ProjectView, ReadModel};
         use crate::store::{
             BatchCreated, BatchTaskPage, BatchTaskRow, CounterCheck, DeployType,
-            ImportedCount, Importer, NewBatchTask, NewService, NewToken, Page, Project, ProjectRef,
+            ImportError, ImportedCount, Importer, NewBatchTask, NewService, NewToken, Page, Project, ProjectRef,
             Service, SourceFailure, Store, StoreError, StoreResult, TaskRow, TokenRow, UserRow,
             VideoGroup, VideoSource,
         };
@@ -487,7 +487,7 @@ macro_rules! impl_sql_store {
 
         /// Columns of a read-model entry; groups travel as `pk\tid\tname`
         /// lines (ids and names hold neither tabs nor newlines).
-        fn entry_sql(only_some: bool) -> String {
+        fn entry_sql() -> String {
             let mut s = String::from(
                 "select b.pk, b.id, b.name, b.alg_name, b.company, b.task_type, b.priority, b.num_task, b.created_at, ",
             );
@@ -501,11 +501,8 @@ macro_rules! impl_sql_store {
                  order by bg.position) from batch_task_groups bg join video_groups g on g.pk = bg.group_pk where bg.batch_pk = b.pk), \
                  case when b.num_task = 1 then (select s.name from tasks t join video_sources s on s.pk = t.video_source_pk \
                  where t.batch_pk = b.pk limit 1) end \
-                 from batch_tasks b where b.project_pk = $1",
+                 from batch_tasks b where b.project_pk = ",
             );
-            if only_some {
-                s.push_str(" and b.pk in ");
-            }
             s
         }
 
@@ -545,11 +542,11 @@ macro_rules! impl_sql_store {
         }
 
         async fn load_entries(conn: &mut Conn, project_pk: i64, pks: Option<&[i64]>) -> StoreResult<Vec<BatchEntry>> {
-            let mut q = sql::Query::default();
-            q.push(&entry_sql(pks.is_some()));
-            q.args.push(Arg::Int(project_pk));
+            let mut q = sql::Query::new($store::POSITIONAL);
+            q.push(&entry_sql());
+            q.bind(Arg::Int(project_pk));
             if let Some(pks) = pks {
-                q.push("(");
+                q.push(" and b.pk in (");
                 for (i, pk) in pks.iter().enumerate() {
                     if i > 0 {
                         q.push(", ");
@@ -919,9 +916,9 @@ macro_rules! impl_sql_store {
 
             async fn list_batch_tasks_from_db(&self, project_pk: i64, q: &ListBatchTasksParams) -> StoreResult<BatchTaskPage> {
                 let mut tx = self.begin_read().await?;
-                let cq = sql::count_batch_tasks(project_pk, q);
+                let cq = sql::count_batch_tasks($store::POSITIONAL, project_pk, q);
                 let count: i64 = bound(&cq).fetch_one(&mut *tx).await?.try_get(0)?;
-                let sq = sql::select_batch_tasks(project_pk, q);
+                let sq = sql::select_batch_tasks($store::POSITIONAL, project_pk, q);
                 let rows = if q.paging.map(|p| p.offset() >= count as u64).unwrap_or(false) {
                     Vec::new()
                 } else {
@@ -1223,6 +1220,12 @@ macro_rules! impl_sql_store {
                     projects: HashMap::new(),
                     sources: HashMap::new(),
                     groups: HashMap::new(),
+                    services: HashMap::new(),
+                    pending_sources: Vec::new(),
+                    pending_source_ids: HashSet::new(),
+                    pending_batches: Vec::new(),
+                    pending_tasks: 0,
+                    batch_keys: HashSet::new(),
                     touched: HashSet::new(),
                     model: self.model.clone(),
                     origin: self.origin,
@@ -1230,81 +1233,89 @@ macro_rules! impl_sql_store {
             }
         }
 
+        /// Rows per multi-row statement. One statement per row costs a round
+        /// trip each (a thread handoff on SQLite), which dominated bulk
+        /// loads; these keep every statement well under both backends'
+        /// parameter limits.
+        const TASK_CHUNK: usize = 500;
+        const SOURCE_CHUNK: usize = 500;
+        const BATCH_CHUNK: usize = 80;
+        /// Pending work that triggers a flush.
+        const FLUSH_SOURCES: usize = 2_000;
+        const FLUSH_TASKS: usize = 20_000;
+        const FLUSH_BATCHES: usize = 800;
+
+        #[derive(Clone)]
+        struct ServiceInfo {
+            pk: i64,
+            alg_name: String,
+            company: String,
+            task_type: &'static str,
+        }
+
+        struct PendingSource {
+            line: u64,
+            ppk: i64,
+            id: String,
+            name: String,
+            url: String,
+            created_at: i64,
+            group_pks: Vec<i64>,
+        }
+
+        struct PendingTask {
+            id: String,
+            source_pk: i64,
+            state: TaskState,
+            created_at: i64,
+            updated_at: i64,
+        }
+
+        struct PendingBatch {
+            line: u64,
+            ppk: i64,
+            id: String,
+            name: String,
+            description: String,
+            service_name: String,
+            service_version: String,
+            service: ServiceInfo,
+            priority: &'static str,
+            config: String,
+            output: String,
+            created_at: i64,
+            group_pks: Vec<i64>,
+            tasks: Vec<PendingTask>,
+        }
+
+        /// A bulk load in one transaction. Records are checked as they come
+        /// (so an error names its line), buffered, and written many rows per
+        /// statement; uniqueness against rows already in the database is
+        /// checked in bulk before each write, so those errors name their
+        /// line too.
         pub struct $importer {
             tx: sqlx::Transaction<'static, $db>,
             projects: HashMap<String, i64>,
             sources: HashMap<(i64, String), i64>,
             groups: HashMap<(i64, String), i64>,
+            services: HashMap<(i64, String, String), ServiceInfo>,
+            pending_sources: Vec<PendingSource>,
+            pending_source_ids: HashSet<(i64, String)>,
+            pending_batches: Vec<PendingBatch>,
+            pending_tasks: usize,
+            /// Batch ids ("i" + id) and names ("n" + name) seen in this load.
+            batch_keys: HashSet<(i64, String)>,
             /// Projects that gained batches; their views are reloaded after commit.
             touched: HashSet<i64>,
             model: Arc<ReadModel>,
             origin: i64,
         }
 
-        /// Tasks per multi-row insert: 7 parameters each, well under both
-        /// backends' parameter limits.
-        const TASK_INSERT_CHUNK: usize = 500;
+        fn at(line: u64) -> impl Fn(StoreError) -> ImportError {
+            move |error| ImportError { line, error }
+        }
 
         impl $importer {
-            /// A source, with group pks and the new pk cached for the tasks
-            /// that follow; uniqueness is left to the index.
-            async fn put_source(&mut self, ppk: i64, s: VideoSourceRecord, now: i64) -> StoreResult<()> {
-                field::check_id("id", &s.id)?;
-                field::check_display_name("name", &s.name, 1, 64)?;
-                field::check_text("url", &s.url, 2048)?;
-                if s.url.trim().is_empty() {
-                    return Err(field::FieldError::new("url", "url must not be empty").into());
-                }
-                let mut group_pks = Vec::with_capacity(s.group_ids.len());
-                for gid in &s.group_ids {
-                    let key = (ppk, gid.clone());
-                    let gpk = match self.groups.get(&key) {
-                        Some(pk) => *pk,
-                        None => {
-                            let pk = group_pk(&mut self.tx, ppk, gid)
-                                .await?
-                                .ok_or_else(|| StoreError::NotFound { what: "video group", param: "group_ids".into() })?;
-                            self.groups.insert(key, pk);
-                            pk
-                        }
-                    };
-                    if group_pks.contains(&gpk) {
-                        return Err(field::FieldError::new("group_ids", format!("group {gid:?} is listed twice")).into());
-                    }
-                    group_pks.push(gpk);
-                }
-                let spk: i64 = sqlx::query_scalar::<$db, i64>(
-                    "insert into video_sources (project_pk, id, name, url, created_at) values ($1, $2, $3, $4, $5) returning pk",
-                )
-                .bind(ppk)
-                .bind(&s.id)
-                .bind(&s.name)
-                .bind(&s.url)
-                .bind(s.created_at.unwrap_or(now))
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict { what: "video source", param: "id".into() }
-                    } else {
-                        e.into()
-                    }
-                })?;
-                if !group_pks.is_empty() {
-                    let mut q = sql::Query::default();
-                    q.push("insert into video_source_groups (source_pk, position, group_pk) values ");
-                    for (i, gpk) in group_pks.iter().enumerate() {
-                        if i > 0 {
-                            q.push(", ");
-                        }
-                        q.push("(").bind(Arg::Int(spk)).push(", ").bind(Arg::Int(i as i64)).push(", ").bind(Arg::Int(*gpk)).push(")");
-                    }
-                    bound(&q).execute(&mut *self.tx).await?;
-                }
-                self.sources.insert((ppk, s.id), spk);
-                Ok(())
-            }
-
             async fn project(&mut self, id: &str) -> StoreResult<i64> {
                 if let Some(pk) = self.projects.get(id) {
                     return Ok(*pk);
@@ -1315,12 +1326,418 @@ macro_rules! impl_sql_store {
                 self.projects.insert(id.to_string(), pk);
                 Ok(pk)
             }
+
+            async fn group(&mut self, ppk: i64, gid: &str, param: &str) -> StoreResult<i64> {
+                let key = (ppk, gid.to_string());
+                if let Some(pk) = self.groups.get(&key) {
+                    return Ok(*pk);
+                }
+                let pk = group_pk(&mut self.tx, ppk, gid)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { what: "video group", param: param.into() })?;
+                self.groups.insert(key, pk);
+                Ok(pk)
+            }
+
+            async fn service(&mut self, ppk: i64, name: &str, version: &str) -> StoreResult<ServiceInfo> {
+                let key = (ppk, name.to_string(), version.to_string());
+                if let Some(s) = self.services.get(&key) {
+                    return Ok(s.clone());
+                }
+                let r = sqlx::query::<$db>(
+                    "select pk, alg_name, company, deploy_type from services \
+                     where project_pk = $1 and service_name = $2 and service_version = $3",
+                )
+                .bind(ppk)
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound { what: "algorithm service", param: "service_name".into() })?;
+                let deploy: String = r.try_get(3)?;
+                let info = ServiceInfo {
+                    pk: r.try_get(0)?,
+                    alg_name: r.try_get(1)?,
+                    company: r.try_get(2)?,
+                    task_type: DeployType::parse(&deploy).unwrap_or(DeployType::Cloud).task_type(),
+                };
+                self.services.insert(key, info.clone());
+                Ok(info)
+            }
+
+            async fn source(&mut self, ppk: i64, sid: &str) -> StoreResult<i64> {
+                let key = (ppk, sid.to_string());
+                if let Some(pk) = self.sources.get(&key) {
+                    return Ok(*pk);
+                }
+                let pk = source_pk(&mut self.tx, ppk, sid)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { what: "video source", param: "tasks.video_source_id".into() })?;
+                self.sources.insert(key, pk);
+                Ok(pk)
+            }
+
+            /// Ids among `ids` that already exist in `table` for the project,
+            /// checked in bulk.
+            async fn existing(&mut self, table: &str, column: &str, ppk: i64, ids: &[&str]) -> StoreResult<HashSet<String>> {
+                let mut found = HashSet::new();
+                for chunk in ids.chunks(500) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push("select ").push(column).push(" from ").push(table).push(" where project_pk = ").bind(Arg::Int(ppk));
+                    q.push(" and ").push(column).push(" in ");
+                    q.bind_list(&chunk.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                    for r in bound(&q).fetch_all(&mut *self.tx).await? {
+                        found.insert(r.try_get::<String, _>(0)?);
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn flush_sources(&mut self) -> Result<(), ImportError> {
+                if self.pending_sources.is_empty() {
+                    return Ok(());
+                }
+                let pending = std::mem::take(&mut self.pending_sources);
+                self.pending_source_ids.clear();
+                let first_line = pending[0].line;
+                let mut by_project: HashMap<i64, Vec<&str>> = HashMap::new();
+                for s in &pending {
+                    by_project.entry(s.ppk).or_default().push(&s.id);
+                }
+                for (ppk, ids) in by_project {
+                    let clash = self.existing("video_sources", "id", ppk, &ids).await.map_err(at(first_line))?;
+                    if let Some(s) = pending.iter().find(|s| s.ppk == ppk && clash.contains(&s.id)) {
+                        return Err(ImportError {
+                            line: s.line,
+                            error: StoreError::Conflict { what: "video source", param: "id".into() },
+                        });
+                    }
+                }
+                for chunk in pending.chunks(SOURCE_CHUNK) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push("insert into video_sources (project_pk, id, name, url, created_at) values ");
+                    for (i, s) in chunk.iter().enumerate() {
+                        q.push(if i > 0 { ", (" } else { "(" });
+                        q.bind(Arg::Int(s.ppk)).push(", ").bind(Arg::Text(s.id.clone())).push(", ");
+                        q.bind(Arg::Text(s.name.clone())).push(", ").bind(Arg::Text(s.url.clone())).push(", ");
+                        q.bind(Arg::Int(s.created_at)).push(")");
+                    }
+                    q.push(" returning pk, project_pk, id");
+                    let line = chunk[0].line;
+                    for r in bound(&q).fetch_all(&mut *self.tx).await.map_err(|e| at(line)(e.into()))? {
+                        let (pk, ppk, id): (i64, i64, String) =
+                            (r.try_get(0).map_err(|e| at(line)(e.into()))?, r.try_get(1).map_err(|e| at(line)(e.into()))?, r.try_get(2).map_err(|e| at(line)(e.into()))?);
+                        self.sources.insert((ppk, id), pk);
+                    }
+                }
+                let mut links: Vec<(i64, i64, i64)> = Vec::new();
+                for s in &pending {
+                    let spk = self.sources.get(&(s.ppk, s.id.clone())).copied().unwrap_or(0);
+                    for (pos, g) in s.group_pks.iter().enumerate() {
+                        links.push((spk, pos as i64, *g));
+                    }
+                }
+                for chunk in links.chunks(TASK_CHUNK) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push("insert into video_source_groups (source_pk, position, group_pk) values ");
+                    for (i, (spk, pos, g)) in chunk.iter().enumerate() {
+                        q.push(if i > 0 { ", (" } else { "(" });
+                        q.bind(Arg::Int(*spk)).push(", ").bind(Arg::Int(*pos)).push(", ").bind(Arg::Int(*g)).push(")");
+                    }
+                    bound(&q).execute(&mut *self.tx).await.map_err(|e| at(first_line)(e.into()))?;
+                }
+                Ok(())
+            }
+
+            async fn flush_batches(&mut self) -> Result<(), ImportError> {
+                if self.pending_batches.is_empty() {
+                    return Ok(());
+                }
+                let pending = std::mem::take(&mut self.pending_batches);
+                self.pending_tasks = 0;
+                let first_line = pending[0].line;
+                // Clashes with batches and tasks already in the database.
+                let mut by_project: HashMap<i64, Vec<&PendingBatch>> = HashMap::new();
+                for b in &pending {
+                    by_project.entry(b.ppk).or_default().push(b);
+                }
+                for (ppk, list) in &by_project {
+                    let ids: Vec<&str> = list.iter().map(|b| b.id.as_str()).collect();
+                    let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
+                    let id_clash = self.existing("batch_tasks", "id", *ppk, &ids).await.map_err(at(first_line))?;
+                    let name_clash = self.existing("batch_tasks", "name", *ppk, &names).await.map_err(at(first_line))?;
+                    for b in list {
+                        if id_clash.contains(&b.id) {
+                            return Err(ImportError { line: b.line, error: StoreError::Conflict { what: "batch task", param: "id".into() } });
+                        }
+                        if name_clash.contains(&b.name) {
+                            return Err(ImportError { line: b.line, error: StoreError::BatchNameTaken });
+                        }
+                    }
+                    // Task ids are not checked ahead: a clash fails the insert
+                    // below and is reported with the range of lines it spans.
+                }
+                let mut pks: HashMap<(i64, String), i64> = HashMap::new();
+                for chunk in pending.chunks(BATCH_CHUNK) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push(
+                        "insert into batch_tasks (project_pk, id, name, name_lc, description, service_pk, service_name, \
+                         service_name_lc, service_version, alg_name, company, task_type, priority, config, output, created_at, num_task",
+                    );
+                    for c in crate::domain::state::COUNTER_COLUMNS {
+                        q.push(", ").push(c);
+                    }
+                    q.push(") values ");
+                    for (i, b) in chunk.iter().enumerate() {
+                        let mut counts = [0i64; 18];
+                        for t in &b.tasks {
+                            counts[t.state.index()] += 1;
+                        }
+                        q.push(if i > 0 { ", (" } else { "(" });
+                        for (k, a) in [
+                            Arg::Int(b.ppk),
+                            Arg::Text(b.id.clone()),
+                            Arg::Text(b.name.clone()),
+                            Arg::Text(b.name.to_lowercase()),
+                            Arg::Text(b.description.clone()),
+                            Arg::Int(b.service.pk),
+                            Arg::Text(b.service_name.clone()),
+                            Arg::Text(b.service_name.to_lowercase()),
+                            Arg::Text(b.service_version.clone()),
+                            Arg::Text(b.service.alg_name.clone()),
+                            Arg::Text(b.service.company.clone()),
+                            Arg::Text(b.service.task_type.to_string()),
+                            Arg::Text(b.priority.to_string()),
+                            Arg::Text(b.config.clone()),
+                            Arg::Text(b.output.clone()),
+                            Arg::Int(b.created_at),
+                            Arg::Int(b.tasks.len() as i64),
+                        ]
+                        .into_iter()
+                        .chain(counts.into_iter().map(Arg::Int))
+                        .enumerate()
+                        {
+                            if k > 0 {
+                                q.push(", ");
+                            }
+                            q.bind(a);
+                        }
+                        q.push(")");
+                    }
+                    q.push(" returning pk, project_pk, id");
+                    let line = chunk[0].line;
+                    for r in bound(&q).fetch_all(&mut *self.tx).await.map_err(|e| {
+                        at(line)(if is_unique_violation(&e) { StoreError::BatchNameTaken } else { e.into() })
+                    })? {
+                        let pk: i64 = r.try_get(0).map_err(|e| at(line)(e.into()))?;
+                        let ppk: i64 = r.try_get(1).map_err(|e| at(line)(e.into()))?;
+                        let id: String = r.try_get(2).map_err(|e| at(line)(e.into()))?;
+                        pks.insert((ppk, id), pk);
+                    }
+                }
+                let mut group_rows: Vec<(i64, i64, i64)> = Vec::new();
+                let mut task_rows: Vec<(u64, i64, i64, &PendingTask)> = Vec::new();
+                for b in &pending {
+                    let bpk = pks.get(&(b.ppk, b.id.clone())).copied().unwrap_or(0);
+                    for (pos, g) in b.group_pks.iter().enumerate() {
+                        group_rows.push((bpk, pos as i64, *g));
+                    }
+                    for t in &b.tasks {
+                        task_rows.push((b.line, b.ppk, bpk, t));
+                    }
+                    self.touched.insert(b.ppk);
+                }
+                for chunk in group_rows.chunks(TASK_CHUNK) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push("insert into batch_task_groups (batch_pk, position, group_pk) values ");
+                    for (i, (bpk, pos, g)) in chunk.iter().enumerate() {
+                        q.push(if i > 0 { ", (" } else { "(" });
+                        q.bind(Arg::Int(*bpk)).push(", ").bind(Arg::Int(*pos)).push(", ").bind(Arg::Int(*g)).push(")");
+                    }
+                    bound(&q).execute(&mut *self.tx).await.map_err(|e| at(first_line)(e.into()))?;
+                }
+                for chunk in task_rows.chunks(TASK_CHUNK) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
+                    for (i, (_, ppk, bpk, t)) in chunk.iter().enumerate() {
+                        q.push(if i > 0 { ", (" } else { "(" });
+                        q.bind(Arg::Int(*ppk)).push(", ").bind(Arg::Text(t.id.clone())).push(", ").bind(Arg::Int(*bpk)).push(", ");
+                        q.bind(Arg::Int(t.source_pk)).push(", ").bind(Arg::Int(t.state.index() as i64)).push(", ");
+                        q.bind(Arg::Int(t.created_at)).push(", ").bind(Arg::Int(t.updated_at)).push(")");
+                    }
+                    let (from, to) = (chunk[0].0, chunk[chunk.len() - 1].0);
+                    bound(&q).execute(&mut *self.tx).await.map_err(|e| {
+                        if is_unique_violation(&e) {
+                            ImportError {
+                                line: from,
+                                error: StoreError::Invalid(field::FieldError::new(
+                                    "tasks.id",
+                                    format!("a task id in lines {from} to {to} is used twice or exists already"),
+                                )),
+                            }
+                        } else {
+                            at(from)(e.into())
+                        }
+                    })?;
+                }
+                Ok(())
+            }
+
+            async fn flush_all(&mut self) -> Result<(), ImportError> {
+                self.flush_sources().await?;
+                self.flush_batches().await
+            }
+
+            async fn put_source(&mut self, line: u64, s: VideoSourceRecord, now: i64) -> StoreResult<()> {
+                let ppk = self.project(&s.project_id).await?;
+                field::check_id("id", &s.id)?;
+                field::check_display_name("name", &s.name, 1, 64)?;
+                field::check_text("url", &s.url, 2048)?;
+                if s.url.trim().is_empty() {
+                    return Err(field::FieldError::new("url", "url must not be empty").into());
+                }
+                let key = (ppk, s.id.clone());
+                if self.sources.contains_key(&key) || self.pending_source_ids.contains(&key) {
+                    return Err(StoreError::Conflict { what: "video source", param: "id".into() });
+                }
+                let mut group_pks = Vec::with_capacity(s.group_ids.len());
+                for gid in &s.group_ids {
+                    let gpk = self.group(ppk, gid, "group_ids").await?;
+                    if group_pks.contains(&gpk) {
+                        return Err(field::FieldError::new("group_ids", format!("group {gid:?} is listed twice")).into());
+                    }
+                    group_pks.push(gpk);
+                }
+                self.pending_source_ids.insert(key);
+                self.pending_sources.push(PendingSource {
+                    line,
+                    ppk,
+                    id: s.id,
+                    name: s.name,
+                    url: s.url,
+                    created_at: s.created_at.unwrap_or(now),
+                    group_pks,
+                });
+                Ok(())
+            }
+
+            async fn put_batch(&mut self, line: u64, b: BatchTaskRecord) -> StoreResult<u64> {
+                let ppk = self.project(&b.project_id).await?;
+                field::check_batch_id("id", &b.id)?;
+                field::check_batch_name("name", &b.name)?;
+                let description = b.description.unwrap_or_default();
+                field::check_text("description", &description, 500)?;
+                let priority = crate::domain::field::parse_priority("priority", &b.priority)?;
+                if self.batch_keys.contains(&(ppk, format!("i{}", b.id))) {
+                    return Err(StoreError::Conflict { what: "batch task", param: "id".into() });
+                }
+                if self.batch_keys.contains(&(ppk, format!("n{}", b.name))) {
+                    return Err(StoreError::BatchNameTaken);
+                }
+                let service = self.service(ppk, &b.service_name, &b.service_version).await?;
+                let mut group_pks = Vec::with_capacity(b.group_ids.len());
+                for gid in &b.group_ids {
+                    let gpk = self.group(ppk, gid, "group_ids").await?;
+                    if group_pks.contains(&gpk) {
+                        return Err(field::FieldError::new("group_ids", format!("group {gid:?} is listed twice")).into());
+                    }
+                    group_pks.push(gpk);
+                }
+                let mut tasks = Vec::with_capacity(b.tasks.len());
+                let mut seen_sources = HashSet::new();
+                for t in b.tasks {
+                    field::check_id("tasks.id", &t.id)?;
+                    let state = t.state.parse::<TaskState>().map_err(|_| {
+                        field::FieldError::new("tasks.state", format!("{:?} is not a task state", t.state))
+                    })?;
+                    let source_pk = self.source(ppk, &t.video_source_id).await?;
+                    if !seen_sources.insert(source_pk) {
+                        return Err(field::FieldError::new(
+                            "tasks.video_source_id",
+                            format!("video source {:?} has two tasks in this batch", t.video_source_id),
+                        )
+                        .into());
+                    }
+                    let created_at = t.created_at.unwrap_or(b.created_at);
+                    tasks.push(PendingTask {
+                        id: t.id,
+                        source_pk,
+                        state,
+                        created_at,
+                        updated_at: t.updated_at.unwrap_or(created_at),
+                    });
+                }
+                let n = tasks.len() as u64;
+                self.batch_keys.insert((ppk, format!("i{}", b.id)));
+                self.batch_keys.insert((ppk, format!("n{}", b.name)));
+                self.pending_tasks += tasks.len();
+                self.pending_batches.push(PendingBatch {
+                    line,
+                    ppk,
+                    id: b.id,
+                    name: b.name,
+                    description,
+                    service_name: b.service_name,
+                    service_version: b.service_version,
+                    service,
+                    priority,
+                    config: b.config.unwrap_or_else(|| serde_json::json!({})).to_string(),
+                    output: b.output.unwrap_or_else(|| serde_json::json!({})).to_string(),
+                    created_at: b.created_at,
+                    group_pks,
+                    tasks,
+                });
+                Ok(n)
+            }
         }
 
         #[async_trait]
         impl Importer for $importer {
-            async fn put(&mut self, record: DumpRecord) -> StoreResult<ImportedCount> {
+            async fn put(&mut self, line: u64, record: DumpRecord) -> Result<ImportedCount, ImportError> {
                 let now = now_millis();
+                match record {
+                    DumpRecord::VideoSource(s) => {
+                        self.put_source(line, s, now).await.map_err(at(line))?;
+                        if self.pending_sources.len() >= FLUSH_SOURCES {
+                            self.flush_sources().await?;
+                        }
+                        Ok(ImportedCount::default())
+                    }
+                    DumpRecord::BatchTask(b) => {
+                        // Tasks name sources: those must be written first.
+                        self.flush_sources().await?;
+                        let tasks = self.put_batch(line, b).await.map_err(at(line))?;
+                        if self.pending_tasks >= FLUSH_TASKS || self.pending_batches.len() >= FLUSH_BATCHES {
+                            self.flush_batches().await?;
+                        }
+                        Ok(ImportedCount { tasks })
+                    }
+                    other => {
+                        self.flush_all().await?;
+                        self.put_parent(other, now).await.map_err(at(line))?;
+                        Ok(ImportedCount::default())
+                    }
+                }
+            }
+
+            async fn commit(self: Box<Self>) -> Result<(), ImportError> {
+                let mut this = *self;
+                this.flush_all().await?;
+                let last = |e: StoreError| ImportError { line: 0, error: e };
+                for p in &this.touched {
+                    $store::record_change(&mut this.tx, this.origin, *p, 0).await.map_err(last)?;
+                }
+                this.tx.commit().await.map_err(|e| last(e.into()))?;
+                for p in &this.touched {
+                    this.model.forget(*p);
+                }
+                Ok(())
+            }
+        }
+
+        impl $importer {
+            /// Projects, users, services and groups: few, written at once.
+            async fn put_parent(&mut self, record: DumpRecord, now: i64) -> StoreResult<()> {
                 match record {
                     DumpRecord::Project(p) => {
                         let row = insert_project(&mut self.tx, &p.id, &p.name, p.created_at.unwrap_or(now)).await?;
@@ -1357,112 +1774,7 @@ macro_rules! impl_sql_store {
                         let ppk = self.project(&g.project_id).await?;
                         insert_group(&mut self.tx, ppk, &g.id, &g.name, g.created_at.unwrap_or(now)).await?;
                     }
-                    DumpRecord::VideoSource(s) => {
-                        let ppk = self.project(&s.project_id).await?;
-                        self.put_source(ppk, s, now).await?;
-                    }
-                    DumpRecord::BatchTask(b) => {
-                        let ppk = self.project(&b.project_id).await?;
-                        field::check_batch_id("id", &b.id)?;
-                        field::check_batch_name("name", &b.name)?;
-                        let description = b.description.unwrap_or_default();
-                        field::check_text("description", &description, 500)?;
-                        let priority = crate::domain::field::parse_priority("priority", &b.priority)?;
-                        let mut group_pks = Vec::with_capacity(b.group_ids.len());
-                        for gid in &b.group_ids {
-                            let gpk = group_pk(&mut self.tx, ppk, gid)
-                                .await?
-                                .ok_or_else(|| StoreError::NotFound { what: "video group", param: "group_ids".into() })?;
-                            group_pks.push(gpk);
-                        }
-                        let mut states = Vec::with_capacity(b.tasks.len());
-                        for t in &b.tasks {
-                            field::check_id("tasks.id", &t.id)?;
-                            let st = t.state.parse::<TaskState>().map_err(|_| {
-                                field::FieldError::new("tasks.state", format!("{:?} is not a task state", t.state))
-                            })?;
-                            states.push(st);
-                        }
-                        let config = b.config.unwrap_or_else(|| serde_json::json!({}));
-                        let output = b.output.unwrap_or_else(|| serde_json::json!({}));
-                        let bpk = insert_batch_row(
-                            &mut self.tx,
-                            ppk,
-                            &BatchRow {
-                                id: &b.id,
-                                name: &b.name,
-                                description: &description,
-                                service_name: &b.service_name,
-                                service_version: &b.service_version,
-                                priority,
-                                config: &config,
-                                output: &output,
-                                created_at: b.created_at,
-                                group_pks: &group_pks,
-                            },
-                        )
-                        .await?;
-                        let mut counts = [0i64; 18];
-                        let mut rows = Vec::with_capacity(b.tasks.len());
-                        for (t, st) in b.tasks.iter().zip(states) {
-                            let key = (ppk, t.video_source_id.clone());
-                            let spk = match self.sources.get(&key) {
-                                Some(pk) => *pk,
-                                None => {
-                                    let pk = source_pk(&mut self.tx, ppk, &t.video_source_id).await?.ok_or_else(|| {
-                                        StoreError::NotFound { what: "video source", param: "tasks.video_source_id".into() }
-                                    })?;
-                                    self.sources.insert(key, pk);
-                                    pk
-                                }
-                            };
-                            let created = t.created_at.unwrap_or(b.created_at);
-                            rows.push((t.id.as_str(), spk, st, created, t.updated_at.unwrap_or(created)));
-                            counts[st.index()] += 1;
-                        }
-                        // Multi-row inserts: one statement per chunk, not per task.
-                        for chunk in rows.chunks(TASK_INSERT_CHUNK) {
-                            let mut q = sql::Query::default();
-                            q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
-                            for (i, (id, spk, st, created, updated)) in chunk.iter().enumerate() {
-                                if i > 0 {
-                                    q.push(", ");
-                                }
-                                q.push("(").bind(Arg::Int(ppk)).push(", ").bind(Arg::Text(id.to_string())).push(", ")
-                                    .bind(Arg::Int(bpk)).push(", ").bind(Arg::Int(*spk)).push(", ")
-                                    .bind(Arg::Int(st.index() as i64)).push(", ").bind(Arg::Int(*created)).push(", ")
-                                    .bind(Arg::Int(*updated)).push(")");
-                            }
-                            bound(&q).execute(&mut *self.tx).await.map_err(|e| {
-                                if is_unique_violation(&e) {
-                                    StoreError::Conflict { what: "task", param: "tasks.id".into() }
-                                } else {
-                                    e.into()
-                                }
-                            })?;
-                        }
-                        let mut q = sql::Query::default();
-                        q.push("update batch_tasks set num_task = ").bind(Arg::Int(counts.iter().sum()));
-                        for st in TaskState::ALL {
-                            q.push(", ").push(st.counter_column()).push(" = ").bind(Arg::Int(counts[st.index()]));
-                        }
-                        q.push(" where pk = ").bind(Arg::Int(bpk));
-                        bound(&q).execute(&mut *self.tx).await?;
-                        self.touched.insert(ppk);
-                        return Ok(ImportedCount { tasks: b.tasks.len() as u64 });
-                    }
-                }
-                Ok(ImportedCount::default())
-            }
-
-            async fn commit(self: Box<Self>) -> StoreResult<()> {
-                let mut this = *self;
-                for p in &this.touched {
-                    $store::record_change(&mut this.tx, this.origin, *p, 0).await?;
-                }
-                this.tx.commit().await?;
-                for p in &this.touched {
-                    this.model.forget(*p);
+                    DumpRecord::VideoSource(_) | DumpRecord::BatchTask(_) => {}
                 }
                 Ok(())
             }

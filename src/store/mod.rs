@@ -283,8 +283,18 @@ pub struct CounterCheck {
 /// dropping the importer without committing discards everything.
 #[async_trait]
 pub trait Importer: Send {
-    async fn put(&mut self, record: DumpRecord) -> StoreResult<ImportedCount>;
-    async fn commit(self: Box<Self>) -> StoreResult<()>;
+    /// Takes the record read from `line` (1-based) of the input.
+    async fn put(&mut self, line: u64, record: DumpRecord) -> Result<ImportedCount, ImportError>;
+    async fn commit(self: Box<Self>) -> Result<(), ImportError>;
+}
+
+/// Why an import failed, and the input line it failed at (0 when no line is
+/// to blame, as when the final commit fails).
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct ImportError {
+    pub line: u64,
+    pub error: StoreError,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

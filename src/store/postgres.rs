@@ -36,6 +36,8 @@ pub struct PgStore {
 
 impl PgStore {
     const BACKEND: &'static str = "postgres";
+    /// Placeholder style for built statements (see `sql::Query`).
+    const POSITIONAL: bool = false;
 
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         let opts = PgConnectOptions::from_str(url)?;
@@ -52,8 +54,14 @@ impl PgStore {
         })
     }
 
-    /// A bulk load is one transaction; its commit is what must be durable.
+    /// A bulk load is one transaction. Tables grow inside it without new
+    /// statistics, and the planner, still seeing them as small, scans them
+    /// whole for each bulk uniqueness check: quadratic. Index lookups are
+    /// always right here, so scans are switched off for this transaction.
     async fn tune_for_import(tx: &mut Transaction<'static, Postgres>) -> super::StoreResult<()> {
+        sqlx::query("set local enable_seqscan = off")
+            .execute(&mut **tx)
+            .await?;
         sqlx::query("set local synchronous_commit = off")
             .execute(&mut **tx)
             .await?;

@@ -34,6 +34,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     const BACKEND: &'static str = "sqlite";
+    /// Placeholder style for built statements (see `sql::Query`).
+    const POSITIONAL: bool = true;
 
     /// Opens (creating if missing) the database file at `path`.
     pub async fn open(path: &str) -> Result<Self, sqlx::Error> {

@@ -216,8 +216,8 @@ impl Ctx {
 
     pub async fn import(&self, records: Vec<DumpRecord>) {
         let mut imp = self.store.begin_import().await.unwrap();
-        for r in records {
-            imp.put(r).await.unwrap();
+        for (i, r) in records.into_iter().enumerate() {
+            imp.put(i as u64 + 1, r).await.unwrap();
         }
         imp.commit().await.unwrap();
     }
