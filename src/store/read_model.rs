@@ -38,6 +38,9 @@ struct Slot {
     states: u32,
     company: u32,
     title: u32,
+    /// Interned lowercased service name (a project has few services, so
+    /// `publish_service_name` is matched once per service, not per batch).
+    service: u32,
     groups: [u32; INLINE_GROUPS],
     /// More groups than fit inline: read them from the entry.
     more_groups: bool,
@@ -64,11 +67,11 @@ impl NameText {
 
     /// Marks the entry indexes whose name contains `needle`.
     fn matches(&self, needle: &str, out: &mut [bool]) {
-        if needle.contains('\n') {
+        if needle.contains('\n') || needle.is_empty() {
             return;
         }
         let mut last = usize::MAX;
-        for (at, _) in self.text.match_indices(needle) {
+        for at in memchr::memmem::find_iter(self.text.as_bytes(), needle.as_bytes()) {
             let idx = self.starts.partition_point(|s| (*s as usize) <= at) - 1;
             if idx != last {
                 if let Some(o) = out.get_mut(idx) {
@@ -92,7 +95,9 @@ pub struct ProjectView {
     groups: Vec<(i64, String, String)>,
     group_of_pk: HashMap<i64, u32>,
     names: NameText,
-    service_names: NameText,
+    /// Lowercased service names, by interned number.
+    service_names: Vec<String>,
+    service_of_name: HashMap<String, u32>,
 }
 
 /// The rows of one list answer: `count` matches, `rows` the requested page
@@ -144,6 +149,16 @@ impl ProjectView {
         i
     }
 
+    fn service(&mut self, name_lc: &str) -> u32 {
+        if let Some(i) = self.service_of_name.get(name_lc) {
+            return *i;
+        }
+        let i = self.service_names.len() as u32;
+        self.service_names.push(name_lc.to_string());
+        self.service_of_name.insert(name_lc.to_string(), i);
+        i
+    }
+
     fn group(&mut self, g: &(i64, String, String)) -> u32 {
         match self.group_of_pk.get(&g.0) {
             Some(i) => {
@@ -181,6 +196,7 @@ impl ProjectView {
             states,
             company: self.intern(&e.row.company),
             title: self.intern(&e.row.alg_name),
+            service: self.service(&e.service_name_lc),
             groups,
             more_groups: e.groups.len() > INLINE_GROUPS,
         };
@@ -211,11 +227,6 @@ impl ProjectView {
                 .iter()
                 .map(|e| e.as_ref().map_or(blank, |e| e.name_lc.as_str())),
         );
-        self.service_names = NameText::build(
-            self.entries
-                .iter()
-                .map(|e| e.as_ref().map_or(blank, |e| e.service_name_lc.as_str())),
-        );
     }
 
     /// Replaces (or adds) the batch `pk`; `None` removes it.
@@ -230,9 +241,7 @@ impl ProjectView {
                 if let Ok(i) = self.position(&self.by_count, old.row.num_task, &old.row.id) {
                     self.by_count.remove(i);
                 }
-                names_changed = entry.as_ref().is_none_or(|e| {
-                    e.name_lc != old.name_lc || e.service_name_lc != old.service_name_lc
-                });
+                names_changed = entry.as_ref().is_none_or(|e| e.name_lc != old.name_lc);
             }
         }
         match entry {
@@ -360,20 +369,33 @@ impl ProjectView {
             }
             Some(wanted)
         };
-        let names = p.name_like.as_ref().map(|n| {
-            let mut hit = vec![false; self.entries.len()];
-            match n.field {
-                NameField::BatchTaskName => self.names.matches(&n.needle, &mut hit),
-                NameField::PublishServiceName => self.service_names.matches(&n.needle, &mut hit),
+        let (mut names, mut services) = (None, None);
+        match &p.name_like {
+            Some(n) if n.field == NameField::BatchTaskName => {
+                let mut hit = vec![false; self.entries.len()];
+                self.names.matches(&n.needle, &mut hit);
+                names = Some(hit);
             }
-            hit
-        });
+            Some(n) => {
+                let hit: Vec<bool> = self
+                    .service_names
+                    .iter()
+                    .map(|s| s.contains(n.needle.as_str()))
+                    .collect();
+                if !hit.iter().any(|h| *h) {
+                    return None;
+                }
+                services = Some(hit);
+            }
+            None => {}
+        }
         Some(Filter {
             states: p.task_states.iter().fold(0, |m, s| m | (1 << s.index())),
             companies,
             titles,
             groups,
             names,
+            services,
         })
     }
 }
@@ -386,6 +408,8 @@ struct Filter {
     groups: Option<Vec<bool>>,
     /// Matching name, by entry index.
     names: Option<Vec<bool>>,
+    /// Matching service name, by interned number.
+    services: Option<Vec<bool>>,
 }
 
 impl Filter {
@@ -397,6 +421,10 @@ impl Filter {
                 .names
                 .as_ref()
                 .is_none_or(|n| n.get(s.idx as usize).copied().unwrap_or(false))
+            && self
+                .services
+                .as_ref()
+                .is_none_or(|n| n.get(s.service as usize).copied().unwrap_or(false))
             && self.groups.as_ref().is_none_or(|wanted| {
                 let hit = |g: u32| wanted.get(g as usize).copied().unwrap_or(false);
                 if s.groups.iter().any(|g| *g != NO_GROUP && hit(*g)) {
