@@ -30,6 +30,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+for port in 18098 18099; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is in use (a previous run still going?); stop it first" >&2
+        exit 1
+    fi
+done
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 cargo build --release --quiet --bin taskcenter --example ceiling
