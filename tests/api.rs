@@ -323,20 +323,9 @@ mod no_500 {
     use proptest::prelude::*;
 
     fn any_query() -> impl Strategy<Value = String> {
-        let key = prop::sample::select(vec![
-            "is_paged",
-            "page_size",
-            "page_num",
-            "order_by",
-            "sort_name",
-            "video_group",
-            "task_state",
-            "type_like",
-            "name_like",
-            "manufacturer",
-            "title",
-            "x",
-        ]);
+        let mut keys = taskcenter::domain::list::LIST_BATCH_TASKS_PARAMS.to_vec();
+        keys.push("x");
+        let key = prop::sample::select(keys);
         let val = prop_oneof![
             "[a-zA-Z0-9_,.%\\\\-]{0,12}",
             "(%[0-9A-Fa-f]{2}){0,6}",

@@ -46,6 +46,26 @@ macro_rules! impl_sql_store {
         type DbRow = <$db as sqlx::Database>::Row;
         type BoundQuery<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>;
 
+                /// Applies, in order, the migrations not yet recorded in
+        /// `schema_migrations` (which the caller has created).
+        async fn apply_migrations(conn: &mut Conn, migrations: &[(&str, &str)]) -> StoreResult<()> {
+            for (name, body) in migrations {
+                let done = sqlx::query_scalar::<$db, String>("select name from schema_migrations where name = $1")
+                    .bind(*name)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if done.is_none() {
+                    sqlx::Executor::execute(&mut *conn, *body).await?;
+                    sqlx::query::<$db>("insert into schema_migrations (name, applied_at) values ($1, $2)")
+                        .bind(*name)
+                        .bind(now_millis())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+
         fn bound(q: &sql::Query) -> BoundQuery<'_> {
             let mut out = sqlx::query::<$db>(&q.sql);
             for a in &q.args {
@@ -1393,6 +1413,21 @@ macro_rules! impl_sql_store {
                 Ok(found)
             }
 
+                        /// Integer triples (`head` names the table and columns), many rows
+            /// per statement.
+            async fn insert_triples(&mut self, head: &str, rows: &[(i64, i64, i64)]) -> StoreResult<()> {
+                for chunk in rows.chunks(TASK_CHUNK) {
+                    let mut q = sql::Query::new($store::POSITIONAL);
+                    q.push(head);
+                    for (i, (a, b, c)) in chunk.iter().enumerate() {
+                        q.push(if i > 0 { ", (" } else { "(" });
+                        q.bind(Arg::Int(*a)).push(", ").bind(Arg::Int(*b)).push(", ").bind(Arg::Int(*c)).push(")");
+                    }
+                    bound(&q).execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
             async fn flush_sources(&mut self) -> Result<(), ImportError> {
                 if self.pending_sources.is_empty() {
                     return Ok(());
@@ -1437,15 +1472,9 @@ macro_rules! impl_sql_store {
                         links.push((spk, pos as i64, *g));
                     }
                 }
-                for chunk in links.chunks(TASK_CHUNK) {
-                    let mut q = sql::Query::new($store::POSITIONAL);
-                    q.push("insert into video_source_groups (source_pk, position, group_pk) values ");
-                    for (i, (spk, pos, g)) in chunk.iter().enumerate() {
-                        q.push(if i > 0 { ", (" } else { "(" });
-                        q.bind(Arg::Int(*spk)).push(", ").bind(Arg::Int(*pos)).push(", ").bind(Arg::Int(*g)).push(")");
-                    }
-                    bound(&q).execute(&mut *self.tx).await.map_err(|e| at(first_line)(e.into()))?;
-                }
+                                self.insert_triples("insert into video_source_groups (source_pk, position, group_pk) values ", &links)
+                    .await
+                    .map_err(at(first_line))?;
                 Ok(())
             }
 
@@ -1547,15 +1576,9 @@ macro_rules! impl_sql_store {
                     }
                     self.touched.insert(b.ppk);
                 }
-                for chunk in group_rows.chunks(TASK_CHUNK) {
-                    let mut q = sql::Query::new($store::POSITIONAL);
-                    q.push("insert into batch_task_groups (batch_pk, position, group_pk) values ");
-                    for (i, (bpk, pos, g)) in chunk.iter().enumerate() {
-                        q.push(if i > 0 { ", (" } else { "(" });
-                        q.bind(Arg::Int(*bpk)).push(", ").bind(Arg::Int(*pos)).push(", ").bind(Arg::Int(*g)).push(")");
-                    }
-                    bound(&q).execute(&mut *self.tx).await.map_err(|e| at(first_line)(e.into()))?;
-                }
+                                self.insert_triples("insert into batch_task_groups (batch_pk, position, group_pk) values ", &group_rows)
+                    .await
+                    .map_err(at(first_line))?;
                 for chunk in task_rows.chunks(TASK_CHUNK) {
                     let mut q = sql::Query::new($store::POSITIONAL);
                     q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");

@@ -175,22 +175,7 @@ impl SqliteStore {
             "create table if not exists schema_migrations (name text primary key, applied_at integer not null)",
         )
         .await?;
-        for (name, body) in MIGRATIONS {
-            let done = sqlx::query_scalar::<Sqlite, String>(
-                "select name from schema_migrations where name = $1",
-            )
-            .bind(*name)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if done.is_none() {
-                sqlx::Executor::execute(&mut *tx, *body).await?;
-                sqlx::query("insert into schema_migrations (name, applied_at) values ($1, $2)")
-                    .bind(*name)
-                    .bind(crate::domain::now_millis())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        apply_migrations(&mut tx, MIGRATIONS).await?;
         tx.commit().await?;
         Ok(())
     }
