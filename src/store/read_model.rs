@@ -42,6 +42,9 @@ struct Slot {
     /// `publish_service_name` is matched once per service, not per batch).
     service: u32,
     groups: [u32; INLINE_GROUPS],
+    /// Bit `g % 64` for each of the batch's groups `g`: a slot whose bits
+    /// miss every wanted group's bit is rejected without looking further.
+    group_bits: u64,
     /// More groups than fit inline: read them from the entry.
     more_groups: bool,
 }
@@ -178,8 +181,10 @@ impl ProjectView {
     /// The two slots (created order, count order) of an entry.
     fn slots(&mut self, e: &BatchEntry, idx: u32) -> (Slot, Slot) {
         let mut groups = [NO_GROUP; INLINE_GROUPS];
+        let mut group_bits = 0u64;
         for (i, g) in e.groups.iter().enumerate() {
             let gi = self.group(g);
+            group_bits |= 1 << (gi % 64);
             if let Some(slot) = groups.get_mut(i) {
                 *slot = gi;
             }
@@ -198,6 +203,7 @@ impl ProjectView {
             title: self.intern(&e.row.alg_name),
             service: self.service(&e.service_name_lc),
             groups,
+            group_bits,
             more_groups: e.groups.len() > INLINE_GROUPS,
         };
         (
@@ -369,6 +375,12 @@ impl ProjectView {
             }
             Some(wanted)
         };
+        let group_bits = groups.as_ref().map_or(u64::MAX, |w: &Vec<bool>| {
+            w.iter()
+                .enumerate()
+                .filter(|(_, x)| **x)
+                .fold(0u64, |m, (i, _)| m | 1 << (i % 64))
+        });
         let (mut names, mut services) = (None, None);
         match &p.name_like {
             Some(n) if n.field == NameField::BatchTaskName => {
@@ -391,6 +403,7 @@ impl ProjectView {
         }
         Some(Filter {
             states: p.task_states.iter().fold(0, |m, s| m | (1 << s.index())),
+            group_bits,
             companies,
             titles,
             groups,
@@ -402,6 +415,8 @@ impl ProjectView {
 
 struct Filter {
     states: u32,
+    /// Union of the wanted groups' bits (all ones without a group filter).
+    group_bits: u64,
     companies: Vec<u32>,
     titles: Vec<u32>,
     /// Wanted, by interned group number.
@@ -415,6 +430,7 @@ struct Filter {
 impl Filter {
     fn matches(&self, s: &Slot, view: &ProjectView) -> bool {
         (self.states == 0 || s.states & self.states != 0)
+            && (s.group_bits & self.group_bits != 0 || s.more_groups || self.groups.is_none())
             && (self.companies.is_empty() || self.companies.contains(&s.company))
             && (self.titles.is_empty() || self.titles.contains(&s.title))
             && self
