@@ -68,21 +68,27 @@ impl NameText {
         t
     }
 
-    /// Marks the entry indexes whose name contains `needle`.
-    fn matches(&self, needle: &str, out: &mut [bool]) {
+    /// Marks the entry indexes whose name contains `needle`; returns how
+    /// many it marked.
+    fn matches(&self, needle: &str, out: &mut [bool]) -> u64 {
         if needle.contains('\n') || needle.is_empty() {
-            return;
+            return 0;
         }
         let mut last = usize::MAX;
+        let mut marked = 0;
         for at in memchr::memmem::find_iter(self.text.as_bytes(), needle.as_bytes()) {
             let idx = self.starts.partition_point(|s| (*s as usize) <= at) - 1;
             if idx != last {
                 if let Some(o) = out.get_mut(idx) {
+                    if !*o {
+                        marked += 1;
+                    }
                     *o = true;
                 }
                 last = idx;
             }
         }
+        marked
     }
 }
 
@@ -328,9 +334,20 @@ impl ProjectView {
         let Some(filter) = self.filter(p) else {
             return ViewPage::default();
         };
+        // With the batch name as the only filter, the name search already
+        // counted the matches: the walk can stop once the page is full.
+        let name_only = p.task_states.is_empty()
+            && p.video_groups.is_empty()
+            && p.manufacturers.is_empty()
+            && p.titles.is_empty()
+            && filter.names.is_some();
         let mut count = 0u64;
         let mut rows = Vec::new();
-        let mut visit = |s: &Slot| {
+        let slots: Box<dyn Iterator<Item = &Slot>> = match p.order {
+            SortOrder::Asc => Box::new(list.iter()),
+            SortOrder::Desc => Box::new(list.iter().rev()),
+        };
+        for s in slots {
             if filter.matches(s, self) {
                 if count as usize >= skip && rows.len() < take {
                     if let Some(r) = row(s) {
@@ -338,11 +355,13 @@ impl ProjectView {
                     }
                 }
                 count += 1;
+                if name_only && rows.len() >= take {
+                    return ViewPage {
+                        count: filter.name_hits,
+                        rows,
+                    };
+                }
             }
-        };
-        match p.order {
-            SortOrder::Asc => list.iter().for_each(&mut visit),
-            SortOrder::Desc => list.iter().rev().for_each(&mut visit),
         }
         ViewPage { count, rows }
     }
@@ -381,11 +400,11 @@ impl ProjectView {
                 .filter(|(_, x)| **x)
                 .fold(0u64, |m, (i, _)| m | 1 << (i % 64))
         });
-        let (mut names, mut services) = (None, None);
+        let (mut names, mut services, mut name_hits) = (None, None, 0);
         match &p.name_like {
             Some(n) if n.field == NameField::BatchTaskName => {
                 let mut hit = vec![false; self.entries.len()];
-                self.names.matches(&n.needle, &mut hit);
+                name_hits = self.names.matches(&n.needle, &mut hit);
                 names = Some(hit);
             }
             Some(n) => {
@@ -408,6 +427,7 @@ impl ProjectView {
             titles,
             groups,
             names,
+            name_hits,
             services,
         })
     }
@@ -423,6 +443,8 @@ struct Filter {
     groups: Option<Vec<bool>>,
     /// Matching name, by entry index.
     names: Option<Vec<bool>>,
+    /// How many entries `names` marks.
+    name_hits: u64,
     /// Matching service name, by interned number.
     services: Option<Vec<bool>>,
 }
@@ -626,5 +648,24 @@ mod tests {
         assert_eq!(ids(&v.query(&name("alpha"))), Vec::<i64>::new());
         assert_eq!(ids(&v.query(&name("a\nb"))), Vec::<i64>::new());
         assert_eq!(ids(&v.query(&name("mma"))), vec![3]);
+        // A full page stops the walk early; the count still covers every match.
+        let first = ListBatchTasksParams {
+            paging: Some(Paging {
+                page_num: 1,
+                page_size: 1,
+            }),
+            ..name("a")
+        };
+        let page = v.query(&first);
+        assert_eq!((page.count, ids(&page)), (3, vec![3]));
+        let second = ListBatchTasksParams {
+            paging: Some(Paging {
+                page_num: 2,
+                page_size: 2,
+            }),
+            ..name("a")
+        };
+        let page = v.query(&second);
+        assert_eq!((page.count, ids(&page)), (3, vec![9]));
     }
 }
