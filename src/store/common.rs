@@ -113,25 +113,36 @@ macro_rules! impl_sql_store {
             })
         }
 
-        fn batch_row_from(row: &DbRow) -> StoreResult<BatchTaskRow> {
+                /// A list row whose `id … created_at` and 18 counters start at column
+        /// `at` (the SQL list and the read-model loader select them alike).
+        fn batch_row_at(
+            row: &DbRow,
+            at: usize,
+            video_group_name: Option<String>,
+            video_source_name: Option<String>,
+        ) -> StoreResult<BatchTaskRow> {
             let mut counters = [0i64; 18];
             for (i, c) in counters.iter_mut().enumerate() {
-                *c = row.try_get(8 + i)?;
+                *c = row.try_get(at + 8 + i)?;
             }
             Ok(BatchTaskRow {
-                id: row.try_get(0)?,
-                name: row.try_get(1)?,
-                alg_name: row.try_get(2)?,
-                company: row.try_get(3)?,
-                task_type: row.try_get(4)?,
-                priority: row.try_get(5)?,
-                num_task: row.try_get(6)?,
-                created_at: row.try_get(7)?,
+                id: row.try_get(at)?,
+                name: row.try_get(at + 1)?,
+                alg_name: row.try_get(at + 2)?,
+                company: row.try_get(at + 3)?,
+                task_type: row.try_get(at + 4)?,
+                priority: row.try_get(at + 5)?,
+                num_task: row.try_get(at + 6)?,
+                created_at: row.try_get(at + 7)?,
                 counters,
-                video_group_name: row.try_get(26)?,
-                video_source_name: row.try_get(27)?,
+                video_group_name,
+                video_source_name,
                 rendered: Default::default(),
             })
+        }
+
+        fn batch_row_from(row: &DbRow) -> StoreResult<BatchTaskRow> {
+            batch_row_at(row, 0, row.try_get(26)?, row.try_get(27)?)
         }
 
         fn task_from(row: &DbRow) -> StoreResult<TaskRow> {
@@ -526,11 +537,7 @@ macro_rules! impl_sql_store {
             s
         }
 
-        fn entry_from(row: &DbRow) -> StoreResult<BatchEntry> {
-            let mut counters = [0i64; 18];
-            for (i, c) in counters.iter_mut().enumerate() {
-                *c = row.try_get(9 + i)?;
-            }
+                fn entry_from(row: &DbRow) -> StoreResult<BatchEntry> {
             let groups_raw: Option<String> = row.try_get(29)?;
             let mut groups = Vec::new();
             for line in groups_raw.as_deref().unwrap_or("").split('\n').filter(|l| !l.is_empty()) {
@@ -543,20 +550,7 @@ macro_rules! impl_sql_store {
                 pk: row.try_get(0)?,
                 name_lc: row.try_get(27)?,
                 service_name_lc: row.try_get(28)?,
-                row: Arc::new(BatchTaskRow {
-                    id: row.try_get(1)?,
-                    name: row.try_get(2)?,
-                    alg_name: row.try_get(3)?,
-                    company: row.try_get(4)?,
-                    task_type: row.try_get(5)?,
-                    priority: row.try_get(6)?,
-                    num_task: row.try_get(7)?,
-                    created_at: row.try_get(8)?,
-                    counters,
-                    video_group_name: (!names.is_empty()).then(|| names.join(",")),
-                    video_source_name: row.try_get(30)?,
-                    rendered: Default::default(),
-                }),
+                                row: Arc::new(batch_row_at(row, 1, (!names.is_empty()).then(|| names.join(",")), row.try_get(30)?)?),
                 groups,
             })
         }
@@ -931,7 +925,7 @@ macro_rules! impl_sql_store {
             async fn list_batch_tasks(&self, project_pk: i64, q: &ListBatchTasksParams) -> StoreResult<BatchTaskPage> {
                 let view = self.project_view(project_pk).await?;
                 let page = view.read().map_err(|_| StoreError::Internal("read model lock poisoned".into()))?.query(q);
-                Ok(BatchTaskPage { count: page.count, rows: page.rows })
+                Ok(page)
             }
 
             async fn list_batch_tasks_from_db(&self, project_pk: i64, q: &ListBatchTasksParams) -> StoreResult<BatchTaskPage> {

@@ -11,7 +11,7 @@
 //! query is one linear scan with no pointer chasing; `name_like` searches a
 //! single text of all names at once.
 
-use super::BatchTaskRow;
+use super::{BatchTaskPage, BatchTaskRow};
 use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -109,14 +109,6 @@ pub struct ProjectView {
     service_of_name: HashMap<String, u32>,
 }
 
-/// The rows of one list answer: `count` matches, `rows` the requested page
-/// (or every match when not paged), sharing the view's rows.
-#[derive(Debug, Clone, Default)]
-pub struct ViewPage {
-    pub count: u64,
-    pub rows: Vec<Arc<BatchTaskRow>>,
-}
-
 impl ProjectView {
     pub fn new(entries: Vec<BatchEntry>) -> ProjectView {
         let mut v = ProjectView::default();
@@ -139,14 +131,6 @@ impl ProjectView {
         v.by_count.sort_by_cached_key(|s| (s.key, id(s)));
         v.rebuild_names();
         v
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_pk.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_pk.is_empty()
     }
 
     fn intern(&mut self, s: &str) -> u32 {
@@ -297,7 +281,7 @@ impl ProjectView {
         }
     }
 
-    pub fn query(&self, p: &ListBatchTasksParams) -> ViewPage {
+    pub fn query(&self, p: &ListBatchTasksParams) -> BatchTaskPage {
         let list = match p.sort {
             SortField::CreatedAt => &self.by_created,
             SortField::TaskCount => &self.by_count,
@@ -326,13 +310,13 @@ impl ProjectView {
                     .filter_map(row)
                     .collect(),
             };
-            return ViewPage {
+            return BatchTaskPage {
                 count: list.len() as u64,
                 rows,
             };
         }
         let Some(filter) = self.filter(p) else {
-            return ViewPage::default();
+            return BatchTaskPage::default();
         };
         // With the batch name as the only filter, the name search already
         // counted the matches: the walk can stop once the page is full.
@@ -356,14 +340,14 @@ impl ProjectView {
                 }
                 count += 1;
                 if name_only && rows.len() >= take {
-                    return ViewPage {
+                    return BatchTaskPage {
                         count: filter.name_hits,
                         rows,
                     };
                 }
             }
         }
-        ViewPage { count, rows }
+        BatchTaskPage { count, rows }
     }
 
     /// Prepares the filters; `None` when they can match nothing (a vendor,
@@ -578,7 +562,7 @@ mod tests {
         }
     }
 
-    fn ids(p: &ViewPage) -> Vec<i64> {
+    fn ids(p: &BatchTaskPage) -> Vec<i64> {
         p.rows
             .iter()
             .map(|r| i64::from_str_radix(&r.id, 16).unwrap())
