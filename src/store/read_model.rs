@@ -5,11 +5,13 @@
 //! local write (before the write returns), and from the change feed for
 //! writes made by other processes.
 //!
-//! Layout is chosen for the filter pass: each sort order is a contiguous
-//! array of small `Slot`s holding everything the non-text filters need
-//! (state bits, interned vendor, title and group numbers), so a filtered
-//! query is one linear scan with no pointer chasing; `name_like` searches a
-//! single text of all names at once.
+//! Filters never scan the project. Every filterable value (task state,
+//! vendor, title, service, video group) keeps a sorted posting list of the
+//! batches that have it; batch names live in one text searched at once. A
+//! filtered query ORs the posting lists of each parameter's wanted values
+//! into a bitset over batches, ANDs the parameters' bitsets, takes the
+//! count from the bitset's population, and walks the sort order only until
+//! the page is full.
 
 use super::{BatchTaskPage, BatchTaskRow};
 use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
@@ -27,26 +29,89 @@ pub struct BatchEntry {
     pub groups: Vec<(i64, String, String)>,
 }
 
-const NO_GROUP: u32 = u32::MAX;
-const INLINE_GROUPS: usize = 3;
-
-/// What the filters read, inline in the sorted arrays.
+/// A place in one sort order: the sort key and the entry index.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     key: i64,
     idx: u32,
+}
+
+/// The filterable values of one entry, as interned numbers: what its
+/// posting lists hold it under.
+#[derive(Debug, Clone, Default)]
+struct Keys {
     states: u32,
     company: u32,
     title: u32,
-    /// Interned lowercased service name (a project has few services, so
-    /// `publish_service_name` is matched once per service, not per batch).
     service: u32,
-    groups: [u32; INLINE_GROUPS],
-    /// Bit `g % 64` for each of the batch's groups `g`: a slot whose bits
-    /// miss every wanted group's bit is rejected without looking further.
-    group_bits: u64,
-    /// More groups than fit inline: read them from the entry.
-    more_groups: bool,
+    groups: Vec<u32>,
+}
+
+/// A set of entry indexes.
+#[derive(Debug, Clone)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(len: usize) -> Bits {
+        Bits(vec![0; len.div_ceil(64)])
+    }
+
+    fn set(&mut self, i: u32) {
+        if let Some(w) = self.0.get_mut(i as usize / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn get(&self, i: u32) -> bool {
+        self.0
+            .get(i as usize / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn and(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.0.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+}
+
+/// Sorted entry indexes per value.
+#[derive(Debug, Default)]
+struct Postings(HashMap<u32, Vec<u32>>);
+
+impl Postings {
+    fn add(&mut self, key: u32, idx: u32) {
+        let list = self.0.entry(key).or_default();
+        if let Err(at) = list.binary_search(&idx) {
+            list.insert(at, idx);
+        }
+    }
+
+    fn remove(&mut self, key: u32, idx: u32) {
+        if let Some(list) = self.0.get_mut(&key) {
+            if let Ok(at) = list.binary_search(&idx) {
+                list.remove(at);
+            }
+            if list.is_empty() {
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    /// The entries holding any of `keys`.
+    fn union(&self, keys: impl IntoIterator<Item = u32>, len: usize) -> Bits {
+        let mut b = Bits::new(len);
+        for k in keys {
+            for i in self.0.get(&k).into_iter().flatten() {
+                b.set(*i);
+            }
+        }
+        b
+    }
 }
 
 /// All names of one field, lowercased, one per entry index, joined by
@@ -68,34 +133,31 @@ impl NameText {
         t
     }
 
-    /// Marks the entry indexes whose name contains `needle`; returns how
-    /// many it marked.
-    fn matches(&self, needle: &str, out: &mut [bool]) -> u64 {
+    /// The entry indexes whose name contains `needle`.
+    fn matches(&self, needle: &str, len: usize) -> Bits {
+        let mut out = Bits::new(len);
         if needle.contains('\n') || needle.is_empty() {
-            return 0;
+            return out;
         }
-        let mut last = usize::MAX;
-        let mut marked = 0;
+        let mut next_start = 0usize;
         for at in memchr::memmem::find_iter(self.text.as_bytes(), needle.as_bytes()) {
-            let idx = self.starts.partition_point(|s| (*s as usize) <= at) - 1;
-            if idx != last {
-                if let Some(o) = out.get_mut(idx) {
-                    if !*o {
-                        marked += 1;
-                    }
-                    *o = true;
-                }
-                last = idx;
+            // Matches come in text order: skip those inside a name already
+            // marked without another search.
+            if at < next_start {
+                continue;
             }
+            let idx = self.starts.partition_point(|s| (*s as usize) <= at) - 1;
+            out.set(idx as u32);
+            next_start = self.starts.get(idx + 1).map_or(usize::MAX, |s| *s as usize);
         }
-        marked
+        out
     }
 }
 
 /// One project's batches.
 #[derive(Debug, Default)]
 pub struct ProjectView {
-    entries: Vec<Option<Arc<BatchEntry>>>,
+    entries: Vec<Option<(Arc<BatchEntry>, Keys)>>,
     free: Vec<u32>,
     by_pk: HashMap<i64, u32>,
     by_created: Vec<Slot>,
@@ -107,6 +169,12 @@ pub struct ProjectView {
     /// Lowercased service names, by interned number.
     service_names: Vec<String>,
     service_of_name: HashMap<String, u32>,
+    /// Posting lists: bit `i` of `Keys::states` is key `i`.
+    by_state: Postings,
+    by_company: Postings,
+    by_title: Postings,
+    by_service: Postings,
+    by_group: Postings,
 }
 
 impl ProjectView {
@@ -115,16 +183,23 @@ impl ProjectView {
         for e in entries {
             let idx = v.entries.len() as u32;
             v.by_pk.insert(e.pk, idx);
-            let (a, b) = v.slots(&e, idx);
-            v.by_created.push(a);
-            v.by_count.push(b);
-            v.entries.push(Some(Arc::new(e)));
+            let keys = v.keys(&e);
+            v.post(&keys, idx, true);
+            v.by_created.push(Slot {
+                key: e.row.created_at,
+                idx,
+            });
+            v.by_count.push(Slot {
+                key: e.row.num_task,
+                idx,
+            });
+            v.entries.push(Some((Arc::new(e), keys)));
         }
         let entries = &v.entries;
         let id = |s: &Slot| {
             entries[s.idx as usize]
                 .as_ref()
-                .map(|e| e.row.id.clone())
+                .map(|(e, _)| e.row.id.clone())
                 .unwrap_or_default()
         };
         v.by_created.sort_by_cached_key(|s| (s.key, id(s)));
@@ -168,47 +243,45 @@ impl ProjectView {
         }
     }
 
-    /// The two slots (created order, count order) of an entry.
-    fn slots(&mut self, e: &BatchEntry, idx: u32) -> (Slot, Slot) {
-        let mut groups = [NO_GROUP; INLINE_GROUPS];
-        let mut group_bits = 0u64;
-        for (i, g) in e.groups.iter().enumerate() {
-            let gi = self.group(g);
-            group_bits |= 1 << (gi % 64);
-            if let Some(slot) = groups.get_mut(i) {
-                *slot = gi;
-            }
-        }
+    fn keys(&mut self, e: &BatchEntry) -> Keys {
+        let mut groups: Vec<u32> = e.groups.iter().map(|g| self.group(g)).collect();
+        groups.sort_unstable();
+        groups.dedup();
         let states =
             e.row
                 .counters
                 .iter()
                 .enumerate()
                 .fold(0u32, |m, (i, n)| if *n > 0 { m | (1 << i) } else { m });
-        let base = Slot {
-            key: e.row.created_at,
-            idx,
+        Keys {
             states,
             company: self.intern(&e.row.company),
             title: self.intern(&e.row.alg_name),
             service: self.service(&e.service_name_lc),
             groups,
-            group_bits,
-            more_groups: e.groups.len() > INLINE_GROUPS,
-        };
-        (
-            base,
-            Slot {
-                key: e.row.num_task,
-                ..base
-            },
-        )
+        }
+    }
+
+    /// Adds (or removes) entry `idx` to (from) the posting lists of `keys`.
+    fn post(&mut self, keys: &Keys, idx: u32, add: bool) {
+        let op = if add { Postings::add } else { Postings::remove };
+        for s in 0..32 {
+            if keys.states & (1 << s) != 0 {
+                op(&mut self.by_state, s, idx);
+            }
+        }
+        op(&mut self.by_company, keys.company, idx);
+        op(&mut self.by_title, keys.title, idx);
+        op(&mut self.by_service, keys.service, idx);
+        for g in &keys.groups {
+            op(&mut self.by_group, *g, idx);
+        }
     }
 
     fn id_of(&self, s: &Slot) -> &str {
         self.entries[s.idx as usize]
             .as_ref()
-            .map(|e| e.row.id.as_str())
+            .map(|(e, _)| e.row.id.as_str())
             .unwrap_or("")
     }
 
@@ -221,7 +294,7 @@ impl ProjectView {
         self.names = NameText::build(
             self.entries
                 .iter()
-                .map(|e| e.as_ref().map_or(blank, |e| e.name_lc.as_str())),
+                .map(|e| e.as_ref().map_or(blank, |(e, _)| e.name_lc.as_str())),
         );
     }
 
@@ -230,13 +303,14 @@ impl ProjectView {
         let mut names_changed = false;
         let reuse = self.by_pk.get(&pk).copied();
         if let Some(idx) = reuse {
-            if let Some(old) = self.entries[idx as usize].clone() {
+            if let Some((old, keys)) = self.entries[idx as usize].clone() {
                 if let Ok(i) = self.position(&self.by_created, old.row.created_at, &old.row.id) {
                     self.by_created.remove(i);
                 }
                 if let Ok(i) = self.position(&self.by_count, old.row.num_task, &old.row.id) {
                     self.by_count.remove(i);
                 }
+                self.post(&keys, idx, false);
                 names_changed = entry.as_ref().is_none_or(|e| e.name_lc != old.name_lc);
             }
         }
@@ -255,18 +329,19 @@ impl ProjectView {
                         }
                     }
                 };
-                let (a, b) = self.slots(&e, idx);
+                let keys = self.keys(&e);
+                self.post(&keys, idx, true);
                 let (created, count, id) = (e.row.created_at, e.row.num_task, e.row.id.clone());
-                self.entries[idx as usize] = Some(Arc::new(e));
+                self.entries[idx as usize] = Some((Arc::new(e), keys));
                 self.by_pk.insert(pk, idx);
                 let i = self
                     .position(&self.by_created, created, &id)
                     .unwrap_or_else(|i| i);
-                self.by_created.insert(i, a);
+                self.by_created.insert(i, Slot { key: created, idx });
                 let i = self
                     .position(&self.by_count, count, &id)
                     .unwrap_or_else(|i| i);
-                self.by_count.insert(i, b);
+                self.by_count.insert(i, Slot { key: count, idx });
             }
             None => {
                 if let Some(idx) = reuse {
@@ -293,172 +368,87 @@ impl ProjectView {
             ),
             None => (0, usize::MAX),
         };
-        let row = |s: &Slot| self.entries[s.idx as usize].as_ref().map(|e| e.row.clone());
-        let unfiltered = p.task_states.is_empty()
-            && p.video_groups.is_empty()
-            && p.name_like.is_none()
-            && p.manufacturers.is_empty()
-            && p.titles.is_empty();
-        if unfiltered {
-            let rows = match p.order {
-                SortOrder::Asc => list.iter().skip(skip).take(take).filter_map(row).collect(),
-                SortOrder::Desc => list
-                    .iter()
-                    .rev()
-                    .skip(skip)
-                    .take(take)
-                    .filter_map(row)
-                    .collect(),
-            };
-            return BatchTaskPage {
-                count: list.len() as u64,
-                rows,
-            };
-        }
-        let Some(filter) = self.filter(p) else {
-            return BatchTaskPage::default();
+        let row = |s: &Slot| {
+            self.entries[s.idx as usize]
+                .as_ref()
+                .map(|(e, _)| e.row.clone())
         };
-        // With the batch name as the only filter, the name search already
-        // counted the matches: the walk can stop once the page is full.
-        let name_only = p.task_states.is_empty()
-            && p.video_groups.is_empty()
-            && p.manufacturers.is_empty()
-            && p.titles.is_empty()
-            && filter.names.is_some();
-        let mut count = 0u64;
+        let in_order = |f: &mut dyn FnMut(&Slot) -> bool| match p.order {
+            SortOrder::Asc => list.iter().take_while(|s| f(s)).for_each(drop),
+            SortOrder::Desc => list.iter().rev().take_while(|s| f(s)).for_each(drop),
+        };
+        let matching = self.matching(p);
+        let count = matching.as_ref().map_or(list.len() as u64, Bits::count);
         let mut rows = Vec::new();
-        let slots: Box<dyn Iterator<Item = &Slot>> = match p.order {
-            SortOrder::Asc => Box::new(list.iter()),
-            SortOrder::Desc => Box::new(list.iter().rev()),
-        };
-        for s in slots {
-            if filter.matches(s, self) {
-                if count as usize >= skip && rows.len() < take {
-                    if let Some(r) = row(s) {
-                        rows.push(r);
+        if (skip as u64) < count {
+            let want = take.min(count as usize - skip);
+            let mut seen = 0usize;
+            in_order(&mut |s| {
+                if matching.as_ref().is_none_or(|m| m.get(s.idx)) {
+                    if seen >= skip {
+                        if let Some(r) = row(s) {
+                            rows.push(r);
+                        }
                     }
+                    seen += 1;
                 }
-                count += 1;
-                if name_only && rows.len() >= take {
-                    return BatchTaskPage {
-                        count: filter.name_hits,
-                        rows,
-                    };
-                }
-            }
+                rows.len() < want
+            });
         }
         BatchTaskPage { count, rows }
     }
 
-    /// Prepares the filters; `None` when they can match nothing (a vendor,
-    /// title or group that no batch has).
-    fn filter(&self, p: &ListBatchTasksParams) -> Option<Filter> {
-        let ids = |items: &[String]| -> Option<Vec<u32>> {
-            if items.is_empty() {
-                return Some(Vec::new());
-            }
-            let v: Vec<u32> = items
+    /// The entries every filter of `p` admits; `None` without filters.
+    fn matching(&self, p: &ListBatchTasksParams) -> Option<Bits> {
+        let len = self.entries.len();
+        let mut acc: Option<Bits> = None;
+        let mut narrow = |b: Bits| match &mut acc {
+            Some(a) => a.and(&b),
+            None => acc = Some(b),
+        };
+        if !p.task_states.is_empty() {
+            narrow(
+                self.by_state
+                    .union(p.task_states.iter().map(|s| s.index() as u32), len),
+            );
+        }
+        let interned = |items: &[String]| -> Vec<u32> {
+            items
                 .iter()
                 .filter_map(|s| self.strings.get(s).copied())
-                .collect();
-            (!v.is_empty()).then_some(v)
+                .collect()
         };
-        let companies = ids(&p.manufacturers)?;
-        let titles = ids(&p.titles)?;
-        let groups = if p.video_groups.is_empty() {
-            None
-        } else {
-            let wanted: Vec<bool> = self
+        if !p.manufacturers.is_empty() {
+            narrow(self.by_company.union(interned(&p.manufacturers), len));
+        }
+        if !p.titles.is_empty() {
+            narrow(self.by_title.union(interned(&p.titles), len));
+        }
+        if !p.video_groups.is_empty() {
+            let wanted = self
                 .groups
                 .iter()
-                .map(|(_, id, name)| p.video_groups.iter().any(|g| g == id || g == name))
-                .collect();
-            if !wanted.iter().any(|w| *w) {
-                return None;
-            }
-            Some(wanted)
-        };
-        let group_bits = groups.as_ref().map_or(u64::MAX, |w: &Vec<bool>| {
-            w.iter()
                 .enumerate()
-                .filter(|(_, x)| **x)
-                .fold(0u64, |m, (i, _)| m | 1 << (i % 64))
-        });
-        let (mut names, mut services, mut name_hits) = (None, None, 0);
+                .filter(|(_, (_, id, name))| p.video_groups.iter().any(|g| g == id || g == name))
+                .map(|(i, _)| i as u32);
+            narrow(self.by_group.union(wanted, len));
+        }
         match &p.name_like {
             Some(n) if n.field == NameField::BatchTaskName => {
-                let mut hit = vec![false; self.entries.len()];
-                name_hits = self.names.matches(&n.needle, &mut hit);
-                names = Some(hit);
+                narrow(self.names.matches(&n.needle, len));
             }
             Some(n) => {
-                let hit: Vec<bool> = self
+                let wanted = self
                     .service_names
                     .iter()
-                    .map(|s| s.contains(n.needle.as_str()))
-                    .collect();
-                if !hit.iter().any(|h| *h) {
-                    return None;
-                }
-                services = Some(hit);
+                    .enumerate()
+                    .filter(|(_, s)| s.contains(n.needle.as_str()))
+                    .map(|(i, _)| i as u32);
+                narrow(self.by_service.union(wanted, len));
             }
             None => {}
         }
-        Some(Filter {
-            states: p.task_states.iter().fold(0, |m, s| m | (1 << s.index())),
-            group_bits,
-            companies,
-            titles,
-            groups,
-            names,
-            name_hits,
-            services,
-        })
-    }
-}
-
-struct Filter {
-    states: u32,
-    /// Union of the wanted groups' bits (all ones without a group filter).
-    group_bits: u64,
-    companies: Vec<u32>,
-    titles: Vec<u32>,
-    /// Wanted, by interned group number.
-    groups: Option<Vec<bool>>,
-    /// Matching name, by entry index.
-    names: Option<Vec<bool>>,
-    /// How many entries `names` marks.
-    name_hits: u64,
-    /// Matching service name, by interned number.
-    services: Option<Vec<bool>>,
-}
-
-impl Filter {
-    fn matches(&self, s: &Slot, view: &ProjectView) -> bool {
-        (self.states == 0 || s.states & self.states != 0)
-            && (s.group_bits & self.group_bits != 0 || s.more_groups || self.groups.is_none())
-            && (self.companies.is_empty() || self.companies.contains(&s.company))
-            && (self.titles.is_empty() || self.titles.contains(&s.title))
-            && self
-                .names
-                .as_ref()
-                .is_none_or(|n| n.get(s.idx as usize).copied().unwrap_or(false))
-            && self
-                .services
-                .as_ref()
-                .is_none_or(|n| n.get(s.service as usize).copied().unwrap_or(false))
-            && self.groups.as_ref().is_none_or(|wanted| {
-                let hit = |g: u32| wanted.get(g as usize).copied().unwrap_or(false);
-                if s.groups.iter().any(|g| *g != NO_GROUP && hit(*g)) {
-                    return true;
-                }
-                s.more_groups
-                    && view.entries[s.idx as usize].as_ref().is_some_and(|e| {
-                        e.groups
-                            .iter()
-                            .any(|g| view.group_of_pk.get(&g.0).is_some_and(|i| hit(*i)))
-                    })
-            })
+        acc
     }
 }
 
