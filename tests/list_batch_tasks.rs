@@ -167,18 +167,32 @@ both_backends! {
     async fn counts_follow_task_writes_immediately(ctx: Ctx) {
         ctx.import(fixture()).await;
         use taskcenter::domain::TaskState::*;
-        assert!(ctx.store.set_task_state(ctx.project_pk, "t21", Pending, Running).await.unwrap());
-        assert!(!ctx.store.set_task_state(ctx.project_pk, "t21", Pending, Stopped).await.unwrap(), "stale from-state");
-        assert!(ctx.store.delete_task(ctx.project_pk, "t11").await.unwrap());
+        use taskcenter::domain::transition::{Event, Outcome};
+        use taskcenter::store::lifecycle::Applied;
+        assert_eq!(
+            ctx.store.apply_event(ctx.project_pk, "t21", Event::Schedule).await.unwrap(),
+            Applied::Moved { from: Pending, to: Outcome::To(Scheduling) }
+        );
+        assert_eq!(
+            ctx.store.apply_event(ctx.project_pk, "t21", Event::Schedule).await.unwrap(),
+            Applied::Refused { state: Scheduling },
+            "the table has no Schedule from scheduling"
+        );
+        // t13 is stopped: delete removes it at once.
+        assert_eq!(
+            ctx.store.apply_event(ctx.project_pk, "t13", Event::Delete).await.unwrap(),
+            Applied::Moved { from: Stopped, to: Outcome::Gone }
+        );
         ctx.store.add_task(ctx.project_pk, &bid(3), "s6").await.unwrap();
         let r = ctx.list("order_by=asc").await;
         let rows = r.body["batch_task_list"].as_array().unwrap();
-        assert_eq!(rows[0]["batch_task_status_info"], json!({"running": 1, "stopped": 1}));
+        assert_eq!(rows[0]["batch_task_status_info"], json!({"running": 2}));
         assert_eq!(rows[0]["num_task"], 2);
-        assert_eq!(rows[1]["batch_task_status_info"], json!({"running": 1}));
+        assert_eq!(rows[1]["batch_task_status_info"], json!({"scheduling": 1}));
         assert_eq!(rows[2]["batch_task_status_info"], json!({"pending": 1}));
         assert_eq!(rows[2]["video_source_name"], "cam-6");
-        assert_eq!(ctx.list_ids("task_state=running").await, (3, vec![6, 2, 1]));
+        assert_eq!(ctx.list_ids("task_state=running").await, (2, vec![6, 1]));
+        assert_eq!(ctx.list_ids("task_state=scheduling").await, (1, vec![2]));
         assert_eq!(ctx.list_ids("sort_name=task_count&order_by=asc").await, (6, vec![2, 3, 6, 1, 5, 4]));
     }
 

@@ -7,35 +7,26 @@ use common::*;
 use proptest::prelude::*;
 use std::sync::Arc;
 use taskcenter::domain::dump::DumpRecord;
+use taskcenter::domain::transition::{self, Event, Outcome};
 use taskcenter::domain::TaskState;
+use taskcenter::store::lifecycle::Applied;
 use taskcenter::store::{self, Store};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert {
-        batch: usize,
-        source: usize,
-    },
-    Move {
-        task: usize,
-        to: TaskState,
-        stale: bool,
-    },
-    Delete {
-        task: usize,
-    },
+    Insert { batch: usize, source: usize },
+    Apply { task: usize, event: Event },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..3usize, 0..6usize).prop_map(|(batch, source)| Op::Insert { batch, source }),
-        (
-            0..64usize,
-            prop::sample::select(TaskState::ALL.to_vec()),
-            any::<bool>()
-        )
-            .prop_map(|(task, to, stale)| Op::Move { task, to, stale }),
-        (0..64usize).prop_map(|task| Op::Delete { task }),
+        (0..64usize, prop::sample::select(Event::ALL.to_vec()))
+            .prop_map(|(task, event)| Op::Apply { task, event }),
+        (0..64usize).prop_map(|task| Op::Apply {
+            task,
+            event: Event::Delete
+        }),
     ]
 }
 
@@ -99,37 +90,38 @@ async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
                     model.push((row.id, batch, source, TaskState::Pending));
                 }
             }
-            Op::Move { task, to, stale } => {
+            Op::Apply { task, event } => {
                 if model.is_empty() {
+                    assert!(matches!(
+                        store.apply_event(p.pk, "nothing", event).await,
+                        Err(store::StoreError::NotFound { .. })
+                            | Err(store::StoreError::NotAllowed(_))
+                    ));
                     continue;
                 }
                 let i = task % model.len();
                 let cur = model[i].3;
-                let from = if stale {
-                    TaskState::ALL[(cur.index() + 1) % 18]
-                } else {
-                    cur
-                };
-                let moved = store
-                    .set_task_state(p.pk, &model[i].0, from, to)
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    moved, !stale,
-                    "a transition applies only from the expected state"
-                );
-                if moved {
-                    model[i].3 = to;
-                }
-            }
-            Op::Delete { task } => {
-                if model.is_empty() {
-                    assert!(!store.delete_task(p.pk, "nothing").await.unwrap());
+                let r = store.apply_event(p.pk, &model[i].0, event).await;
+                if event == Event::Place || event.cause() == "worker" {
+                    assert!(
+                        matches!(r, Err(store::StoreError::NotAllowed(_))),
+                        "{event} needs a worker: {r:?}"
+                    );
                     continue;
                 }
-                let i = task % model.len();
-                assert!(store.delete_task(p.pk, &model[i].0).await.unwrap());
-                model.remove(i);
+                let r = r.unwrap();
+                match transition::next(cur, event) {
+                    None => assert_eq!(r, Applied::Refused { state: cur }, "{cur} + {event}"),
+                    Some(to) => {
+                        assert_eq!(r, Applied::Moved { from: cur, to }, "{cur} + {event}");
+                        match to {
+                            Outcome::To(s) => model[i].3 = s,
+                            Outcome::Gone => {
+                                model.remove(i);
+                            }
+                        }
+                    }
+                }
             }
         }
         for b in 0..3usize {
@@ -229,12 +221,7 @@ async fn round_trip(src: Ctx, dst: TestDb) {
         .await
         .unwrap();
     src.store
-        .set_task_state(
-            src.project_pk,
-            "t21",
-            TaskState::Pending,
-            TaskState::Scheduling,
-        )
+        .apply_event(src.project_pk, "t21", Event::Schedule)
         .await
         .unwrap();
     let first = export_lines(&src.store).await;
@@ -362,17 +349,16 @@ mod read_model_matches_sql {
 
     #[derive(Debug, Clone)]
     enum Write {
-        Move(usize, TaskState),
+        Apply(usize, Event),
         Add(u32, usize),
-        Delete(usize),
     }
 
     fn write() -> impl Strategy<Value = Write> {
         prop_oneof![
-            (0..20usize, prop::sample::select(TaskState::ALL.to_vec()))
-                .prop_map(|(t, s)| Write::Move(t, s)),
+            (0..20usize, prop::sample::select(Event::ALL.to_vec()))
+                .prop_map(|(t, e)| Write::Apply(t, e)),
             (1..7u32, 1..7usize).prop_map(|(b, s)| Write::Add(b, s)),
-            (0..20usize).prop_map(Write::Delete),
+            (0..20usize).prop_map(|t| Write::Apply(t, Event::Delete)),
         ]
     }
 
@@ -385,18 +371,17 @@ mod read_model_matches_sql {
     ) {
         for (w, queries) in steps {
             match w {
-                Write::Move(i, to) if !tasks.is_empty() => {
-                    let id = &tasks[i % tasks.len()];
-                    // The current state is whatever the store holds; try every from-state.
-                    for from in TaskState::ALL {
-                        if ctx
-                            .store
-                            .set_task_state(ctx.project_pk, id, from, *to)
-                            .await
-                            .unwrap()
-                        {
-                            break;
-                        }
+                Write::Apply(i, event) if !tasks.is_empty() => {
+                    let at = i % tasks.len();
+                    // Worker events are refused here; the rest follow the table.
+                    if let Ok(Applied::Moved {
+                        to: Outcome::Gone, ..
+                    }) = ctx
+                        .store
+                        .apply_event(ctx.project_pk, &tasks[at], *event)
+                        .await
+                    {
+                        tasks.remove(at);
                     }
                 }
                 Write::Add(b, s) => {
@@ -407,10 +392,6 @@ mod read_model_matches_sql {
                     {
                         tasks.push(t.id);
                     }
-                }
-                Write::Delete(i) if !tasks.is_empty() => {
-                    let id = tasks.remove(i % tasks.len());
-                    assert!(ctx.store.delete_task(ctx.project_pk, &id).await.unwrap());
                 }
                 _ => {}
             }

@@ -5,6 +5,7 @@ pub mod field;
 pub mod list;
 pub mod query;
 pub mod state;
+pub mod transition;
 
 pub use field::FieldError;
 pub use list::{ListBatchTasksParams, NameField, NameLike, Paging, SortField, SortOrder};

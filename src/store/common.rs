@@ -979,64 +979,6 @@ macro_rules! impl_sql_store {
                 })
             }
 
-            async fn set_task_state(&self, project_pk: i64, task_id: &str, from: TaskState, to: TaskState) -> StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let moved = sqlx::query::<$db>(
-                    "update tasks set state = $1, updated_at = $2 where project_pk = $3 and id = $4 and state = $5 returning batch_pk",
-                )
-                .bind(to.index() as i64)
-                .bind(now_millis())
-                .bind(project_pk)
-                .bind(task_id)
-                .bind(from.index() as i64)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = moved else {
-                    let exists = sqlx::query_scalar::<$db, i64>("select pk from tasks where project_pk = $1 and id = $2")
-                        .bind(project_pk)
-                        .bind(task_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    return match exists {
-                        Some(_) => Ok(false),
-                        None => Err(StoreError::NotFound { what: "task", param: "task_id".into() }),
-                    };
-                };
-                let batch = row.try_get::<Option<i64>, _>(0)?;
-                if let (true, Some(bpk)) = (from != to, batch) {
-                    sqlx::query::<$db>(&sql::move_counter(from, to)).bind(bpk).execute(&mut *tx).await?;
-                    Self::record_change(&mut tx, self.origin, project_pk, bpk).await?;
-                }
-                tx.commit().await?;
-                if let (true, Some(bpk)) = (from != to, batch) {
-                    self.after_write(project_pk, bpk).await;
-                }
-                Ok(true)
-            }
-
-            async fn delete_task(&self, project_pk: i64, task_id: &str) -> StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let gone = sqlx::query::<$db>("delete from tasks where project_pk = $1 and id = $2 returning batch_pk, state")
-                    .bind(project_pk)
-                    .bind(task_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = gone else { return Ok(false) };
-                let batch = row.try_get::<Option<i64>, _>(0)?;
-                if let Some(bpk) = batch {
-                    let st: i64 = row.try_get(1)?;
-                    let st = TaskState::from_index(st)
-                        .ok_or_else(|| StoreError::Internal(format!("stored task state {st} is unknown")))?;
-                    bump(&mut tx, bpk, st, -1).await?;
-                    Self::record_change(&mut tx, self.origin, project_pk, bpk).await?;
-                }
-                tx.commit().await?;
-                if let Some(bpk) = batch {
-                    self.after_write(project_pk, bpk).await;
-                }
-                Ok(true)
-            }
-
             async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>> {
                 let mut tx = self.begin_read().await?;
                 let bpk = batch_pk(&mut tx, project_pk, batch_id).await?;

@@ -2,6 +2,7 @@
 //! `postgres` implement it; nothing outside this module speaks SQL.
 
 mod common;
+pub mod lifecycle;
 pub mod postgres;
 pub mod read_model;
 mod sql;
@@ -303,7 +304,7 @@ pub struct ImportedCount {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: lifecycle::Lifecycle + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
@@ -377,15 +378,6 @@ pub trait Store: Send + Sync + 'static {
         batch_id: &str,
         source_id: &str,
     ) -> StoreResult<TaskRow>;
-    /// Moves a task to `to` only if it is in `from` now; `Ok(false)` if not.
-    async fn set_task_state(
-        &self,
-        project_pk: i64,
-        task_id: &str,
-        from: TaskState,
-        to: TaskState,
-    ) -> StoreResult<bool>;
-    async fn delete_task(&self, project_pk: i64, task_id: &str) -> StoreResult<bool>;
     async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>>;
     async fn check_counters(&self, project_pk: i64, batch_id: &str) -> StoreResult<CounterCheck>;
 

@@ -4,6 +4,7 @@
 //! apply each migration once.
 
 use super::common::impl_sql_store;
+use super::lifecycle::impl_lifecycle;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::str::FromStr;
@@ -17,6 +18,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_change_feed",
         include_str!("../../migrations/postgres/0002_change_feed.sql"),
+    ),
+    (
+        "0003_lifecycle",
+        include_str!("../../migrations/postgres/0003_lifecycle.sql"),
     ),
 ];
 
@@ -167,6 +172,7 @@ impl PgStore {
 }
 
 impl_sql_store!(PgStore, Postgres, PgImporter);
+impl_lifecycle!(PgStore, Postgres);
 
 impl PgStore {
     /// Connects and applies migrations.

@@ -377,14 +377,30 @@ impl ProjectView {
             SortOrder::Asc => list.iter().take_while(|s| f(s)).for_each(drop),
             SortOrder::Desc => list.iter().rev().take_while(|s| f(s)).for_each(drop),
         };
-        let matching = self.matching(p);
-        let count = matching.as_ref().map_or(list.len() as u64, Bits::count);
+        let Some(matching) = self.matching(p) else {
+            // Unfiltered: the page is a slice of the order.
+            let rows = match p.order {
+                SortOrder::Asc => list.iter().skip(skip).take(take).filter_map(row).collect(),
+                SortOrder::Desc => list
+                    .iter()
+                    .rev()
+                    .skip(skip)
+                    .take(take)
+                    .filter_map(row)
+                    .collect(),
+            };
+            return BatchTaskPage {
+                count: list.len() as u64,
+                rows,
+            };
+        };
+        let count = matching.count();
         let mut rows = Vec::new();
         if (skip as u64) < count {
             let want = take.min(count as usize - skip);
             let mut seen = 0usize;
             in_order(&mut |s| {
-                if matching.as_ref().is_none_or(|m| m.get(s.idx)) {
+                if matching.get(s.idx) {
                     if seen >= skip {
                         if let Some(r) = row(s) {
                             rows.push(r);

@@ -3,6 +3,7 @@
 //! (`BEGIN IMMEDIATE`) so two writers never deadlock on a lock upgrade.
 
 use super::common::impl_sql_store;
+use super::lifecycle::impl_lifecycle;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::time::Duration;
@@ -15,6 +16,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_change_feed",
         include_str!("../../migrations/sqlite/0002_change_feed.sql"),
+    ),
+    (
+        "0003_lifecycle",
+        include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
     ),
 ];
 
@@ -182,6 +187,7 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, Sqlite, SqliteImporter);
+impl_lifecycle!(SqliteStore, Sqlite);
 
 impl SqliteStore {
     /// Opens the file and applies migrations.

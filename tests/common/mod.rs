@@ -262,7 +262,7 @@ pub fn bid(n: u32) -> String {
     format!("{n:032x}")
 }
 
-fn task(id: &str, source: &str, state: &str) -> TaskRecord {
+pub fn task(id: &str, source: &str, state: &str) -> TaskRecord {
     TaskRecord {
         id: id.into(),
         video_source_id: source.into(),
@@ -272,7 +272,7 @@ fn task(id: &str, source: &str, state: &str) -> TaskRecord {
     }
 }
 
-fn batch(
+pub fn batch(
     project: &str,
     n: u32,
     name: &str,

@@ -1,0 +1,338 @@
+//! The lifecycle through the store: the transition table is the only way a
+//! task moves, the scheduler places by priority on worker capacity, worker
+//! reports and lost leases move tasks, and two schedulers on one database
+//! never overcommit a worker. Both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use taskcenter::domain::dump::DumpRecord;
+use taskcenter::domain::transition::{self, Event, Outcome};
+use taskcenter::domain::TaskState::{self, *};
+use taskcenter::store::lifecycle::{Applied, Held, TickConfig};
+use taskcenter::store::{self, Store};
+
+const LEASE: i64 = 10_000;
+
+/// The list fixture with only `t21` pending and every other task at rest
+/// (stopped, succeeded or failed), so the scheduler has one task to move.
+fn calm_fixture() -> Vec<DumpRecord> {
+    let mut v = fixture();
+    for r in &mut v {
+        if let DumpRecord::BatchTask(b) = r {
+            for t in &mut b.tasks {
+                let s: TaskState = t.state.parse().unwrap();
+                if !matches!(s, Pending | Stopped | Succeeded | Failed) {
+                    t.state = "stopped".into();
+                }
+            }
+        }
+    }
+    v
+}
+
+/// One batch per (state, six events), every task in that state.
+/// (task id, its state, the event to try, its batch).
+type Case = (String, TaskState, Event, String);
+
+fn every_state_fixture() -> (Vec<DumpRecord>, Vec<Case>) {
+    let mut recs = fixture();
+    let mut cases = Vec::new();
+    for (si, state) in TaskState::ALL.into_iter().enumerate() {
+        for (ci, chunk) in Event::ALL.chunks(6).enumerate() {
+            let n = 100 + (si * 4 + ci) as u32;
+            let mut tasks = Vec::new();
+            for (k, e) in chunk.iter().enumerate() {
+                let id = format!("x{si}_{}", ci * 6 + k);
+                tasks.push(task(&id, &format!("s{}", k + 1), state.as_str()));
+                cases.push((id, state, *e, bid(n)));
+            }
+            recs.push(batch(
+                "p1",
+                n,
+                &format!("matrix-{n}"),
+                ("helmet", "1.0.0"),
+                &["g1"],
+                10_000 + i64::from(n),
+                tasks,
+            ));
+        }
+    }
+    (recs, cases)
+}
+
+async fn worker(store: &Arc<dyn Store>, name: &str, kind: &str, slots: i64, now: i64) -> i64 {
+    store.create_worker(name, name, b"unused").await.unwrap();
+    let w = store.worker_credential(name).await.unwrap().unwrap();
+    store
+        .register_worker(w.pk, kind, slots, now, LEASE)
+        .await
+        .unwrap();
+    w.pk
+}
+
+async fn state(ctx: &Ctx, id: &str) -> TaskState {
+    ctx.store
+        .task(ctx.project_pk, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+async fn counters_are_exact(ctx: &Ctx) {
+    let page = ctx
+        .store
+        .list_batch_tasks_from_db(ctx.project_pk, &Default::default())
+        .await
+        .unwrap();
+    let all = ctx
+        .store
+        .list_batch_tasks(
+            ctx.project_pk,
+            &taskcenter::domain::ListBatchTasksParams {
+                paging: None,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.count > 0);
+    for row in &all.rows {
+        let c = ctx
+            .store
+            .check_counters(ctx.project_pk, &row.id)
+            .await
+            .unwrap();
+        assert_eq!(c.stored, c.counted, "batch {}", row.id);
+        assert_eq!(row.counters, c.counted, "read model of batch {}", row.id);
+    }
+}
+
+both_backends! {
+    async fn the_store_accepts_exactly_the_declared_transitions(ctx: Ctx) {
+        let (recs, cases) = every_state_fixture();
+        ctx.import(recs).await;
+        for (id, from, event, _) in &cases {
+            let r = ctx.store.apply_event(ctx.project_pk, id, *event).await;
+            if *event == Event::Place || event.cause() == "worker" {
+                assert!(matches!(r, Err(store::StoreError::NotAllowed(_))), "{from} + {event}: {r:?}");
+                assert_eq!(state(&ctx, id).await, *from, "a refused event leaves the task");
+                continue;
+            }
+            let r = r.unwrap();
+            match transition::next(*from, *event) {
+                None => {
+                    assert_eq!(r, Applied::Refused { state: *from }, "{from} + {event} is undeclared");
+                    assert_eq!(state(&ctx, id).await, *from);
+                }
+                Some(Outcome::To(to)) => {
+                    assert_eq!(r, Applied::Moved { from: *from, to: Outcome::To(to) });
+                    assert_eq!(state(&ctx, id).await, to, "{from} + {event}");
+                    let h = ctx.store.task_history(ctx.project_pk, id).await.unwrap();
+                    assert_eq!(h.last().map(|h| (h.from, h.event.clone(), h.to)), Some((*from, event.to_string(), Some(to))));
+                }
+                Some(Outcome::Gone) => {
+                    assert_eq!(r, Applied::Moved { from: *from, to: Outcome::Gone });
+                    assert!(ctx.store.task(ctx.project_pk, id).await.unwrap().is_none(), "{from} + {event} deletes");
+                }
+            }
+        }
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn scheduler_places_by_priority_and_follows_worker_reports(ctx: Ctx) {
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        // No worker at all: pending tasks lack resources.
+        let r = st.scheduler_tick(now, &cfg).await.unwrap();
+        assert_eq!(r.count(Event::NoCapacity), 1, "{r:?}");
+        assert_eq!(state(&ctx, "t21").await, LackOfResources);
+        let w = worker(st, "w1", "cloud", 1, now).await;
+        // Batch 3's service runs on edge workers; there are none.
+        let edge = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
+        now += 100;
+        let r = st.scheduler_tick(now, &cfg).await.unwrap();
+        assert_eq!(r.count(Event::CapacityBack), 1, "{r:?}");
+        assert_eq!(state(&ctx, "t21").await, Pending);
+        assert_eq!(state(&ctx, &edge).await, LackOfResources, "no edge worker");
+        // Batch 1 (low priority) gets a task; batch 2 (high) holds t21.
+        let low = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
+        now += 100;
+        st.scheduler_tick(now, &cfg).await.unwrap();
+        // One slot: the high-priority task is picked first, the low one waits.
+        assert_eq!(state(&ctx, "t21").await, Scheduling);
+        assert_eq!(state(&ctx, &low).await, Pending);
+        now += 100;
+        st.scheduler_tick(now, &cfg).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Starting);
+        let d = st.task(ctx.project_pk, "t21").await.unwrap().unwrap();
+        assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w1"), 1));
+
+        // The worker learns its assignment and reports.
+        let reply = st.worker_sync(w, now, LEASE, &[]).await.unwrap();
+        assert_eq!(reply.assign.len(), 1);
+        let a = &reply.assign[0];
+        assert_eq!((a.task_id.as_str(), a.source_url.as_str()), ("t21", "rtsp://cam4/live"));
+        let held = Held { task: a.task, attempt: a.attempt };
+        let stale = Held { task: a.task, attempt: a.attempt + 1 };
+        assert_eq!(st.worker_report(w, stale, Event::Started, None).await.unwrap(), Applied::Refused { state: Starting });
+        st.worker_report(w, held, Event::Started, None).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Running);
+        assert!(st.worker_sync(w, now, LEASE, &[held]).await.unwrap().is_empty());
+        // Stop: the worker is told, then lets go.
+        st.apply_event(ctx.project_pk, "t21", Event::Stop).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Stopping);
+        assert_eq!(st.worker_sync(w, now, LEASE, &[held]).await.unwrap().stop, vec![held]);
+        st.worker_report(w, held, Event::Released, None).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Stopped);
+
+        // The freed slot goes to the low-priority task; it fails.
+        for _ in 0..2 {
+            now += 100;
+            st.scheduler_tick(now, &cfg).await.unwrap();
+        }
+        assert_eq!(state(&ctx, &low).await, Starting);
+        let a = st.worker_sync(w, now, LEASE, &[]).await.unwrap().assign.remove(0);
+        let held = Held { task: a.task, attempt: a.attempt };
+        st.worker_report(w, held, Event::Started, None).await.unwrap();
+        st.worker_report(w, held, Event::Crashed, Some(("VIAS.TC.EXIT".into(), "exit status 1".into()))).await.unwrap();
+        let d = st.task(ctx.project_pk, &low).await.unwrap().unwrap();
+        assert_eq!((d.state, d.error_code.as_deref()), (Failed, Some("VIAS.TC.EXIT")));
+        assert_eq!(d.worker_id, None, "a finished task frees its slot");
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn a_silent_worker_loses_its_tasks_to_another(ctx: Ctx) {
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        let w1 = worker(st, "w1", "cloud", 1, now).await;
+        for _ in 0..3 {
+            now += 100;
+            st.scheduler_tick(now, &cfg).await.unwrap();
+        }
+        assert_eq!(state(&ctx, "t21").await, Starting);
+        let a = st.worker_sync(w1, now, LEASE, &[]).await.unwrap().assign.remove(0);
+        let h1 = Held { task: a.task, attempt: a.attempt };
+        st.worker_report(w1, h1, Event::Started, None).await.unwrap();
+        let w2 = worker(st, "w2", "cloud", 1, now + LEASE).await;
+        // w1 goes silent past its lease; w2 keeps syncing.
+        now += LEASE + 1;
+        let mut seen = vec![state(&ctx, "t21").await];
+        for _ in 0..6 {
+            st.worker_sync(w2, now, LEASE, &[]).await.unwrap();
+            st.scheduler_tick(now, &cfg).await.unwrap();
+            let s = state(&ctx, "t21").await;
+            if seen.last() != Some(&s) {
+                seen.push(s);
+            }
+            now += 100;
+        }
+        assert_eq!(seen, vec![Running, Abnormal, Recovering, Pending, Scheduling, Starting]);
+        let d = st.task(ctx.project_pk, "t21").await.unwrap().unwrap();
+        assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w2"), 2));
+        // A report from the old holder is refused; w1 is told to stop it.
+        assert_eq!(st.worker_report(w1, h1, Event::Exited, None).await.unwrap(), Applied::Refused { state: Starting });
+        assert_eq!(st.worker_sync(w1, now, LEASE, &[h1]).await.unwrap().stop, vec![h1]);
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn operator_freeze_undeploy_and_upgrade_move_tasks(ctx: Ctx) {
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        let w = worker(st, "w1", "cloud", 4, now).await;
+        let mut tick = |n: i64| {
+            now += n;
+            now
+        };
+        // Start t21 (smoke.det 2.0.0).
+        for _ in 0..3 {
+            st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        }
+        let a = st.worker_sync(w, tick(0), LEASE, &[]).await.unwrap().assign.remove(0);
+        let held = Held { task: a.task, attempt: a.attempt };
+        st.worker_report(w, held, Event::Started, None).await.unwrap();
+        // Upgrade: running → upgrading → (worker restarts it) → running.
+        st.add_service(ctx.project_pk, &store::NewService {
+            id: "smoke3".into(),
+            service_name: "smoke.det".into(),
+            service_version: "3.0.0".into(),
+            alg_name: "烟火检测".into(),
+            company: "华为云".into(),
+            deploy_type: store::DeployType::Cloud,
+            deployed: true,
+            created_at: 1,
+        }).await.unwrap();
+        assert_eq!(st.upgrade_service(ctx.project_pk, "smoke.det", "2.0.0", "3.0.0").await.unwrap(), 2);
+        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Upgrading);
+        let up = st.worker_sync(w, tick(0), LEASE, &[held]).await.unwrap().upgrade;
+        assert_eq!(up.iter().map(|a| a.service_version.as_str()).collect::<Vec<_>>(), vec!["3.0.0"]);
+        st.worker_report(w, held, Event::Upgraded, None).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Running);
+        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Running, "the new version is not upgraded again");
+        // Freeze: running → freezing → (released) frozen; unfreeze → recovering → pending.
+        st.set_project_frozen(ctx.project_pk, true).await.unwrap();
+        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Freezing);
+        assert_eq!(st.worker_sync(w, tick(0), LEASE, &[held]).await.unwrap().stop, vec![held]);
+        st.worker_report(w, held, Event::Released, None).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Frozen);
+        st.set_project_frozen(ctx.project_pk, false).await.unwrap();
+        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Recovering);
+        // Undeploy the service: its live tasks stop for want of it.
+        st.set_service_deployed(ctx.project_pk, "smoke.det", "3.0.0", false).await.unwrap();
+        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, StoppedNoService);
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn two_schedulers_never_overcommit_a_worker(ctx: Ctx) {
+        ctx.import(calm_fixture()).await;
+        // A second process's store on the same database.
+        let other = store::open(&ctx.db.url).await.unwrap();
+        let st = ctx.store.clone();
+        let now = taskcenter::domain::now_millis();
+        let w = worker(&st, "w1", "cloud", 3, now).await;
+        let mut ids = Vec::new();
+        for s in 1..=6 {
+            for b in [1u32, 5] {
+                if let Ok(t) = st.add_task(ctx.project_pk, &bid(b), &format!("s{s}")).await {
+                    ids.push(t.id);
+                }
+            }
+        }
+        assert_eq!(ids.len(), 7);
+        let cfg = TickConfig::default();
+        let run = |s: Arc<dyn Store>| async move {
+            for i in 0..20 {
+                s.scheduler_tick(now + i, &cfg).await.unwrap();
+            }
+        };
+        let check = |s: Arc<dyn Store>| async move {
+            for _ in 0..40 {
+                let ws = s.workers().await.unwrap();
+                assert!(ws.iter().all(|w| w.held <= w.slots), "{ws:?}");
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::join!(run(st.clone()), run(other.clone()), check(st.clone()));
+        let ws = st.workers().await.unwrap();
+        assert_eq!(ws[0].held, 3, "both schedulers together filled the worker exactly");
+        let reply = st.worker_sync(w, now + 50, LEASE, &[]).await.unwrap();
+        let mut tasks: Vec<i64> = reply.assign.iter().map(|a| a.task).collect();
+        tasks.dedup();
+        assert_eq!(tasks.len(), 3);
+        counters_are_exact(&ctx).await;
+    }
+}
