@@ -67,6 +67,42 @@ enum Command {
     /// Issue API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Run a worker agent: executes the tasks the scheduler places on it.
+    Worker(WorkerArgs),
+    /// Manage worker credentials.
+    #[command(subcommand)]
+    Workers(WorkersCmd),
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// The server, http://HOST:PORT.
+    #[arg(long, env = "TASKCENTER_SERVER")]
+    server: String,
+    /// The worker credential from `taskcenter workers add`.
+    #[arg(long, env = "TASKCENTER_WORKER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// How many tasks it runs at once.
+    #[arg(long, default_value_t = 4)]
+    slots: i64,
+    /// Which tasks it takes: cloud or edge (the service's deploy type).
+    #[arg(long = "type", default_value = "cloud", value_parser = ["cloud", "edge"])]
+    kind: String,
+    /// The executor, run once per task with the task in its environment
+    /// (TASKCENTER_TASK_ID, TASKCENTER_SOURCE_URL, TASKCENTER_CONFIG, …).
+    #[arg(long)]
+    exec: String,
+    /// Between SIGTERM and SIGKILL when a task is stopped.
+    #[arg(long, default_value = "10s")]
+    grace: String,
+}
+
+#[derive(Subcommand)]
+enum WorkersCmd {
+    /// Create a worker credential; prints it alone on stdout, once.
+    Add { name: String },
+    /// List workers: id, name, type, slots, tasks held, live or lost.
+    List,
 }
 
 #[derive(Args)]
@@ -81,6 +117,20 @@ struct ServeArgs {
     /// kept current from the database) or `database` (SQL on every call).
     #[arg(long, env = "TASKCENTER_LIST_SOURCE", default_value = "memory", value_parser = ["memory", "database"])]
     list_source: String,
+    /// A worker that has not synced for this long loses its tasks
+    /// (`abnormal`, then rescheduled).
+    #[arg(long, env = "TASKCENTER_LEASE", default_value = "15s")]
+    lease: String,
+    /// How often the scheduler ticks.
+    #[arg(long, env = "TASKCENTER_TICK", default_value = "500ms")]
+    tick: String,
+    /// A pending task that finds no free slot for this long goes
+    /// `lack_of_resources`.
+    #[arg(long, env = "TASKCENTER_WAIT_LIMIT", default_value = "10m")]
+    wait_limit: String,
+    /// Do not run the scheduler in this process (another replica does).
+    #[arg(long)]
+    no_scheduler: bool,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +142,10 @@ enum ProjectCmd {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Freeze a project (arrears): its tasks go `freezing` → `frozen`.
+    Freeze { id: String },
+    /// Unfreeze a project: its frozen tasks go `recovering` → rescheduled.
+    Unfreeze { id: String },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +181,37 @@ enum ServiceCmd {
         /// Register it as not deployed.
         #[arg(long)]
         undeployed: bool,
+    },
+    /// Mark a service version not deployed: its live tasks go
+    /// `stopped_no_service`.
+    Undeploy {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// Mark a service version deployed again.
+    Deploy {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// Move every batch on a service version to another registered version;
+    /// running tasks go `upgrading` → `running` on their workers.
+    Upgrade {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -169,7 +254,8 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 fn ttl(s: &str) -> Result<Duration> {
-    parse_duration(s).ok_or_else(|| anyhow!("{s:?} is not a duration like 90s, 15m, 24h or 7d"))
+    parse_duration(s)
+        .ok_or_else(|| anyhow!("{s:?} is not a duration like 500ms, 90s, 15m, 24h or 7d"))
 }
 
 async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
@@ -188,6 +274,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
         out.flush()?;
         eprintln!("generated {records} records, {tasks} tasks");
         return Ok(());
+    }
+    if let Command::Worker(a) = cli.command {
+        // The agent needs no database: it speaks to the server only.
+        return crate::worker::run(crate::worker::WorkerConfig {
+            server: a.server,
+            credential: a.token,
+            slots: a.slots,
+            kind: a.kind,
+            exec: a.exec,
+            grace: ttl(&a.grace)?,
+        })
+        .await;
     }
     let store = open(&cli.database_url).await?;
     match cli.command {
@@ -260,6 +358,75 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("{}", s.id);
             Ok(())
         }
+        Command::Project(ProjectCmd::Freeze { id }) => {
+            let pk = project_pk(&*store, &id).await?;
+            store.set_project_frozen(pk, true).await?;
+            eprintln!("project {id:?} frozen; its tasks stop on the next ticks");
+            Ok(())
+        }
+        Command::Project(ProjectCmd::Unfreeze { id }) => {
+            let pk = project_pk(&*store, &id).await?;
+            store.set_project_frozen(pk, false).await?;
+            eprintln!("project {id:?} unfrozen; its frozen tasks recover on the next ticks");
+            Ok(())
+        }
+        Command::Service(ServiceCmd::Undeploy {
+            project,
+            name,
+            version,
+        }) => {
+            let pk = project_pk(&*store, &project).await?;
+            store
+                .set_service_deployed(pk, &name, &version, false)
+                .await?;
+            eprintln!("{name} {version} undeployed");
+            Ok(())
+        }
+        Command::Service(ServiceCmd::Deploy {
+            project,
+            name,
+            version,
+        }) => {
+            let pk = project_pk(&*store, &project).await?;
+            store
+                .set_service_deployed(pk, &name, &version, true)
+                .await?;
+            eprintln!("{name} {version} deployed");
+            Ok(())
+        }
+        Command::Service(ServiceCmd::Upgrade {
+            project,
+            name,
+            from,
+            to,
+        }) => {
+            let pk = project_pk(&*store, &project).await?;
+            let n = store.upgrade_service(pk, &name, &from, &to).await?;
+            eprintln!("{n} batch task(s) moved from {name} {from} to {to}");
+            Ok(())
+        }
+        Command::Worker(_) => Ok(()),
+        Command::Workers(WorkersCmd::Add { name }) => {
+            let w = identity::create_worker(&*store, &name).await?;
+            println!("{}", w.credential);
+            eprintln!("worker {name:?} ({}) created", w.id);
+            Ok(())
+        }
+        Command::Workers(WorkersCmd::List) => {
+            let now = now_millis();
+            for w in store.workers().await? {
+                let live = if w.lost || w.lease_expires_at < now {
+                    "lost"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}/{}\t{live}",
+                    w.id, w.name, w.kind, w.held, w.slots
+                );
+            }
+            Ok(())
+        }
         Command::Token(TokenCmd::Issue { project, ttl: t }) => {
             let pk = project_pk(&*store, &project).await?;
             let issued = identity::issue_token(&*store, pk, None, ttl(&t)?).await?;
@@ -309,10 +476,27 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", a.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "taskcenter serving");
+    let lease = ttl(&a.lease)?;
+    if !a.no_scheduler {
+        crate::scheduler::Scheduler::new(
+            store.clone(),
+            crate::scheduler::SchedulerConfig {
+                interval: ttl(&a.tick)?,
+                lease,
+                tick: crate::store::lifecycle::TickConfig {
+                    wait_limit_ms: i64::try_from(ttl(&a.wait_limit)?.as_millis())
+                        .unwrap_or(i64::MAX),
+                    ..Default::default()
+                },
+            },
+        )
+        .spawn();
+    }
     let app = api::app(AppState {
         store,
         token_ttl,
         list_from_db: a.list_source == "database",
+        lease,
     });
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown_signal())

@@ -95,8 +95,51 @@ pub async fn issue_token(
     })
 }
 
+/// Worker credentials: `tcw1.<32 hex id>.<64 hex secret>`, the secret
+/// stored as a SHA-256 like a token's. A worker credential is not a user
+/// token: it opens only the worker routes, and never a project's API.
+const WORKER_PREFIX: &str = "tcw1.";
+
+pub struct IssuedWorker {
+    pub id: String,
+    pub credential: String,
+}
+
+pub async fn create_worker(store: &dyn Store, name: &str) -> Result<IssuedWorker, StoreError> {
+    let id = random_hex(16)?;
+    let secret = random_hex(32)?;
+    store
+        .create_worker(&id, name, &Sha256::digest(secret.as_bytes()))
+        .await?;
+    Ok(IssuedWorker {
+        credential: format!("{WORKER_PREFIX}{id}.{secret}"),
+        id,
+    })
+}
+
+/// The worker (its internal key) a credential belongs to.
+pub async fn authenticate_worker(store: &dyn Store, credential: &str) -> Result<i64, AuthError> {
+    if credential.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    let (id, secret) = split_with(WORKER_PREFIX, credential).ok_or(AuthError::Malformed)?;
+    let w = store
+        .worker_credential(id)
+        .await?
+        .ok_or(AuthError::Unknown)?;
+    let digest = Sha256::digest(secret.as_bytes());
+    if !bool::from(digest.as_slice().ct_eq(w.secret_hash.as_slice())) {
+        return Err(AuthError::Unknown);
+    }
+    Ok(w.pk)
+}
+
 fn split(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix(PREFIX)?;
+    split_with(PREFIX, token)
+}
+
+fn split_with<'a>(prefix: &str, token: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = token.strip_prefix(prefix)?;
     let (id, secret) = rest.split_once('.')?;
     let hex = |s: &str, n: usize| {
         s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

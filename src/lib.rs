@@ -8,4 +8,6 @@ pub mod cli;
 pub mod datagen;
 pub mod domain;
 pub mod identity;
+pub mod scheduler;
 pub mod store;
+pub mod worker;

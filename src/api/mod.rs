@@ -6,7 +6,9 @@ mod catalogue;
 pub mod error;
 mod extract;
 pub mod openapi;
+mod task;
 mod token;
+pub mod worker;
 
 use crate::domain::random_hex;
 use crate::identity::{self, AuthError};
@@ -33,6 +35,8 @@ pub struct AppState {
     /// Answer the batch-task list by SQL instead of the read model (for
     /// comparison and diagnosis; the default is the read model).
     pub list_from_db: bool,
+    /// A worker silent this long loses its tasks.
+    pub lease: Duration,
 }
 
 /// The router plus the list of (method, path) it serves, which the OpenAPI
@@ -123,7 +127,46 @@ pub fn app(state: AppState) -> App {
         Method::GET,
         "/v2/{project_id}/algorithm/services/{service_id}",
         catalogue::show_service,
-    );
+    )
+    .add(
+        Method::DELETE,
+        "/v2/{project_id}/batch-tasks/{task_id}",
+        task::delete_batch,
+    )
+    .add(
+        Method::PUT,
+        "/v2/{project_id}/batch-tasks/{task_id}/action/start",
+        task::start_batch,
+    )
+    .add(
+        Method::PUT,
+        "/v2/{project_id}/batch-tasks/{task_id}/action/stop",
+        task::stop_batch,
+    )
+    .add(Method::GET, "/v2/{project_id}/tasks", task::list_tasks)
+    .add(
+        Method::GET,
+        "/v2/{project_id}/tasks/{task_id}",
+        task::show_task,
+    )
+    .add(
+        Method::DELETE,
+        "/v2/{project_id}/tasks/{task_id}",
+        task::delete_task,
+    )
+    .add(
+        Method::PUT,
+        "/v2/{project_id}/tasks/{task_id}/action/start",
+        task::start_task,
+    )
+    .add(
+        Method::PUT,
+        "/v2/{project_id}/tasks/{task_id}/action/stop",
+        task::stop_task,
+    )
+    .add(Method::POST, "/worker/v1/register", worker::register)
+    .add(Method::POST, "/worker/v1/sync", worker::sync)
+    .add(Method::POST, "/worker/v1/report", worker::report);
     App {
         router: with_edge(t.router, state),
         routes: t.routes,
@@ -193,6 +236,22 @@ fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// in its path; checked before routing, validation or anything else.
 async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    if path.starts_with("/worker/") {
+        let credential = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        return match identity::authenticate_worker(&*st.store, credential.trim()).await {
+            Ok(pk) => {
+                req.extensions_mut().insert(worker::WorkerAuthed(pk));
+                next.run(req).await
+            }
+            Err(AuthError::Store(e)) => ApiError::from(e).into_response(),
+            Err(e) => ApiError::Unauthenticated(e.to_string()).into_response(),
+        };
+    }
     if path != "/v2" && !path.starts_with("/v2/") {
         return next.run(req).await;
     }
@@ -255,6 +314,7 @@ mod tests {
             store,
             token_ttl: Duration::from_secs(60),
             list_from_db: false,
+            lease: Duration::from_secs(15),
         };
         let router = Router::new().route(
             "/boom",

@@ -81,7 +81,7 @@ fn paging() -> Vec<Value> {
     ]
 }
 
-pub fn document() -> Value {
+fn document() -> Value {
     let states: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
     let filter = |min: u32, max: u32| json!({"type": "string", "pattern": format!("^[a-zA-Z0-9\\u4e00-\\u9fa5,-_]{{{min},{max}}}$")});
     let list_params = vec![
@@ -271,6 +271,218 @@ pub fn document() -> Value {
     })
 }
 
+/// The lifecycle routes: task operations and the worker protocol.
+fn lifecycle_paths(paths: &mut serde_json::Map<String, Value>) {
+    let states: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+    let pp = |extra: &str| vec![path_param("project_id"), path_param(extra)];
+    let batch_op = json!({"$ref": "#/components/schemas/BatchOpReply"});
+    let task_op = json!({"$ref": "#/components/schemas/TaskOpReply"});
+    let mut add = |path: &str, method: &str, v: Value| {
+        let e = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        e[method] = v;
+    };
+    add(
+        "/v2/{project_id}/batch-tasks/{task_id}",
+        "delete",
+        op(
+            "DeleteBatchTask",
+            "Delete a batch task and its tasks (held tasks pass through deleting)",
+            pp("task_id"),
+            None,
+            ok(batch_op.clone()),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/batch-tasks/{task_id}/action/start",
+        "put",
+        op(
+            "BatchStartTask",
+            "Start every task of a batch; per-task refusals in error_list",
+            pp("task_id"),
+            None,
+            ok(batch_op.clone()),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/batch-tasks/{task_id}/action/stop",
+        "put",
+        op(
+            "BatchStopTask",
+            "Stop every task of a batch; per-task refusals in error_list",
+            pp("task_id"),
+            None,
+            ok(batch_op),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/tasks",
+        "get",
+        op(
+            "ListTasks",
+            "List tasks (count = entries on this page, as VIAS)",
+            vec![
+                path_param("project_id"),
+                query(
+                    "batch_id",
+                    json!({"type": "string"}),
+                    "only this batch's tasks",
+                ),
+                query(
+                    "task_state",
+                    json!({"type": "string", "description": format!("one of {} or a comma list", states.join(", "))}),
+                    "only tasks in these states",
+                ),
+                query(
+                    "page",
+                    json!({"type": "integer", "minimum": 0, "default": 0}),
+                    "0-based page",
+                ),
+                query(
+                    "page_size",
+                    json!({"type": "integer", "minimum": 5, "maximum": 1000, "default": 10}),
+                    "tasks per page",
+                ),
+                query(
+                    "sort_dir",
+                    json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+                    "by creation time",
+                ),
+            ],
+            None,
+            ok(
+                json!({"type": "object", "properties": {"count": {"type": "integer"},
+        "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+        "page": {"type": "integer"}, "page_size": {"type": "integer"}}}),
+            ),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/tasks/{task_id}",
+        "get",
+        op(
+            "ShowTask",
+            "Show a task with its history",
+            pp("task_id"),
+            None,
+            ok(json!({"$ref": "#/components/schemas/Task"})),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/tasks/{task_id}",
+        "delete",
+        op(
+            "DeleteTask",
+            "Delete a task (a held task passes through deleting)",
+            pp("task_id"),
+            None,
+            ok(task_op.clone()),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/tasks/{task_id}/action/start",
+        "put",
+        op(
+            "StartTask",
+            "Start a stopped, finished or failed task again",
+            pp("task_id"),
+            None,
+            ok(task_op.clone()),
+            true,
+        ),
+    );
+    add(
+        "/v2/{project_id}/tasks/{task_id}/action/stop",
+        "put",
+        op(
+            "StopTask",
+            "Stop a task",
+            pp("task_id"),
+            None,
+            ok(task_op),
+            true,
+        ),
+    );
+    let worker = |id: &str, summary: &str, body: Value| {
+        let mut o = op(
+            id,
+            summary,
+            vec![],
+            Some(body),
+            ok(json!({"type": "object"})),
+            false,
+        );
+        o["security"] = json!([{"WorkerCredential": []}]);
+        o
+    };
+    add(
+        "/worker/v1/register",
+        "post",
+        worker(
+            "WorkerRegister",
+            "A worker starts: its type and slots",
+            json!({"type": "object", "required": ["kind", "slots"], "properties": {"kind": {"type": "string", "enum": ["cloud", "edge"]}, "slots": {"type": "integer", "minimum": 1, "maximum": 10000}}}),
+        ),
+    );
+    add(
+        "/worker/v1/sync",
+        "post",
+        worker(
+            "WorkerSync",
+            "Heartbeat and long-poll: what the worker runs in, what to start, stop and upgrade out",
+            json!({"type": "object", "required": ["running"], "properties": {"running": {"type": "array", "items": {"$ref": "#/components/schemas/Held"}}, "wait_ms": {"type": "integer", "minimum": 0}}}),
+        ),
+    );
+    add(
+        "/worker/v1/report",
+        "post",
+        worker(
+            "WorkerReport",
+            "A worker's report on a task it holds",
+            json!({"type": "object", "required": ["task", "attempt", "event"], "properties": {"task": {"type": "integer"}, "attempt": {"type": "integer"},
+            "event": {"type": "string", "enum": ["started", "spawn_failed", "exited", "crashed", "released", "upgraded"]},
+            "error_code": {"type": "string"}, "error_message": {"type": "string"}}}),
+        ),
+    );
+}
+
+fn lifecycle_schemas(schemas: &mut serde_json::Map<String, Value>) {
+    let upper: Vec<String> = TaskState::ALL.iter().map(|s| s.as_upper()).collect();
+    schemas.insert("Task".into(), json!({"type": "object", "properties": {
+        "id": {"type": "string"}, "batch_id": {"type": "string"}, "video_source_id": {"type": "string"},
+        "state": {"type": "string", "enum": upper}, "worker_id": {"type": "string"}, "attempt": {"type": "integer"},
+        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        "history": {"type": "array", "description": "ShowTask only: every transition, oldest first", "items": {"type": "object", "properties": {
+            "at": {"type": "integer"}, "from": {"type": "string"}, "event": {"type": "string"}, "to": {"type": "string", "description": "absent: deleted"}}}},
+        "created_at": {"type": "integer"}, "updated_at": {"type": "integer"}}}));
+    schemas.insert("TaskOpReply".into(), json!({"type": "object", "properties": {
+        "id": {"type": "string"}, "state": {"type": "string", "description": "the task's state now; null when it was deleted"}}}));
+    schemas.insert("BatchOpReply".into(), json!({"type": "object", "properties": {
+        "id": {"type": "string"}, "total_count": {"type": "integer"}, "succeed_count": {"type": "integer"}, "failed_count": {"type": "integer"},
+        "error_list": {"type": "array", "items": {"type": "object", "properties": {
+            "task_id": {"type": "string"}, "error_code": {"type": "string"}, "error_msg": {"type": "string"}}}}}}));
+    schemas.insert("Held".into(), json!({"type": "object", "properties": {"task": {"type": "integer"}, "attempt": {"type": "integer"}}}));
+}
+
+/// The whole document: the VIAS routes, then the lifecycle's.
+pub fn full_document() -> Value {
+    let mut doc = document();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        lifecycle_paths(paths);
+    }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        lifecycle_schemas(schemas);
+    }
+    doc["components"]["securitySchemes"] = json!({"WorkerCredential": {"type": "http", "scheme": "bearer",
+        "description": "a worker credential from `taskcenter workers add` (not a user token)"}});
+    doc
+}
+
 pub async fn serve() -> Json<Value> {
-    Json(document())
+    Json(full_document())
 }

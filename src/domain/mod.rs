@@ -66,7 +66,7 @@ pub fn rfc3339_millis(ms: i64) -> String {
     )
 }
 
-/// Durations like `90s`, `15m`, `24h`, `7d` (also a bare number of seconds).
+/// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (also a bare number of seconds).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -74,14 +74,15 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
         None => (s, "s"),
     };
     let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
+    let millis = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
-    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    (millis > 0).then(|| std::time::Duration::from_millis(millis))
 }
 
 #[cfg(test)]
@@ -118,6 +119,10 @@ mod tests {
         assert_eq!(
             parse_duration("120"),
             Some(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("500ms"),
+            Some(std::time::Duration::from_millis(500))
         );
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("1w"), None);

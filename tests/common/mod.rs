@@ -14,6 +14,8 @@ use taskcenter::identity;
 use taskcenter::store::{self, Store};
 use tower::ServiceExt;
 
+pub mod process;
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", taskcenter::domain::random_hex(8).unwrap())
 }
@@ -129,6 +131,7 @@ impl Ctx {
             store: store.clone(),
             token_ttl: Duration::from_secs(3600),
             list_from_db: false,
+            lease: Duration::from_secs(15),
         });
         Ctx {
             db,

@@ -1,0 +1,182 @@
+//! The routes `taskcenter worker` speaks (not part of VIAS): register,
+//! sync (heartbeat + long-poll for instructions) and report. Authenticated
+//! by the worker's own credential in `Authorization: Bearer …`.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
+use super::AppState;
+use crate::domain::now_millis;
+use crate::domain::transition::{Event, Outcome};
+use crate::store::lifecycle::{Applied, Held, SyncReply};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// The worker a request's credential names; set by the auth middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerAuthed(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for WorkerAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<WorkerAuthed>()
+            .copied()
+            .ok_or_else(|| ApiError::Unauthenticated("worker credential is missing".into()))
+    }
+}
+
+/// Longest a sync waits for instructions.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+/// How often a waiting sync looks again.
+const WAIT_STEP: Duration = Duration::from_millis(200);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    kind: String,
+    slots: i64,
+}
+
+#[derive(Serialize)]
+pub struct RegisterReply {
+    lease_ms: i64,
+    max_wait_ms: i64,
+}
+
+fn lease_ms(st: &AppState) -> i64 {
+    i64::try_from(st.lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub async fn register(
+    State(st): State<AppState>,
+    WorkerAuthed(w): WorkerAuthed,
+    ApiJson(b): ApiJson<RegisterBody>,
+) -> ApiResult<Json<RegisterReply>> {
+    if b.kind != "cloud" && b.kind != "edge" {
+        return Err(ApiError::Invalid {
+            param: Some("kind".into()),
+            detail: "kind is cloud or edge".into(),
+        });
+    }
+    if !(1..=10_000).contains(&b.slots) {
+        return Err(ApiError::Invalid {
+            param: Some("slots".into()),
+            detail: "slots is 1 to 10000".into(),
+        });
+    }
+    st.store
+        .register_worker(w, &b.kind, b.slots, now_millis(), lease_ms(&st))
+        .await?;
+    Ok(Json(RegisterReply {
+        lease_ms: lease_ms(&st),
+        max_wait_ms: MAX_WAIT.as_millis() as i64,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBody {
+    running: Vec<Held>,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Renews the lease and answers at once when there is something to do,
+/// otherwise waits up to `wait_ms` (capped, and under the lease) for it.
+pub async fn sync(
+    State(st): State<AppState>,
+    WorkerAuthed(w): WorkerAuthed,
+    ApiJson(b): ApiJson<SyncBody>,
+) -> ApiResult<Json<SyncReply>> {
+    if b.running.len() > 100_000 {
+        return Err(ApiError::Invalid {
+            param: Some("running".into()),
+            detail: "too many running tasks".into(),
+        });
+    }
+    let wait = Duration::from_millis(b.wait_ms)
+        .min(MAX_WAIT)
+        .min(st.lease / 2);
+    let start = Instant::now();
+    loop {
+        let reply = st
+            .store
+            .worker_sync(w, now_millis(), lease_ms(&st), &b.running)
+            .await?;
+        if !reply.is_empty() || start.elapsed() + WAIT_STEP > wait {
+            return Ok(Json(reply));
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    task: i64,
+    attempt: i64,
+    event: String,
+    error_code: Option<String>,
+    error_message: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ReportReply {
+    applied: bool,
+    state: Option<String>,
+}
+
+pub async fn report(
+    State(st): State<AppState>,
+    WorkerAuthed(w): WorkerAuthed,
+    ApiJson(b): ApiJson<ReportBody>,
+) -> ApiResult<Json<ReportReply>> {
+    let event = match b.event.as_str() {
+        "started" => Event::Started,
+        "spawn_failed" => Event::SpawnFailed,
+        "exited" => Event::Exited,
+        "crashed" => Event::Crashed,
+        "released" => Event::Released,
+        "upgraded" => Event::Upgraded,
+        _ => {
+            return Err(ApiError::Invalid {
+                param: Some("event".into()),
+                detail: "event is started, spawn_failed, exited, crashed, released or upgraded"
+                    .into(),
+            })
+        }
+    };
+    let clip = |s: String| s.chars().take(500).collect::<String>();
+    let error = b
+        .error_code
+        .map(|c| (clip(c), clip(b.error_message.unwrap_or_default())));
+    let held = Held {
+        task: b.task,
+        attempt: b.attempt,
+    };
+    let reply = match st.store.worker_report(w, held, event, error).await {
+        Ok(Applied::Moved { to, .. }) => ReportReply {
+            applied: true,
+            state: match to {
+                Outcome::To(s) => Some(s.as_upper()),
+                Outcome::Gone => None,
+            },
+        },
+        Ok(Applied::Refused { state }) => ReportReply {
+            applied: false,
+            state: Some(state.as_upper()),
+        },
+        // A task deleted meanwhile: nothing left to report on.
+        Err(crate::store::StoreError::NotFound { .. }) => ReportReply {
+            applied: false,
+            state: None,
+        },
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(reply))
+}

@@ -1,0 +1,337 @@
+//! The worker agent, `taskcenter worker`: registers with its own credential,
+//! syncs with the server (heartbeat and long-poll in one call), runs the
+//! executor once per assigned task with the task in its environment,
+//! reports `started`, then `exited`/`crashed` from the exit status
+//! (`spawn_failed` if it cannot start), stops tasks on request (SIGTERM,
+//! SIGKILL after a grace period) and rides out server restarts with
+//! backoff. A task stays in what the worker reports as running until its
+//! final report is answered, so a restart neither loses nor repeats one.
+
+pub mod client;
+
+use crate::store::lifecycle::{Assignment, Held, SyncReply};
+use client::{Client, ClientError};
+use std::collections::HashMap;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub server: String,
+    pub credential: String,
+    pub slots: i64,
+    pub kind: String,
+    /// The executor: a program and its arguments (split like a shell
+    /// would, quotes allowed; no shell runs it).
+    pub exec: String,
+    /// Between SIGTERM and SIGKILL when a task is stopped.
+    pub grace: Duration,
+}
+
+enum Control {
+    Stop,
+    Upgrade(Assignment),
+}
+
+type Tasks = Arc<Mutex<HashMap<Held, mpsc::UnboundedSender<Control>>>>;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
+const SYNC_WAIT_MS: u64 = 5_000;
+
+/// Splits a command line into words: whitespace separates, single and
+/// double quotes group, backslash escapes outside single quotes.
+pub fn split_command(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => cur.push(c),
+            (_, '\\') => {
+                cur.push(chars.next().ok_or("trailing backslash")?);
+                in_word = true;
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unclosed quote".into());
+    }
+    if in_word {
+        words.push(cur);
+    }
+    if words.is_empty() {
+        return Err("the executor command is empty".into());
+    }
+    Ok(words)
+}
+
+/// Runs the agent until the server refuses its credential.
+pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+    let argv = split_command(&cfg.exec).map_err(|e| anyhow::anyhow!("--exec: {e}"))?;
+    let client = Client::new(&cfg.server, &cfg.credential).map_err(|e| anyhow::anyhow!(e))?;
+    let mut backoff = Backoff::default();
+    loop {
+        let body = serde_json::json!({"kind": cfg.kind, "slots": cfg.slots});
+        match client
+            .post::<_, serde_json::Value>("/worker/v1/register", &body, Duration::from_secs(10))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if e.is_auth() => anyhow::bail!("the server refused the worker credential"),
+            Err(e @ ClientError::Status { .. }) => anyhow::bail!("registration refused: {e}"),
+            Err(e) => {
+                tracing::warn!(error = %e, "registering; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+    tracing::info!(server = %cfg.server, kind = %cfg.kind, slots = cfg.slots, "worker registered");
+    let tasks: Tasks = Arc::default();
+    backoff = Backoff::default();
+    loop {
+        let running: Vec<Held> = lock(&tasks).keys().copied().collect();
+        let body = serde_json::json!({"running": running, "wait_ms": SYNC_WAIT_MS});
+        let reply = client
+            .post::<_, SyncReply>("/worker/v1/sync", &body, Duration::from_secs(30))
+            .await;
+        match reply {
+            Ok(reply) => {
+                backoff = Backoff::default();
+                let acted = act(&cfg, &argv, &client, &tasks, reply);
+                if !acted {
+                    // Only instructions already in hand (a stop in its grace
+                    // period): do not spin.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+            Err(e) if e.is_auth() => anyhow::bail!("the server refused the worker credential"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sync failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+fn lock(t: &Tasks) -> std::sync::MutexGuard<'_, HashMap<Held, mpsc::UnboundedSender<Control>>> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Carries out a sync reply; whether anything new was done.
+fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: SyncReply) -> bool {
+    let mut acted = false;
+    let mut map = lock(tasks);
+    for a in r.assign {
+        let held = Held {
+            task: a.task,
+            attempt: a.attempt,
+        };
+        if map.contains_key(&held) {
+            continue;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        map.insert(held, tx);
+        acted = true;
+        tokio::spawn(run_task(
+            cfg.clone(),
+            argv.to_vec(),
+            client.clone(),
+            tasks.clone(),
+            a,
+            rx,
+        ));
+    }
+    for h in r.stop {
+        if let Some(tx) = map.get(&h) {
+            acted |= tx.send(Control::Stop).is_ok();
+        }
+    }
+    for a in r.upgrade {
+        let h = Held {
+            task: a.task,
+            attempt: a.attempt,
+        };
+        if let Some(tx) = map.get(&h) {
+            acted |= tx.send(Control::Upgrade(a)).is_ok();
+        }
+    }
+    acted
+}
+
+enum End {
+    Exit(std::io::Result<ExitStatus>),
+    Stopped,
+}
+
+async fn run_task(
+    cfg: WorkerConfig,
+    argv: Vec<String>,
+    client: Client,
+    tasks: Tasks,
+    mut current: Assignment,
+    mut ctl: mpsc::UnboundedReceiver<Control>,
+) {
+    let held = Held {
+        task: current.task,
+        attempt: current.attempt,
+    };
+    let mut first = "started";
+    'run: loop {
+        let mut child = match spawn(&argv, &current) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("could not start {}: {e}", argv[0]);
+                report(&client, held, "spawn_failed", Some(("VIAS.TC.SPAWN", &msg))).await;
+                break 'run;
+            }
+        };
+        tracing::info!(task = %current.task_id, attempt = held.attempt, "task started");
+        report(&client, held, first, None).await;
+        let end = tokio::select! {
+            status = child.wait() => End::Exit(status),
+            msg = ctl.recv() => match msg {
+                Some(Control::Stop) | None => {
+                    terminate(&mut child, cfg.grace).await;
+                    End::Stopped
+                }
+                Some(Control::Upgrade(a)) => {
+                    terminate(&mut child, cfg.grace).await;
+                    current = a;
+                    first = "upgraded";
+                    continue 'run;
+                }
+            },
+        };
+        match end {
+            End::Exit(Ok(s)) if s.success() => report(&client, held, "exited", None).await,
+            End::Exit(Ok(s)) => {
+                let msg = format!("the executor ended with {s}");
+                report(&client, held, "crashed", Some(("VIAS.TC.EXIT", &msg))).await
+            }
+            End::Exit(Err(e)) => {
+                let msg = format!("waiting for the executor failed: {e}");
+                report(&client, held, "crashed", Some(("VIAS.TC.EXIT", &msg))).await
+            }
+            End::Stopped => report(&client, held, "released", None).await,
+        }
+        break;
+    }
+    lock(&tasks).remove(&held);
+}
+
+fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("TASKCENTER_TASK_ID", &a.task_id)
+        .env("TASKCENTER_PROJECT_ID", &a.project_id)
+        .env("TASKCENTER_BATCH_ID", a.batch_id.as_deref().unwrap_or(""))
+        .env("TASKCENTER_SOURCE_URL", &a.source_url)
+        .env("TASKCENTER_CONFIG", &a.config)
+        .env("TASKCENTER_SERVICE_NAME", &a.service_name)
+        .env("TASKCENTER_SERVICE_VERSION", &a.service_version)
+        .env("TASKCENTER_ATTEMPT", a.attempt.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd.spawn()
+}
+
+/// SIGTERM, then SIGKILL if the executor is still there after `grace`.
+async fn terminate(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+/// Reports until the server answers (a refusal is an answer: the task moved
+/// on without this worker).
+async fn report(client: &Client, held: Held, event: &str, error: Option<(&str, &str)>) {
+    let body = serde_json::json!({
+        "task": held.task,
+        "attempt": held.attempt,
+        "event": event,
+        "error_code": error.map(|e| e.0),
+        "error_message": error.map(|e| e.1),
+    });
+    let mut backoff = Backoff::default();
+    loop {
+        match client
+            .post::<_, serde_json::Value>("/worker/v1/report", &body, Duration::from_secs(10))
+            .await
+        {
+            Ok(_) => return,
+            Err(e @ ClientError::Status { status, .. })
+                if status.is_client_error() && !e.is_auth() =>
+            {
+                tracing::warn!(error = %e, event, "report refused");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, event, "report failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_command;
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(split_command("sleep 30").unwrap(), ["sleep", "30"]);
+        assert_eq!(
+            split_command(r#"sh -c 'echo "$X" > out'"#).unwrap(),
+            ["sh", "-c", r#"echo "$X" > out"#]
+        );
+        assert_eq!(
+            split_command(r#"a "b c" d\ e"#).unwrap(),
+            ["a", "b c", "d e"]
+        );
+        assert_eq!(split_command("''").unwrap(), [""]);
+        assert!(split_command("  ").is_err());
+        assert!(split_command("'open").is_err());
+    }
+}
