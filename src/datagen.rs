@@ -174,6 +174,7 @@ pub fn generate(tasks: u64, seed: u64, out: &mut dyn Write) -> std::io::Result<(
                         url: format!("rtsp://10.{}.{}.{}/live", g / 250, g % 250, s % 250),
                         group_ids: vec![format!("g{g}")],
                         created_at: Some(1),
+                        deleted: false,
                     }),
                     out,
                 )?;

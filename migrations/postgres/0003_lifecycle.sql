@@ -34,6 +34,8 @@ create table task_events (
 create index task_events_by_task on task_events (task_pk, pk);
 
 alter table projects add column frozen bigint not null default 0;
+-- A deleted source that tasks still name stays, marked, until they go.
+alter table video_sources add column deleted bigint not null default 0;
 alter table batch_tasks add column deleting bigint not null default 0;
 
 create table scheduler_lock (

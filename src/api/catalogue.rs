@@ -94,6 +94,15 @@ pub async fn list_video_groups(
     }))
 }
 
+pub async fn delete_video_source(
+    State(st): State<AppState>,
+    Authed(p): Authed,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<serde_json::Value>> {
+    st.store.delete_video_source(p.pk, &id).await?;
+    Ok(Json(serde_json::json!({ "id": id })))
+}
+
 pub async fn show_video_group(
     State(st): State<AppState>,
     Authed(p): Authed,

@@ -143,6 +143,11 @@ pub fn app(state: AppState) -> App {
         "/v2/{project_id}/batch-tasks/{task_id}/action/stop",
         task::stop_batch,
     )
+    .add(
+        Method::DELETE,
+        "/v2/{project_id}/source/{source_id}",
+        catalogue::delete_video_source,
+    )
     .add(Method::GET, "/v2/{project_id}/tasks", task::list_tasks)
     .add(
         Method::GET,

@@ -318,6 +318,18 @@ fn lifecycle_paths(paths: &mut serde_json::Map<String, Value>) {
         ),
     );
     add(
+        "/v2/{project_id}/source/{source_id}",
+        "delete",
+        op(
+            "DeleteVideoSource",
+            "Delete a video source; tasks that have not started on it end create_failed",
+            pp("source_id"),
+            None,
+            ok(json!({"type": "object", "properties": {"id": {"type": "string"}}})),
+            true,
+        ),
+    );
+    add(
         "/v2/{project_id}/tasks",
         "get",
         op(

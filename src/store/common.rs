@@ -481,7 +481,7 @@ macro_rules! impl_sql_store {
         }
 
         async fn source_pk(conn: &mut Conn, project_pk: i64, id: &str) -> StoreResult<Option<i64>> {
-            Ok(sqlx::query_scalar::<$db, i64>("select pk from video_sources where project_pk = $1 and id = $2")
+            Ok(sqlx::query_scalar::<$db, i64>("select pk from video_sources where project_pk = $1 and id = $2 and deleted = 0")
                 .bind(project_pk)
                 .bind(id)
                 .fetch_optional(&mut *conn)
@@ -796,12 +796,31 @@ macro_rules! impl_sql_store {
                 Ok(out)
             }
 
+            async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let spk = source_pk(&mut tx, project_pk, id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { what: "video source", param: "source_id".into() })?;
+                let used = sqlx::query_scalar::<$db, i64>("select pk from tasks where video_source_pk = $1 limit 1")
+                    .bind(spk)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let sql = if used.is_some() {
+                    "update video_sources set deleted = 1 where pk = $1"
+                } else {
+                    "delete from video_sources where pk = $1"
+                };
+                sqlx::query::<$db>(sql).bind(spk).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn list_video_sources(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<VideoSource>)> {
                 let mut tx = self.begin_read().await?;
                 let out = paged(
                     &mut tx,
-                    "select count(*) from video_sources where project_pk = $1",
-                    &format!("select {SOURCE_COLS} from video_sources s where s.project_pk = $1 order by s.pk limit $2 offset $3"),
+                    "select count(*) from video_sources where project_pk = $1 and deleted = 0",
+                    &format!("select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.deleted = 0 order by s.pk limit $2 offset $3"),
                     project_pk,
                     page,
                     source_from,
@@ -812,7 +831,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn video_source(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoSource>> {
-                let row = sqlx::query::<$db>(&format!("select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.id = $2"))
+                let row = sqlx::query::<$db>(&format!("select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.id = $2 and s.deleted = 0"))
                     .bind(project_pk)
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -874,7 +893,7 @@ macro_rules! impl_sql_store {
                 for (g, gpk) in b.groups.iter().zip(&group_pks) {
                     let members: Vec<(String, i64)> = sqlx::query::<$db>(
                         "select s.id, s.pk from video_source_groups vsg join video_sources s on s.pk = vsg.source_pk \
-                         where vsg.group_pk = $1 order by s.pk",
+                         where vsg.group_pk = $1 and s.deleted = 0 order by s.pk",
                     )
                     .bind(*gpk)
                     .fetch_all(&mut *conn)
@@ -1089,7 +1108,7 @@ macro_rules! impl_sql_store {
                         }))
                         .await?;
                     }
-                    for r in sqlx::query::<$db>(&format!("select {SOURCE_COLS} from video_sources s where s.project_pk = $1 order by s.pk"))
+                    for r in sqlx::query::<$db>(&format!("select {SOURCE_COLS}, s.deleted from video_sources s where s.project_pk = $1 order by s.pk"))
                         .bind(ppk)
                         .fetch_all(&mut *conn)
                         .await?
@@ -1102,6 +1121,7 @@ macro_rules! impl_sql_store {
                             url: s.url,
                             group_ids: s.group_ids,
                             created_at: Some(s.created_at),
+                            deleted: r.try_get::<i64, _>(5)? != 0,
                         }))
                         .await?;
                     }
@@ -1217,6 +1237,7 @@ macro_rules! impl_sql_store {
             url: String,
             created_at: i64,
             group_pks: Vec<i64>,
+            deleted: bool,
         }
 
         struct PendingTask {
@@ -1386,12 +1407,12 @@ macro_rules! impl_sql_store {
                 }
                 for chunk in pending.chunks(SOURCE_CHUNK) {
                     let mut q = sql::Query::new($store::POSITIONAL);
-                    q.push("insert into video_sources (project_pk, id, name, url, created_at) values ");
+                    q.push("insert into video_sources (project_pk, id, name, url, created_at, deleted) values ");
                     for (i, s) in chunk.iter().enumerate() {
                         q.push(if i > 0 { ", (" } else { "(" });
                         q.bind(Arg::Int(s.ppk)).push(", ").bind(Arg::Text(s.id.clone())).push(", ");
                         q.bind(Arg::Text(s.name.clone())).push(", ").bind(Arg::Text(s.url.clone())).push(", ");
-                        q.bind(Arg::Int(s.created_at)).push(")");
+                        q.bind(Arg::Int(s.created_at)).push(", ").bind(Arg::Int(i64::from(s.deleted))).push(")");
                     }
                     q.push(" returning pk, project_pk, id");
                     let line = chunk[0].line;
@@ -1576,6 +1597,7 @@ macro_rules! impl_sql_store {
                     url: s.url,
                     created_at: s.created_at.unwrap_or(now),
                     group_pks,
+                    deleted: s.deleted,
                 });
                 Ok(())
             }

@@ -847,6 +847,20 @@ macro_rules! impl_lifecycle {
                     .await?;
                     apply_all(&mut tx, tasks, Event::LeaseExpired, Some(("VIAS.TC.WORKER_LOST", "the worker missed its heartbeats")), now, &mut touched, &mut report).await?;
 
+                    // Sources deleted under tasks that have not started.
+                    let tasks = keys(
+                        &mut tx,
+                        &format!(
+                            "select {KEY_COLS} from tasks t join video_sources s on s.pk = t.video_source_pk \
+                             where s.deleted = 1 and t.state in ({}, {}) order by t.pk limit $1",
+                            TaskState::Pending.index(),
+                            TaskState::Scheduling.index()
+                        ),
+                        &[n],
+                    )
+                    .await?;
+                    apply_all(&mut tx, tasks, Event::SourceGone, Some(("VIAS.TC.SOURCE_GONE", "the video source was deleted")), now, &mut touched, &mut report).await?;
+
                     // Operator actions.
                     let live = [
                         TaskState::Pending,

@@ -352,6 +352,9 @@ pub trait Store: lifecycle::Lifecycle + Send + Sync + 'static {
         page: Page,
     ) -> StoreResult<(u64, Vec<VideoSource>)>;
     async fn video_source(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoSource>>;
+    /// Deletes a source. While tasks still name it, it stays hidden and
+    /// marked (its id reserved); the scheduler fails their creation.
+    async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()>;
 
     // Batch tasks and tasks.
     async fn create_batch_task(

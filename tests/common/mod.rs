@@ -367,6 +367,7 @@ pub fn fixture() -> Vec<DumpRecord> {
                 url: format!("rtsp://cam{i}/live"),
                 group_ids: g,
                 created_at: Some(1),
+                deleted: false,
             }));
         }
     }
