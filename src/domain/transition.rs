@@ -149,6 +149,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Scheduling, Event::Freeze, To(Frozen)),
     (Scheduling, Event::Undeploy, To(StoppedNoService)),
     (LackOfResources, Event::CapacityBack, To(Pending)),
+    (LackOfResources, Event::SourceGone, To(CreateFailed)),
     (LackOfResources, Event::Start, To(Pending)),
     (LackOfResources, Event::Stop, To(Stopped)),
     (LackOfResources, Event::Delete, Gone),

@@ -852,9 +852,8 @@ macro_rules! impl_lifecycle {
                         &mut tx,
                         &format!(
                             "select {KEY_COLS} from tasks t join video_sources s on s.pk = t.video_source_pk \
-                             where s.deleted = 1 and t.state in ({}, {}) order by t.pk limit $1",
-                            TaskState::Pending.index(),
-                            TaskState::Scheduling.index()
+                             where s.deleted = 1 and t.state in ({}) order by t.pk limit $1",
+                            in_list(&[TaskState::Pending, TaskState::Scheduling, TaskState::LackOfResources])
                         ),
                         &[n],
                     )

@@ -1,0 +1,416 @@
+//! The lifecycle end to end: `serve` with its scheduler, real `taskcenter
+//! worker` processes running real executors, and every one of the 18 task
+//! states reached by something a user or operator does. SQLite and
+//! PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::process::*;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use taskcenter::domain::TaskState;
+
+/// The executor: what it does depends on the batch's config.
+const EXEC: &str = r#"#!/bin/sh
+case "$TASKCENTER_CONFIG" in
+  *sleep*) exec sleep 30 ;;
+  *fail*) exit 3 ;;
+  *) exit 0 ;;
+esac
+"#;
+
+struct Env {
+    dir: TempDir,
+    db: String,
+    server: Server,
+    token: String,
+}
+
+impl Env {
+    fn cli(&self, args: &[&str]) -> String {
+        let out = cli(&self.dir.0, &self.db, args, None);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, head, body) = http(
+            &self.server.addr,
+            method,
+            path,
+            Some(&self.token),
+            body.as_ref(),
+        );
+        assert_eq!(status, 200, "{method} {path}: {head} {body}");
+        body
+    }
+
+    fn worker(&self, name: &str, kind: &str, exec: &str) -> Child {
+        let credential = self.cli(&["workers", "add", name]);
+        Command::new(BIN)
+            .current_dir(&self.dir.0)
+            .args([
+                "worker",
+                "--server",
+                &format!("http://{}", self.server.addr),
+                "--token",
+                &credential,
+                "--slots",
+                "20",
+                "--type",
+                kind,
+                "--grace",
+                "1s",
+                "--exec",
+                exec,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn batch(
+        &self,
+        name: &str,
+        service: (&str, &str),
+        group: &str,
+        sources: &[&str],
+        mode: &str,
+    ) -> String {
+        let list: Vec<Value> = sources
+            .iter()
+            .map(|s| json!({"video_source_id": s}))
+            .collect();
+        let r = self.call(
+            "POST",
+            "/v2/default/batch-tasks",
+            Some(json!({
+                "name": name, "service_name": service.0, "service_version": service.1,
+                "batch_input": {"video_source_group": [{"video_source_group_id": group, "video_source_list": list}]},
+                "config": {"mode": mode}, "output": {"event_center": true}})),
+        );
+        assert_eq!(r["succeed_count"], sources.len(), "{r}");
+        r["id"].as_str().unwrap().to_string()
+    }
+
+    fn tasks_of(&self, batch: &str) -> Vec<String> {
+        let r = self.call(
+            "GET",
+            &format!("/v2/default/tasks?batch_id={batch}&page_size=100"),
+            None,
+        );
+        r["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The task as ShowTask has it; `Null` once it is gone.
+    fn task(&self, id: &str) -> Value {
+        let (status, _, body) = http(
+            &self.server.addr,
+            "GET",
+            &format!("/v2/default/tasks/{id}"),
+            Some(&self.token),
+            None,
+        );
+        match status {
+            200 => body,
+            400 => Value::Null,
+            s => panic!("ShowTask answered {s}: {body}"),
+        }
+    }
+
+    /// Waits until every task is in `state` (`None`: gone).
+    fn wait(&self, ids: &[String], state: Option<&str>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now: Vec<Value> = ids.iter().map(|id| self.task(id)).collect();
+            let ok = now.iter().all(|t| match state {
+                Some(s) => t["state"] == s,
+                None => t.is_null(),
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {state:?}: {}",
+                serde_json::to_string(&now).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn start(db: &str) -> Env {
+    let dir = TempDir::new();
+    let server = Server::start_with(
+        &dir.0,
+        db,
+        &["--lease", "2s", "--tick", "100ms", "--wait-limit", "1h"],
+    );
+    let out = cli(
+        &dir.0,
+        db,
+        &["token", "issue", "--project", "default"],
+        None,
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    std::fs::write(dir.0.join("exec.sh"), EXEC).unwrap();
+    Env {
+        dir,
+        db: db.to_string(),
+        server,
+        token,
+    }
+}
+
+fn every_state_is_reached(db: &str) {
+    let env = start(db);
+    let svc = |name: &str, version: &str, kind: &str| {
+        env.cli(&[
+            "service",
+            "add",
+            "--project",
+            "default",
+            "--name",
+            name,
+            "--version",
+            version,
+            "--alg-name",
+            "Algo",
+            "--company",
+            "Acme",
+            "--deploy-type",
+            kind,
+        ]);
+    };
+    svc("helmet", "1.0.0", "cloud");
+    svc("helmet", "2.0.0", "cloud");
+    svc("fire", "1.0.0", "edge");
+    env.call(
+        "POST",
+        "/v2/default/video-group",
+        Some(json!({"id": "g", "name": "gate"})),
+    );
+    for i in 1..=6 {
+        env.call(
+            "POST",
+            "/v2/default/source",
+            Some(json!({"id": format!("c{i}"), "name": format!("cam-{i}"), "url": format!("file:///videos/{i}.mp4"), "group_ids": ["g"]})),
+        );
+    }
+    let helmet = ("helmet", "1.0.0");
+    let mut all: Vec<String> = Vec::new();
+
+    // No worker yet: nothing can run. Deleting the source of a waiting
+    // task fails its creation.
+    let gone = env.tasks_of(&env.batch("gone", helmet, "g", &["c6"], "sleep"));
+    let edge = env.tasks_of(&env.batch("edge", ("fire", "1.0.0"), "g", &["c5"], "ok"));
+    env.wait(&gone, Some("LACK_OF_RESOURCES"));
+    env.wait(&edge, Some("LACK_OF_RESOURCES"));
+    env.call("DELETE", "/v2/default/source/c6", None);
+    env.wait(&gone, Some("CREATE_FAILED"));
+    all.extend(gone.iter().cloned());
+    all.extend(edge.iter().cloned());
+
+    // A cloud worker: tasks run to success, to failure, or keep running.
+    let exec = format!("sh {}", env.dir.0.join("exec.sh").display());
+    let mut w1 = env.worker("w1", "cloud", &exec);
+    let ok = env.tasks_of(&env.batch("ok", helmet, "g", &["c1"], "ok"));
+    let bad = env.tasks_of(&env.batch("bad", helmet, "g", &["c2"], "fail"));
+    let run_batch = env.batch("run", helmet, "g", &["c3", "c4"], "sleep");
+    let run = env.tasks_of(&run_batch);
+    let del_batch = env.batch("del", helmet, "g", &["c5"], "sleep");
+    let del = env.tasks_of(&del_batch);
+    env.wait(&ok, Some("SUCCEEDED"));
+    env.wait(&bad, Some("FAILED"));
+    assert_eq!(env.task(&bad[0])["error"]["code"], "VIAS.TC.EXIT");
+    env.wait(&run, Some("RUNNING"));
+    env.wait(&del, Some("RUNNING"));
+    all.extend(ok.iter().chain(&bad).chain(&run).cloned());
+
+    // Stop and start again; a second stop of a stopped task is refused.
+    env.call(
+        "PUT",
+        &format!("/v2/default/batch-tasks/{run_batch}/action/stop"),
+        None,
+    );
+    env.wait(&run, Some("STOPPED"));
+    let r = env.call(
+        "PUT",
+        &format!("/v2/default/batch-tasks/{run_batch}/action/stop"),
+        None,
+    );
+    assert_eq!(
+        (
+            r["failed_count"].clone(),
+            r["error_list"][0]["error_code"].clone()
+        ),
+        (json!(2), json!("VIAS.00010012"))
+    );
+    env.call(
+        "PUT",
+        &format!("/v2/default/batch-tasks/{run_batch}/action/start"),
+        None,
+    );
+    env.wait(&run, Some("RUNNING"));
+
+    // Delete a running batch: its task passes through deleting, then goes,
+    // and the batch with it.
+    let history_of_deleted = {
+        env.call(
+            "DELETE",
+            &format!("/v2/default/batch-tasks/{del_batch}"),
+            None,
+        );
+        let h = env.task(&del[0]);
+        env.wait(&del, None);
+        h
+    };
+
+    // An edge worker whose executor does not exist: start_failed.
+    let mut w_edge = env.worker("edge-1", "edge", "/nonexistent/analyzer --fast");
+    env.wait(&edge, Some("START_FAILED"));
+    assert_eq!(env.task(&edge[0])["error"]["code"], "VIAS.TC.SPAWN");
+
+    // Roll the service to 2.0.0: running tasks restart on the new version.
+    env.cli(&[
+        "service",
+        "upgrade",
+        "--project",
+        "default",
+        "--name",
+        "helmet",
+        "--from",
+        "1.0.0",
+        "--to",
+        "2.0.0",
+    ]);
+    let upgraded = |id: &String| {
+        env.task(id)["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["event"] == "Upgraded")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run.iter().all(upgraded) {
+        assert!(Instant::now() < deadline, "upgrade did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.wait(&run, Some("RUNNING"));
+
+    // Kill the worker: its tasks are abnormal, recover, wait for capacity,
+    // and run on a new worker.
+    let before: Vec<Value> = run
+        .iter()
+        .map(|id| env.task(id)["worker_id"].clone())
+        .collect();
+    w1.kill().unwrap();
+    w1.wait().unwrap();
+    env.wait(&run, Some("LACK_OF_RESOURCES"));
+    let mut w2 = env.worker("w2", "cloud", &exec);
+    env.wait(&run, Some("RUNNING"));
+    for (id, old) in run.iter().zip(&before) {
+        let t = env.task(id);
+        assert_ne!(&t["worker_id"], old, "{t}");
+    }
+
+    // Freeze the project, then unfreeze it.
+    env.cli(&["project", "freeze", "default"]);
+    env.wait(&run, Some("FROZEN"));
+    env.cli(&["project", "unfreeze", "default"]);
+    env.wait(&run, Some("RUNNING"));
+
+    // Undeploy the service they run on.
+    env.cli(&[
+        "service",
+        "undeploy",
+        "--project",
+        "default",
+        "--name",
+        "helmet",
+        "--version",
+        "2.0.0",
+    ]);
+    env.wait(&run, Some("STOPPED_NO_SERVICE"));
+
+    // Every state appears in some task's history.
+    let mut seen = BTreeSet::new();
+    let mut note = |h: &Value| {
+        for e in h["history"].as_array().unwrap() {
+            for k in ["from", "to"] {
+                if let Some(s) = e[k].as_str() {
+                    seen.insert(s.parse::<TaskState>().unwrap());
+                }
+            }
+        }
+    };
+    for id in &all {
+        note(&env.task(id));
+    }
+    note(&history_of_deleted);
+    let missing: Vec<_> = TaskState::ALL
+        .iter()
+        .filter(|s| !seen.contains(s))
+        .collect();
+    assert!(missing.is_empty(), "never reached: {missing:?}");
+
+    // The list's counters agree with the tasks.
+    let list = env.call("GET", "/v2/default/batch-tasks?is_paged=false", None);
+    let names: Vec<&str> = list["batch_task_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch_task_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"del"),
+        "the deleted batch is gone: {names:?}"
+    );
+    let run_row = list["batch_task_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["batch_task_name"] == "run")
+        .unwrap();
+    assert_eq!(
+        run_row["batch_task_status_info"],
+        json!({"stopped_no_service": 2})
+    );
+    for w in [&mut w2, &mut w_edge] {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+}
+
+#[test]
+fn every_state_is_reached_on_sqlite() {
+    let db = TestDb::sqlite();
+    every_state_is_reached(&db.url);
+}
+
+#[test]
+fn every_state_is_reached_on_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    every_state_is_reached(&db.url);
+    drop(db);
+}
