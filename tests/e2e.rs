@@ -9,175 +9,14 @@ use common::process::*;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use taskcenter::domain::TaskState;
 
-/// The executor: what it does depends on the batch's config.
-const EXEC: &str = r#"#!/bin/sh
-case "$TASKCENTER_CONFIG" in
-  *sleep*) exec sleep 30 ;;
-  *fail*) exit 3 ;;
-  *) exit 0 ;;
-esac
-"#;
-
-struct Env {
-    dir: TempDir,
-    db: String,
-    server: Server,
-    token: String,
-}
-
-impl Env {
-    fn cli(&self, args: &[&str]) -> String {
-        let out = cli(&self.dir.0, &self.db, args, None);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, head, body) = http(
-            &self.server.addr,
-            method,
-            path,
-            Some(&self.token),
-            body.as_ref(),
-        );
-        assert_eq!(status, 200, "{method} {path}: {head} {body}");
-        body
-    }
-
-    fn worker(&self, name: &str, kind: &str, exec: &str) -> Child {
-        let credential = self.cli(&["workers", "add", name]);
-        Command::new(BIN)
-            .current_dir(&self.dir.0)
-            .args([
-                "worker",
-                "--server",
-                &format!("http://{}", self.server.addr),
-                "--token",
-                &credential,
-                "--slots",
-                "20",
-                "--type",
-                kind,
-                "--grace",
-                "1s",
-                "--exec",
-                exec,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn batch(
-        &self,
-        name: &str,
-        service: (&str, &str),
-        group: &str,
-        sources: &[&str],
-        mode: &str,
-    ) -> String {
-        let list: Vec<Value> = sources
-            .iter()
-            .map(|s| json!({"video_source_id": s}))
-            .collect();
-        let r = self.call(
-            "POST",
-            "/v2/default/batch-tasks",
-            Some(json!({
-                "name": name, "service_name": service.0, "service_version": service.1,
-                "batch_input": {"video_source_group": [{"video_source_group_id": group, "video_source_list": list}]},
-                "config": {"mode": mode}, "output": {"event_center": true}})),
-        );
-        assert_eq!(r["succeed_count"], sources.len(), "{r}");
-        r["id"].as_str().unwrap().to_string()
-    }
-
-    fn tasks_of(&self, batch: &str) -> Vec<String> {
-        let r = self.call(
-            "GET",
-            &format!("/v2/default/tasks?batch_id={batch}&page_size=100"),
-            None,
-        );
-        r["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// The task as ShowTask has it; `Null` once it is gone.
-    fn task(&self, id: &str) -> Value {
-        let (status, _, body) = http(
-            &self.server.addr,
-            "GET",
-            &format!("/v2/default/tasks/{id}"),
-            Some(&self.token),
-            None,
-        );
-        match status {
-            200 => body,
-            400 => Value::Null,
-            s => panic!("ShowTask answered {s}: {body}"),
-        }
-    }
-
-    /// Waits until every task is in `state` (`None`: gone).
-    fn wait(&self, ids: &[String], state: Option<&str>) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let now: Vec<Value> = ids.iter().map(|id| self.task(id)).collect();
-            let ok = now.iter().all(|t| match state {
-                Some(s) => t["state"] == s,
-                None => t.is_null(),
-            });
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {state:?}: {}",
-                serde_json::to_string(&now).unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn start(db: &str) -> Env {
-    let dir = TempDir::new();
-    let server = Server::start_with(
-        &dir.0,
+fn every_state_is_reached(db: &str) {
+    let env = Env::start(
         db,
         &["--lease", "2s", "--tick", "100ms", "--wait-limit", "1h"],
     );
-    let out = cli(
-        &dir.0,
-        db,
-        &["token", "issue", "--project", "default"],
-        None,
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    std::fs::write(dir.0.join("exec.sh"), EXEC).unwrap();
-    Env {
-        dir,
-        db: db.to_string(),
-        server,
-        token,
-    }
-}
-
-fn every_state_is_reached(db: &str) {
-    let env = start(db);
     let svc = |name: &str, version: &str, kind: &str| {
         env.cli(&[
             "service",
@@ -226,7 +65,7 @@ fn every_state_is_reached(db: &str) {
     all.extend(edge.iter().cloned());
 
     // A cloud worker: tasks run to success, to failure, or keep running.
-    let exec = format!("sh {}", env.dir.0.join("exec.sh").display());
+    let exec = env.exec();
     let mut w1 = env.worker("w1", "cloud", &exec);
     let ok = env.tasks_of(&env.batch("ok", helmet, "g", &["c1"], "ok"));
     let bad = env.tasks_of(&env.batch("bad", helmet, "g", &["c2"], "fail"));

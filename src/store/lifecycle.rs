@@ -438,6 +438,19 @@ macro_rules! impl_lifecycle {
             }
 
             impl $store {
+                /// A write transaction that first takes the one lifecycle lock
+                /// row, so task moves, worker syncs and ticks of every process
+                /// run one at a time: no two can lock tasks and batch counters
+                /// in opposite orders (deadlock), and capacity read inside a
+                /// tick stays true until it commits.
+                async fn begin_lifecycle(&self) -> StoreResult<sqlx::Transaction<'static, $db>> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query::<$db>("update scheduler_lock set ticks = ticks + 1 where id = 1")
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(tx)
+                }
+
                 /// Before commit: drops batches being deleted whose last task
                 /// went, and records every changed batch for the change feed.
                 async fn finish(&self, conn: &mut Conn, touched: &Touched) -> StoreResult<()> {
@@ -524,7 +537,7 @@ macro_rules! impl_lifecycle {
             impl Lifecycle for $store {
                 async fn apply_event(&self, project_pk: i64, task_id: &str, event: Event) -> StoreResult<Applied> {
                     refuse_worker_events(event)?;
-                    let mut tx = self.begin_write().await?;
+                    let mut tx = self.begin_lifecycle().await?;
                     let t = Self::task_key(&mut tx, project_pk, task_id).await?;
                     let mut touched = Touched::new();
                     let now = crate::domain::now_millis();
@@ -540,7 +553,7 @@ macro_rules! impl_lifecycle {
 
                 async fn apply_batch_event(&self, project_pk: i64, batch_id: &str, event: Event) -> StoreResult<Vec<(String, Applied)>> {
                     refuse_worker_events(event)?;
-                    let mut tx = self.begin_write().await?;
+                    let mut tx = self.begin_lifecycle().await?;
                     let bpk: i64 = sqlx::query_scalar::<$db, i64>("select pk from batch_tasks where project_pk = $1 and id = $2")
                         .bind(project_pk)
                         .bind(batch_id)
@@ -710,7 +723,7 @@ macro_rules! impl_lifecycle {
                 }
 
                 async fn worker_sync(&self, worker_pk: i64, now: i64, lease_ms: i64, running: &[Held]) -> StoreResult<SyncReply> {
-                    let mut tx = self.begin_write().await?;
+                    let mut tx = self.begin_lifecycle().await?;
                     let renewed = sqlx::query::<$db>("update workers set lease_expires_at = $1, lost = 0 where pk = $2")
                         .bind(now + lease_ms)
                         .bind(worker_pk)
@@ -787,7 +800,7 @@ macro_rules! impl_lifecycle {
                     if event.cause() != "worker" {
                         return Err(StoreError::NotAllowed(format!("{event} is not a worker report")));
                     }
-                    let mut tx = self.begin_write().await?;
+                    let mut tx = self.begin_lifecycle().await?;
                     let r = sqlx::query::<$db>(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
                         .bind(held.task)
                         .fetch_optional(&mut *tx)
@@ -811,12 +824,9 @@ macro_rules! impl_lifecycle {
                 }
 
                 async fn scheduler_tick(&self, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
-                    let mut tx = self.begin_write().await?;
-                    // Every tick of every process takes this row first: ticks
-                    // never overlap, so capacity read here stays true.
-                    sqlx::query::<$db>("update scheduler_lock set ticks = ticks + 1 where id = 1")
-                        .execute(&mut *tx)
-                        .await?;
+                    let mut tx = self.begin_lifecycle().await?;
+                    // begin_lifecycle took the lock row: ticks never overlap
+                    // each other or any task move, so capacity read here stays true.
                     let mut report = TickReport::default();
                     let mut touched = Touched::new();
                     let n = cfg.batch;
@@ -1077,7 +1087,7 @@ macro_rules! impl_lifecycle {
                 }
 
                 async fn upgrade_service(&self, project_pk: i64, service_name: &str, from: &str, to: &str) -> StoreResult<u64> {
-                    let mut tx = self.begin_write().await?;
+                    let mut tx = self.begin_lifecycle().await?;
                     let to_pk = sqlx::query_scalar::<$db, i64>(
                         "select pk from services where project_pk = $1 and service_name = $2 and service_version = $3",
                     )

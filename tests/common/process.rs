@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_taskcenter");
 
@@ -64,7 +64,12 @@ impl Server {
             .current_dir(dir)
             .env("TASKCENTER_DATABASE_URL", db)
             .env("RUST_LOG", "info")
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(if extra.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -182,6 +187,15 @@ pub fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn password_token(addr: &str, user: &str, password: &str, project: &str) -> String {
     let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": user, "password": password, "domain": {"name": "default"}}}},
                                "scope": {"project": {"id": project}}}});
@@ -194,4 +208,247 @@ pub fn password_token(addr: &str, user: &str, password: &str, project: &str) -> 
                 .then(|| l[16..].trim().to_string())
         })
         .unwrap()
+}
+
+/// The executor: what it does depends on the batch's config.
+pub const EXEC: &str = r#"#!/bin/sh
+echo "$TASKCENTER_TASK_ID $TASKCENTER_ATTEMPT" >> starts.log
+case "$TASKCENTER_CONFIG" in
+  *brief*) exec sleep 1 ;;
+  *sleep*) exec sleep 30 ;;
+  *fail*) exit 3 ;;
+  *) exit 0 ;;
+esac
+"#;
+
+pub struct Env {
+    pub dir: TempDir,
+    pub db: String,
+    pub server: Server,
+    pub token: String,
+}
+
+impl Env {
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = cli(&self.dir.0, &self.db, args, None);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, head, body) = http(
+            &self.server.addr,
+            method,
+            path,
+            Some(&self.token),
+            body.as_ref(),
+        );
+        assert_eq!(status, 200, "{method} {path}: {head} {body}");
+        body
+    }
+
+    pub fn worker(&self, name: &str, kind: &str, exec: &str) -> Child {
+        self.worker_with(name, kind, exec, 20)
+    }
+
+    pub fn worker_with(&self, name: &str, kind: &str, exec: &str, slots: u32) -> Child {
+        let credential = self.cli(&["workers", "add", name]);
+        let slots = slots.to_string();
+        Command::new(BIN)
+            .current_dir(&self.dir.0)
+            .args([
+                "worker",
+                "--server",
+                &format!("http://{}", self.server.addr),
+                "--token",
+                &credential,
+                "--slots",
+                &slots,
+                "--type",
+                kind,
+                "--grace",
+                "1s",
+                "--exec",
+                exec,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn batch(
+        &self,
+        name: &str,
+        service: (&str, &str),
+        group: &str,
+        sources: &[&str],
+        mode: &str,
+    ) -> String {
+        let list: Vec<Value> = sources
+            .iter()
+            .map(|s| json!({"video_source_id": s}))
+            .collect();
+        let r = self.call(
+            "POST",
+            "/v2/default/batch-tasks",
+            Some(json!({
+                "name": name, "service_name": service.0, "service_version": service.1,
+                "batch_input": {"video_source_group": [{"video_source_group_id": group, "video_source_list": list}]},
+                "config": {"mode": mode}, "output": {"event_center": true}})),
+        );
+        assert_eq!(r["succeed_count"], sources.len(), "{r}");
+        r["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn tasks_of(&self, batch: &str) -> Vec<String> {
+        let r = self.call(
+            "GET",
+            &format!("/v2/default/tasks?batch_id={batch}&page_size=100"),
+            None,
+        );
+        r["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The task as ShowTask has it; `Null` once it is gone.
+    pub fn task(&self, id: &str) -> Value {
+        let (status, _, body) = http(
+            &self.server.addr,
+            "GET",
+            &format!("/v2/default/tasks/{id}"),
+            Some(&self.token),
+            None,
+        );
+        match status {
+            200 => body,
+            400 => Value::Null,
+            s => panic!("ShowTask answered {s}: {body}"),
+        }
+    }
+
+    /// Waits until every task is in `state` (`None`: gone).
+    pub fn wait(&self, ids: &[String], state: Option<&str>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now: Vec<Value> = ids.iter().map(|id| self.task(id)).collect();
+            let ok = now.iter().all(|t| match state {
+                Some(s) => t["state"] == s,
+                None => t.is_null(),
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {state:?}: {}",
+                serde_json::to_string(&now).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Env {
+    /// `serve` on a fresh directory with `extra` flags, a token for
+    /// `default`, and the executor script written beside it.
+    pub fn start(db: &str, extra: &[&str]) -> Env {
+        let dir = TempDir::new();
+        let server = Server::start_with(&dir.0, db, extra);
+        let out = cli(
+            &dir.0,
+            db,
+            &["token", "issue", "--project", "default"],
+            None,
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        std::fs::write(dir.0.join("exec.sh"), EXEC).unwrap();
+        Env {
+            dir,
+            db: db.to_string(),
+            server,
+            token,
+        }
+    }
+
+    /// `(task id, attempt)` of every executor start, in order.
+    pub fn starts(&self) -> Vec<(String, i64)> {
+        std::fs::read_to_string(self.dir.0.join("starts.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let (id, attempt) = l.split_once(' ').unwrap();
+                (id.to_string(), attempt.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// Registers the service, group and sources the lifecycle tests use:
+    /// `helmet` 1.0.0 (cloud), group `g`, sources `c1`..`cN`.
+    pub fn catalogue(&self, sources: u32) {
+        self.cli(&[
+            "service",
+            "add",
+            "--project",
+            "default",
+            "--name",
+            "helmet",
+            "--version",
+            "1.0.0",
+            "--alg-name",
+            "Algo",
+            "--company",
+            "Acme",
+            "--deploy-type",
+            "cloud",
+        ]);
+        self.call(
+            "POST",
+            "/v2/default/video-group",
+            Some(json!({"id": "g", "name": "gate"})),
+        );
+        for i in 1..=sources {
+            self.call(
+                "POST",
+                "/v2/default/source",
+                Some(json!({"id": format!("c{i}"), "name": format!("cam-{i}"), "url": format!("file:///videos/{i}.mp4"), "group_ids": ["g"]})),
+            );
+        }
+    }
+
+    /// Waits up to `secs` for `done` over the tasks' ShowTask bodies.
+    pub fn wait_for(
+        &self,
+        ids: &[String],
+        secs: u64,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let now: Vec<Value> = ids.iter().map(|id| self.task(id)).collect();
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {what}: {}",
+                serde_json::to_string(&now).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The executor command line.
+    pub fn exec(&self) -> String {
+        format!("sh {}", self.dir.0.join("exec.sh").display())
+    }
 }

@@ -1,0 +1,360 @@
+//! Failures and load, with real processes: a worker killed with SIGKILL, the
+//! server killed with SIGKILL and restarted, and a stress run of 10,000
+//! tasks on 4 workers × 50 slots through start, stop, delete and worker
+//! kills. SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::process::*;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use taskcenter::domain::dump::{BatchTaskRecord, DumpRecord, TaskRecord};
+
+const HELMET: (&str, &str) = ("helmet", "1.0.0");
+
+fn state(t: &Value) -> &str {
+    t["state"].as_str().unwrap_or("GONE")
+}
+
+fn events(t: &Value) -> Vec<String> {
+    t["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn killed_worker(db: &str) {
+    let env = Env::start(db, &["--lease", "2s", "--tick", "100ms"]);
+    env.catalogue(6);
+    let mut a = env.worker("a", "cloud", &env.exec());
+    let batch = env.batch(
+        "run",
+        HELMET,
+        "g",
+        &["c1", "c2", "c3", "c4", "c5", "c6"],
+        "sleep",
+    );
+    let tasks = env.tasks_of(&batch);
+    env.wait(&tasks, Some("RUNNING"));
+    let on_a = env.task(&tasks[0])["worker_id"].clone();
+    assert!(tasks.iter().all(|id| env.task(id)["worker_id"] == on_a));
+    let mut b = env.worker("b", "cloud", &env.exec());
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let after = env.wait_for(&tasks, 30, "running on b", |ts| {
+        ts.iter()
+            .all(|t| state(t) == "RUNNING" && t["worker_id"] != on_a)
+    });
+    for t in &after {
+        let ev = events(t);
+        let tail: Vec<&str> = ev[ev.len().saturating_sub(6)..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "LeaseExpired",
+                "Recover",
+                "Requeued",
+                "Schedule",
+                "Place",
+                "Started"
+            ],
+            "{t}"
+        );
+        assert_eq!(t["attempt"], 2, "placed once on a, once on b: {t}");
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+}
+
+fn killed_server(db: &str) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let flags = [
+        "--listen",
+        listen.as_str(),
+        "--lease",
+        "3s",
+        "--tick",
+        "100ms",
+    ];
+    let mut env = Env::start(db, &flags);
+    env.catalogue(12);
+    let mut w = env.worker_with("w", "cloud", &env.exec(), 8);
+    let sources: Vec<String> = (1..=12).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let batch = env.batch("run", HELMET, "g", &refs, "sleep");
+    let tasks = env.tasks_of(&batch);
+    // Kill the server while tasks are being scheduled and started.
+    std::thread::sleep(Duration::from_millis(150));
+    env.server.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    env.server = Server::start_with(&env.dir.0, db, &flags);
+    let up = Instant::now();
+    let steady = |ts: &[Value]| {
+        let running = ts.iter().filter(|t| state(t) == "RUNNING").count();
+        let pending = ts.iter().filter(|t| state(t) == "PENDING").count();
+        running == 8 && pending == 4
+    };
+    env.wait_for(&tasks, 30, "8 running and 4 pending", steady);
+    let took = up.elapsed();
+    assert!(
+        took <= Duration::from_secs(6),
+        "steady within two lease periods of the restart, took {took:?}"
+    );
+    // Nothing ran twice and nothing was placed twice.
+    let starts = env.starts();
+    let distinct: HashSet<&(String, i64)> = starts.iter().collect();
+    assert_eq!((starts.len(), distinct.len()), (8, 8), "{starts:?}");
+    for id in &tasks {
+        let t = env.task(id);
+        let placed = events(&t).iter().filter(|e| *e == "Place").count();
+        assert!(placed <= 1, "{t}");
+    }
+    // The worker still obeys the restarted server.
+    env.call(
+        "PUT",
+        &format!("/v2/default/batch-tasks/{batch}/action/stop"),
+        None,
+    );
+    env.wait(&tasks, Some("STOPPED"));
+    let _ = w.kill();
+    let _ = w.wait();
+}
+
+const STRESS_BATCHES: usize = 20;
+const STRESS_SOURCES: usize = 500;
+
+/// 20 batches × 500 sources = 10,000 tasks, imported pending. Most exit at
+/// once; every fourth batch runs a second; every fifth fails.
+fn stress_dump() -> String {
+    let mut tasks = Vec::new();
+    let mut lines = Vec::new();
+    for b in 0..STRESS_BATCHES {
+        let mode = match b % 5 {
+            0 => "fail",
+            1 | 3 => "brief",
+            _ => "ok",
+        };
+        tasks.clear();
+        for s in 0..STRESS_SOURCES {
+            tasks.push(TaskRecord {
+                id: format!("t{b}-{s}"),
+                video_source_id: format!("c{}", s + 1),
+                state: "pending".into(),
+                created_at: None,
+                updated_at: None,
+            });
+        }
+        lines.push(
+            serde_json::to_string(&DumpRecord::BatchTask(BatchTaskRecord {
+                project_id: "default".into(),
+                id: bid(b as u32 + 1),
+                name: format!("stress-{b}"),
+                description: None,
+                service_name: "helmet".into(),
+                service_version: "1.0.0".into(),
+                priority: ["low", "medium", "high"][b % 3].into(),
+                created_at: 1000 + b as i64,
+                group_ids: vec!["g".into()],
+                config: Some(json!({ "mode": mode })),
+                output: None,
+                tasks: tasks.clone(),
+            }))
+            .unwrap(),
+        );
+    }
+    lines.join("\n")
+}
+
+fn stress(db: &str) {
+    let env = Env::start(db, &["--lease", "2s", "--tick", "100ms"]);
+    env.catalogue(STRESS_SOURCES as u32);
+    std::fs::write(env.dir.0.join("stress.ndjson"), stress_dump()).unwrap();
+    env.cli(&["import", "stress.ndjson"]);
+    let batches: Vec<String> = (1..=STRESS_BATCHES as u32).map(bid).collect();
+    let mut workers: Vec<std::process::Child> = (0..4)
+        .map(|i| env.worker_with(&format!("w{i}"), "cloud", &env.exec(), 50))
+        .collect();
+    // Churn: stop, start and delete batches and tasks, and kill workers.
+    let mut seed = 7u64;
+    let mut rnd = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % n
+    };
+    let mut deleted_batches = HashSet::new();
+    for round in 0..30 {
+        let b = &batches[rnd(batches.len())];
+        if deleted_batches.contains(b) {
+            continue;
+        }
+        let path = match rnd(4) {
+            0 => format!("/v2/default/batch-tasks/{b}/action/stop"),
+            1 => format!("/v2/default/batch-tasks/{b}/action/start"),
+            2 => format!(
+                "/v2/default/tasks/t{}-{}",
+                batches.iter().position(|x| x == b).unwrap(),
+                rnd(STRESS_SOURCES)
+            ),
+            _ => format!(
+                "/v2/default/tasks/t{}-{}/action/stop",
+                batches.iter().position(|x| x == b).unwrap(),
+                rnd(STRESS_SOURCES)
+            ),
+        };
+        let method = if path.starts_with("/v2/default/tasks/") && !path.ends_with("/stop") {
+            "DELETE"
+        } else {
+            "PUT"
+        };
+        let (status, _, body) = http(&env.server.addr, method, &path, Some(&env.token), None);
+        assert!(
+            status == 200
+                || body["error_code"] == "VIAS.00010012"
+                || body["error_code"] == "VIAS.00010002",
+            "{method} {path}: {status} {body}"
+        );
+        if round % 10 == 5 {
+            // Kill a worker; a replacement registers.
+            let i = rnd(workers.len());
+            workers[i].kill().unwrap();
+            workers[i].wait().unwrap();
+            workers[i] = env.worker_with(&format!("w{i}-{round}"), "cloud", &env.exec(), 50);
+        }
+        if round == 20 {
+            let b = batches[2].clone();
+            env.call("DELETE", &format!("/v2/default/batch-tasks/{b}"), None);
+            deleted_batches.insert(b);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Start whatever was stopped, then wait until nothing is in flight.
+    for b in batches.iter().filter(|b| !deleted_batches.contains(*b)) {
+        env.call(
+            "PUT",
+            &format!("/v2/default/batch-tasks/{b}/action/start"),
+            None,
+        );
+    }
+    let at_rest = ["succeeded", "failed"];
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let list = loop {
+        let list = env.call("GET", "/v2/default/batch-tasks?is_paged=false", None);
+        let busy: u64 = list["batch_task_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["batch_task_status_info"].as_object().unwrap().iter())
+            .filter(|(s, _)| !at_rest.contains(&s.as_str()))
+            .map(|(_, n)| n.as_u64().unwrap())
+            .sum();
+        if busy == 0 {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "still in flight: {list}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+
+    // Counters equal a fresh count; the list equals the counters.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(taskcenter::store::open(db)).unwrap();
+    let p = rt
+        .block_on(store.project(&taskcenter::store::ProjectRef::Id("default".into())))
+        .unwrap()
+        .unwrap();
+    let rows = list["batch_task_list"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        STRESS_BATCHES - deleted_batches.len(),
+        "the deleted batch is gone"
+    );
+    let mut total = 0;
+    for row in rows {
+        let id = row["id"].as_str().unwrap();
+        let c = rt.block_on(store.check_counters(p.pk, id)).unwrap();
+        assert_eq!(c.stored, c.counted, "batch {id}");
+        assert_eq!(
+            row["num_task"].as_i64().unwrap(),
+            c.counted.iter().sum::<i64>(),
+            "batch {id}"
+        );
+        total += row["num_task"].as_i64().unwrap();
+    }
+    assert!(total > 9_000, "most tasks survive the churn: {total}");
+    // No assignment ran twice: each (task, attempt) started at most once,
+    // and each task's attempt number is the number of times it was placed.
+    let starts = env.starts();
+    let mut seen = HashMap::new();
+    for s in &starts {
+        *seen.entry(s).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "assignments started twice: {twice:?}");
+    for b in 0..STRESS_BATCHES {
+        for s in (0..STRESS_SOURCES).step_by(50) {
+            let id = format!("t{b}-{s}");
+            if let Some(t) = rt.block_on(store.task(p.pk, &id)).unwrap() {
+                let h = rt.block_on(store.task_history(p.pk, &id)).unwrap();
+                let placed = h.iter().filter(|e| e.event == "Place").count() as i64;
+                assert_eq!(placed, t.attempt, "{id}: {h:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_killed_workers_tasks_run_elsewhere_on_sqlite() {
+    killed_worker(&TestDb::sqlite().url);
+}
+
+#[test]
+fn a_killed_server_loses_and_repeats_nothing_on_sqlite() {
+    killed_server(&TestDb::sqlite().url);
+}
+
+#[test]
+fn stress_on_sqlite() {
+    stress(&TestDb::sqlite().url);
+}
+
+fn on_postgres(f: fn(&str)) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    f(&db.url);
+    drop(db);
+}
+
+#[test]
+fn a_killed_workers_tasks_run_elsewhere_on_postgres() {
+    on_postgres(killed_worker);
+}
+
+#[test]
+fn a_killed_server_loses_and_repeats_nothing_on_postgres() {
+    on_postgres(killed_server);
+}
+
+#[test]
+fn stress_on_postgres() {
+    on_postgres(stress);
+}
