@@ -37,7 +37,12 @@ fn readme_walkthrough_works_against_a_fresh_server() {
     let script = script
         .replace("cargo run -q --release --", BIN)
         .replace("http://127.0.0.1:8080", &format!("http://{}", server.addr));
-    let out = Command::new("bash")
+    // Whatever happens, the background worker goes with the script, and a
+    // wait that never ends fails the test instead of hanging it.
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("bash")
         .arg("-euo")
         .arg("pipefail")
         .arg("-c")
@@ -51,12 +56,43 @@ fn readme_walkthrough_works_against_a_fresh_server() {
         "walkthrough failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let last: Value =
-        serde_json::from_str(stdout.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap();
-    assert_eq!(last["count"], 1, "{stdout}");
+    let replies: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let counts = |r: &Value| r["batch_task_list"][0]["batch_task_status_info"].clone();
+    // Running, filtered by group name and state; the tasks, on the worker.
+    let running = replies
+        .iter()
+        .find(|r| r["count"] == 1 && counts(r) == json!({"running": 2}))
+        .unwrap_or_else(|| panic!("a list with two running tasks: {stdout}"));
     assert_eq!(
-        last["batch_task_list"][0]["batch_task_status_info"],
-        json!({"pending": 2})
+        running["batch_task_list"][0]["video_group_name"],
+        "North-gate"
+    );
+    let tasks = replies
+        .iter()
+        .find(|r| r["tasks"].is_array())
+        .unwrap_or_else(|| panic!("ListTasks: {stdout}"));
+    assert_eq!(tasks["count"], 2);
+    for t in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(
+            (t["state"].clone(), t["attempt"].clone()),
+            (json!("RUNNING"), json!(1)),
+            "{t}"
+        );
+        assert!(t["worker_id"].is_string(), "{t}");
+    }
+    assert!(
+        replies.iter().any(|r| counts(r) == json!({"stopped": 2})),
+        "stopped: {stdout}"
+    );
+    let last = replies.last().unwrap();
+    assert_eq!(
+        last,
+        &json!({"count": 0, "batch_task_list": []}),
+        "{stdout}"
     );
     assert!(
         !stdout.contains("error_code"),

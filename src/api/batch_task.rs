@@ -1,9 +1,10 @@
 //! Batch-task routes: the list (the heart of the contract) and create.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, Authed};
+use super::extract::{ApiJson, ApiPath, Authed};
 use super::AppState;
 use crate::domain::{field, now_millis, random_hex, FieldError, ListBatchTasksParams, TaskState};
+use crate::store::lifecycle::BatchUpdate;
 use crate::store::{
     BatchCreated, BatchGroupInput, BatchSourceInput, BatchTaskPage, BatchTaskRow, NewBatchTask,
 };
@@ -208,10 +209,24 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
         Some(p) => field::parse_priority("priority", &p)?,
         None => "low",
     };
-    let groups_in = required(
-        required(b.batch_input, "batch_input")?.video_source_group,
-        "batch_input.video_source_group",
-    )?;
+    let groups = parse_groups(required(b.batch_input, "batch_input")?)?;
+    let output = parse_output(required(b.output, "output")?)?;
+    Ok(NewBatchTask {
+        id: String::new(),
+        name,
+        description,
+        service_name,
+        service_version,
+        priority: priority.to_string(),
+        groups,
+        config: b.config.unwrap_or_else(|| serde_json::json!({})),
+        output,
+        created_at: now_millis(),
+    })
+}
+
+fn parse_groups(input: BatchInput) -> Result<Vec<BatchGroupInput>, FieldError> {
+    let groups_in = required(input.video_source_group, "batch_input.video_source_group")?;
     if groups_in.is_empty() || groups_in.len() > MAX_GROUPS {
         return Err(FieldError::new(
             "batch_input.video_source_group",
@@ -248,7 +263,10 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
         };
         groups.push(BatchGroupInput { group_id, sources });
     }
-    let output = required(b.output, "output")?;
+    Ok(groups)
+}
+
+fn parse_output(output: Output) -> Result<serde_json::Value, FieldError> {
     if let Some(w) = &output.webhook {
         let ok =
             (w.url.starts_with("http://") || w.url.starts_with("https://")) && w.url.len() <= 2048;
@@ -265,20 +283,41 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
             "output needs webhook.url or event_center: true",
         ));
     }
-    let output =
-        serde_json::to_value(&output).map_err(|e| FieldError::new("output", e.to_string()))?;
-    Ok(NewBatchTask {
-        id: String::new(),
-        name,
-        description,
-        service_name,
-        service_version,
-        priority: priority.to_string(),
-        groups,
-        config: b.config.unwrap_or_else(|| serde_json::json!({})),
-        output,
-        created_at: now_millis(),
+    serde_json::to_value(&output).map_err(|e| FieldError::new("output", e.to_string()))
+}
+
+/// UpdateBatchTask's body: every field optional; the service cannot change.
+fn validate_update(b: CreateBatchTaskBody) -> Result<BatchUpdate, FieldError> {
+    if let Some(n) = &b.name {
+        field::check_batch_name("name", n)?;
+    }
+    if let Some(d) = &b.description {
+        field::check_text("description", d, 500)?;
+    }
+    let priority = match &b.priority {
+        Some(p) => Some(field::parse_priority("priority", p)?.to_string()),
+        None => None,
+    };
+    Ok(BatchUpdate {
+        name: b.name,
+        description: b.description,
+        service: b.service_name.zip(b.service_version),
+        priority,
+        groups: b.batch_input.map(parse_groups).transpose()?,
+        config: b.config,
+        output: b.output.map(parse_output).transpose()?,
     })
+}
+
+pub async fn update_batch_task(
+    State(st): State<AppState>,
+    Authed(project): Authed,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<CreateBatchTaskBody>,
+) -> ApiResult<Json<BatchReply>> {
+    let update = validate_update(body)?;
+    let updated = st.store.update_batch_task(project.pk, &id, &update).await?;
+    Ok(Json(updated.into()))
 }
 
 #[derive(Serialize)]

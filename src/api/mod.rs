@@ -135,6 +135,11 @@ pub fn app(state: AppState) -> App {
     )
     .add(
         Method::PUT,
+        "/v2/{project_id}/batch-tasks/{task_id}",
+        batch_task::update_batch_task,
+    )
+    .add(
+        Method::PUT,
         "/v2/{project_id}/batch-tasks/{task_id}/action/start",
         task::start_batch,
     )

@@ -318,6 +318,18 @@ fn lifecycle_paths(paths: &mut serde_json::Map<String, Value>) {
         ),
     );
     add(
+        "/v2/{project_id}/batch-tasks/{task_id}",
+        "put",
+        op(
+            "UpdateBatchTask",
+            "Update a batch task: name, description, priority, config, output, batch_input (sources added get tasks; removed lose theirs)",
+            pp("task_id"),
+            Some(json!({"type": "object", "description": "CreateBatchTask's fields, all optional; service_name and service_version, if given, must be the batch's own"})),
+            ok(json!({"$ref": "#/components/schemas/BatchReply"})),
+            true,
+        ),
+    );
+    add(
         "/v2/{project_id}/source/{source_id}",
         "delete",
         op(

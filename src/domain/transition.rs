@@ -309,6 +309,17 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_show_this_table() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/LIFECYCLE.md"))
+            .unwrap_or_default();
+        assert!(
+            doc.contains(&markdown()),
+            "LIFECYCLE.md's table differs from TRANSITIONS; paste markdown() into it:\n{}",
+            markdown()
+        );
+    }
+
+    #[test]
     fn start_and_stop_follow_the_contract_outline() {
         assert_eq!(next(Running, Event::Stop), Some(To(Stopping)));
         assert_eq!(next(Stopping, Event::Released), Some(To(Stopped)));

@@ -142,6 +142,21 @@ impl TickReport {
     }
 }
 
+/// UpdateBatchTask: what changes (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct BatchUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// When given, must be the batch's own service (name, version).
+    pub service: Option<(String, String)>,
+    pub priority: Option<String>,
+    /// The new source list: sources added get new tasks, sources removed
+    /// have their tasks deleted.
+    pub groups: Option<Vec<super::BatchGroupInput>>,
+    pub config: Option<serde_json::Value>,
+    pub output: Option<serde_json::Value>,
+}
+
 /// A worker's stored credential.
 #[derive(Debug, Clone)]
 pub struct WorkerCredential {
@@ -178,6 +193,13 @@ pub trait Lifecycle: Send + Sync {
         batch_id: &str,
         event: Event,
     ) -> StoreResult<Vec<(String, Applied)>>;
+    /// UpdateBatchTask.
+    async fn update_batch_task(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+        u: &BatchUpdate,
+    ) -> StoreResult<super::BatchCreated>;
     async fn task(&self, project_pk: i64, task_id: &str) -> StoreResult<Option<TaskDetail>>;
     async fn list_tasks(&self, project_pk: i64, q: &ListTasksQuery)
         -> StoreResult<Vec<TaskDetail>>;
@@ -249,7 +271,7 @@ macro_rules! impl_lifecycle {
             use crate::domain::transition::{self, Event, Outcome, HELD};
             use crate::domain::TaskState;
             use crate::store::lifecycle::{
-                Applied, Assignment, Held, Lifecycle, ListTasksQuery, SyncReply, TaskDetail,
+                Applied, Assignment, BatchUpdate, Held, Lifecycle, ListTasksQuery, SyncReply, TaskDetail,
                 TaskHistory, TickConfig, TickReport, WorkerCredential, WorkerRow,
             };
             use crate::store::{StoreError, StoreResult};
@@ -589,6 +611,165 @@ macro_rules! impl_lifecycle {
                     tx.commit().await?;
                     self.publish(&touched).await;
                     Ok(out)
+                }
+
+                async fn update_batch_task(&self, project_pk: i64, batch_id: &str, u: &BatchUpdate) -> StoreResult<crate::store::BatchCreated> {
+                    let mut tx = self.begin_lifecycle().await?;
+                    let row = sqlx::query::<$db>(
+                        "select pk, deleting, service_name, service_version from batch_tasks where project_pk = $1 and id = $2",
+                    )
+                    .bind(project_pk)
+                    .bind(batch_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { what: "batch task", param: "task_id".into() })?;
+                    let bpk: i64 = row.try_get(0)?;
+                    if row.try_get::<i64, _>(1)? != 0 {
+                        return Err(StoreError::NotAllowed("the batch task is being deleted".into()));
+                    }
+                    if let Some((name, version)) = &u.service {
+                        if *name != row.try_get::<String, _>(2)? || *version != row.try_get::<String, _>(3)? {
+                            return Err(crate::domain::FieldError::new("service_name", "the service of a batch task cannot change").into());
+                        }
+                    }
+                    if let Some(name) = &u.name {
+                        let clash = sqlx::query_scalar::<$db, i64>("select pk from batch_tasks where project_pk = $1 and name = $2 and pk <> $3")
+                            .bind(project_pk)
+                            .bind(name)
+                            .bind(bpk)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if clash.is_some() {
+                            return Err(StoreError::BatchNameTaken);
+                        }
+                        sqlx::query::<$db>("update batch_tasks set name = $1, name_lc = $2 where pk = $3")
+                            .bind(name)
+                            .bind(name.to_lowercase())
+                            .bind(bpk)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for (col, v) in [
+                        ("description", u.description.clone()),
+                        ("priority", u.priority.clone()),
+                        ("config", u.config.as_ref().map(|c| c.to_string())),
+                        ("output", u.output.as_ref().map(|c| c.to_string())),
+                    ] {
+                        if let Some(v) = v {
+                            // `col` comes from the fixed list above.
+                            sqlx::query::<$db>(&format!("update batch_tasks set {col} = $1 where pk = $2"))
+                                .bind(v)
+                                .bind(bpk)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    let mut touched = Touched::new();
+                    touched.insert((project_pk, bpk));
+                    let existing = sqlx::query::<$db>(&format!("select {KEY_COLS}, t.video_source_pk from tasks t where t.batch_pk = $1 order by t.pk"))
+                        .bind(bpk)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let mut kept = existing.len() as u64;
+                    let mut failures = Vec::new();
+                    if let Some(groups) = &u.groups {
+                        let now = crate::domain::now_millis();
+                        let mut group_pks = Vec::with_capacity(groups.len());
+                        for g in groups {
+                            let gpk = group_pk(&mut tx, project_pk, &g.group_id).await?.ok_or_else(|| StoreError::NotFound {
+                                what: "video group",
+                                param: "video_source_group_id".into(),
+                            })?;
+                            if group_pks.contains(&gpk) {
+                                return Err(crate::domain::FieldError::new(
+                                    "video_source_group_id",
+                                    format!("video group {:?} is listed twice", g.group_id),
+                                )
+                                .into());
+                            }
+                            group_pks.push(gpk);
+                        }
+                        // The wanted sources, as CreateBatchTask resolves them.
+                        let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
+                        for (g, gpk) in groups.iter().zip(&group_pks) {
+                            let members: Vec<(String, i64)> = sqlx::query::<$db>(
+                                "select s.id, s.pk from video_source_groups vsg join video_sources s on s.pk = vsg.source_pk \
+                                 where vsg.group_pk = $1 and s.deleted = 0 order by s.pk",
+                            )
+                            .bind(*gpk)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .iter()
+                            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                            .collect::<StoreResult<_>>()?;
+                            let listed: Vec<(String, Option<String>)> = match &g.sources {
+                                None => members.iter().map(|(id, _)| (id.clone(), None)).collect(),
+                                Some(list) => list
+                                    .iter()
+                                    .map(|s| (s.source_id.clone(), s.target_roi.as_ref().map(|v| v.to_string())))
+                                    .collect(),
+                            };
+                            for (sid, roi) in listed {
+                                let fail = |code: &'static str, msg: String| crate::store::SourceFailure {
+                                    video_source_id: sid.clone(),
+                                    error_code: code,
+                                    error_msg: msg,
+                                };
+                                match members.iter().find(|(id, _)| *id == sid) {
+                                    None => failures.push(if source_pk(&mut tx, project_pk, &sid).await?.is_some() {
+                                        fail("VIAS.00010001", format!("video source is not in video group {:?}", g.group_id))
+                                    } else {
+                                        fail("VIAS.00010002", "video source does not exist".into())
+                                    }),
+                                    Some((_, spk)) if wanted.iter().any(|(w, _)| w == spk) => {
+                                        failures.push(fail("VIAS.00010003", "video source is already in this batch task".into()))
+                                    }
+                                    Some((_, spk)) => wanted.push((*spk, roi)),
+                                }
+                            }
+                        }
+                        // Tasks of sources no longer wanted go (through the table).
+                        let mut have = HashSet::new();
+                        kept = 0;
+                        for r in &existing {
+                            let t = key_from(r)?;
+                            let spk: i64 = r.try_get(6)?;
+                            if wanted.iter().any(|(w, _)| *w == spk) {
+                                have.insert(spk);
+                                kept += 1;
+                            } else if move_task(&mut tx, &t, Event::Delete, None, None, now, &mut touched).await?.is_none() {
+                                // Already being deleted: it goes when its worker lets go.
+                                have.insert(spk);
+                            }
+                        }
+                        let mut added = 0;
+                        for (spk, roi) in &wanted {
+                            if have.contains(spk) {
+                                continue;
+                            }
+                            let tid = crate::domain::random_hex(16)?;
+                            insert_task(&mut tx, project_pk, &tid, bpk, *spk, TaskState::Pending, roi.clone(), now, now).await?;
+                            added += 1;
+                        }
+                        bump(&mut tx, bpk, TaskState::Pending, added).await?;
+                        kept += added as u64;
+                        sqlx::query::<$db>("delete from batch_task_groups where batch_pk = $1")
+                            .bind(bpk)
+                            .execute(&mut *tx)
+                            .await?;
+                        for (pos, gpk) in group_pks.iter().enumerate() {
+                            sqlx::query::<$db>("insert into batch_task_groups (batch_pk, position, group_pk) values ($1, $2, $3)")
+                                .bind(bpk)
+                                .bind(pos as i64)
+                                .bind(*gpk)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    self.finish(&mut tx, &touched).await?;
+                    tx.commit().await?;
+                    self.publish(&touched).await;
+                    Ok(crate::store::BatchCreated { id: batch_id.to_string(), succeed_count: kept, failures })
                 }
 
                 async fn task(&self, project_pk: i64, task_id: &str) -> StoreResult<Option<TaskDetail>> {

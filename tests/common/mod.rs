@@ -193,6 +193,20 @@ impl Ctx {
         .await
     }
 
+    /// Any method with this context's token, and a JSON body if given.
+    pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("x-auth-token", &self.token)
+                .header("content-type", "application/json")
+                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                .unwrap(),
+        )
+        .await
+    }
+
     /// `GET /v2/p1/batch-tasks?{query}`.
     pub async fn list(&self, query: &str) -> Reply {
         self.get(&format!("/v2/p1/batch-tasks?{query}")).await

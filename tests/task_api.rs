@@ -1,0 +1,103 @@
+//! The task operations through the router: ListTasks, ShowTask,
+//! StartStopTask, DeleteTask, BatchStartStopTask, DeleteBatchTask and
+//! UpdateBatchTask, with the contract's error bodies. Both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use serde_json::json;
+
+both_backends! {
+    async fn list_and_show_tasks(ctx: Ctx) {
+        ctx.import(fixture()).await;
+        let r = ctx.get(&format!("/v2/p1/tasks?batch_id={}&page_size=5&sort_dir=asc", bid(1))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["count"], 3);
+        let states: Vec<&str> = r.body["tasks"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["RUNNING", "RUNNING", "STOPPED"]);
+        let r = ctx.get("/v2/p1/tasks?task_state=running,frozen&page_size=5").await;
+        assert_eq!(r.body["count"], 4, "t11, t12, t61 running and t44 frozen: {}", r.body);
+        let r = ctx.get("/v2/p1/tasks?page=1&page_size=5").await;
+        assert_eq!((r.body["count"].clone(), r.body["page"].clone()), (json!(5), json!(1)));
+        for (bad, param) in [("page_size=4", "page_size"), ("page_size=1001", "page_size"), ("sort_dir=up", "sort_dir"),
+                             ("task_state=runnin", "task_state"), ("page=-1", "page"), ("batch_id=a%20b", "batch_id")] {
+            assert_error(&ctx.get(&format!("/v2/p1/tasks?{bad}")).await, 400, "VIAS.00010001", Some(param));
+        }
+        // p2 has a t11 too; p1's token sees p1's.
+        let t = ctx.get("/v2/p1/tasks/t11").await;
+        assert_eq!((t.body["state"].clone(), t.body["batch_id"].clone()), (json!("RUNNING"), json!(bid(1))));
+        assert_error(&ctx.get("/v2/p1/tasks/nope").await, 400, "VIAS.00010002", Some("task_id"));
+        assert_error(&ctx.get("/v2/p2/tasks/t11").await, 403, "VIAS.00010005", None);
+    }
+
+    async fn start_stop_and_delete_follow_the_table(ctx: Ctx) {
+        ctx.import(fixture()).await;
+        let r = ctx.call("PUT", "/v2/p1/tasks/t13/action/start", None).await;
+        assert_eq!((r.status.as_u16(), r.body["state"].clone()), (200, json!("PENDING")), "{}", r.body);
+        let r = ctx.call("PUT", "/v2/p1/tasks/t13/action/start", None).await;
+        assert_error(&r, 400, "VIAS.00010012", None);
+        assert!(r.body["error_msg"].as_str().unwrap().contains("PENDING") || r.body["detail"].as_str().unwrap().contains("PENDING"), "{}", r.body);
+        let r = ctx.call("PUT", "/v2/p1/tasks/t11/action/stop", None).await;
+        assert_eq!(r.body["state"], "STOPPING");
+        let r = ctx.call("DELETE", "/v2/p1/tasks/t41", None).await;
+        assert_eq!((r.status.as_u16(), r.body["state"].clone()), (200, json!(null)));
+        assert_error(&ctx.get("/v2/p1/tasks/t41").await, 400, "VIAS.00010002", Some("task_id"));
+        let r = ctx.call("DELETE", "/v2/p1/tasks/t12", None).await;
+        assert_eq!(r.body["state"], "DELETING", "a running task waits for its worker");
+        assert_error(&ctx.call("PUT", "/v2/p1/tasks/t12/action/pause", None).await, 404, "VIAS.00010002", None);
+        // The list follows at once.
+        let rows = ctx.list("order_by=asc").await.body["batch_task_list"].clone();
+        assert_eq!(rows[0]["batch_task_status_info"], json!({"pending": 1, "stopping": 1, "deleting": 1}));
+        assert_eq!(rows[3]["num_task"], 3, "batch 4 lost t41");
+    }
+
+    async fn batch_operations_report_each_refusal(ctx: Ctx) {
+        ctx.import(fixture()).await;
+        let r = ctx.call("PUT", &format!("/v2/p1/batch-tasks/{}/action/stop", bid(1)), None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!((r.body["total_count"].clone(), r.body["succeed_count"].clone(), r.body["failed_count"].clone()), (json!(3), json!(2), json!(1)));
+        assert_eq!(r.body["error_list"][0]["task_id"], "t13");
+        assert_eq!(r.body["error_list"][0]["error_code"], "VIAS.00010012");
+        // Deleting a batch whose tasks no worker holds removes it at once.
+        let r = ctx.call("DELETE", &format!("/v2/p1/batch-tasks/{}", bid(5)), None).await;
+        assert_eq!(r.body["succeed_count"], 2, "{}", r.body);
+        assert_eq!(ctx.list_ids("is_paged=false").await, (5, vec![6, 4, 3, 2, 1]));
+        assert_error(&ctx.call("DELETE", &format!("/v2/p1/batch-tasks/{}", bid(5)), None).await, 400, "VIAS.00010002", None);
+        // A batch with a running task stays, deleting, until its worker lets go.
+        let r = ctx.call("DELETE", &format!("/v2/p1/batch-tasks/{}", bid(6)), None).await;
+        assert_eq!(r.body["succeed_count"], 1);
+        let row = ctx.list("is_paged=false").await.body["batch_task_list"][0].clone();
+        assert_eq!(row["batch_task_status_info"], json!({"deleting": 1}));
+        assert_error(&ctx.call("PUT", &format!("/v2/p1/batch-tasks/{}", bid(6)), Some(json!({"name": "x1"}))).await, 400, "VIAS.00010012", None);
+    }
+
+    async fn update_batch_task_adds_and_removes_sources(ctx: Ctx) {
+        ctx.import(fixture()).await;
+        // Batch 2 ("Beta_1", smoke.det 2.0.0, groups g2,g1) has t21 on s4.
+        let uri = format!("/v2/p1/batch-tasks/{}", bid(2));
+        let r = ctx.call("PUT", &uri, Some(json!({
+            "name": "Beta_2", "description": "north side", "priority": "medium", "config": {"threshold": 0.7},
+            "batch_input": {"video_source_group": [{"video_source_group_id": "g1", "video_source_list": [
+                {"video_source_id": "s1"}, {"video_source_id": "s2"}, {"video_source_id": "s4"}, {"video_source_id": "zz"}]}]}
+        }))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!((r.body["succeed_count"].clone(), r.body["failed_count"].clone()), (json!(2), json!(2)), "{}", r.body);
+        let codes: Vec<&str> = r.body["error_list"].as_array().unwrap().iter().map(|e| e["error_code"].as_str().unwrap()).collect();
+        assert_eq!(codes, ["VIAS.00010001", "VIAS.00010002"], "s4 is not in g1; zz does not exist");
+        assert_error(&ctx.get("/v2/p1/tasks/t21").await, 400, "VIAS.00010002", Some("task_id"));
+        let row = ctx.list("name_like=beta_2&type_like=batch_task_name").await.body["batch_task_list"][0].clone();
+        assert_eq!((row["num_task"].clone(), row["priority"].clone(), row["video_group_name"].clone()), (json!(2), json!("medium"), json!("gate")));
+        assert_eq!(row["batch_task_status_info"], json!({"pending": 2}));
+        assert_eq!(ctx.list_ids("video_group=北门").await.0, 1, "batch 2 left group g2");
+        // Fields alone leave the tasks.
+        let r = ctx.call("PUT", &uri, Some(json!({"description": "only this"}))).await;
+        assert_eq!(r.body["succeed_count"], 2);
+        assert_error(&ctx.call("PUT", &uri, Some(json!({"name": "alpha"}))).await, 400, "VIAS.00010011", None);
+        assert_error(&ctx.call("PUT", &uri, Some(json!({"service_name": "helmet", "service_version": "1.0.0"}))).await, 400, "VIAS.00010001", Some("service_name"));
+        assert_error(&ctx.call("PUT", &uri, Some(json!({"name": "bad name!"}))).await, 400, "VIAS.00010001", Some("name"));
+        assert_error(&ctx.call("PUT", &uri, Some(json!({"priority": "urgent"}))).await, 400, "VIAS.00010001", Some("priority"));
+        assert_error(&ctx.call("PUT", &format!("/v2/p1/batch-tasks/{}", bid(99)), Some(json!({}))).await, 400, "VIAS.00010002", None);
+        let r = ctx.call("PUT", &uri, Some(json!({"batch_input": {"video_source_group": [{"video_source_group_id": "g1"}, {"video_source_group_id": "g1"}]}}))).await;
+        assert_error(&r, 400, "VIAS.00010001", Some("video_source_group_id"));
+    }
+}
