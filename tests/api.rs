@@ -366,6 +366,54 @@ mod no_500 {
         }
 
         #[test]
+        fn no_task_operation_yields_a_server_error(ops in prop::collection::vec((
+            prop::sample::select(vec![
+                ("GET", "/v2/p1/tasks?{q}"), ("GET", "/v2/p1/tasks/{id}"), ("PUT", "/v2/p1/tasks/{id}/action/start"),
+                ("PUT", "/v2/p1/tasks/{id}/action/stop"), ("DELETE", "/v2/p1/tasks/{id}"),
+                ("PUT", "/v2/p1/batch-tasks/{b}/action/start"), ("PUT", "/v2/p1/batch-tasks/{b}/action/stop"),
+                ("DELETE", "/v2/p1/batch-tasks/{b}"), ("PUT", "/v2/p1/batch-tasks/{b}"), ("DELETE", "/v2/p1/source/{s}"),
+            ]),
+            prop::sample::select(vec!["t11", "t12", "t21", "t41", "t44", "nope", "%FF", "a%20b"]),
+            prop::sample::select(vec![bid(1), bid(2), bid(4), bid(6), "zz".to_string()]),
+            prop::sample::select(vec!["s1", "s4", "s6", "zz"]),
+            "[a-z_=&0-9,%-]{0,24}",
+            prop_oneof![
+                Just("{}".to_string()),
+                Just(r#"{"name":"n2","batch_input":{"video_source_group":[{"video_source_group_id":"g1"}]}}"#.to_string()),
+                Just(r#"{"batch_input":{"video_source_group":[]},"service_name":"x"}"#.to_string()),
+                "\\PC{0,32}",
+            ],
+        ), 1..12)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let ctx = Ctx::sqlite().await;
+                ctx.import(fixture()).await;
+                for ((method, path), id, b, src, q, body) in &ops {
+                    let path = path.replace("{id}", id).replace("{b}", b).replace("{s}", src).replace("{q}", q);
+                    let body = (*method == "PUT" && path.matches('/').count() == 4).then(|| body.clone());
+                    let r = ctx.send(
+                        axum::http::Request::builder()
+                            .method(*method)
+                            .uri(&path)
+                            .header("x-auth-token", &ctx.token)
+                            .body(body.clone().map_or_else(axum::body::Body::empty, axum::body::Body::from))
+                            .unwrap(),
+                    ).await;
+                    assert!(r.status.as_u16() < 500, "{method} {path} {body:?} → {} {}", r.status, r.body);
+                    if r.status != 200 {
+                        assert_error(&r, r.status.as_u16(), r.body["error_code"].as_str().unwrap(), None);
+                    }
+                }
+                // Whatever happened, the counters still equal a fresh count.
+                for n in [1, 2, 4, 5, 6] {
+                    if let Ok(c) = ctx.store.check_counters(ctx.project_pk, &bid(n)).await {
+                        assert_eq!(c.stored, c.counted, "batch {n} after {ops:?}");
+                    }
+                }
+            });
+        }
+
+        #[test]
         fn no_body_yields_a_server_error(body in prop_oneof![
             "\\PC{0,64}",
             Just(r#"{"name":"a","service_name":"helmet","service_version":"1.0.0","batch_input":{"video_source_group":[{"video_source_group_id":"g1","video_source_list":[{"video_source_id":null}]}]},"output":{"event_center":true}}"#.to_string()),
@@ -384,4 +432,110 @@ mod no_500 {
             });
         }
     }
+}
+
+/// The worker routes open only with a worker credential, and a worker
+/// credential opens no project route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_routes_take_only_a_worker_credential() {
+    let ctx = Ctx::sqlite().await;
+    let w = identity::create_worker(&*ctx.store, "w1").await.unwrap();
+    let send = |auth: Option<String>, path: &'static str, body: Value| {
+        let mut req = Request::post(path).header("content-type", "application/json");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        ctx.send(req.body(Body::from(body.to_string())).unwrap())
+    };
+    let reg = json!({"kind": "cloud", "slots": 2});
+    assert_error(
+        &send(None, "/worker/v1/register", reg.clone()).await,
+        401,
+        "VIAS.00010005",
+        None,
+    );
+    let user = format!("Bearer {}", ctx.token);
+    assert_error(
+        &send(Some(user), "/worker/v1/register", reg.clone()).await,
+        401,
+        "VIAS.00010005",
+        None,
+    );
+    let forged = format!("Bearer {}0", &w.credential[..w.credential.len() - 1]);
+    assert_error(
+        &send(Some(forged), "/worker/v1/register", reg.clone()).await,
+        401,
+        "VIAS.00010005",
+        None,
+    );
+    let r = ctx
+        .send(
+            Request::get("/v2/p1/batch-tasks")
+                .header("x-auth-token", &w.credential)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_error(&r, 401, "VIAS.00010005", None);
+
+    let me = || Some(format!("Bearer {}", w.credential));
+    assert_error(
+        &send(
+            me(),
+            "/worker/v1/register",
+            json!({"kind": "gpu", "slots": 2}),
+        )
+        .await,
+        400,
+        "VIAS.00010001",
+        Some("kind"),
+    );
+    assert_error(
+        &send(
+            me(),
+            "/worker/v1/register",
+            json!({"kind": "edge", "slots": 0}),
+        )
+        .await,
+        400,
+        "VIAS.00010001",
+        Some("slots"),
+    );
+    let r = send(me(), "/worker/v1/register", reg).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["lease_ms"].clone()),
+        (200, json!(15_000)),
+        "{}",
+        r.body
+    );
+    let r = send(me(), "/worker/v1/sync", json!({"running": []})).await;
+    assert_eq!(r.body, json!({"assign": [], "stop": [], "upgrade": []}));
+    // A task it does not hold is one to stop.
+    let r = send(
+        me(),
+        "/worker/v1/sync",
+        json!({"running": [{"task": 999, "attempt": 1}]}),
+    )
+    .await;
+    assert_eq!(r.body["stop"], json!([{"task": 999, "attempt": 1}]));
+    assert_error(
+        &send(me(), "/worker/v1/sync", json!({"running": [], "extra": 1})).await,
+        400,
+        "VIAS.00010001",
+        None,
+    );
+    let r = send(
+        me(),
+        "/worker/v1/report",
+        json!({"task": 1, "attempt": 1, "event": "exploded"}),
+    )
+    .await;
+    assert_error(&r, 400, "VIAS.00010001", Some("event"));
+    let r = send(
+        me(),
+        "/worker/v1/report",
+        json!({"task": 424242, "attempt": 1, "event": "started"}),
+    )
+    .await;
+    assert_eq!(r.body, json!({"applied": false, "state": null}));
 }
