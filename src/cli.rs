@@ -358,42 +358,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("{}", s.id);
             Ok(())
         }
-        Command::Project(ProjectCmd::Freeze { id }) => {
-            let pk = project_pk(&*store, &id).await?;
-            store.set_project_frozen(pk, true).await?;
-            eprintln!("project {id:?} frozen; its tasks stop on the next ticks");
-            Ok(())
-        }
-        Command::Project(ProjectCmd::Unfreeze { id }) => {
-            let pk = project_pk(&*store, &id).await?;
-            store.set_project_frozen(pk, false).await?;
-            eprintln!("project {id:?} unfrozen; its frozen tasks recover on the next ticks");
-            Ok(())
-        }
+        Command::Project(ProjectCmd::Freeze { id }) => freeze(&*store, &id, true).await,
+        Command::Project(ProjectCmd::Unfreeze { id }) => freeze(&*store, &id, false).await,
         Command::Service(ServiceCmd::Undeploy {
             project,
             name,
             version,
-        }) => {
-            let pk = project_pk(&*store, &project).await?;
-            store
-                .set_service_deployed(pk, &name, &version, false)
-                .await?;
-            eprintln!("{name} {version} undeployed");
-            Ok(())
-        }
+        }) => deploy(&*store, &project, &name, &version, false).await,
         Command::Service(ServiceCmd::Deploy {
             project,
             name,
             version,
-        }) => {
-            let pk = project_pk(&*store, &project).await?;
-            store
-                .set_service_deployed(pk, &name, &version, true)
-                .await?;
-            eprintln!("{name} {version} deployed");
-            Ok(())
-        }
+        }) => deploy(&*store, &project, &name, &version, true).await,
         Command::Service(ServiceCmd::Upgrade {
             project,
             name,
@@ -434,6 +410,33 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn freeze(store: &dyn Store, id: &str, frozen: bool) -> Result<()> {
+    let pk = project_pk(store, id).await?;
+    store.set_project_frozen(pk, frozen).await?;
+    if frozen {
+        eprintln!("project {id:?} frozen; its tasks stop on the next ticks");
+    } else {
+        eprintln!("project {id:?} unfrozen; its frozen tasks recover on the next ticks");
+    }
+    Ok(())
+}
+
+async fn deploy(
+    store: &dyn Store,
+    project: &str,
+    name: &str,
+    version: &str,
+    on: bool,
+) -> Result<()> {
+    let pk = project_pk(store, project).await?;
+    store.set_service_deployed(pk, name, version, on).await?;
+    eprintln!(
+        "{name} {version} {}",
+        if on { "deployed" } else { "undeployed" }
+    );
+    Ok(())
 }
 
 /// On an empty database: a `default` project and an `admin` user, so a new

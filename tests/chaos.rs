@@ -332,18 +332,6 @@ fn stress_on_sqlite() {
     stress(&TestDb::sqlite().url);
 }
 
-fn on_postgres(f: fn(&str)) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
-    f(&db.url);
-    drop(db);
-}
-
 #[test]
 fn a_killed_workers_tasks_run_elsewhere_on_postgres() {
     on_postgres(killed_worker);

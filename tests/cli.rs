@@ -271,15 +271,7 @@ fn two_processes(db: &str) {
 
 #[test]
 fn two_serve_processes_share_tokens_and_counts_on_postgres() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
-    two_processes(&db.url);
-    drop(db);
+    on_postgres(two_processes);
 }
 
 #[test]

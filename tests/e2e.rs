@@ -243,13 +243,5 @@ fn every_state_is_reached_on_sqlite() {
 
 #[test]
 fn every_state_is_reached_on_postgres() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
-    every_state_is_reached(&db.url);
-    drop(db);
+    on_postgres(every_state_is_reached);
 }

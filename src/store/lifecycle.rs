@@ -428,6 +428,33 @@ macro_rules! impl_lifecycle {
                 Ok(Some(outcome))
             }
 
+            /// Tasks in `state`, by batch priority then age, with the worker
+            /// type they need and when they last moved. `frozen_too`: include
+            /// tasks of frozen projects.
+            async fn by_priority(
+                conn: &mut Conn,
+                state: TaskState,
+                frozen_too: bool,
+                n: i64,
+            ) -> StoreResult<Vec<(TaskKey, &'static str, i64)>> {
+                let frozen = if frozen_too { "" } else { " and p.frozen = 0" };
+                let rows = sqlx::query::<$db>(&format!(
+                    "select {KEY_COLS}, coalesce(b.task_type, '0'), t.updated_at from tasks t \
+                     left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
+                     where t.state = {}{frozen} order by {BY_PRIORITY} limit $1",
+                    state.index()
+                ))
+                .bind(n)
+                .fetch_all(&mut *conn)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let kind = if r.try_get::<String, _>(6)? == "1" { "edge" } else { "cloud" };
+                        Ok((key_from(r)?, kind, r.try_get(7)?))
+                    })
+                    .collect()
+            }
+
             /// Placing and worker reports need a worker: they come only
             /// through the scheduler tick and `worker_report`.
             fn refuse_worker_events(event: Event) -> StoreResult<()> {
@@ -1011,100 +1038,65 @@ macro_rules! impl_lifecycle {
                     let mut report = TickReport::default();
                     let mut touched = Touched::new();
                     let n = cfg.batch;
-                    let by_state = |s: TaskState| {
-                        format!("select {KEY_COLS} from tasks t where t.state = {} order by t.pk limit $1", s.index())
-                    };
-                    // Each step moves tasks one stage, so every stage is visible
-                    // for at least one tick.
-                    let tasks = keys(&mut tx, &by_state(TaskState::Recovering), &[n]).await?;
-                    apply_all(&mut tx, tasks, Event::Requeued, None, now, &mut touched, &mut report).await?;
-                    let tasks = keys(&mut tx, &by_state(TaskState::Abnormal), &[n]).await?;
-                    apply_all(&mut tx, tasks, Event::Recover, None, now, &mut touched, &mut report).await?;
-
                     // Workers silent past their lease.
                     sqlx::query::<$db>("update workers set lost = 1 where lost = 0 and lease_expires_at < $1")
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                    let tasks = keys(
-                        &mut tx,
-                        &format!(
-                            "select {KEY_COLS} from tasks t left join workers w on w.pk = t.worker_pk \
-                             where (w.lost = 1 or t.worker_pk is null) and t.state in ({}) order by t.pk limit $1",
-                            in_list(&HELD)
-                        ),
-                        &[n],
-                    )
-                    .await?;
-                    apply_all(&mut tx, tasks, Event::LeaseExpired, Some(("VIAS.TC.WORKER_LOST", "the worker missed its heartbeats")), now, &mut touched, &mut report).await?;
-
-                    // Sources deleted under tasks that have not started.
-                    let tasks = keys(
-                        &mut tx,
-                        &format!(
-                            "select {KEY_COLS} from tasks t join video_sources s on s.pk = t.video_source_pk \
-                             where s.deleted = 1 and t.state in ({}) order by t.pk limit $1",
-                            in_list(&[TaskState::Pending, TaskState::Scheduling, TaskState::LackOfResources])
-                        ),
-                        &[n],
-                    )
-                    .await?;
-                    apply_all(&mut tx, tasks, Event::SourceGone, Some(("VIAS.TC.SOURCE_GONE", "the video source was deleted")), now, &mut touched, &mut report).await?;
-
-                    // Operator actions.
-                    let live = [
+                    let live = in_list(&[
                         TaskState::Pending,
                         TaskState::Scheduling,
                         TaskState::LackOfResources,
                         TaskState::Starting,
                         TaskState::Running,
                         TaskState::Upgrading,
+                    ]);
+                    let waiting = in_list(&[TaskState::Pending, TaskState::Scheduling, TaskState::LackOfResources]);
+                    // (which tasks, the event, the error it records). Each step
+                    // moves a task one stage, and a task moves once per tick, so
+                    // every stage is visible for at least one tick.
+                    let steps: [(String, Event, Option<(&str, &str)>); 8] = [
+                        (format!("where t.state = {}", TaskState::Recovering.index()), Event::Requeued, None),
+                        (format!("where t.state = {}", TaskState::Abnormal.index()), Event::Recover, None),
+                        (
+                            format!("left join workers w on w.pk = t.worker_pk \
+                                     where (w.lost = 1 or t.worker_pk is null) and t.state in ({})", in_list(&HELD)),
+                            Event::LeaseExpired,
+                            Some(("VIAS.TC.WORKER_LOST", "the worker missed its heartbeats")),
+                        ),
+                        (
+                            format!("join video_sources s on s.pk = t.video_source_pk where s.deleted = 1 and t.state in ({waiting})"),
+                            Event::SourceGone,
+                            Some(("VIAS.TC.SOURCE_GONE", "the video source was deleted")),
+                        ),
+                        (
+                            format!("join projects p on p.pk = t.project_pk where p.frozen = 1 and t.state in ({live})"),
+                            Event::Freeze,
+                            None,
+                        ),
+                        (
+                            format!("join projects p on p.pk = t.project_pk where p.frozen = 0 and t.state = {}", TaskState::Frozen.index()),
+                            Event::Unfreeze,
+                            None,
+                        ),
+                        (
+                            format!("join batch_tasks b on b.pk = t.batch_pk join services v on v.pk = b.service_pk \
+                                     where v.deployed = 0 and t.state in ({live})"),
+                            Event::Undeploy,
+                            Some(("VIAS.TC.NO_SERVICE", "the algorithm service is not deployed")),
+                        ),
+                        (
+                            format!("join batch_tasks b on b.pk = t.batch_pk \
+                                     where t.state = {} and t.service_version <> b.service_version", TaskState::Running.index()),
+                            Event::Upgrade,
+                            None,
+                        ),
                     ];
-                    let tasks = keys(
-                        &mut tx,
-                        &format!(
-                            "select {KEY_COLS} from tasks t join projects p on p.pk = t.project_pk \
-                             where p.frozen = 1 and t.state in ({}) order by t.pk limit $1",
-                            in_list(&live)
-                        ),
-                        &[n],
-                    )
-                    .await?;
-                    apply_all(&mut tx, tasks, Event::Freeze, None, now, &mut touched, &mut report).await?;
-                    let tasks = keys(
-                        &mut tx,
-                        &format!(
-                            "select {KEY_COLS} from tasks t join projects p on p.pk = t.project_pk \
-                             where p.frozen = 0 and t.state = {} order by t.pk limit $1",
-                            TaskState::Frozen.index()
-                        ),
-                        &[n],
-                    )
-                    .await?;
-                    apply_all(&mut tx, tasks, Event::Unfreeze, None, now, &mut touched, &mut report).await?;
-                    let tasks = keys(
-                        &mut tx,
-                        &format!(
-                            "select {KEY_COLS} from tasks t join batch_tasks b on b.pk = t.batch_pk \
-                             join services v on v.pk = b.service_pk \
-                             where v.deployed = 0 and t.state in ({}) order by t.pk limit $1",
-                            in_list(&live)
-                        ),
-                        &[n],
-                    )
-                    .await?;
-                    apply_all(&mut tx, tasks, Event::Undeploy, Some(("VIAS.TC.NO_SERVICE", "the algorithm service is not deployed")), now, &mut touched, &mut report).await?;
-                    let tasks = keys(
-                        &mut tx,
-                        &format!(
-                            "select {KEY_COLS} from tasks t join batch_tasks b on b.pk = t.batch_pk \
-                             where t.state = {} and t.service_version <> b.service_version order by t.pk limit $1",
-                            TaskState::Running.index()
-                        ),
-                        &[n],
-                    )
-                    .await?;
-                    apply_all(&mut tx, tasks, Event::Upgrade, None, now, &mut touched, &mut report).await?;
+                    for (which, event, error) in &steps {
+                        let sql = format!("select {KEY_COLS} from tasks t {which} order by t.pk limit $1");
+                        let tasks = keys(&mut tx, &sql, &[n]).await?;
+                        apply_all(&mut tx, tasks, *event, *error, now, &mut touched, &mut report).await?;
+                    }
 
                     // Capacity by kind: (worker pk, free slots) of live workers.
                     let rows = sqlx::query::<$db>(&format!(
@@ -1119,23 +1111,12 @@ macro_rules! impl_lifecycle {
                         let kind: String = r.try_get(1)?;
                         free.entry(kind).or_default().push((r.try_get(0)?, r.try_get(2)?));
                     }
-                    let kind_of = |task_type: &str| if task_type == "1" { "edge" } else { "cloud" };
 
                     // Place what the last tick picked.
-                    let rows = sqlx::query::<$db>(&format!(
-                        "select {KEY_COLS}, coalesce(b.task_type, '0') from tasks t left join batch_tasks b on b.pk = t.batch_pk \
-                         where t.state = {} order by {BY_PRIORITY} limit $1",
-                        TaskState::Scheduling.index()
-                    ))
-                    .bind(n)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for r in &rows {
-                        let t = key_from(r)?;
+                    for (t, kind, _) in by_priority(&mut tx, TaskState::Scheduling, true, n).await? {
                         if report.moved_tasks.contains(&t.pk) {
                             continue;
                         }
-                        let kind = kind_of(&r.try_get::<String, _>(6)?);
                         let workers = free.get_mut(kind);
                         let (event, worker, error) = match workers {
                             None => (
@@ -1158,20 +1139,10 @@ macro_rules! impl_lifecycle {
                     }
 
                     // Tasks waiting for a worker type that came back.
-                    let rows = sqlx::query::<$db>(&format!(
-                        "select {KEY_COLS}, coalesce(b.task_type, '0') from tasks t left join batch_tasks b on b.pk = t.batch_pk \
-                         where t.state = {} order by {BY_PRIORITY} limit $1",
-                        TaskState::LackOfResources.index()
-                    ))
-                    .bind(n)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for r in &rows {
-                        let t = key_from(r)?;
+                    for (t, kind, _) in by_priority(&mut tx, TaskState::LackOfResources, true, n).await? {
                         if report.moved_tasks.contains(&t.pk) {
                             continue;
                         }
-                        let kind = kind_of(&r.try_get::<String, _>(6)?);
                         if free.get(kind).is_some_and(|ws| ws.iter().any(|(_, f)| *f > 0)) {
                             if move_task(&mut tx, &t, Event::CapacityBack, None, None, now, &mut touched).await?.is_some() {
                                 report.add(Event::CapacityBack);
@@ -1187,22 +1158,11 @@ macro_rules! impl_lifecycle {
                         .into_iter()
                         .map(|k| (k, free.get(k).map_or(0, |ws| ws.iter().map(|(_, f)| (*f).max(0)).sum())))
                         .collect();
-                    let rows = sqlx::query::<$db>(&format!(
-                        "select {KEY_COLS}, coalesce(b.task_type, '0'), t.updated_at from tasks t \
-                         left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
-                         where t.state = {} and p.frozen = 0 order by {BY_PRIORITY} limit $1",
-                        TaskState::Pending.index()
-                    ))
-                    .bind(n)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for r in &rows {
-                        let t = key_from(r)?;
+                    for (t, kind, updated_at) in by_priority(&mut tx, TaskState::Pending, false, n).await? {
                         if report.moved_tasks.contains(&t.pk) {
                             continue;
                         }
-                        let kind = kind_of(&r.try_get::<String, _>(6)?);
-                        let waited = now - r.try_get::<i64, _>(7)?;
+                        let waited = now - updated_at;
                         let (event, error) = if !free.contains_key(kind) {
                             (Event::NoCapacity, Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")))
                         } else if budget.get(kind).copied().unwrap_or(0) > 0 {

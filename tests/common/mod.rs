@@ -465,6 +465,21 @@ pub fn fixture() -> Vec<DumpRecord> {
     v
 }
 
+/// Runs `f` on a fresh PostgreSQL database (skipped locally without
+/// `TEST_DATABASE_URL`; under `CI` a missing one fails), for the tests that
+/// drive the real binary and need only a URL.
+pub fn on_postgres(f: impl FnOnce(&str)) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    f(&db.url);
+    drop(db);
+}
+
 /// Runs each `async fn name(ctx: Ctx) { ... }` on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! both_backends {
