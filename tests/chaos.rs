@@ -104,6 +104,7 @@ fn killed_server(db: &str) {
     };
     env.wait_for(&tasks, 30, "8 running and 4 pending", steady);
     let took = up.elapsed();
+    eprintln!("steady {took:?} after the restart");
     assert!(
         took <= Duration::from_secs(6),
         "steady within two lease periods of the restart, took {took:?}"
@@ -190,6 +191,7 @@ fn stress(db: &str) {
             .wrapping_add(1442695040888963407);
         (seed >> 33) as usize % n
     };
+    let began = Instant::now();
     let mut deleted_batches = HashSet::new();
     for round in 0..30 {
         let b = &batches[rnd(batches.len())];
@@ -262,6 +264,11 @@ fn stress(db: &str) {
         assert!(Instant::now() < deadline, "still in flight: {list}");
         std::thread::sleep(Duration::from_millis(500));
     };
+    eprintln!(
+        "stress: churned and settled in {:?}; {} executor starts",
+        began.elapsed(),
+        env.starts().len()
+    );
     for w in &mut workers {
         let _ = w.kill();
         let _ = w.wait();
