@@ -331,8 +331,14 @@ both_backends! {
         assert_eq!(ws[0].held, 3, "both schedulers together filled the worker exactly");
         let reply = st.worker_sync(w, now + 50, LEASE, &[]).await.unwrap();
         let mut tasks: Vec<i64> = reply.assign.iter().map(|a| a.task).collect();
+        tasks.sort_unstable();
         tasks.dedup();
         assert_eq!(tasks.len(), 3);
+        assert!(reply.assign.iter().all(|a| a.attempt == 1), "each placed once: {:?}", reply.assign);
+        for id in &ids {
+            let h = st.task_history(ctx.project_pk, id).await.unwrap();
+            assert!(h.iter().filter(|e| e.event == "Place").count() <= 1, "{id}: {h:?}");
+        }
         counters_are_exact(&ctx).await;
     }
 }
