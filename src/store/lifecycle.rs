@@ -518,6 +518,27 @@ macro_rules! impl_lifecycle {
                     Ok(())
                 }
 
+                /// Moves one task in `tx` and commits: what an API intent and a
+                /// worker report both are.
+                async fn move_one(
+                    &self,
+                    mut tx: sqlx::Transaction<'static, $db>,
+                    t: &TaskKey,
+                    event: Event,
+                    error: Option<(&str, &str)>,
+                ) -> StoreResult<Applied> {
+                    let mut touched = Touched::new();
+                    let now = crate::domain::now_millis();
+                    let applied = match move_task(&mut tx, t, event, None, error, now, &mut touched).await? {
+                        Some(to) => Applied::Moved { from: t.state, to },
+                        None => Applied::Refused { state: t.state },
+                    };
+                    self.finish(&mut tx, &touched).await?;
+                    tx.commit().await?;
+                    self.publish(&touched).await;
+                    Ok(applied)
+                }
+
                 /// After commit: the read model follows.
                 async fn publish(&self, touched: &Touched) {
                     for (project_pk, batch_pk) in touched {
@@ -588,16 +609,7 @@ macro_rules! impl_lifecycle {
                     refuse_worker_events(event)?;
                     let mut tx = self.begin_lifecycle().await?;
                     let t = Self::task_key(&mut tx, project_pk, task_id).await?;
-                    let mut touched = Touched::new();
-                    let now = crate::domain::now_millis();
-                    let applied = match move_task(&mut tx, &t, event, None, None, now, &mut touched).await? {
-                        Some(to) => Applied::Moved { from: t.state, to },
-                        None => Applied::Refused { state: t.state },
-                    };
-                    self.finish(&mut tx, &touched).await?;
-                    tx.commit().await?;
-                    self.publish(&touched).await;
-                    Ok(applied)
+                    self.move_one(tx, &t, event, None).await
                 }
 
                 async fn apply_batch_event(&self, project_pk: i64, batch_id: &str, event: Event) -> StoreResult<Vec<(String, Applied)>> {
@@ -1018,17 +1030,8 @@ macro_rules! impl_lifecycle {
                     if t.worker_pk != Some(worker_pk) || t.attempt != held.attempt {
                         return Ok(Applied::Refused { state: t.state });
                     }
-                    let mut touched = Touched::new();
                     let err = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-                    let now = crate::domain::now_millis();
-                    let applied = match move_task(&mut tx, &t, event, None, err, now, &mut touched).await? {
-                        Some(to) => Applied::Moved { from: t.state, to },
-                        None => Applied::Refused { state: t.state },
-                    };
-                    self.finish(&mut tx, &touched).await?;
-                    tx.commit().await?;
-                    self.publish(&touched).await;
-                    Ok(applied)
+                    self.move_one(tx, &t, event, err).await
                 }
 
                 async fn scheduler_tick(&self, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
