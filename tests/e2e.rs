@@ -150,6 +150,17 @@ fn every_state_is_reached(db: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     env.wait(&run, Some("RUNNING"));
+    // The upgrade restarted each executor once (same attempt, new version).
+    std::thread::sleep(Duration::from_millis(1000));
+    let starts = env.starts();
+    for id in &run {
+        let attempt = env.task(id)["attempt"].as_i64().unwrap();
+        let n = starts
+            .iter()
+            .filter(|(t, a)| t == id && *a == attempt)
+            .count();
+        assert_eq!(n, 2, "{id} attempt {attempt}: {starts:?}");
+    }
 
     // Kill the worker: its tasks are abnormal, recover, wait for capacity,
     // and run on a new worker.

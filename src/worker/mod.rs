@@ -36,7 +36,20 @@ enum Control {
     Upgrade(Assignment),
 }
 
-type Tasks = Arc<Mutex<HashMap<Held, mpsc::UnboundedSender<Control>>>>;
+/// What the agent last told a running task, so an instruction the server
+/// repeats on every sync is carried out once.
+#[derive(PartialEq, Eq)]
+enum Told {
+    Stop,
+    Upgrade(String),
+}
+
+struct Entry {
+    ctl: mpsc::UnboundedSender<Control>,
+    told: Option<Told>,
+}
+
+type Tasks = Arc<Mutex<HashMap<Held, Entry>>>;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const SYNC_WAIT_MS: u64 = 5_000;
@@ -134,7 +147,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     }
 }
 
-fn lock(t: &Tasks) -> std::sync::MutexGuard<'_, HashMap<Held, mpsc::UnboundedSender<Control>>> {
+fn lock(t: &Tasks) -> std::sync::MutexGuard<'_, HashMap<Held, Entry>> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -151,7 +164,13 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
             continue;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        map.insert(held, tx);
+        map.insert(
+            held,
+            Entry {
+                ctl: tx,
+                told: None,
+            },
+        );
         acted = true;
         tokio::spawn(run_task(
             cfg.clone(),
@@ -163,8 +182,11 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
         ));
     }
     for h in r.stop {
-        if let Some(tx) = map.get(&h) {
-            acted |= tx.send(Control::Stop).is_ok();
+        if let Some(e) = map.get_mut(&h) {
+            if e.told != Some(Told::Stop) && e.ctl.send(Control::Stop).is_ok() {
+                e.told = Some(Told::Stop);
+                acted = true;
+            }
         }
     }
     for a in r.upgrade {
@@ -172,8 +194,12 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
             task: a.task,
             attempt: a.attempt,
         };
-        if let Some(tx) = map.get(&h) {
-            acted |= tx.send(Control::Upgrade(a)).is_ok();
+        if let Some(e) = map.get_mut(&h) {
+            let told = Told::Upgrade(a.service_version.clone());
+            if e.told.as_ref() != Some(&told) && e.ctl.send(Control::Upgrade(a)).is_ok() {
+                e.told = Some(told);
+                acted = true;
+            }
         }
     }
     acted
