@@ -101,10 +101,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
                 param: None,
                 detail: format!("invalid path: {e}"),
             })?;
-        params
+        let (name, id) = params
             .into_iter()
             .rfind(|(k, _)| k != "project_id")
-            .map(|(_, v)| ApiPath(v))
-            .ok_or_else(|| ApiError::Internal("route has no id parameter".into()))
+            .ok_or_else(|| ApiError::Internal("route has no id parameter".into()))?;
+        // Every id has the id pattern: anything else names nothing, and must
+        // not reach the database (PostgreSQL refuses a NUL in text).
+        crate::domain::field::check_id(&name, &id).map_err(ApiError::invalid)?;
+        Ok(ApiPath(id))
     }
 }

@@ -151,7 +151,12 @@ pub async fn report(
             })
         }
     };
-    let clip = |s: String| s.chars().take(500).collect::<String>();
+    let clip = |s: String| {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(500)
+            .collect::<String>()
+    };
     let error = b
         .error_code
         .map(|c| (clip(c), clip(b.error_message.unwrap_or_default())));

@@ -174,6 +174,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Running, Event::Undeploy, To(StoppedNoService)),
     (Running, Event::Upgrade, To(Upgrading)),
     (Upgrading, Event::Upgraded, To(Running)),
+    (Upgrading, Event::SpawnFailed, To(StartFailed)),
     (Upgrading, Event::Exited, To(Succeeded)),
     (Upgrading, Event::Crashed, To(Failed)),
     (Upgrading, Event::Stop, To(Stopping)),

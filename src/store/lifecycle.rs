@@ -355,7 +355,14 @@ macro_rules! impl_lifecycle {
                                 .bind(b)
                                 .execute(&mut *conn)
                                 .await?;
+                            touched.insert((t.project_pk, b));
                         }
+                        // Its history goes with it.
+                        sqlx::query::<$db>("delete from task_events where task_pk = $1")
+                            .bind(t.pk)
+                            .execute(&mut *conn)
+                            .await?;
+                        return Ok(Some(outcome));
                     }
                     Outcome::To(to) => {
                         let (worker_pk, attempt) = if event == Event::Place {
@@ -428,31 +435,31 @@ macro_rules! impl_lifecycle {
                 Ok(Some(outcome))
             }
 
-            /// Tasks in `state`, by batch priority then age, with the worker
-            /// type they need and when they last moved. `frozen_too`: include
-            /// tasks of frozen projects.
+            /// Tasks in `state` needing workers of `kind`, by batch priority
+            /// then age, with when they last moved. `frozen_too`: include tasks
+            /// of frozen projects.
             async fn by_priority(
                 conn: &mut Conn,
                 state: TaskState,
                 frozen_too: bool,
+                kind: &str,
                 n: i64,
-            ) -> StoreResult<Vec<(TaskKey, &'static str, i64)>> {
+            ) -> StoreResult<Vec<(TaskKey, i64)>> {
+                if n <= 0 {
+                    return Ok(Vec::new());
+                }
                 let frozen = if frozen_too { "" } else { " and p.frozen = 0" };
                 let rows = sqlx::query::<$db>(&format!(
-                    "select {KEY_COLS}, coalesce(b.task_type, '0'), t.updated_at from tasks t \
+                    "select {KEY_COLS}, t.updated_at from tasks t \
                      left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
-                     where t.state = {}{frozen} order by {BY_PRIORITY} limit $1",
+                     where t.state = {} and coalesce(b.task_type, '0') = $2{frozen} order by {BY_PRIORITY} limit $1",
                     state.index()
                 ))
                 .bind(n)
+                .bind(if kind == "edge" { "1" } else { "0" })
                 .fetch_all(&mut *conn)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        let kind = if r.try_get::<String, _>(6)? == "1" { "edge" } else { "cloud" };
-                        Ok((key_from(r)?, kind, r.try_get(7)?))
-                    })
-                    .collect()
+                rows.iter().map(|r| Ok((key_from(r)?, r.try_get(6)?))).collect()
             }
 
             /// Placing and worker reports need a worker: they come only
@@ -730,6 +737,7 @@ macro_rules! impl_lifecycle {
                         }
                         // The wanted sources, as CreateBatchTask resolves them.
                         let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
+                        let mut wanted_pks: HashSet<i64> = HashSet::new();
                         for (g, gpk) in groups.iter().zip(&group_pks) {
                             let members: Vec<(String, i64)> = sqlx::query::<$db>(
                                 "select s.id, s.pk from video_source_groups vsg join video_sources s on s.pk = vsg.source_pk \
@@ -760,7 +768,7 @@ macro_rules! impl_lifecycle {
                                     } else {
                                         fail("VIAS.00010002", "video source does not exist".into())
                                     }),
-                                    Some((_, spk)) if wanted.iter().any(|(w, _)| w == spk) => {
+                                    Some((_, spk)) if !wanted_pks.insert(*spk) => {
                                         failures.push(fail("VIAS.00010003", "video source is already in this batch task".into()))
                                     }
                                     Some((_, spk)) => wanted.push((*spk, roi)),
@@ -773,12 +781,25 @@ macro_rules! impl_lifecycle {
                         for r in &existing {
                             let t = key_from(r)?;
                             let spk: i64 = r.try_get(6)?;
-                            if wanted.iter().any(|(w, _)| *w == spk) {
-                                have.insert(spk);
-                                kept += 1;
-                            } else if move_task(&mut tx, &t, Event::Delete, None, None, now, &mut touched).await?.is_none() {
-                                // Already being deleted: it goes when its worker lets go.
-                                have.insert(spk);
+                            // A task still being deleted keeps its source's place
+                            // in the batch until its worker lets go.
+                            have.insert(spk);
+                            if wanted_pks.contains(&spk) {
+                                if t.state == TaskState::Deleting {
+                                    let sid: String = sqlx::query_scalar::<$db, String>("select id from video_sources where pk = $1")
+                                        .bind(spk)
+                                        .fetch_one(&mut *tx)
+                                        .await?;
+                                    failures.push(crate::store::SourceFailure {
+                                        video_source_id: sid,
+                                        error_code: "VIAS.00010012",
+                                        error_msg: "the source's previous task is still being deleted; add it again once it is gone".into(),
+                                    });
+                                } else {
+                                    kept += 1;
+                                }
+                            } else {
+                                move_task(&mut tx, &t, Event::Delete, None, None, now, &mut touched).await?;
                             }
                         }
                         let mut added = 0;
@@ -1115,72 +1136,72 @@ macro_rules! impl_lifecycle {
                         free.entry(kind).or_default().push((r.try_get(0)?, r.try_get(2)?));
                     }
 
-                    // Place what the last tick picked.
-                    for (t, kind, _) in by_priority(&mut tx, TaskState::Scheduling, true, n).await? {
-                        if report.moved_tasks.contains(&t.pk) {
-                            continue;
-                        }
-                        let workers = free.get_mut(kind);
-                        let (event, worker, error) = match workers {
-                            None => (
-                                Event::NoCapacity,
-                                None,
-                                Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")),
-                            ),
-                            Some(ws) => match ws.iter_mut().filter(|(_, f)| *f > 0).max_by_key(|(_, f)| *f) {
-                                Some((w, f)) => {
-                                    *f -= 1;
-                                    (Event::Place, Some(*w), None)
-                                }
-                                None => (Event::Requeue, None, None),
-                            },
+                    // Each worker type on its own, so a backlog of one type never
+                    // hides the other's tasks from the pick.
+                    for kind in ["cloud", "edge"] {
+                        let free_slots = |free: &HashMap<String, Vec<(i64, i64)>>| -> i64 {
+                            free.get(kind).map_or(0, |ws| ws.iter().map(|(_, f)| (*f).max(0)).sum())
                         };
-                        if move_task(&mut tx, &t, event, worker, error, now, &mut touched).await?.is_some() {
-                            report.add(event);
-                            report.moved_tasks.insert(t.pk);
-                        }
-                    }
 
-                    // Tasks waiting for a worker type that came back.
-                    for (t, kind, _) in by_priority(&mut tx, TaskState::LackOfResources, true, n).await? {
-                        if report.moved_tasks.contains(&t.pk) {
-                            continue;
+                        // Place what the last tick picked.
+                        for t in by_priority(&mut tx, TaskState::Scheduling, true, kind, n).await? {
+                            if report.moved_tasks.contains(&t.0.pk) {
+                                continue;
+                            }
+                            let (event, worker, error) = match free.get_mut(kind) {
+                                None => (
+                                    Event::NoCapacity,
+                                    None,
+                                    Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")),
+                                ),
+                                Some(ws) => match ws.iter_mut().filter(|(_, f)| *f > 0).max_by_key(|(_, f)| *f) {
+                                    Some((w, f)) => {
+                                        *f -= 1;
+                                        (Event::Place, Some(*w), None)
+                                    }
+                                    None => (Event::Requeue, None, None),
+                                },
+                            };
+                            if move_task(&mut tx, &t.0, event, worker, error, now, &mut touched).await?.is_some() {
+                                report.add(event);
+                                report.moved_tasks.insert(t.0.pk);
+                            }
                         }
-                        if free.get(kind).is_some_and(|ws| ws.iter().any(|(_, f)| *f > 0)) {
-                            if move_task(&mut tx, &t, Event::CapacityBack, None, None, now, &mut touched).await?.is_some() {
+
+                        // As many tasks back from lack_of_resources as there are
+                        // free slots of the type, then pending ones up to what is
+                        // left; with no live worker of the type, or past the wait
+                        // limit without a slot, they lack resources.
+                        let mut budget = free_slots(&free);
+                        let back = by_priority(&mut tx, TaskState::LackOfResources, true, kind, budget.min(n)).await?;
+                        for (t, _) in back {
+                            if budget > 0
+                                && !report.moved_tasks.contains(&t.pk)
+                                && move_task(&mut tx, &t, Event::CapacityBack, None, None, now, &mut touched).await?.is_some()
+                            {
+                                budget -= 1;
                                 report.add(Event::CapacityBack);
                                 report.moved_tasks.insert(t.pk);
                             }
                         }
-                    }
-
-                    // Pick pending tasks, as many as there are free slots of their
-                    // kind; those no live worker can run, or that waited too long,
-                    // lack resources.
-                    let mut budget: HashMap<&str, i64> = ["cloud", "edge"]
-                        .into_iter()
-                        .map(|k| (k, free.get(k).map_or(0, |ws| ws.iter().map(|(_, f)| (*f).max(0)).sum())))
-                        .collect();
-                    for (t, kind, updated_at) in by_priority(&mut tx, TaskState::Pending, false, n).await? {
-                        if report.moved_tasks.contains(&t.pk) {
-                            continue;
-                        }
-                        let waited = now - updated_at;
-                        let (event, error) = if !free.contains_key(kind) {
-                            (Event::NoCapacity, Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")))
-                        } else if budget.get(kind).copied().unwrap_or(0) > 0 {
-                            if let Some(b) = budget.get_mut(kind) {
-                                *b -= 1;
+                        for (t, updated_at) in by_priority(&mut tx, TaskState::Pending, false, kind, n).await? {
+                            if report.moved_tasks.contains(&t.pk) {
+                                continue;
                             }
-                            (Event::Schedule, None)
-                        } else if waited > cfg.wait_limit_ms {
-                            (Event::NoCapacity, Some(("VIAS.TC.WAIT_LIMIT", "no worker slot freed up within the wait limit")))
-                        } else {
-                            continue;
-                        };
-                        if move_task(&mut tx, &t, event, None, error, now, &mut touched).await?.is_some() {
-                            report.add(event);
-                            report.moved_tasks.insert(t.pk);
+                            let (event, error) = if !free.contains_key(kind) {
+                                (Event::NoCapacity, Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")))
+                            } else if budget > 0 {
+                                budget -= 1;
+                                (Event::Schedule, None)
+                            } else if now - updated_at > cfg.wait_limit_ms {
+                                (Event::NoCapacity, Some(("VIAS.TC.WAIT_LIMIT", "no worker slot freed up within the wait limit")))
+                            } else {
+                                continue;
+                            };
+                            if move_task(&mut tx, &t, event, None, error, now, &mut touched).await?.is_some() {
+                                report.add(event);
+                                report.moved_tasks.insert(t.pk);
+                            }
                         }
                     }
 

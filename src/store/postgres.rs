@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_lifecycle",
         include_str!("../../migrations/postgres/0003_lifecycle.sql"),
     ),
+    (
+        "0004_task_ids",
+        include_str!("../../migrations/postgres/0004_task_ids.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

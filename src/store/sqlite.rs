@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_lifecycle",
         include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
     ),
+    (
+        "0004_task_ids",
+        include_str!("../../migrations/sqlite/0004_task_ids.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

@@ -234,6 +234,12 @@ async fn run_task(
         };
         tracing::info!(task = %current.task_id, attempt = held.attempt, "task started");
         report(&client, held, first, None).await;
+        if first == "upgraded" {
+            // Done: a later upgrade, to any version, is a new instruction.
+            if let Some(e) = lock(&tasks).get_mut(&held) {
+                e.told = None;
+            }
+        }
         let end = tokio::select! {
             status = child.wait() => End::Exit(status),
             msg = ctl.recv() => match msg {
@@ -243,9 +249,14 @@ async fn run_task(
                 }
                 Some(Control::Upgrade(a)) => {
                     terminate(&mut child, cfg.grace).await;
-                    current = a;
-                    first = "upgraded";
-                    continue 'run;
+                    // A stop that came in meanwhile wins over the restart.
+                    if matches!(ctl.try_recv(), Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected)) {
+                        End::Stopped
+                    } else {
+                        current = a;
+                        first = "upgraded";
+                        continue 'run;
+                    }
                 }
             },
         };
@@ -278,19 +289,27 @@ fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
         .env("TASKCENTER_SERVICE_VERSION", &a.service_version)
         .env("TASKCENTER_ATTEMPT", a.attempt.to_string())
         .stdin(std::process::Stdio::null())
+        // Its own process group, so a stop reaches whatever it started too.
+        .process_group(0)
         .kill_on_drop(true);
     cmd.spawn()
 }
 
-/// SIGTERM, then SIGKILL if the executor is still there after `grace`.
+/// SIGTERM to the executor's process group, then SIGKILL to the group if
+/// the executor is still there after `grace`.
 async fn terminate(child: &mut Child, grace: Duration) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+    use nix::sys::signal::{killpg, Signal};
+    let group = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(nix::unistd::Pid::from_raw);
+    if let Some(g) = group {
+        let _ = killpg(g, Signal::SIGTERM);
     }
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        if let Some(g) = group {
+            let _ = killpg(g, Signal::SIGKILL);
+        }
         let _ = child.kill().await;
     }
 }
