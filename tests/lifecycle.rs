@@ -206,6 +206,32 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn a_backlog_of_one_worker_type_does_not_hide_the_other(ctx: Ctx) {
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        // Steps of two tasks, so three waiting cloud tasks fill a step.
+        let cfg = TickConfig { batch: 2, ..TickConfig::default() };
+        let mut now = taskcenter::domain::now_millis();
+        worker(st, "cloud-1", "cloud", 1, now).await;
+        for _ in 0..2 {
+            now += 100;
+            st.scheduler_tick(now, &cfg).await.unwrap();
+        }
+        assert_eq!(state(&ctx, "t21").await, Starting, "the one cloud slot is taken");
+        let mut cloud = Vec::new();
+        for s in ["s4", "s5", "s6"] {
+            cloud.push(st.add_task(ctx.project_pk, &bid(1), s).await.unwrap().id);
+        }
+        let edge = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
+        worker(st, "edge-1", "edge", 1, now).await;
+        now += 100;
+        st.scheduler_tick(now, &cfg).await.unwrap();
+        assert_eq!(state(&ctx, &edge).await, Scheduling, "the edge task is picked past the cloud backlog");
+        for id in &cloud {
+            assert_eq!(state(&ctx, id).await, Pending);
+        }
+    }
+
     async fn a_silent_worker_loses_its_tasks_to_another(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;
