@@ -43,8 +43,7 @@ fn killed_worker(db: &str) {
     let on_a = env.task(&tasks[0])["worker_id"].clone();
     assert!(tasks.iter().all(|id| env.task(id)["worker_id"] == on_a));
     let mut b = env.worker("b", "cloud", &env.exec());
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
     let after = env.wait_for(&tasks, 30, "running on b", |ts| {
         ts.iter()
             .all(|t| state(t) == "RUNNING" && t["worker_id"] != on_a)
@@ -69,8 +68,7 @@ fn killed_worker(db: &str) {
         );
         assert_eq!(t["attempt"], 2, "placed once on a, once on b: {t}");
     }
-    let _ = b.kill();
-    let _ = b.wait();
+    b.kill();
 }
 
 fn killed_server(db: &str) {
@@ -138,8 +136,7 @@ fn killed_server(db: &str) {
         None,
     );
     env.wait(&tasks, Some("STOPPED"));
-    let _ = w.kill();
-    let _ = w.wait();
+    w.kill();
 }
 
 const STRESS_BATCHES: usize = 20;
@@ -193,7 +190,7 @@ fn stress(db: &str) {
     std::fs::write(env.dir.0.join("stress.ndjson"), stress_dump()).unwrap();
     env.cli(&["import", "stress.ndjson"]);
     let batches: Vec<String> = (1..=STRESS_BATCHES as u32).map(bid).collect();
-    let mut workers: Vec<std::process::Child> = (0..4)
+    let mut workers: Vec<Worker> = (0..4)
         .map(|i| env.worker_with(&format!("w{i}"), "cloud", &env.exec(), 50))
         .collect();
     // Churn: stop, start and delete batches and tasks, and kill workers.
@@ -240,8 +237,7 @@ fn stress(db: &str) {
         if round % 10 == 5 {
             // Kill a worker; a replacement registers.
             let i = rnd(workers.len());
-            workers[i].kill().unwrap();
-            workers[i].wait().unwrap();
+            workers[i].kill();
             workers[i] = env.worker_with(&format!("w{i}-{round}"), "cloud", &env.exec(), 50);
         }
         if round == 20 {
@@ -283,8 +279,7 @@ fn stress(db: &str) {
         env.starts().len()
     );
     for w in &mut workers {
-        let _ = w.kill();
-        let _ = w.wait();
+        w.kill();
     }
 
     // Counters equal a fresh count; the list equals the counters.

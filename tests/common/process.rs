@@ -251,11 +251,11 @@ impl Env {
         body
     }
 
-    pub fn worker(&self, name: &str, kind: &str, exec: &str) -> Child {
+    pub fn worker(&self, name: &str, kind: &str, exec: &str) -> Worker {
         self.worker_with(name, kind, exec, 20)
     }
 
-    pub fn worker_with(&self, name: &str, kind: &str, exec: &str, slots: u32) -> Child {
+    pub fn worker_with(&self, name: &str, kind: &str, exec: &str, slots: u32) -> Worker {
         let credential = self.cli(&["workers", "add", name]);
         let slots = slots.to_string();
         Command::new(BIN)
@@ -278,6 +278,7 @@ impl Env {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Worker)
             .unwrap()
     }
 
@@ -450,5 +451,23 @@ impl Env {
     /// The executor command line.
     pub fn exec(&self) -> String {
         format!("sh {}", self.dir.0.join("exec.sh").display())
+    }
+}
+
+/// A `taskcenter worker` process, killed (SIGKILL) when dropped, so a
+/// failing test never leaves one retrying for ever.
+pub struct Worker(pub Child);
+
+impl Worker {
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
