@@ -461,7 +461,12 @@ async fn worker_routes_take_only_a_worker_credential() {
         "VIAS.00010005",
         None,
     );
-    let forged = format!("Bearer {}0", &w.credential[..w.credential.len() - 1]);
+    let last = if w.credential.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    };
+    let forged = format!("Bearer {}{last}", &w.credential[..w.credential.len() - 1]);
     assert_error(
         &send(Some(forged), "/worker/v1/register", reg.clone()).await,
         401,
