@@ -184,23 +184,9 @@ enum ServiceCmd {
     },
     /// Mark a service version not deployed: its live tasks go
     /// `stopped_no_service`.
-    Undeploy {
-        #[arg(long)]
-        project: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        version: String,
-    },
+    Undeploy(ServiceVersion),
     /// Mark a service version deployed again.
-    Deploy {
-        #[arg(long)]
-        project: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        version: String,
-    },
+    Deploy(ServiceVersion),
     /// Move every batch on a service version to another registered version;
     /// running tasks go `upgrading` → `running` on their workers.
     Upgrade {
@@ -213,6 +199,17 @@ enum ServiceCmd {
         #[arg(long)]
         to: String,
     },
+}
+
+/// One version of a service in a project.
+#[derive(Args)]
+struct ServiceVersion {
+    #[arg(long)]
+    project: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    version: String,
 }
 
 #[derive(Subcommand)]
@@ -360,16 +357,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Project(ProjectCmd::Freeze { id }) => freeze(&*store, &id, true).await,
         Command::Project(ProjectCmd::Unfreeze { id }) => freeze(&*store, &id, false).await,
-        Command::Service(ServiceCmd::Undeploy {
-            project,
-            name,
-            version,
-        }) => deploy(&*store, &project, &name, &version, false).await,
-        Command::Service(ServiceCmd::Deploy {
-            project,
-            name,
-            version,
-        }) => deploy(&*store, &project, &name, &version, true).await,
+        Command::Service(ServiceCmd::Undeploy(v)) => deploy(&*store, &v, false).await,
+        Command::Service(ServiceCmd::Deploy(v)) => deploy(&*store, &v, true).await,
         Command::Service(ServiceCmd::Upgrade {
             project,
             name,
@@ -423,19 +412,13 @@ async fn freeze(store: &dyn Store, id: &str, frozen: bool) -> Result<()> {
     Ok(())
 }
 
-async fn deploy(
-    store: &dyn Store,
-    project: &str,
-    name: &str,
-    version: &str,
-    on: bool,
-) -> Result<()> {
-    let pk = project_pk(store, project).await?;
-    store.set_service_deployed(pk, name, version, on).await?;
-    eprintln!(
-        "{name} {version} {}",
-        if on { "deployed" } else { "undeployed" }
-    );
+async fn deploy(store: &dyn Store, v: &ServiceVersion, on: bool) -> Result<()> {
+    let pk = project_pk(store, &v.project).await?;
+    store
+        .set_service_deployed(pk, &v.name, &v.version, on)
+        .await?;
+    let state = if on { "deployed" } else { "undeployed" };
+    eprintln!("{} {} {state}", v.name, v.version);
     Ok(())
 }
 

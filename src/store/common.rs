@@ -151,8 +151,7 @@ macro_rules! impl_sql_store {
                 id: row.try_get(0)?,
                 batch_id: row.try_get(1)?,
                 video_source_id: row.try_get(2)?,
-                state: TaskState::from_index(st)
-                    .ok_or_else(|| StoreError::Internal(format!("stored task state {st} is unknown")))?,
+                state: crate::store::stored_state(st)?,
                 created_at: row.try_get(4)?,
                 updated_at: row.try_get(5)?,
             })
@@ -1030,8 +1029,7 @@ macro_rules! impl_sql_store {
                 {
                     let st: i64 = r.try_get(0)?;
                     let n: i64 = r.try_get(1)?;
-                    let st = TaskState::from_index(st)
-                        .ok_or_else(|| StoreError::Internal(format!("stored task state {st} is unknown")))?;
+                    let st = crate::store::stored_state(st)?;
                     counted[st.index()] = n;
                 }
                 tx.commit().await?;
@@ -1149,8 +1147,7 @@ macro_rules! impl_sql_store {
                             Ok(TaskRecord {
                                 id: t.try_get(0)?,
                                 video_source_id: t.try_get(1)?,
-                                state: TaskState::from_index(st)
-                                    .ok_or_else(|| StoreError::Internal(format!("stored task state {st} is unknown")))?
+                                state: crate::store::stored_state(st)?
                                     .as_str()
                                     .to_string(),
                                 created_at: Some(t.try_get(3)?),

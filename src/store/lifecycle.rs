@@ -295,17 +295,12 @@ macro_rules! impl_lifecycle {
 
             const KEY_COLS: &str = "t.pk, t.project_pk, t.batch_pk, t.state, t.worker_pk, t.attempt";
 
-            fn state_of(v: i64) -> StoreResult<TaskState> {
-                TaskState::from_index(v)
-                    .ok_or_else(|| StoreError::Internal(format!("stored task state {v} is unknown")))
-            }
-
             fn key_from(r: &DbRow) -> StoreResult<TaskKey> {
                 Ok(TaskKey {
                     pk: r.try_get(0)?,
                     project_pk: r.try_get(1)?,
                     batch_pk: r.try_get(2)?,
-                    state: state_of(r.try_get(3)?)?,
+                    state: crate::store::stored_state(r.try_get(3)?)?,
                     worker_pk: r.try_get(4)?,
                     attempt: r.try_get(5)?,
                 })
@@ -571,7 +566,7 @@ macro_rules! impl_lifecycle {
                     id: r.try_get(0)?,
                     batch_id: r.try_get(1)?,
                     video_source_id: r.try_get(2)?,
-                    state: state_of(r.try_get(3)?)?,
+                    state: crate::store::stored_state(r.try_get(3)?)?,
                     worker_id: r.try_get(4)?,
                     attempt: r.try_get(5)?,
                     error_code: r.try_get(6)?,
@@ -586,7 +581,7 @@ macro_rules! impl_lifecycle {
                  join video_sources s on s.pk = t.video_source_pk left join workers w on w.pk = t.worker_pk";
 
             const ASSIGN_COLS: &str = "t.pk, t.attempt, p.id, t.id, b.id, s.url, coalesce(b.config, '{}'), \
-                 coalesce(b.service_name, ''), coalesce(b.service_version, ''), t.state from tasks t \
+                 coalesce(b.service_name, ''), coalesce(b.service_version, ''), t.state, t.project_pk, t.batch_pk from tasks t \
                  join projects p on p.pk = t.project_pk join video_sources s on s.pk = t.video_source_pk \
                  left join batch_tasks b on b.pk = t.batch_pk";
 
@@ -603,7 +598,7 @@ macro_rules! impl_lifecycle {
                         service_name: r.try_get(7)?,
                         service_version: r.try_get(8)?,
                     },
-                    state_of(r.try_get(9)?)?,
+                    crate::store::stored_state(r.try_get(9)?)?,
                 ))
             }
 
@@ -880,9 +875,9 @@ macro_rules! impl_lifecycle {
                         .map(|r| {
                             Ok(TaskHistory {
                                 at: r.try_get(0)?,
-                                from: state_of(r.try_get(1)?)?,
+                                from: crate::store::stored_state(r.try_get(1)?)?,
                                 event: r.try_get(2)?,
-                                to: r.try_get::<Option<i64>, _>(3)?.map(state_of).transpose()?,
+                                to: r.try_get::<Option<i64>, _>(3)?.map(crate::store::stored_state).transpose()?,
                             })
                         })
                         .collect()
@@ -1016,13 +1011,12 @@ macro_rules! impl_lifecycle {
                         if let Some((event, error)) = lost_or_released {
                             let key = TaskKey {
                                 pk: h.task,
-                                project_pk: 0,
-                                batch_pk: None,
+                                project_pk: r.try_get(10)?,
+                                batch_pk: r.try_get(11)?,
                                 state,
                                 worker_pk: Some(worker_pk),
                                 attempt: h.attempt,
                             };
-                            let key = Self::full_key(&mut tx, key).await?;
                             move_task(&mut tx, &key, event, None, error, now, &mut touched).await?;
                         }
                     }
@@ -1281,19 +1275,6 @@ macro_rules! impl_lifecycle {
                 }
             }
 
-            impl $store {
-                /// Completes a key known only by task pk.
-                async fn full_key(conn: &mut Conn, k: TaskKey) -> StoreResult<TaskKey> {
-                    let r = sqlx::query::<$db>(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
-                        .bind(k.pk)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    match r {
-                        Some(r) => key_from(&r),
-                        None => Ok(k),
-                    }
-                }
-            }
         }
     };
 }

@@ -43,6 +43,12 @@ impl From<crate::domain::RandomError> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A task state as stored (its index); anything else is a corrupt row.
+pub(crate) fn stored_state(v: i64) -> StoreResult<TaskState> {
+    TaskState::from_index(v)
+        .ok_or_else(|| StoreError::Internal(format!("stored task state {v} is unknown")))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
     pub pk: i64,
