@@ -39,17 +39,25 @@ impl Scheduler {
                 tracing::warn!(error = %e, "could not extend worker leases at start");
             }
             loop {
+                let started = std::time::Instant::now();
                 let pause = match self.tick(now_millis()).await {
                     Ok(r) => {
                         if r.total() > 0 {
                             tracing::debug!(moved = ?r.moved, "scheduler tick");
                         }
-                        // A full step means more is waiting.
+                        // A full step means more is waiting: go again, but after
+                        // a pause as long as the tick took, so the scheduler
+                        // holds the database's write lock at most half the time
+                        // and other writers (API calls, workers, one-shot
+                        // commands) always get their turn.
                         if r.moved
                             .iter()
                             .any(|(_, n)| *n >= self.cfg.tick.batch as u64)
                         {
-                            Duration::from_millis(10)
+                            started
+                                .elapsed()
+                                .max(Duration::from_millis(10))
+                                .min(self.cfg.interval)
                         } else {
                             self.cfg.interval
                         }
