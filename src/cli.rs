@@ -3,8 +3,9 @@
 
 use crate::api::{self, AppState};
 use crate::domain::dump::DumpRecord;
-use crate::domain::{field, now_millis, parse_duration, random_hex};
+use crate::domain::{field, now_millis, random_hex};
 use crate::identity;
+use crate::protocol::WorkerKind;
 use crate::store::{self, DeployType, NewService, ProjectRef, Store};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -86,8 +87,8 @@ struct WorkerArgs {
     #[arg(long, default_value_t = 4)]
     slots: i64,
     /// Which tasks it takes: cloud or edge (the service's deploy type).
-    #[arg(long = "type", default_value = "cloud", value_parser = ["cloud", "edge"])]
-    kind: String,
+    #[arg(long = "type", default_value = "cloud", value_parser = parse_kind)]
+    kind: WorkerKind,
     /// The executor, run once per task with the task in its environment
     /// (TASKCENTER_TASK_ID, TASKCENTER_SOURCE_URL, TASKCENTER_CONFIG, …).
     #[arg(long)]
@@ -250,9 +251,17 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (or `1h 30m`); zero is
+/// refused, since every duration here is a period or a lifetime.
+fn parse_kind(s: &str) -> Result<WorkerKind, String> {
+    WorkerKind::parse(s).ok_or_else(|| "cloud or edge".to_string())
+}
+
 fn ttl(s: &str) -> Result<Duration> {
-    parse_duration(s)
-        .ok_or_else(|| anyhow!("{s:?} is not a duration like 500ms, 90s, 15m, 24h or 7d"))
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => bail!("{s:?} is not a duration like 500ms, 90s, 15m, 24h or 7d"),
+    }
 }
 
 async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
@@ -595,5 +604,24 @@ async fn export(store: Arc<dyn Store>, output: Option<std::path::PathBuf>) -> Re
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => bail!("export failed: {e}"),
         Err(e) => bail!("export failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(ttl("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(ttl("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(ttl("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(ttl("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(ttl(" 15m ").unwrap(), Duration::from_secs(900));
+        assert!(ttl("0s").is_err());
+        assert!(ttl("h").is_err());
+        assert!(ttl("").is_err());
+        assert!(ttl("120").is_err(), "a bare number has no unit");
     }
 }

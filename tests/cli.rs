@@ -143,7 +143,7 @@ fn tokens_survive_a_restart_and_bootstrap_happens_once() {
     let out = cli(
         &dir.0,
         "t.db",
-        &["token", "issue", "--project", "demo", "--ttl", "1w"],
+        &["token", "issue", "--project", "demo", "--ttl", "1x"],
         None,
     );
     assert!(!out.status.success());

@@ -7,11 +7,14 @@ use super::extract::ApiJson;
 use super::AppState;
 use crate::domain::now_millis;
 use crate::domain::transition::{Event, Outcome};
-use crate::store::lifecycle::{Applied, Held, SyncReply};
+use crate::protocol::{
+    Held, RegisterReply, RegisterRequest, Report, ReportReply, ReportRequest, SyncReply,
+    SyncRequest,
+};
+use crate::store::lifecycle::Applied;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// The worker a request's credential names; set by the auth middleware.
@@ -35,19 +38,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// How often a waiting sync looks again.
 const WAIT_STEP: Duration = Duration::from_millis(200);
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterBody {
-    kind: String,
-    slots: i64,
-}
-
-#[derive(Serialize)]
-pub struct RegisterReply {
-    lease_ms: i64,
-    max_wait_ms: i64,
-}
-
 fn lease_ms(st: &AppState) -> i64 {
     i64::try_from(st.lease.as_millis()).unwrap_or(i64::MAX)
 }
@@ -55,14 +45,8 @@ fn lease_ms(st: &AppState) -> i64 {
 pub async fn register(
     State(st): State<AppState>,
     WorkerAuthed(w): WorkerAuthed,
-    ApiJson(b): ApiJson<RegisterBody>,
+    ApiJson(b): ApiJson<RegisterRequest>,
 ) -> ApiResult<Json<RegisterReply>> {
-    if b.kind != "cloud" && b.kind != "edge" {
-        return Err(ApiError::Invalid {
-            param: Some("kind".into()),
-            detail: "kind is cloud or edge".into(),
-        });
-    }
     if !(1..=10_000).contains(&b.slots) {
         return Err(ApiError::Invalid {
             param: Some("slots".into()),
@@ -70,7 +54,7 @@ pub async fn register(
         });
     }
     st.store
-        .register_worker(w, &b.kind, b.slots, now_millis(), lease_ms(&st))
+        .register_worker(w, b.kind.as_str(), b.slots, now_millis(), lease_ms(&st))
         .await?;
     Ok(Json(RegisterReply {
         lease_ms: lease_ms(&st),
@@ -78,20 +62,12 @@ pub async fn register(
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncBody {
-    running: Vec<Held>,
-    #[serde(default)]
-    wait_ms: u64,
-}
-
 /// Renews the lease and answers at once when there is something to do,
 /// otherwise waits up to `wait_ms` (capped, and under the lease) for it.
 pub async fn sync(
     State(st): State<AppState>,
     WorkerAuthed(w): WorkerAuthed,
-    ApiJson(b): ApiJson<SyncBody>,
+    ApiJson(b): ApiJson<SyncRequest>,
 ) -> ApiResult<Json<SyncReply>> {
     if b.running.len() > 100_000 {
         return Err(ApiError::Invalid {
@@ -115,41 +91,18 @@ pub async fn sync(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportBody {
-    task: i64,
-    attempt: i64,
-    event: String,
-    error_code: Option<String>,
-    error_message: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct ReportReply {
-    applied: bool,
-    state: Option<String>,
-}
-
 pub async fn report(
     State(st): State<AppState>,
     WorkerAuthed(w): WorkerAuthed,
-    ApiJson(b): ApiJson<ReportBody>,
+    ApiJson(b): ApiJson<ReportRequest>,
 ) -> ApiResult<Json<ReportReply>> {
-    let event = match b.event.as_str() {
-        "started" => Event::Started,
-        "spawn_failed" => Event::SpawnFailed,
-        "exited" => Event::Exited,
-        "crashed" => Event::Crashed,
-        "released" => Event::Released,
-        "upgraded" => Event::Upgraded,
-        _ => {
-            return Err(ApiError::Invalid {
-                param: Some("event".into()),
-                detail: "event is started, spawn_failed, exited, crashed, released or upgraded"
-                    .into(),
-            })
-        }
+    let event = match b.event {
+        Report::Started => Event::Started,
+        Report::SpawnFailed => Event::SpawnFailed,
+        Report::Exited => Event::Exited,
+        Report::Crashed => Event::Crashed,
+        Report::Released => Event::Released,
+        Report::Upgraded => Event::Upgraded,
     };
     let clip = |s: String| {
         s.chars()

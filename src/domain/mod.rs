@@ -66,25 +66,6 @@ pub fn rfc3339_millis(ms: i64) -> String {
     )
 }
 
-/// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (also a bare number of seconds).
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    let millis = match unit {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    (millis > 0).then(|| std::time::Duration::from_millis(millis))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,33 +81,6 @@ mod tests {
             rfc3339_millis(951_782_400_000),
             "2000-02-29T00:00:00.000000Z"
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("90s"),
-            Some(std::time::Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_duration("24h"),
-            Some(std::time::Duration::from_secs(86_400))
-        );
-        assert_eq!(
-            parse_duration("2d"),
-            Some(std::time::Duration::from_secs(172_800))
-        );
-        assert_eq!(
-            parse_duration("120"),
-            Some(std::time::Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_duration("500ms"),
-            Some(std::time::Duration::from_millis(500))
-        );
-        assert_eq!(parse_duration("0s"), None);
-        assert_eq!(parse_duration("1w"), None);
-        assert_eq!(parse_duration("h"), None);
     }
 
     #[test]

@@ -58,43 +58,7 @@ pub struct ListTasksQuery {
     pub descending: bool,
 }
 
-/// A task a worker says it runs: the task's internal handle and attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Held {
-    pub task: i64,
-    pub attempt: i64,
-}
-
-/// What a worker needs to run a task.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Assignment {
-    pub task: i64,
-    pub attempt: i64,
-    pub project_id: String,
-    pub task_id: String,
-    pub batch_id: Option<String>,
-    pub source_url: String,
-    pub config: String,
-    pub service_name: String,
-    pub service_version: String,
-}
-
-/// A worker's instructions after a sync.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SyncReply {
-    /// Start these (new placements, or ones the worker does not report).
-    pub assign: Vec<Assignment>,
-    /// Stop these (stop, delete, freeze, or no longer the worker's).
-    pub stop: Vec<Held>,
-    /// Restart these on the new service version.
-    pub upgrade: Vec<Assignment>,
-}
-
-impl SyncReply {
-    pub fn is_empty(&self) -> bool {
-        self.assign.is_empty() && self.stop.is_empty() && self.upgrade.is_empty()
-    }
-}
+pub use crate::protocol::{Assignment, Held, SyncReply};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TickConfig {

@@ -9,7 +9,10 @@
 
 pub mod client;
 
-use crate::store::lifecycle::{Assignment, Held, SyncReply};
+use crate::protocol::{
+    Assignment, Held, RegisterReply, RegisterRequest, Report, ReportReply, ReportRequest,
+    SyncReply, SyncRequest, WorkerKind,
+};
 use client::{Client, ClientError};
 use std::collections::HashMap;
 use std::process::ExitStatus;
@@ -23,7 +26,7 @@ pub struct WorkerConfig {
     pub server: String,
     pub credential: String,
     pub slots: i64,
-    pub kind: String,
+    pub kind: WorkerKind,
     /// The executor: a program and its arguments (split like a shell
     /// would, quotes allowed; no shell runs it).
     pub exec: String,
@@ -54,45 +57,10 @@ type Tasks = Arc<Mutex<HashMap<Held, Entry>>>;
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const SYNC_WAIT_MS: u64 = 5_000;
 
-/// Splits a command line into words: whitespace separates, single and
-/// double quotes group, backslash escapes outside single quotes.
+/// Splits a command line into words as a POSIX shell would (quotes group,
+/// backslash escapes), without running a shell.
 pub fn split_command(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some('\''), c) => cur.push(c),
-            (_, '\\') => {
-                cur.push(chars.next().ok_or("trailing backslash")?);
-                in_word = true;
-            }
-            (Some(_), c) => cur.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        return Err("unclosed quote".into());
-    }
-    if in_word {
-        words.push(cur);
-    }
+    let words = shell_words::split(s).map_err(|e| e.to_string())?;
     if words.is_empty() {
         return Err("the executor command is empty".into());
     }
@@ -105,9 +73,12 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let client = Client::new(&cfg.server, &cfg.credential).map_err(|e| anyhow::anyhow!(e))?;
     let mut backoff = Backoff::default();
     loop {
-        let body = serde_json::json!({"kind": cfg.kind, "slots": cfg.slots});
+        let body = RegisterRequest {
+            kind: cfg.kind,
+            slots: cfg.slots,
+        };
         match client
-            .post::<_, serde_json::Value>("/worker/v1/register", &body, Duration::from_secs(10))
+            .post::<_, RegisterReply>("/worker/v1/register", &body, Duration::from_secs(10))
             .await
         {
             Ok(_) => break,
@@ -119,12 +90,15 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!(server = %cfg.server, kind = %cfg.kind, slots = cfg.slots, "worker registered");
+    tracing::info!(server = %cfg.server, kind = cfg.kind.as_str(), slots = cfg.slots, "worker registered");
     let tasks: Tasks = Arc::default();
     backoff = Backoff::default();
     loop {
         let running: Vec<Held> = lock(&tasks).keys().copied().collect();
-        let body = serde_json::json!({"running": running, "wait_ms": SYNC_WAIT_MS});
+        let body = SyncRequest {
+            running,
+            wait_ms: SYNC_WAIT_MS,
+        };
         let reply = client
             .post::<_, SyncReply>("/worker/v1/sync", &body, Duration::from_secs(30))
             .await;
@@ -156,10 +130,7 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
     let mut acted = false;
     let mut map = lock(tasks);
     for a in r.assign {
-        let held = Held {
-            task: a.task,
-            attempt: a.attempt,
-        };
+        let held = a.held();
         if map.contains_key(&held) {
             continue;
         }
@@ -190,11 +161,7 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
         }
     }
     for a in r.upgrade {
-        let h = Held {
-            task: a.task,
-            attempt: a.attempt,
-        };
-        if let Some(e) = map.get_mut(&h) {
+        if let Some(e) = map.get_mut(&a.held()) {
             let told = Told::Upgrade(a.service_version.clone());
             if e.told.as_ref() != Some(&told) && e.ctl.send(Control::Upgrade(a)).is_ok() {
                 e.told = Some(told);
@@ -218,23 +185,26 @@ async fn run_task(
     mut current: Assignment,
     mut ctl: mpsc::UnboundedReceiver<Control>,
 ) {
-    let held = Held {
-        task: current.task,
-        attempt: current.attempt,
-    };
-    let mut first = "started";
+    let held = current.held();
+    let mut first = Report::Started;
     'run: loop {
         let mut child = match spawn(&argv, &current) {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("could not start {}: {e}", argv[0]);
-                report(&client, held, "spawn_failed", Some(("VIAS.TC.SPAWN", &msg))).await;
+                report(
+                    &client,
+                    held,
+                    Report::SpawnFailed,
+                    Some(("VIAS.TC.SPAWN", &msg)),
+                )
+                .await;
                 break 'run;
             }
         };
         tracing::info!(task = %current.task_id, attempt = held.attempt, "task started");
         report(&client, held, first, None).await;
-        if first == "upgraded" {
+        if first == Report::Upgraded {
             // Done: a later upgrade, to any version, is a new instruction.
             if let Some(e) = lock(&tasks).get_mut(&held) {
                 e.told = None;
@@ -254,23 +224,23 @@ async fn run_task(
                         End::Stopped
                     } else {
                         current = a;
-                        first = "upgraded";
+                        first = Report::Upgraded;
                         continue 'run;
                     }
                 }
             },
         };
         match end {
-            End::Exit(Ok(s)) if s.success() => report(&client, held, "exited", None).await,
+            End::Exit(Ok(s)) if s.success() => report(&client, held, Report::Exited, None).await,
             End::Exit(Ok(s)) => {
                 let msg = format!("the executor ended with {s}");
-                report(&client, held, "crashed", Some(("VIAS.TC.EXIT", &msg))).await
+                report(&client, held, Report::Crashed, Some(("VIAS.TC.EXIT", &msg))).await
             }
             End::Exit(Err(e)) => {
                 let msg = format!("waiting for the executor failed: {e}");
-                report(&client, held, "crashed", Some(("VIAS.TC.EXIT", &msg))).await
+                report(&client, held, Report::Crashed, Some(("VIAS.TC.EXIT", &msg))).await
             }
-            End::Stopped => report(&client, held, "released", None).await,
+            End::Stopped => report(&client, held, Report::Released, None).await,
         }
         break;
     }
@@ -316,29 +286,29 @@ async fn terminate(child: &mut Child, grace: Duration) {
 
 /// Reports until the server answers (a refusal is an answer: the task moved
 /// on without this worker).
-async fn report(client: &Client, held: Held, event: &str, error: Option<(&str, &str)>) {
-    let body = serde_json::json!({
-        "task": held.task,
-        "attempt": held.attempt,
-        "event": event,
-        "error_code": error.map(|e| e.0),
-        "error_message": error.map(|e| e.1),
-    });
+async fn report(client: &Client, held: Held, event: Report, error: Option<(&str, &str)>) {
+    let body = ReportRequest {
+        task: held.task,
+        attempt: held.attempt,
+        event,
+        error_code: error.map(|e| e.0.to_string()),
+        error_message: error.map(|e| e.1.to_string()),
+    };
     let mut backoff = Backoff::default();
     loop {
         match client
-            .post::<_, serde_json::Value>("/worker/v1/report", &body, Duration::from_secs(10))
+            .post::<_, ReportReply>("/worker/v1/report", &body, Duration::from_secs(10))
             .await
         {
             Ok(_) => return,
             Err(e @ ClientError::Status { status, .. })
                 if status.is_client_error() && !e.is_auth() =>
             {
-                tracing::warn!(error = %e, event, "report refused");
+                tracing::warn!(error = %e, ?event, "report refused");
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, event, "report failed; retrying");
+                tracing::warn!(error = %e, ?event, "report failed; retrying");
                 backoff.wait().await;
             }
         }
