@@ -116,8 +116,8 @@ struct ServeArgs {
     token_ttl: String,
     /// Where the batch-task list is answered from: `memory` (the read model,
     /// kept current from the database) or `database` (SQL on every call).
-    #[arg(long, env = "TASKCENTER_LIST_SOURCE", default_value = "memory", value_parser = ["memory", "database"])]
-    list_source: String,
+    #[arg(long, env = "TASKCENTER_LIST_SOURCE", value_enum, default_value_t = ListSource::Memory)]
+    list_source: ListSource,
     /// A worker that has not synced for this long loses its tasks
     /// (`abnormal`, then rescheduled).
     #[arg(long, env = "TASKCENTER_LEASE", default_value = "15s")]
@@ -132,6 +132,15 @@ struct ServeArgs {
     /// Do not run the scheduler in this process (another replica does).
     #[arg(long)]
     no_scheduler: bool,
+}
+
+/// Where `serve` answers the batch-task list from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ListSource {
+    /// The in-memory read model, kept current from the database.
+    Memory,
+    /// SQL on every call (for comparison and diagnosis).
+    Database,
 }
 
 #[derive(Subcommand)]
@@ -472,30 +481,36 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         .with_context(|| format!("could not listen on {}", a.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "taskcenter serving");
     let lease = ttl(&a.lease)?;
-    if !a.no_scheduler {
-        crate::scheduler::Scheduler::new(
-            store.clone(),
-            crate::scheduler::SchedulerConfig {
-                interval: ttl(&a.tick)?,
-                lease,
-                tick: crate::store::lifecycle::TickConfig {
-                    wait_limit_ms: i64::try_from(ttl(&a.wait_limit)?.as_millis())
-                        .unwrap_or(i64::MAX),
-                    ..Default::default()
-                },
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = if a.no_scheduler {
+        None
+    } else {
+        let cfg = crate::scheduler::SchedulerConfig {
+            interval: ttl(&a.tick)?,
+            lease,
+            tick: crate::scheduler::TickConfig {
+                wait_limit_ms: i64::try_from(ttl(&a.wait_limit)?.as_millis()).unwrap_or(i64::MAX),
+                ..Default::default()
             },
-        )
-        .spawn();
-    }
+        };
+        Some(crate::scheduler::Scheduler::new(store.clone(), cfg).spawn(stopped))
+    };
     let app = api::app(AppState {
         store,
         token_ttl,
-        list_from_db: a.list_source == "database",
+        list_from_db: a.list_source == ListSource::Database,
         lease,
     });
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // The scheduler finishes the tick it is in, then stops; serve waits.
+    let _ = stop.send(true);
+    if let Some(handle) = scheduler {
+        if let Err(e) = handle.await {
+            tracing::warn!(error = %e, "scheduler ended abnormally");
+        }
+    }
     tracing::info!("taskcenter stopped");
     Ok(())
 }

@@ -51,28 +51,8 @@ impl SyncReply {
     }
 }
 
-/// The type of tasks a worker takes: the service's deploy type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerKind {
-    Cloud,
-    Edge,
-}
-
-impl WorkerKind {
-    pub const ALL: [WorkerKind; 2] = [WorkerKind::Cloud, WorkerKind::Edge];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerKind::Cloud => "cloud",
-            WorkerKind::Edge => "edge",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<WorkerKind> {
-        WorkerKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+/// The type of tasks a worker takes: the deploy type of their service.
+pub use crate::domain::DeployType as WorkerKind;
 
 /// `POST /worker/v1/register`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

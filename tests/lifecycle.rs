@@ -10,7 +10,9 @@ use std::sync::Arc;
 use taskcenter::domain::dump::DumpRecord;
 use taskcenter::domain::transition::{self, Event, Outcome};
 use taskcenter::domain::TaskState::{self, *};
-use taskcenter::store::lifecycle::{Applied, Held, TickConfig};
+use taskcenter::protocol::Held;
+use taskcenter::scheduler::{self, TickConfig};
+use taskcenter::store::lifecycle::Applied;
 use taskcenter::store::{self, Store};
 
 const LEASE: i64 = 10_000;
@@ -116,7 +118,7 @@ both_backends! {
         ctx.import(recs).await;
         for (id, from, event, _) in &cases {
             let r = ctx.store.apply_event(ctx.project_pk, id, *event).await;
-            if *event == Event::Place || event.cause() == "worker" {
+            if event.needs_worker() {
                 assert!(matches!(r, Err(store::StoreError::NotAllowed(_))), "{from} + {event}: {r:?}");
                 assert_eq!(state(&ctx, id).await, *from, "a refused event leaves the task");
                 continue;
@@ -148,26 +150,26 @@ both_backends! {
         let cfg = TickConfig::default();
         let mut now = taskcenter::domain::now_millis();
         // No worker at all: pending tasks lack resources.
-        let r = st.scheduler_tick(now, &cfg).await.unwrap();
+        let r = scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(r.count(Event::NoCapacity), 1, "{r:?}");
         assert_eq!(state(&ctx, "t21").await, LackOfResources);
         let w = worker(st, "w1", "cloud", 1, now).await;
         // Batch 3's service runs on edge workers; there are none.
         let edge = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
         now += 100;
-        let r = st.scheduler_tick(now, &cfg).await.unwrap();
+        let r = scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(r.count(Event::CapacityBack), 1, "{r:?}");
         assert_eq!(state(&ctx, "t21").await, Pending);
         assert_eq!(state(&ctx, &edge).await, LackOfResources, "no edge worker");
         // Batch 1 (low priority) gets a task; batch 2 (high) holds t21.
         let low = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
         now += 100;
-        st.scheduler_tick(now, &cfg).await.unwrap();
+        scheduler::tick(&**st, now, &cfg).await.unwrap();
         // One slot: the high-priority task is picked first, the low one waits.
         assert_eq!(state(&ctx, "t21").await, Scheduling);
         assert_eq!(state(&ctx, &low).await, Pending);
         now += 100;
-        st.scheduler_tick(now, &cfg).await.unwrap();
+        scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Starting);
         let d = st.task(ctx.project_pk, "t21").await.unwrap().unwrap();
         assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w1"), 1));
@@ -193,7 +195,7 @@ both_backends! {
         // The freed slot goes to the low-priority task; it fails.
         for _ in 0..2 {
             now += 100;
-            st.scheduler_tick(now, &cfg).await.unwrap();
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
         }
         assert_eq!(state(&ctx, &low).await, Starting);
         let a = st.worker_sync(w, now, LEASE, &[]).await.unwrap().assign.remove(0);
@@ -215,7 +217,7 @@ both_backends! {
         worker(st, "cloud-1", "cloud", 1, now).await;
         for _ in 0..2 {
             now += 100;
-            st.scheduler_tick(now, &cfg).await.unwrap();
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
         }
         assert_eq!(state(&ctx, "t21").await, Starting, "the one cloud slot is taken");
         let mut cloud = Vec::new();
@@ -225,7 +227,7 @@ both_backends! {
         let edge = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
         worker(st, "edge-1", "edge", 1, now).await;
         now += 100;
-        st.scheduler_tick(now, &cfg).await.unwrap();
+        scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(state(&ctx, &edge).await, Scheduling, "the edge task is picked past the cloud backlog");
         for id in &cloud {
             assert_eq!(state(&ctx, id).await, Pending);
@@ -240,7 +242,7 @@ both_backends! {
         let w1 = worker(st, "w1", "cloud", 1, now).await;
         for _ in 0..3 {
             now += 100;
-            st.scheduler_tick(now, &cfg).await.unwrap();
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
         }
         assert_eq!(state(&ctx, "t21").await, Starting);
         let a = st.worker_sync(w1, now, LEASE, &[]).await.unwrap().assign.remove(0);
@@ -252,7 +254,7 @@ both_backends! {
         let mut seen = vec![state(&ctx, "t21").await];
         for _ in 0..6 {
             st.worker_sync(w2, now, LEASE, &[]).await.unwrap();
-            st.scheduler_tick(now, &cfg).await.unwrap();
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
             let s = state(&ctx, "t21").await;
             if seen.last() != Some(&s) {
                 seen.push(s);
@@ -280,7 +282,7 @@ both_backends! {
         };
         // Start t21 (smoke.det 2.0.0).
         for _ in 0..3 {
-            st.scheduler_tick(tick(100), &cfg).await.unwrap();
+            scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         }
         let a = st.worker_sync(w, tick(0), LEASE, &[]).await.unwrap().assign.remove(0);
         let held = Held { task: a.task, attempt: a.attempt };
@@ -297,28 +299,28 @@ both_backends! {
             created_at: 1,
         }).await.unwrap();
         assert_eq!(st.upgrade_service(ctx.project_pk, "smoke.det", "2.0.0", "3.0.0").await.unwrap(), 2);
-        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Upgrading);
         let up = st.worker_sync(w, tick(0), LEASE, &[held]).await.unwrap().upgrade;
         assert_eq!(up.iter().map(|a| a.service_version.as_str()).collect::<Vec<_>>(), vec!["3.0.0"]);
         st.worker_report(w, held, Event::Upgraded, None).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Running);
-        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Running, "the new version is not upgraded again");
         // Freeze: running → freezing → (released) frozen; unfreeze → recovering → pending.
         st.set_project_frozen(ctx.project_pk, true).await.unwrap();
-        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Freezing);
         assert_eq!(st.worker_sync(w, tick(0), LEASE, &[held]).await.unwrap().stop, vec![held]);
         st.worker_report(w, held, Event::Released, None).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Frozen);
         st.set_project_frozen(ctx.project_pk, false).await.unwrap();
-        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Recovering);
         // Undeploy the service: its live tasks stop for want of it.
         st.set_service_deployed(ctx.project_pk, "smoke.det", "3.0.0", false).await.unwrap();
-        st.scheduler_tick(tick(100), &cfg).await.unwrap();
-        st.scheduler_tick(tick(100), &cfg).await.unwrap();
+        scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
+        scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, StoppedNoService);
         counters_are_exact(&ctx).await;
     }
@@ -342,7 +344,7 @@ both_backends! {
         let cfg = TickConfig::default();
         let run = |s: Arc<dyn Store>| async move {
             for i in 0..20 {
-                s.scheduler_tick(now + i, &cfg).await.unwrap();
+                scheduler::tick(&*s, now + i, &cfg).await.unwrap();
             }
         };
         let check = |s: Arc<dyn Store>| async move {

@@ -102,7 +102,7 @@ async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
                 let i = task % model.len();
                 let cur = model[i].3;
                 let r = store.apply_event(p.pk, &model[i].0, event).await;
-                if event == Event::Place || event.cause() == "worker" {
+                if event.needs_worker() {
                     assert!(
                         matches!(r, Err(store::StoreError::NotAllowed(_))),
                         "{event} needs a worker: {r:?}"

@@ -183,15 +183,11 @@ impl ApiError {
                 vec![],
                 "body too large".into(),
             ),
-            ApiError::Internal(cause) => {
-                let id = current_request_id();
-                tracing::error!(request_id = %id, %cause, "internal error");
-                (
-                    format!("request id {id}"),
-                    vec![],
-                    "an internal error occurred".into(),
-                )
-            }
+            ApiError::Internal(_) => (
+                format!("request id {}", current_request_id()),
+                vec![],
+                "an internal error occurred".into(),
+            ),
         };
         (
             status,
@@ -207,10 +203,18 @@ impl ApiError {
     }
 }
 
+/// Why a request failed, carried in the response's extensions to the
+/// request middleware, which logs it once (a 5xx body never shows it).
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.body();
-        (status, Json(body)).into_response()
+        let cause = ErrorCause(self.to_string());
+        let mut resp = (status, Json(body)).into_response();
+        resp.extensions_mut().insert(cause);
+        resp
     }
 }
 

@@ -13,7 +13,7 @@ pub mod worker;
 use crate::domain::random_hex;
 use crate::identity::{self, AuthError};
 use crate::store::Store;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -24,6 +24,7 @@ use error::{ApiError, REQUEST_ID};
 pub use extract::Authed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -198,24 +199,33 @@ fn with_edge(router: Router<AppState>, state: AppState) -> Router {
 }
 
 /// Gives every request an id (in the `x-request-id` header, error bodies and
-/// logs) and logs one line per request. Never logs headers: they hold tokens.
+/// logs), runs it in a span that names its matched route, and logs its
+/// outcome once: a failure with its cause (which only the log sees), and at
+/// debug every request. Never logs headers: they hold tokens.
 async fn request_context(req: Request, next: Next) -> Response {
     let id = next_request_id();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "-".to_string(), |m| m.as_str().to_string());
+    // A debug span: at the default level it costs nothing on the list path.
+    let span = tracing::debug_span!("request", request_id = %id, %method, %route);
     let start = Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    // One line per request at debug (RUST_LOG=taskcenter::api=debug): at
-    // info it would cost more than the list itself. Failures are logged
-    // where they happen, with this id.
-    tracing::debug!(
-        request_id = %id,
-        %method,
-        %path,
-        status = resp.status().as_u16(),
-        elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    let _in = span.enter();
+    let status = resp.status().as_u16();
+    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    match resp.extensions_mut().remove::<error::ErrorCause>() {
+        Some(cause) if resp.status().is_server_error() => {
+            tracing::error!(request_id = %id, %method, %route, status, cause = %cause.0, "request failed")
+        }
+        Some(cause) => tracing::debug!(status, elapsed_ms, cause = %cause.0, "request refused"),
+        None => tracing::debug!(status, elapsed_ms, "request"),
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -2,12 +2,14 @@
 
 pub mod dump;
 pub mod field;
+pub mod kind;
 pub mod list;
 pub mod query;
 pub mod state;
 pub mod transition;
 
 pub use field::FieldError;
+pub use kind::DeployType;
 pub use list::{ListBatchTasksParams, NameField, NameLike, Paging, SortField, SortOrder};
 pub use state::TaskState;
 

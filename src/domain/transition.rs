@@ -83,10 +83,10 @@ impl Event {
         Event::Upgraded,
     ];
 
-    /// Who causes the event, for the docs' table.
-    pub fn cause(self) -> &'static str {
+    /// Who causes the event.
+    pub fn cause(self) -> Cause {
         match self {
-            Event::Start | Event::Stop | Event::Delete => "API",
+            Event::Start | Event::Stop | Event::Delete => Cause::Api,
             Event::Schedule
             | Event::Place
             | Event::Requeue
@@ -94,15 +94,44 @@ impl Event {
             | Event::CapacityBack
             | Event::SourceGone
             | Event::Recover
-            | Event::Requeued => "scheduler",
+            | Event::Requeued => Cause::Scheduler,
             Event::Started
             | Event::SpawnFailed
             | Event::Exited
             | Event::Crashed
             | Event::Released
-            | Event::Upgraded => "worker",
-            Event::LeaseExpired => "timeout",
-            Event::Freeze | Event::Unfreeze | Event::Undeploy | Event::Upgrade => "operator",
+            | Event::Upgraded => Cause::Worker,
+            Event::LeaseExpired => Cause::Timeout,
+            Event::Freeze | Event::Unfreeze | Event::Undeploy | Event::Upgrade => Cause::Operator,
+        }
+    }
+
+    /// Events only the scheduler's placement or a worker's report may
+    /// apply: they need a worker, so no API call or operator applies them.
+    pub fn needs_worker(self) -> bool {
+        self == Event::Place || self.cause() == Cause::Worker
+    }
+}
+
+/// Who causes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    Api,
+    Scheduler,
+    Worker,
+    Timeout,
+    Operator,
+}
+
+impl Cause {
+    /// As the docs' table shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Api => "API",
+            Cause::Scheduler => "scheduler",
+            Cause::Worker => "worker",
+            Cause::Timeout => "timeout",
+            Cause::Operator => "operator",
         }
     }
 }
@@ -246,7 +275,10 @@ pub fn markdown() -> String {
             To(t) => format!("`{t}`"),
             Gone => "(deleted)".into(),
         };
-        s.push_str(&format!("| `{f}` | {e} | {} | {to} |\n", e.cause()));
+        s.push_str(&format!(
+            "| `{f}` | {e} | {} | {to} |\n",
+            e.cause().as_str()
+        ));
     }
     s
 }

@@ -1,13 +1,153 @@
-//! The lifecycle engine inside `serve`: one bounded `tick(now)` at a time
-//! (the store does the work in one transaction, serialized across every
-//! process on the database), on an interval, sooner while there is a
-//! backlog. Tests call `tick` with their own clock.
+//! The lifecycle engine inside `serve`. [`tick`] is one bounded pass: a plain
+//! function that asks the store for one transaction ([`TickTx`]) and makes
+//! every decision itself, through the pure functions of [`decide`]. The
+//! [`Scheduler`] loop runs ticks on an interval (sooner while a backlog
+//! remains) until serve's graceful shutdown, and serve waits for it. Tests
+//! call [`tick`] with their own clock.
 
-use crate::domain::now_millis;
-use crate::store::lifecycle::{TickConfig, TickReport};
-use crate::store::{Store, StoreResult};
+pub mod decide;
+
+use crate::domain::transition::Event;
+use crate::domain::{now_millis, DeployType, TaskState};
+use crate::store::lifecycle::Lifecycle;
+use crate::store::tick_tx::TickTx;
+use crate::store::StoreResult;
+use decide::{Capacity, Placement, MAINTENANCE};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TickConfig {
+    /// At most this many tasks per step of one tick.
+    pub batch: i64,
+    /// A task pending longer than this goes `lack_of_resources`.
+    pub wait_limit_ms: i64,
+}
+
+impl Default for TickConfig {
+    fn default() -> Self {
+        TickConfig {
+            batch: 256,
+            wait_limit_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// How many tasks one tick moved, by event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub moved: Vec<(Event, u64)>,
+    /// Tasks this tick moved already: each task moves one stage per tick,
+    /// so every stage is visible for at least one tick.
+    pub moved_tasks: HashSet<i64>,
+}
+
+impl TickReport {
+    fn add(&mut self, e: Event, task: i64) {
+        self.moved_tasks.insert(task);
+        match self.moved.iter_mut().find(|(x, _)| *x == e) {
+            Some((_, n)) => *n += 1,
+            None => self.moved.push((e, 1)),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.moved.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn count(&self, e: Event) -> u64 {
+        self.moved
+            .iter()
+            .find(|(x, _)| *x == e)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// One bounded scheduler pass at time `now`; ticks of every process on the
+/// database serialize on the lifecycle lock.
+pub async fn tick(store: &dyn Lifecycle, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
+    let mut tx = store.begin_tick().await?;
+    let report = tick_in(&mut *tx, now, cfg).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
+    let mut report = TickReport::default();
+    let n = cfg.batch;
+    tx.mark_lost_workers(now).await?;
+    for step in MAINTENANCE {
+        for t in tx.select(step.which, n).await? {
+            if !report.moved_tasks.contains(&t.pk)
+                && tx.apply(&t, step.event, None, step.error, now).await?
+            {
+                report.add(step.event, t.pk);
+            }
+        }
+    }
+
+    let mut cap = Capacity::new(tx.capacity().await?);
+    // Each worker type on its own, so a backlog of one type never hides the
+    // other's tasks from the pick.
+    for kind in DeployType::ALL {
+        // Place what the last tick picked.
+        for w in tx.waiting(TaskState::Scheduling, kind, true, n).await? {
+            if report.moved_tasks.contains(&w.key.pk) {
+                continue;
+            }
+            let placement = decide::place(&mut cap, kind);
+            let (worker, error) = match placement {
+                Placement::On(w) => (Some(w), None),
+                Placement::Requeue => (None, None),
+                Placement::Never(e) => (None, Some(e)),
+            };
+            if tx
+                .apply(&w.key, placement.event(), worker, error, now)
+                .await?
+            {
+                report.add(placement.event(), w.key.pk);
+            }
+        }
+
+        // As many tasks back from lack_of_resources as there are free slots
+        // of the type, then pending ones up to what is left.
+        let mut budget = cap.free(kind);
+        if budget.min(n) > 0 {
+            for w in tx
+                .waiting(TaskState::LackOfResources, kind, true, budget.min(n))
+                .await?
+            {
+                if budget > 0
+                    && !report.moved_tasks.contains(&w.key.pk)
+                    && tx
+                        .apply(&w.key, Event::CapacityBack, None, None, now)
+                        .await?
+                {
+                    budget -= 1;
+                    report.add(Event::CapacityBack, w.key.pk);
+                }
+            }
+        }
+        let serves = cap.serves(kind);
+        for w in tx.waiting(TaskState::Pending, kind, false, n).await? {
+            if report.moved_tasks.contains(&w.key.pk) {
+                continue;
+            }
+            let waited = now - w.updated_at;
+            let Some((event, error)) =
+                decide::pending(serves, &mut budget, waited, cfg.wait_limit_ms)
+            else {
+                continue;
+            };
+            if tx.apply(&w.key, event, None, error, now).await? {
+                report.add(event, w.key.pk);
+            }
+        }
+    }
+    Ok(report)
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
@@ -17,58 +157,55 @@ pub struct SchedulerConfig {
 }
 
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Lifecycle>,
     cfg: SchedulerConfig,
 }
 
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("cfg", &self.cfg).finish()
+    }
+}
+
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, cfg: SchedulerConfig) -> Scheduler {
+    pub fn new(store: Arc<dyn Lifecycle>, cfg: SchedulerConfig) -> Scheduler {
         Scheduler { store, cfg }
     }
 
-    pub async fn tick(&self, now: i64) -> StoreResult<TickReport> {
-        self.store.scheduler_tick(now, &self.cfg.tick).await
-    }
-
-    /// Runs ticks until the process ends. Workers could not reach a server
-    /// that was down, so their leases restart from now first.
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+    /// Runs ticks until `stop` turns true (or its sender goes away); a tick
+    /// in progress finishes first, so no transaction is cut short. Workers
+    /// could not reach a server that was down, so their leases restart from
+    /// now first.
+    pub fn spawn(self, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let lease_ms = i64::try_from(self.cfg.lease.as_millis()).unwrap_or(i64::MAX);
             if let Err(e) = self.store.grace_leases(now_millis(), lease_ms).await {
                 tracing::warn!(error = %e, "could not extend worker leases at start");
             }
-            loop {
-                let started = std::time::Instant::now();
-                let pause = match self.tick(now_millis()).await {
+            while !*stop.borrow() {
+                let started = Instant::now();
+                let pause = match tick(&*self.store, now_millis(), &self.cfg.tick).await {
                     Ok(r) => {
                         if r.total() > 0 {
                             tracing::debug!(moved = ?r.moved, "scheduler tick");
                         }
-                        // A full step means more is waiting: go again, but after
-                        // a pause as long as the tick took, so the scheduler
-                        // holds the database's write lock at most half the time
-                        // and other writers (API calls, workers, one-shot
-                        // commands) always get their turn.
-                        if r.moved
+                        let full = r
+                            .moved
                             .iter()
-                            .any(|(_, n)| *n >= self.cfg.tick.batch as u64)
-                        {
-                            started
-                                .elapsed()
-                                .max(Duration::from_millis(10))
-                                .min(self.cfg.interval)
-                        } else {
-                            self.cfg.interval
-                        }
+                            .any(|(_, n)| *n >= self.cfg.tick.batch as u64);
+                        decide::pause_after(full, started.elapsed(), self.cfg.interval)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "scheduler tick failed");
                         self.cfg.interval
                     }
                 };
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    changed = stop.changed() => if changed.is_err() { break },
+                }
             }
+            tracing::info!("scheduler stopped");
         })
     }
 }

@@ -60,52 +60,6 @@ pub struct ListTasksQuery {
 
 pub use crate::protocol::{Assignment, Held, SyncReply};
 
-#[derive(Debug, Clone, Copy)]
-pub struct TickConfig {
-    /// At most this many tasks per step of one tick.
-    pub batch: i64,
-    /// A task pending longer than this goes `lack_of_resources`.
-    pub wait_limit_ms: i64,
-}
-
-impl Default for TickConfig {
-    fn default() -> Self {
-        TickConfig {
-            batch: 256,
-            wait_limit_ms: 10 * 60 * 1000,
-        }
-    }
-}
-
-/// How many tasks one tick moved, by event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TickReport {
-    pub moved: Vec<(Event, u64)>,
-    /// Tasks this tick moved already: each task moves one stage per tick,
-    /// so every stage is visible for at least one tick.
-    pub moved_tasks: std::collections::HashSet<i64>,
-}
-
-impl TickReport {
-    pub fn add(&mut self, e: Event) {
-        match self.moved.iter_mut().find(|(x, _)| *x == e) {
-            Some((_, n)) => *n += 1,
-            None => self.moved.push((e, 1)),
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.moved.iter().map(|(_, n)| n).sum()
-    }
-
-    pub fn count(&self, e: Event) -> u64 {
-        self.moved
-            .iter()
-            .find(|(x, _)| *x == e)
-            .map_or(0, |(_, n)| *n)
-    }
-}
-
 /// UpdateBatchTask: what changes (`None`: unchanged).
 #[derive(Debug, Clone, Default)]
 pub struct BatchUpdate {
@@ -200,8 +154,9 @@ pub trait Lifecycle: Send + Sync {
         error: Option<(String, String)>,
     ) -> StoreResult<Applied>;
 
-    /// One bounded scheduler step; ticks of all processes serialize.
-    async fn scheduler_tick(&self, now: i64, cfg: &TickConfig) -> StoreResult<TickReport>;
+    /// A scheduler tick's transaction: it takes the lifecycle lock, so ticks
+    /// of all processes serialize with each other and with every task move.
+    async fn begin_tick(&self) -> StoreResult<Box<dyn super::tick_tx::TickTx>>;
     /// Extends every live worker's lease to `now + lease_ms` (a starting
     /// server could not hear heartbeats while it was down).
     async fn grace_leases(&self, now: i64, lease_ms: i64) -> StoreResult<()>;
@@ -232,30 +187,23 @@ macro_rules! impl_lifecycle {
     ($store:ident, $db:ty) => {
         mod lifecycle_impl {
             use super::*;
-            use crate::domain::transition::{self, Event, Outcome, HELD};
+            use crate::domain::transition::{self, Cause, Event, Outcome, HELD};
             use crate::domain::TaskState;
             use crate::store::lifecycle::{
                 Applied, Assignment, BatchUpdate, Held, Lifecycle, ListTasksQuery, SyncReply, TaskDetail,
-                TaskHistory, TickConfig, TickReport, WorkerCredential, WorkerRow,
+                TaskHistory, WorkerCredential, WorkerRow,
             };
             use crate::store::{StoreError, StoreResult};
             use async_trait::async_trait;
             use sqlx::Row;
-            use std::collections::{BTreeSet, HashMap, HashSet};
+            use std::collections::{BTreeSet, HashMap};
 
             type Conn = <$db as sqlx::Database>::Connection;
             type DbRow = <$db as sqlx::Database>::Row;
 
-            /// What a move needs to know about a task.
-            #[derive(Debug, Clone)]
-            struct TaskKey {
-                pk: i64,
-                project_pk: i64,
-                batch_pk: Option<i64>,
-                state: TaskState,
-                worker_pk: Option<i64>,
-                attempt: i64,
-            }
+            use crate::store::tick_tx::{TaskKey, TickTx, Waiting};
+            use crate::scheduler::decide::{self, Selector, TaskError, WorkerSlots};
+            use crate::domain::DeployType;
 
             const KEY_COLS: &str = "t.pk, t.project_pk, t.batch_pk, t.state, t.worker_pk, t.attempt";
 
@@ -401,9 +349,9 @@ macro_rules! impl_lifecycle {
                 conn: &mut Conn,
                 state: TaskState,
                 frozen_too: bool,
-                kind: &str,
+                kind: DeployType,
                 n: i64,
-            ) -> StoreResult<Vec<(TaskKey, i64)>> {
+            ) -> StoreResult<Vec<Waiting>> {
                 if n <= 0 {
                     return Ok(Vec::new());
                 }
@@ -415,39 +363,17 @@ macro_rules! impl_lifecycle {
                     state.index()
                 ))
                 .bind(n)
-                .bind(if kind == "edge" { "1" } else { "0" })
+                .bind(kind.task_type())
                 .fetch_all(&mut *conn)
                 .await?;
-                rows.iter().map(|r| Ok((key_from(r)?, r.try_get(6)?))).collect()
+                rows.iter().map(|r| Ok(Waiting { key: key_from(r)?, updated_at: r.try_get(6)? })).collect()
             }
 
             /// Placing and worker reports need a worker: they come only
             /// through the scheduler tick and `worker_report`.
             fn refuse_worker_events(event: Event) -> StoreResult<()> {
-                if event == Event::Place || event.cause() == "worker" {
+                if event.needs_worker() {
                     return Err(StoreError::NotAllowed(format!("{event} is reported by a worker, not applied directly")));
-                }
-                Ok(())
-            }
-
-            /// Moves each task by `event`, counting the moves.
-            async fn apply_all(
-                conn: &mut Conn,
-                tasks: Vec<TaskKey>,
-                event: Event,
-                error: Option<(&str, &str)>,
-                now: i64,
-                touched: &mut Touched,
-                report: &mut TickReport,
-            ) -> StoreResult<()> {
-                for t in tasks {
-                    if report.moved_tasks.contains(&t.pk) {
-                        continue;
-                    }
-                    if move_task(conn, &t, event, None, error, now, touched).await?.is_some() {
-                        report.add(event);
-                        report.moved_tasks.insert(t.pk);
-                    }
                 }
                 Ok(())
             }
@@ -466,22 +392,8 @@ macro_rules! impl_lifecycle {
                     Ok(tx)
                 }
 
-                /// Before commit: drops batches being deleted whose last task
-                /// went, and records every changed batch for the change feed.
                 async fn finish(&self, conn: &mut Conn, touched: &Touched) -> StoreResult<()> {
-                    for (project_pk, batch_pk) in touched {
-                        sqlx::query::<$db>("delete from batch_task_groups where batch_pk = $1 and exists \
-                             (select 1 from batch_tasks where pk = $1 and deleting = 1 and num_task = 0)")
-                            .bind(*batch_pk)
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query::<$db>("delete from batch_tasks where pk = $1 and deleting = 1 and num_task = 0")
-                            .bind(*batch_pk)
-                            .execute(&mut *conn)
-                            .await?;
-                        Self::record_change(conn, self.origin, *project_pk, *batch_pk).await?;
-                    }
-                    Ok(())
+                    finish_touched(conn, self.origin, touched).await
                 }
 
                 /// Moves one task in `tx` and commits: what an API intent and a
@@ -505,11 +417,8 @@ macro_rules! impl_lifecycle {
                     Ok(applied)
                 }
 
-                /// After commit: the read model follows.
                 async fn publish(&self, touched: &Touched) {
-                    for (project_pk, batch_pk) in touched {
-                        self.after_write(*project_pk, *batch_pk).await;
-                    }
+                    publish_touched(&self.pool, &self.model, touched).await
                 }
 
                 async fn task_key(conn: &mut Conn, project_pk: i64, task_id: &str) -> StoreResult<TaskKey> {
@@ -940,55 +849,38 @@ macro_rules! impl_lifecycle {
                     .bind(worker_pk)
                     .fetch_all(&mut *tx)
                     .await?;
-                    let reported: HashSet<Held> = running.iter().copied().collect();
-                    let mut mine = HashSet::new();
-                    let mut reply = SyncReply::default();
-                    let mut touched = Touched::new();
+                    let mut held = Vec::with_capacity(held_rows.len());
+                    let mut assignments = HashMap::with_capacity(held_rows.len());
+                    let mut keys = HashMap::with_capacity(held_rows.len());
                     for r in &held_rows {
                         let (a, state) = assignment_from(r)?;
-                        let h = Held { task: a.task, attempt: a.attempt };
-                        mine.insert(h);
-                        let runs = reported.contains(&h);
-                        let lost_or_released = match state {
-                            TaskState::Starting if !runs => {
-                                reply.assign.push(a);
-                                None
-                            }
-                            TaskState::Upgrading if runs => {
-                                reply.upgrade.push(a);
-                                None
-                            }
-                            TaskState::Running | TaskState::Upgrading if !runs => Some((
-                                Event::LeaseExpired,
-                                Some(("VIAS.TC.TASK_LOST", "the worker no longer runs the task")),
-                            )),
-                            TaskState::Stopping | TaskState::Deleting | TaskState::Freezing => {
-                                if runs {
-                                    reply.stop.push(h);
-                                    None
-                                } else {
-                                    Some((Event::Released, None))
-                                }
-                            }
-                            _ => None,
-                        };
-                        if let Some((event, error)) = lost_or_released {
-                            let key = TaskKey {
+                        let h = a.held();
+                        held.push((h, state));
+                        keys.insert(
+                            h,
+                            TaskKey {
                                 pk: h.task,
                                 project_pk: r.try_get(10)?,
                                 batch_pk: r.try_get(11)?,
                                 state,
                                 worker_pk: Some(worker_pk),
                                 attempt: h.attempt,
-                            };
-                            move_task(&mut tx, &key, event, None, error, now, &mut touched).await?;
+                            },
+                        );
+                        assignments.insert(h, a);
+                    }
+                    let decided = decide::reconcile(&held, running);
+                    let mut touched = Touched::new();
+                    for (h, event, error) in &decided.moves {
+                        if let Some(key) = keys.get(h) {
+                            move_task(&mut tx, key, *event, None, error.map(|e| (e.code, e.message)), now, &mut touched).await?;
                         }
                     }
-                    for h in running {
-                        if !mine.contains(h) {
-                            reply.stop.push(*h);
-                        }
-                    }
+                    let reply = SyncReply {
+                        assign: decided.assign.iter().filter_map(|h| assignments.remove(h)).collect(),
+                        stop: decided.stop,
+                        upgrade: decided.upgrade.iter().filter_map(|h| assignments.remove(h)).collect(),
+                    };
                     self.finish(&mut tx, &touched).await?;
                     tx.commit().await?;
                     self.publish(&touched).await;
@@ -996,7 +888,7 @@ macro_rules! impl_lifecycle {
                 }
 
                 async fn worker_report(&self, worker_pk: i64, held: Held, event: Event, error: Option<(String, String)>) -> StoreResult<Applied> {
-                    if event.cause() != "worker" {
+                    if event.cause() != Cause::Worker {
                         return Err(StoreError::NotAllowed(format!("{event} is not a worker report")));
                     }
                     let mut tx = self.begin_lifecycle().await?;
@@ -1013,160 +905,15 @@ macro_rules! impl_lifecycle {
                     self.move_one(tx, &t, event, err).await
                 }
 
-                async fn scheduler_tick(&self, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
-                    let mut tx = self.begin_lifecycle().await?;
-                    // begin_lifecycle took the lock row: ticks never overlap
-                    // each other or any task move, so capacity read here stays true.
-                    let mut report = TickReport::default();
-                    let mut touched = Touched::new();
-                    let n = cfg.batch;
-                    // Workers silent past their lease.
-                    sqlx::query::<$db>("update workers set lost = 1 where lost = 0 and lease_expires_at < $1")
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    let live = in_list(&[
-                        TaskState::Pending,
-                        TaskState::Scheduling,
-                        TaskState::LackOfResources,
-                        TaskState::Starting,
-                        TaskState::Running,
-                        TaskState::Upgrading,
-                    ]);
-                    let waiting = in_list(&[TaskState::Pending, TaskState::Scheduling, TaskState::LackOfResources]);
-                    // (which tasks, the event, the error it records). Each step
-                    // moves a task one stage, and a task moves once per tick, so
-                    // every stage is visible for at least one tick.
-                    let steps: [(String, Event, Option<(&str, &str)>); 8] = [
-                        (format!("where t.state = {}", TaskState::Recovering.index()), Event::Requeued, None),
-                        (format!("where t.state = {}", TaskState::Abnormal.index()), Event::Recover, None),
-                        (
-                            format!("left join workers w on w.pk = t.worker_pk \
-                                     where (w.lost = 1 or t.worker_pk is null) and t.state in ({})", in_list(&HELD)),
-                            Event::LeaseExpired,
-                            Some(("VIAS.TC.WORKER_LOST", "the worker missed its heartbeats")),
-                        ),
-                        (
-                            format!("join video_sources s on s.pk = t.video_source_pk where s.deleted = 1 and t.state in ({waiting})"),
-                            Event::SourceGone,
-                            Some(("VIAS.TC.SOURCE_GONE", "the video source was deleted")),
-                        ),
-                        (
-                            format!("join projects p on p.pk = t.project_pk where p.frozen = 1 and t.state in ({live})"),
-                            Event::Freeze,
-                            None,
-                        ),
-                        (
-                            format!("join projects p on p.pk = t.project_pk where p.frozen = 0 and t.state = {}", TaskState::Frozen.index()),
-                            Event::Unfreeze,
-                            None,
-                        ),
-                        (
-                            format!("join batch_tasks b on b.pk = t.batch_pk join services v on v.pk = b.service_pk \
-                                     where v.deployed = 0 and t.state in ({live})"),
-                            Event::Undeploy,
-                            Some(("VIAS.TC.NO_SERVICE", "the algorithm service is not deployed")),
-                        ),
-                        (
-                            format!("join batch_tasks b on b.pk = t.batch_pk \
-                                     where t.state = {} and t.service_version <> b.service_version", TaskState::Running.index()),
-                            Event::Upgrade,
-                            None,
-                        ),
-                    ];
-                    for (which, event, error) in &steps {
-                        let sql = format!("select {KEY_COLS} from tasks t {which} order by t.pk limit $1");
-                        let tasks = keys(&mut tx, &sql, &[n]).await?;
-                        apply_all(&mut tx, tasks, *event, *error, now, &mut touched, &mut report).await?;
-                    }
-
-                    // Capacity by kind: (worker pk, free slots) of live workers.
-                    let rows = sqlx::query::<$db>(&format!(
-                        "select w.pk, w.kind, w.slots - (select count(*) from tasks t where t.worker_pk = w.pk and t.state in ({})) \
-                         from workers w where w.lost = 0 order by w.pk",
-                        in_list(&HELD)
-                    ))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let mut free: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-                    for r in &rows {
-                        let kind: String = r.try_get(1)?;
-                        free.entry(kind).or_default().push((r.try_get(0)?, r.try_get(2)?));
-                    }
-
-                    // Each worker type on its own, so a backlog of one type never
-                    // hides the other's tasks from the pick.
-                    for kind in ["cloud", "edge"] {
-                        let free_slots = |free: &HashMap<String, Vec<(i64, i64)>>| -> i64 {
-                            free.get(kind).map_or(0, |ws| ws.iter().map(|(_, f)| (*f).max(0)).sum())
-                        };
-
-                        // Place what the last tick picked.
-                        for t in by_priority(&mut tx, TaskState::Scheduling, true, kind, n).await? {
-                            if report.moved_tasks.contains(&t.0.pk) {
-                                continue;
-                            }
-                            let (event, worker, error) = match free.get_mut(kind) {
-                                None => (
-                                    Event::NoCapacity,
-                                    None,
-                                    Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")),
-                                ),
-                                Some(ws) => match ws.iter_mut().filter(|(_, f)| *f > 0).max_by_key(|(_, f)| *f) {
-                                    Some((w, f)) => {
-                                        *f -= 1;
-                                        (Event::Place, Some(*w), None)
-                                    }
-                                    None => (Event::Requeue, None, None),
-                                },
-                            };
-                            if move_task(&mut tx, &t.0, event, worker, error, now, &mut touched).await?.is_some() {
-                                report.add(event);
-                                report.moved_tasks.insert(t.0.pk);
-                            }
-                        }
-
-                        // As many tasks back from lack_of_resources as there are
-                        // free slots of the type, then pending ones up to what is
-                        // left; with no live worker of the type, or past the wait
-                        // limit without a slot, they lack resources.
-                        let mut budget = free_slots(&free);
-                        let back = by_priority(&mut tx, TaskState::LackOfResources, true, kind, budget.min(n)).await?;
-                        for (t, _) in back {
-                            if budget > 0
-                                && !report.moved_tasks.contains(&t.pk)
-                                && move_task(&mut tx, &t, Event::CapacityBack, None, None, now, &mut touched).await?.is_some()
-                            {
-                                budget -= 1;
-                                report.add(Event::CapacityBack);
-                                report.moved_tasks.insert(t.pk);
-                            }
-                        }
-                        for (t, updated_at) in by_priority(&mut tx, TaskState::Pending, false, kind, n).await? {
-                            if report.moved_tasks.contains(&t.pk) {
-                                continue;
-                            }
-                            let (event, error) = if !free.contains_key(kind) {
-                                (Event::NoCapacity, Some(("VIAS.TC.NO_WORKER", "no registered worker runs this task type")))
-                            } else if budget > 0 {
-                                budget -= 1;
-                                (Event::Schedule, None)
-                            } else if now - updated_at > cfg.wait_limit_ms {
-                                (Event::NoCapacity, Some(("VIAS.TC.WAIT_LIMIT", "no worker slot freed up within the wait limit")))
-                            } else {
-                                continue;
-                            };
-                            if move_task(&mut tx, &t, event, None, error, now, &mut touched).await?.is_some() {
-                                report.add(event);
-                                report.moved_tasks.insert(t.pk);
-                            }
-                        }
-                    }
-
-                    self.finish(&mut tx, &touched).await?;
-                    tx.commit().await?;
-                    self.publish(&touched).await;
-                    Ok(report)
+                async fn begin_tick(&self) -> StoreResult<Box<dyn TickTx>> {
+                    let tx = self.begin_lifecycle().await?;
+                    Ok(Box::new(SqlTickTx {
+                        tx,
+                        pool: self.pool.clone(),
+                        model: self.model.clone(),
+                        origin: self.origin,
+                        touched: Touched::new(),
+                    }))
                 }
 
                 async fn grace_leases(&self, now: i64, lease_ms: i64) -> StoreResult<()> {
@@ -1236,6 +983,133 @@ macro_rules! impl_lifecycle {
                     tx.commit().await?;
                     self.publish(&touched).await;
                     Ok(pks.len() as u64)
+                }
+            }
+
+            /// A tick's transaction on this backend (see `TickTx`).
+            struct SqlTickTx {
+                tx: sqlx::Transaction<'static, $db>,
+                pool: sqlx::Pool<$db>,
+                model: Arc<ReadModel>,
+                origin: i64,
+                touched: Touched,
+            }
+
+            /// The tasks each maintenance step selects.
+            fn selector_sql(which: Selector) -> String {
+                let live = in_list(&[
+                    TaskState::Pending,
+                    TaskState::Scheduling,
+                    TaskState::LackOfResources,
+                    TaskState::Starting,
+                    TaskState::Running,
+                    TaskState::Upgrading,
+                ]);
+                let waiting = in_list(&[TaskState::Pending, TaskState::Scheduling, TaskState::LackOfResources]);
+                match which {
+                    Selector::Recovering => format!("where t.state = {}", TaskState::Recovering.index()),
+                    Selector::Abnormal => format!("where t.state = {}", TaskState::Abnormal.index()),
+                    Selector::HeldByLostWorker => format!(
+                        "left join workers w on w.pk = t.worker_pk where (w.lost = 1 or t.worker_pk is null) and t.state in ({})",
+                        in_list(&HELD)
+                    ),
+                    Selector::SourceGone => format!(
+                        "join video_sources s on s.pk = t.video_source_pk where s.deleted = 1 and t.state in ({waiting})"
+                    ),
+                    Selector::FrozenProject => {
+                        format!("join projects p on p.pk = t.project_pk where p.frozen = 1 and t.state in ({live})")
+                    }
+                    Selector::UnfrozenProject => format!(
+                        "join projects p on p.pk = t.project_pk where p.frozen = 0 and t.state = {}",
+                        TaskState::Frozen.index()
+                    ),
+                    Selector::Undeployed => format!(
+                        "join batch_tasks b on b.pk = t.batch_pk join services v on v.pk = b.service_pk \
+                         where v.deployed = 0 and t.state in ({live})"
+                    ),
+                    Selector::VersionBehind => format!(
+                        "join batch_tasks b on b.pk = t.batch_pk where t.state = {} and t.service_version <> b.service_version",
+                        TaskState::Running.index()
+                    ),
+                }
+            }
+
+            #[async_trait]
+            impl TickTx for SqlTickTx {
+                async fn mark_lost_workers(&mut self, now: i64) -> StoreResult<()> {
+                    sqlx::query::<$db>("update workers set lost = 1 where lost = 0 and lease_expires_at < $1")
+                        .bind(now)
+                        .execute(&mut *self.tx)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn select(&mut self, which: Selector, limit: i64) -> StoreResult<Vec<TaskKey>> {
+                    let sql = format!("select {KEY_COLS} from tasks t {} order by t.pk limit $1", selector_sql(which));
+                    keys(&mut self.tx, &sql, &[limit]).await
+                }
+
+                async fn waiting(&mut self, state: TaskState, kind: DeployType, frozen_too: bool, limit: i64) -> StoreResult<Vec<Waiting>> {
+                    by_priority(&mut self.tx, state, frozen_too, kind, limit).await
+                }
+
+                async fn capacity(&mut self) -> StoreResult<Vec<WorkerSlots>> {
+                    let rows = sqlx::query::<$db>(&format!(
+                        "select w.pk, w.kind, w.slots - (select count(*) from tasks t where t.worker_pk = w.pk and t.state in ({})) \
+                         from workers w where w.lost = 0 order by w.pk",
+                        in_list(&HELD)
+                    ))
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let kind: String = r.try_get(1)?;
+                        if let Some(kind) = DeployType::parse(&kind) {
+                            out.push(WorkerSlots { worker_pk: r.try_get(0)?, kind, free: r.try_get(2)? });
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn apply(&mut self, task: &TaskKey, event: Event, worker: Option<i64>, error: Option<TaskError>, now: i64) -> StoreResult<bool> {
+                    let error = error.map(|e| (e.code, e.message));
+                    Ok(move_task(&mut self.tx, task, event, worker, error, now, &mut self.touched).await?.is_some())
+                }
+
+                async fn commit(self: Box<Self>) -> StoreResult<()> {
+                    let SqlTickTx { mut tx, pool, model, origin, touched } = *self;
+                    finish_touched(&mut tx, origin, &touched).await?;
+                    tx.commit().await?;
+                    publish_touched(&pool, &model, &touched).await;
+                    Ok(())
+                }
+            }
+
+            /// Before commit: drops batches being deleted whose last task
+            /// went, and records every changed batch for the change feed.
+            async fn finish_touched(conn: &mut Conn, origin: i64, touched: &Touched) -> StoreResult<()> {
+                for (project_pk, batch_pk) in touched {
+                    sqlx::query::<$db>("delete from batch_task_groups where batch_pk = $1 and exists \
+                         (select 1 from batch_tasks where pk = $1 and deleting = 1 and num_task = 0)")
+                        .bind(*batch_pk)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query::<$db>("delete from batch_tasks where pk = $1 and deleting = 1 and num_task = 0")
+                        .bind(*batch_pk)
+                        .execute(&mut *conn)
+                        .await?;
+                    $store::record_change(conn, origin, *project_pk, *batch_pk).await?;
+                }
+                Ok(())
+            }
+
+            /// After commit: the read model follows, before the write returns.
+            async fn publish_touched(pool: &sqlx::Pool<$db>, model: &ReadModel, touched: &Touched) {
+                for (project_pk, batch_pk) in touched {
+                    if let Err(e) = refresh_batches(pool, model, *project_pk, &[*batch_pk]).await {
+                        tracing::warn!(error = %e, project_pk, "read model refresh failed; project will be reloaded");
+                        model.forget(*project_pk);
+                    }
                 }
             }
 

@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod read_model;
 mod sql;
 pub mod sqlite;
+pub mod tick_tx;
 
 use crate::domain::dump::DumpRecord;
 use crate::domain::{FieldError, ListBatchTasksParams, TaskState};

@@ -1,0 +1,66 @@
+//! The narrow interface a scheduler tick works through: one transaction that
+//! holds the lifecycle lock, reads waiting tasks and capacity, and moves
+//! tasks through the transition table. The scheduler decides; this only
+//! reads and writes.
+
+use super::StoreResult;
+use crate::domain::transition::Event;
+use crate::domain::{DeployType, TaskState};
+use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
+use async_trait::async_trait;
+
+/// A task as a move needs it: its handles and the state it was read in
+/// (a move is a conditional update from that state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskKey {
+    pub pk: i64,
+    pub project_pk: i64,
+    pub batch_pk: Option<i64>,
+    pub state: TaskState,
+    pub worker_pk: Option<i64>,
+    pub attempt: i64,
+}
+
+/// A waiting task and when it last moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub key: TaskKey,
+    pub updated_at: i64,
+}
+
+/// One tick's transaction. It holds the lifecycle lock from
+/// [`Lifecycle::begin_tick`](super::lifecycle::Lifecycle::begin_tick) until
+/// `commit` (or until dropped, which rolls back), so capacity read in it
+/// stays true while the tick places tasks, on every process sharing the
+/// database.
+#[async_trait]
+pub trait TickTx: Send {
+    /// Marks workers whose lease expired before `now` as lost.
+    async fn mark_lost_workers(&mut self, now: i64) -> StoreResult<()>;
+    /// Up to `limit` tasks a maintenance step acts on, oldest key first.
+    async fn select(&mut self, which: Selector, limit: i64) -> StoreResult<Vec<TaskKey>>;
+    /// Up to `limit` tasks in `state` needing a worker of `kind`, by batch
+    /// priority then age. `frozen_too`: include tasks of frozen projects.
+    async fn waiting(
+        &mut self,
+        state: TaskState,
+        kind: DeployType,
+        frozen_too: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<Waiting>>;
+    /// Every live worker's free slots.
+    async fn capacity(&mut self) -> StoreResult<Vec<WorkerSlots>>;
+    /// Moves `task` by `event` if the table allows it from the state it was
+    /// read in (`worker`: where a `Place` puts it); whether it moved.
+    async fn apply(
+        &mut self,
+        task: &TaskKey,
+        event: Event,
+        worker: Option<i64>,
+        error: Option<TaskError>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Drops batches being deleted whose last task went, records the change
+    /// feed, commits, and refreshes the read model before returning.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
