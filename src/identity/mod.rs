@@ -10,6 +10,8 @@ use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub mod signature;
+
 const PREFIX: &str = "tc1.";
 
 #[derive(Debug, thiserror::Error)]
