@@ -132,6 +132,18 @@ struct ServeArgs {
     /// Do not run the scheduler in this process (another replica does).
     #[arg(long)]
     no_scheduler: bool,
+    /// A connection must deliver a complete request head within this long
+    /// of opening or of its previous response (closes slowloris trickles
+    /// and idle keep-alive connections).
+    #[arg(long, env = "TASKCENTER_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// A request body may pause this long between two of its parts (408).
+    #[arg(long, env = "TASKCENTER_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: String,
+    /// Open connections at most; further ones get 503 at once. Capped below
+    /// the process's open-file limit, which serve raises to its hard limit.
+    #[arg(long, env = "TASKCENTER_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
 }
 
 /// Where `serve` answers the batch-task list from.
@@ -501,9 +513,19 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         list_from_db: a.list_source == ListSource::Database,
         lease,
     });
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = api::server::Limits {
+        header_timeout: ttl(&a.header_timeout)?,
+        body_timeout: ttl(&a.body_timeout)?,
+        max_connections: api::server::fit_connection_cap(a.max_connections.max(1)),
+        ..Default::default()
+    };
+    if limits.max_connections < a.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            "the open-file limit allows fewer connections than --max-connections"
+        );
+    }
+    api::server::serve(listener, app.router, limits, shutdown_signal()).await?;
     // The scheduler finishes the tick it is in, then stops; serve waits.
     let _ = stop.send(true);
     if let Some(handle) = scheduler {

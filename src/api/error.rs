@@ -51,6 +51,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("body too large")]
     TooLarge,
+    #[error("request timed out: {0}")]
+    RequestTimeout(String),
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -137,6 +141,18 @@ impl ApiError {
                 "The request body is too large.",
                 "Send a body of at most 1 MiB.",
             ),
+            RequestTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "VIAS.TC.TIMEOUT",
+                "The request was not received in time.",
+                "Send the whole request without pausing; the server closes stalled requests.",
+            ),
+            Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "VIAS.TC.UNAVAILABLE",
+                "The service is temporarily unavailable.",
+                "Retry after the time in Retry-After, with backoff.",
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "VIAS.00010006",
@@ -161,7 +177,9 @@ impl ApiError {
                 vec!["name".into()],
                 "batch task names are unique in a project".into(),
             ),
-            ApiError::NotAllowed(d) => (d.clone(), vec![], d.clone()),
+            ApiError::NotAllowed(d) | ApiError::RequestTimeout(d) | ApiError::Overloaded(d) => {
+                (d.clone(), vec![], d.clone())
+            }
             ApiError::Unauthenticated(d) => (d.clone(), vec!["X-Auth-Token".into()], d.clone()),
             ApiError::Forbidden => (
                 "the token does not grant access to this project".into(),

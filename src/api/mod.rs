@@ -6,6 +6,7 @@ mod catalogue;
 pub mod error;
 mod extract;
 pub mod openapi;
+pub mod server;
 mod task;
 mod token;
 pub mod worker;
