@@ -508,10 +508,8 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         Some(crate::scheduler::Scheduler::new(store.clone(), cfg).spawn(stopped))
     };
     let app = api::app(AppState {
-        store,
-        token_ttl,
         list_from_db: a.list_source == ListSource::Database,
-        lease,
+        ..AppState::new(store, token_ttl, lease)
     });
     let limits = api::server::Limits {
         header_timeout: ttl(&a.header_timeout)?,

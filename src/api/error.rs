@@ -55,6 +55,11 @@ pub enum ApiError {
     RequestTimeout(String),
     #[error("overloaded: {0}")]
     Overloaded(String),
+    #[error("too many requests: {detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -153,6 +158,12 @@ impl ApiError {
                 "The service is temporarily unavailable.",
                 "Retry after the time in Retry-After, with backoff.",
             ),
+            TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "VIAS.TC.TOO_MANY_REQUESTS",
+                "Too many attempts.",
+                "Wait for the time in Retry-After before trying again.",
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "VIAS.00010006",
@@ -180,6 +191,7 @@ impl ApiError {
             ApiError::NotAllowed(d) | ApiError::RequestTimeout(d) | ApiError::Overloaded(d) => {
                 (d.clone(), vec![], d.clone())
             }
+            ApiError::TooManyRequests { detail, .. } => (detail.clone(), vec![], detail.clone()),
             ApiError::Unauthenticated(d) => (d.clone(), vec!["X-Auth-Token".into()], d.clone()),
             ApiError::Forbidden => (
                 "the token does not grant access to this project".into(),
@@ -230,7 +242,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.body();
         let cause = ErrorCause(self.to_string());
+        let retry_after = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::Overloaded(_) => Some(1),
+            _ => None,
+        };
         let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         resp.extensions_mut().insert(cause);
         resp
     }

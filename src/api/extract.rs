@@ -125,3 +125,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
         Ok(ApiPath(id))
     }
 }
+
+/// The client's address, when the request came over a socket (the server
+/// loop records it; requests built in tests have none).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}

@@ -39,6 +39,44 @@ pub struct AppState {
     pub list_from_db: bool,
     /// A worker silent this long loses its tasks.
     pub lease: Duration,
+    /// Password checks and login throttling.
+    pub logins: Arc<Logins>,
+}
+
+impl AppState {
+    /// The state with the list answered from the read model and the default
+    /// login limits.
+    pub fn new(store: Arc<dyn Store>, token_ttl: Duration, lease: Duration) -> AppState {
+        AppState {
+            store,
+            token_ttl,
+            list_from_db: false,
+            lease,
+            logins: Arc::new(Logins::default()),
+        }
+    }
+}
+
+/// What guards the login route: a bounded pool of password checkers and
+/// the guessing throttle.
+#[derive(Debug)]
+pub struct Logins {
+    pub checker: identity::Checker,
+    pub throttle: identity::throttle::Throttle,
+}
+
+/// Password checks in flight (running or waiting) before new logins are
+/// refused with 503.
+pub const LOGIN_QUEUE: usize = 64;
+
+impl Default for Logins {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Logins {
+            checker: identity::Checker::new(threads, LOGIN_QUEUE),
+            throttle: Default::default(),
+        }
+    }
 }
 
 /// The router plus the list of (method, path) it serves, which the OpenAPI
@@ -331,12 +369,7 @@ mod tests {
     async fn a_panicking_handler_answers_500_with_the_error_body_and_request_id() {
         let dir = std::env::temp_dir().join(format!("tc-panic-{}", random_hex(8).unwrap()));
         let store = crate::store::open(dir.to_str().unwrap()).await.unwrap();
-        let state = AppState {
-            store,
-            token_ttl: Duration::from_secs(60),
-            list_from_db: false,
-            lease: Duration::from_secs(15),
-        };
+        let state = AppState::new(store, Duration::from_secs(60), Duration::from_secs(15));
         let router = Router::new().route(
             "/boom",
             axum::routing::get(|| async {

@@ -1,9 +1,9 @@
 //! `POST /v3/auth/tokens`: the IAM password flow, scoped to one project.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, PeerAddr};
 use super::AppState;
-use crate::domain::rfc3339_millis;
+use crate::domain::{now_millis, rfc3339_millis};
 use crate::identity;
 use crate::store::ProjectRef;
 use axum::extract::State;
@@ -61,6 +61,7 @@ fn denied() -> ApiError {
 
 pub async fn issue(
     State(st): State<AppState>,
+    PeerAddr(addr): PeerAddr,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> ApiResult<Response> {
     let a = body.auth;
@@ -81,6 +82,13 @@ pub async fn issue(
         }
     };
     let u = a.identity.password.user;
+    let wait = st.logins.throttle.wait_ms(&u.name, addr, now_millis());
+    if wait > 0 {
+        return Err(ApiError::TooManyRequests {
+            detail: "too many failed logins; wait before trying again".into(),
+            retry_after_secs: u64::try_from((wait + 999) / 1000).unwrap_or(1),
+        });
+    }
     let user = st.store.user_by_name(&u.name).await?;
     // Verify against a real hash even for an unknown user, so timing does not
     // tell which user names exist.
@@ -88,13 +96,19 @@ pub async fn issue(
         .as_ref()
         .map(|r| r.password_hash.clone())
         .unwrap_or_else(|| identity::dummy_hash().to_string());
-    let password = u.password;
-    let ok = tokio::task::spawn_blocking(move || identity::verify_password(&password, &hash))
+    let ok = st
+        .logins
+        .checker
+        .verify(u.password, hash)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|_| {
+            ApiError::Overloaded("too many logins are being checked; retry shortly".into())
+        })?;
     let Some(user) = user.filter(|_| ok) else {
+        st.logins.throttle.failed(&u.name, addr, now_millis());
         return Err(denied());
     };
+    st.logins.throttle.succeeded(&user.name);
     let project = st.store.project(&project_ref).await?.ok_or_else(denied)?;
     if !st.store.user_may_use(user.pk, project.pk).await? {
         return Err(denied());

@@ -5,12 +5,12 @@
 
 use crate::domain::{now_millis, random_hex};
 use crate::store::{NewToken, Project, Store, StoreError};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub mod password;
 pub mod signature;
+pub mod throttle;
 
 const PREFIX: &str = "tc1.";
 
@@ -28,35 +28,11 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
+pub use password::{dummy_hash, verify_password, Busy, Checker};
+
+/// Hashes a new password (Argon2id, m=19 MiB, t=2, p=1).
 pub fn hash_password(password: &str) -> Result<String, StoreError> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Internal(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Internal(e.to_string()))
-}
-
-/// False for a wrong password and for a stored hash that does not parse.
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// A real Argon2id hash of a random password, verified against when the user
-/// name is unknown so that both paths take the same time.
-pub fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| {
-        generate_password()
-            .and_then(|p| hash_password(&p))
-            .unwrap_or_default()
-    })
+    password::hash_password(password).map_err(StoreError::Internal)
 }
 
 /// A password for generated accounts: 24 hex characters, 96 bits.

@@ -127,12 +127,11 @@ impl Ctx {
             .await
             .unwrap()
             .token;
-        let app = api::app(AppState {
-            store: store.clone(),
-            token_ttl: Duration::from_secs(3600),
-            list_from_db: false,
-            lease: Duration::from_secs(15),
-        });
+        let app = api::app(AppState::new(
+            store.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(15),
+        ));
         Ctx {
             db,
             store,
