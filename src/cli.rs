@@ -461,9 +461,9 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
     store
         .create_project("default", "default", now_millis())
         .await?;
-    let password = match std::env::var("TASKCENTER_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => p,
-        _ => identity::generate_password()?,
+    let (password, generated) = match std::env::var("TASKCENTER_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (identity::generate_password()?, true),
     };
     store
         .create_user(
@@ -472,16 +472,46 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
             &["default".to_string()],
         )
         .await?;
+    // A generated password never goes to a log stream: it is written to a
+    // file only its owner can read, and shown only on a terminal.
+    if generated {
+        write_private(ADMIN_PASSWORD_FILE, &format!("{password}\n"))
+            .with_context(|| format!("could not write {ADMIN_PASSWORD_FILE}"))?;
+    }
+    let shown = if !generated {
+        "the password in TASKCENTER_ADMIN_PASSWORD".to_string()
+    } else if std::io::stdout().is_terminal() {
+        format!("password {password}, also in ./{ADMIN_PASSWORD_FILE}")
+    } else {
+        format!("its password is in ./{ADMIN_PASSWORD_FILE}, readable only by you")
+    };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "New database: created project \"default\" and user \"admin\" (password: {password}; shown only now).\n\
+        "New database: created project \"default\" and user \"admin\" ({shown}).\n\
          Get a token with either of:\n  \
          taskcenter token issue --project default\n  \
-         curl -si http://{listen}/v3/auth/tokens -H 'Content-Type: application/json' -d '{{\"auth\":{{\"identity\":{{\"methods\":[\"password\"],\"password\":{{\"user\":{{\"name\":\"admin\",\"password\":\"{password}\",\"domain\":{{\"name\":\"default\"}}}}}}}},\"scope\":{{\"project\":{{\"id\":\"default\"}}}}}}}}'"
+         curl -si http://{listen}/v3/auth/tokens -H 'Content-Type: application/json' -d '{{\"auth\":{{\"identity\":{{\"methods\":[\"password\"],\"password\":{{\"user\":{{\"name\":\"admin\",\"password\":\"PASSWORD\",\"domain\":{{\"name\":\"default\"}}}}}}}},\"scope\":{{\"project\":{{\"id\":\"default\"}}}}}}}}'"
     )?;
     out.flush()?;
     Ok(())
+}
+
+/// Where `serve` writes a generated first admin password.
+pub const ADMIN_PASSWORD_FILE: &str = "taskcenter-admin-password";
+
+/// Writes `text` to a new or truncated file that only its owner may read.
+fn write_private(path: &str, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open: narrow it too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
 }
 
 async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {

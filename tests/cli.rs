@@ -168,19 +168,21 @@ fn two_processes(db: &str) {
     let dir = TempDir::new();
     let a = Server::start(&dir.0, db);
     let b = Server::start(&dir.0, db);
-    assert!(a.wait_stdout("password: ") || b.wait_stdout("password: "));
-    let pw = a
-        .stdout()
-        .split("password: ")
-        .nth(1)
-        .map(|s| s[..24].to_string())
-        .or_else(|| {
-            b.stdout()
-                .split("password: ")
-                .nth(1)
-                .map(|s| s[..24].to_string())
-        });
-    let pw = pw.expect("one of the two bootstrapped the database");
+    assert!(a.wait_stdout("New database") || b.wait_stdout("New database"));
+    let file = dir.0.join("taskcenter-admin-password");
+    let pw = std::fs::read_to_string(&file).expect("the bootstrap wrote the admin password");
+    let pw = pw.trim().to_string();
+    assert_eq!(pw.len(), 24);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "only its owner may read the password file"
+    );
+    assert!(
+        !a.stdout().contains(&pw) && !b.stdout().contains(&pw),
+        "the password never reaches stdout when it is not a terminal"
+    );
     let token = password_token(&a.addr, "admin", &pw, "default");
     let out = cli(
         &dir.0,
