@@ -150,6 +150,9 @@ both_backends! {
         assert_error(&ctx.post_raw("/v2/p1/batch-tasks", b"{".to_vec()).await, 400, "VIAS.00010001", None);
         assert_error(&ctx.post_raw("/v2/p1/batch-tasks", vec![]).await, 400, "VIAS.00010001", None);
         assert_error(&ctx.post_raw("/v2/p1/batch-tasks", b"{} x".to_vec()).await, 400, "VIAS.00010001", None);
+        // An array is not an object, even where its items would fill the fields.
+        assert_error(&ctx.post_raw("/v2/p1/video-group", br#"["gx","name-x"]"#.to_vec()).await, 400, "VIAS.00010001", None);
+        assert_error(&ctx.get("/v2/p1/video-group/gx").await, 400, "VIAS.00010002", Some("id"));
         assert_error(&ctx.post_raw("/v2/p1/video-group", b"{\"name\":\"a\",\"name\":\"b\"}".to_vec()).await, 400, "VIAS.00010001", Some("name"));
         assert_error(&ctx.post("/v2/p1/video-group", json!({"name": 5})).await, 400, "VIAS.00010001", Some("name"));
         assert_error(&ctx.post("/v2/p1/video-group", json!({})).await, 400, "VIAS.00010001", Some("name"));
@@ -448,11 +451,16 @@ async fn worker_routes_take_only_a_worker_credential() {
         ctx.send(req.body(Body::from(body.to_string())).unwrap())
     };
     let reg = json!({"kind": "cloud", "slots": 2});
-    assert_error(
-        &send(None, "/worker/v1/register", reg.clone()).await,
-        401,
-        "VIAS.00010005",
-        None,
+    let r = send(None, "/worker/v1/register", reg.clone()).await;
+    assert_error(&r, 401, "VIAS.00010005", Some("Authorization"));
+    assert!(
+        r.body["advice"]
+            .as_str()
+            .unwrap()
+            .contains("worker credential")
+            && !r.body["detail"].as_str().unwrap().contains("X-Auth-Token"),
+        "a worker is told about its own credential: {}",
+        r.body
     );
     let user = format!("Bearer {}", ctx.token);
     assert_error(

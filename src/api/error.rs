@@ -43,6 +43,8 @@ pub enum ApiError {
     NotAllowed(String),
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    #[error("worker unauthenticated: {0}")]
+    WorkerUnauthenticated(String),
     #[error("forbidden")]
     Forbidden,
     #[error("no such route")]
@@ -122,6 +124,12 @@ impl ApiError {
                 "Authentication failed.",
                 "Obtain a token from POST /v3/auth/tokens and send it in X-Auth-Token.",
             ),
+            WorkerUnauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "VIAS.00010005",
+                "Authentication failed.",
+                "Send the worker credential from `taskcenter workers add` as Authorization: Bearer tcw1.…",
+            ),
             Forbidden => (
                 StatusCode::FORBIDDEN,
                 "VIAS.00010005",
@@ -193,6 +201,9 @@ impl ApiError {
             }
             ApiError::TooManyRequests { detail, .. } => (detail.clone(), vec![], detail.clone()),
             ApiError::Unauthenticated(d) => (d.clone(), vec!["X-Auth-Token".into()], d.clone()),
+            ApiError::WorkerUnauthenticated(d) => {
+                (d.clone(), vec!["Authorization".into()], d.clone())
+            }
             ApiError::Forbidden => (
                 "the token does not grant access to this project".into(),
                 vec!["project_id".into()],

@@ -61,8 +61,11 @@ pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Parses a request body that the contract says is a JSON object; serde
+/// would otherwise also fill a struct from a JSON array, by position.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.is_empty() {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
         return Err(ApiError::Invalid {
             param: None,
             detail: "the request body must be a JSON object".into(),

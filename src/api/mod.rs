@@ -308,7 +308,15 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
                 next.run(req).await
             }
             Err(AuthError::Store(e)) => ApiError::from(e).into_response(),
-            Err(e) => ApiError::Unauthenticated(e.to_string()).into_response(),
+            Err(e) => ApiError::WorkerUnauthenticated(
+                match e {
+                    AuthError::Missing => "the worker credential is missing",
+                    AuthError::Malformed => "the worker credential is malformed",
+                    _ => "the worker credential is not valid",
+                }
+                .into(),
+            )
+            .into_response(),
         };
     }
     if path != "/v2" && !path.starts_with("/v2/") {

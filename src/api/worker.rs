@@ -29,7 +29,9 @@ impl<S: Send + Sync> FromRequestParts<S> for WorkerAuthed {
             .extensions
             .get::<WorkerAuthed>()
             .copied()
-            .ok_or_else(|| ApiError::Unauthenticated("worker credential is missing".into()))
+            .ok_or_else(|| {
+                ApiError::WorkerUnauthenticated("the worker credential is missing".into())
+            })
     }
 }
 
