@@ -144,6 +144,14 @@ struct ServeArgs {
     /// the process's open-file limit, which serve raises to its hard limit.
     #[arg(long, env = "TASKCENTER_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Serve `GET /metrics` without authentication on this address (keep it
+    /// private: a loopback or an internal interface).
+    #[arg(long, env = "TASKCENTER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Serve `GET /metrics` on the API address too, to requests bearing
+    /// this token (`Authorization: Bearer …`).
+    #[arg(long, env = "TASKCENTER_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 /// Where `serve` answers the batch-task list from.
@@ -537,10 +545,31 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         };
         Some(crate::scheduler::Scheduler::new(store.clone(), cfg).spawn(stopped))
     };
-    let app = api::app(AppState {
+    let state = AppState {
         list_from_db: a.list_source == ListSource::Database,
+        metrics_token: a.metrics_token.filter(|t| !t.is_empty()).map(Into::into),
         ..AppState::new(store, token_ttl, lease)
-    });
+    };
+    if let Some(addr) = &a.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("could not listen on {addr} for metrics"))?;
+        tracing::info!(addr = %l.local_addr()?, "metrics serving");
+        let st = state.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let st = st.clone();
+                async move { api::metrics_reply(&st).await }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    let app = api::app(state);
     let limits = api::server::Limits {
         header_timeout: ttl(&a.header_timeout)?,
         body_timeout: ttl(&a.body_timeout)?,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod datagen;
 pub mod domain;
 pub mod identity;
+pub mod metrics;
 pub mod protocol;
 pub mod scheduler;
 pub mod store;

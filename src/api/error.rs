@@ -292,7 +292,10 @@ impl From<StoreError> for ApiError {
             StoreError::BatchNameTaken => ApiError::BatchNameExists,
             StoreError::NotAllowed(d) => ApiError::NotAllowed(d),
             StoreError::Invalid(f) => ApiError::invalid(f),
-            StoreError::Db(e) => ApiError::Internal(e.to_string()),
+            StoreError::Db(e) => {
+                crate::metrics::metrics().db_errors.inc();
+                ApiError::Internal(e.to_string())
+            }
             StoreError::Internal(e) => ApiError::Internal(e),
         }
     }

@@ -41,6 +41,9 @@ pub struct AppState {
     pub lease: Duration,
     /// Password checks and login throttling.
     pub logins: Arc<Logins>,
+    /// The bearer token that opens `GET /metrics` on the API's own port
+    /// (`None`: metrics only on the operator's metrics address, if any).
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             list_from_db: false,
             lease,
             logins: Arc::new(Logins::default()),
+            metrics_token: None,
         }
     }
 }
@@ -115,6 +119,7 @@ pub fn app(state: AppState) -> App {
         routes: Vec::new(),
     }
     .add(Method::GET, "/healthz", healthz)
+    .add(Method::GET, "/metrics", metrics_on_api_port)
     .add(Method::GET, "/readyz", readyz)
     .add(Method::GET, "/openapi.json", openapi::serve)
     .add(Method::POST, "/v3/auth/tokens", token::issue)
@@ -217,6 +222,7 @@ pub fn app(state: AppState) -> App {
     .add(Method::POST, "/worker/v1/register", worker::register)
     .add(Method::POST, "/worker/v1/sync", worker::sync)
     .add(Method::POST, "/worker/v1/report", worker::report);
+    let _ = ROUTES.set(t.routes.iter().map(|(_, p)| *p).collect());
     App {
         router: with_edge(t.router, state),
         routes: t.routes,
@@ -257,7 +263,16 @@ async fn request_context(req: Request, next: Next) -> Response {
         .await;
     let _in = span.enter();
     let status = resp.status().as_u16();
-    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = start.elapsed().as_secs_f64();
+    crate::metrics::metrics()
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            method: static_method(&method),
+            route: static_route(&route),
+            status,
+        })
+        .observe(elapsed);
+    let elapsed_ms = elapsed * 1000.0;
     match resp.extensions_mut().remove::<error::ErrorCause>() {
         Some(cause) if resp.status().is_server_error() => {
             tracing::error!(request_id = %id, %method, %route, status, cause = %cause.0, "request failed")
@@ -269,6 +284,30 @@ async fn request_context(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The routes the router serves, so metrics label requests with a fixed
+/// set of route names.
+static ROUTES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+
+fn static_route(route: &str) -> &'static str {
+    ROUTES
+        .get()
+        .and_then(|r| r.iter().find(|p| **p == route).copied())
+        .unwrap_or("-")
+}
+
+fn static_method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Request ids: a random per-process prefix and a counter, unique without
@@ -346,6 +385,57 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
     }
     req.extensions_mut().insert(Authed(project));
     next.run(req).await
+}
+
+/// `GET /metrics` on the API port: open only with the configured metrics
+/// token (`Authorization: Bearer …`); without one configured, no such route.
+async fn metrics_on_api_port(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = st.metrics_token.as_deref() else {
+        return ApiError::NoRoute.into_response();
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return ApiError::Unauthenticated(
+            "GET /metrics needs the metrics token as a bearer token".into(),
+        )
+        .into_response();
+    }
+    metrics_reply(&st).await
+}
+
+/// The exposition, with the figures read at scrape time refreshed first.
+pub async fn metrics_reply(st: &AppState) -> Response {
+    let m = crate::metrics::metrics();
+    let started = Instant::now();
+    if let Ok(workers) = st.store.workers().await {
+        let now = crate::domain::now_millis();
+        let lost = workers
+            .iter()
+            .filter(|w| w.lost || w.lease_expires_at < now)
+            .count();
+        let status = |s: &'static str| crate::metrics::WorkerLabels { status: s };
+        m.workers.get_or_create(&status("lost")).set(lost as i64);
+        m.workers
+            .get_or_create(&status("live"))
+            .set((workers.len() - lost) as i64);
+    }
+    m.scrape_seconds.set(started.elapsed().as_secs_f64());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -93,6 +93,7 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             refused_since_log += 1;
+            crate::metrics::metrics().refused_connections.inc();
             if last_cap_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 tracing::warn!(
                     max_connections = limits.max_connections,
@@ -124,10 +125,13 @@ pub async fn serve(
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn);
+        let open = &crate::metrics::metrics().open_connections;
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            crate::metrics::metrics().open_connections.dec();
             drop(permit);
         });
     }

@@ -5,6 +5,7 @@ use super::extract::{ApiJson, PeerAddr};
 use super::AppState;
 use crate::domain::{now_millis, rfc3339_millis};
 use crate::identity;
+use crate::metrics::LoginRefusal;
 use crate::store::ProjectRef;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
@@ -83,7 +84,9 @@ pub async fn issue(
     };
     let u = a.identity.password.user;
     let wait = st.logins.throttle.wait_ms(&u.name, addr, now_millis());
+    let m = crate::metrics::metrics();
     if wait > 0 {
+        m.login_refused(LoginRefusal::Throttled);
         return Err(ApiError::TooManyRequests {
             detail: "too many failed logins; wait before trying again".into(),
             retry_after_secs: u64::try_from((wait + 999) / 1000).unwrap_or(1),
@@ -106,6 +109,7 @@ pub async fn issue(
         })?;
     let Some(user) = user.filter(|_| ok) else {
         st.logins.throttle.failed(&u.name, addr, now_millis());
+        m.login_refused(LoginRefusal::WrongCredentials);
         return Err(denied());
     };
     st.logins.throttle.succeeded(&user.name);

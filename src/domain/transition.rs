@@ -83,6 +83,34 @@ impl Event {
         Event::Upgraded,
     ];
 
+    /// The event's name, as history and metrics show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Start => "Start",
+            Event::Stop => "Stop",
+            Event::Delete => "Delete",
+            Event::Schedule => "Schedule",
+            Event::Place => "Place",
+            Event::Requeue => "Requeue",
+            Event::NoCapacity => "NoCapacity",
+            Event::CapacityBack => "CapacityBack",
+            Event::SourceGone => "SourceGone",
+            Event::Recover => "Recover",
+            Event::Requeued => "Requeued",
+            Event::Started => "Started",
+            Event::SpawnFailed => "SpawnFailed",
+            Event::Exited => "Exited",
+            Event::Crashed => "Crashed",
+            Event::Released => "Released",
+            Event::LeaseExpired => "LeaseExpired",
+            Event::Freeze => "Freeze",
+            Event::Unfreeze => "Unfreeze",
+            Event::Undeploy => "Undeploy",
+            Event::Upgrade => "Upgrade",
+            Event::Upgraded => "Upgraded",
+        }
+    }
+
     /// Who causes the event.
     pub fn cause(self) -> Cause {
         match self {
@@ -138,7 +166,7 @@ impl Cause {
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        f.write_str(self.name())
     }
 }
 
@@ -327,6 +355,7 @@ mod tests {
         }
         for e in Event::ALL {
             assert!(TRANSITIONS.iter().any(|(_, x, _)| *x == e), "{e} unused");
+            assert_eq!(e.name(), format!("{e:?}"), "the name is the variant's");
         }
     }
 

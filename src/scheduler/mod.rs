@@ -184,8 +184,18 @@ impl Scheduler {
             }
             while !*stop.borrow() {
                 let started = Instant::now();
-                let pause = match tick(&*self.store, now_millis(), &self.cfg.tick).await {
+                let result = tick(&*self.store, now_millis(), &self.cfg.tick).await;
+                let m = crate::metrics::metrics();
+                m.tick_seconds.observe(started.elapsed().as_secs_f64());
+                let pause = match result {
                     Ok(r) => {
+                        for (event, n) in &r.moved {
+                            m.moves
+                                .get_or_create(&crate::metrics::EventLabels {
+                                    event: event.name(),
+                                })
+                                .inc_by(*n);
+                        }
                         if r.total() > 0 {
                             tracing::debug!(moved = ?r.moved, "scheduler tick");
                         }
@@ -196,6 +206,7 @@ impl Scheduler {
                         decide::pause_after(full, started.elapsed(), self.cfg.interval)
                     }
                     Err(e) => {
+                        m.tick_failures.inc();
                         tracing::warn!(error = %e, "scheduler tick failed");
                         self.cfg.interval
                     }
