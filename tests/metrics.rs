@@ -197,6 +197,9 @@ fn metrics_move_with_requests_and_ticks_on_postgres() {
 fn without_a_metrics_token_the_api_port_serves_no_metrics() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, "t.db");
-    let (status, body) = raw_get(&server.addr, "/metrics", None);
-    assert_eq!(status, 404, "{body}");
+    for auth in [None, Some("anything")] {
+        let (status, body) = raw_get(&server.addr, "/metrics", auth);
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains("taskcenter_"), "{body}");
+    }
 }

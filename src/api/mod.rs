@@ -388,14 +388,17 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
 }
 
 /// `GET /metrics` on the API port: open only with the configured metrics
-/// token (`Authorization: Bearer …`); without one configured, no such route.
+/// token (`Authorization: Bearer …`); without one configured, to nobody.
 async fn metrics_on_api_port(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     use subtle::ConstantTimeEq;
     let Some(expected) = st.metrics_token.as_deref() else {
-        return ApiError::NoRoute.into_response();
+        return ApiError::Unauthenticated(
+            "metrics are served on this port only with --metrics-token configured".into(),
+        )
+        .into_response();
     };
     let given = headers
         .get("authorization")

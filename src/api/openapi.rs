@@ -153,6 +153,10 @@ fn document() -> Value {
                  "description": "Self-hosted task center for video analytics, wire-compatible with the VIAS task-center API (v2)."},
         "paths": {
             "/healthz": {"get": op("Healthz", "The process is alive", vec![], None, ok(json!({"type": "object"})), false)},
+            "/metrics": {"get": {"operationId": "Metrics", "summary": "Metrics in the Prometheus text format; on this port only with the metrics token (Authorization: Bearer), refused to everyone when none is configured", "parameters": [],
+                "responses": {
+                    "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": {"description": "Missing or wrong metrics token, or none configured (VIAS.00010005)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}},
             "/readyz": {"get": {"operationId": "Readyz", "summary": "The database is reachable", "parameters": [],
                 "responses": {"200": ok(json!({"type": "object"})), "503": {"description": "database unreachable"}}}},
             "/openapi.json": {"get": op("OpenApi", "This document", vec![], None, ok(json!({"type": "object"})), false)},

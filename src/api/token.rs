@@ -105,6 +105,7 @@ pub async fn issue(
         .verify(u.password, hash)
         .await
         .map_err(|_| {
+            m.login_refused(LoginRefusal::Busy);
             ApiError::Overloaded("too many logins are being checked; retry shortly".into())
         })?;
     let Some(user) = user.filter(|_| ok) else {

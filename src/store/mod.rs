@@ -1,13 +1,23 @@
-//! The `Store` trait: every read and write of taskcenter's data. `sqlite` and
-//! `postgres` implement it; nothing outside this module speaks SQL.
+//! The `Store` trait: every read and write of taskcenter's data. One SQL
+//! implementation (`SqlStore`, on `sqlx::Any`) serves both databases; what
+//! differs between them is the small `Backend` contract that `sqlite` and
+//! `postgres` implement. Nothing outside this module speaks SQL.
 
-mod common;
+mod backend;
+mod batch;
+mod catalogue;
+mod export;
+mod identity;
+mod import;
 pub mod lifecycle;
 pub mod postgres;
 pub mod read_model;
 mod sql;
+mod sql_store;
 pub mod sqlite;
 pub mod tick_tx;
+
+pub use sql_store::SqlStore;
 
 use crate::domain::dump::DumpRecord;
 use crate::domain::{FieldError, ListBatchTasksParams, TaskState};
@@ -401,18 +411,19 @@ pub trait Store: lifecycle::Lifecycle + Send + Sync + 'static {
 }
 
 /// Opens the store a URL names (`postgres://` or `postgresql://` for
-/// PostgreSQL, `sqlite:PATH` or a bare file path for SQLite) and applies
-/// migrations.
+/// PostgreSQL, `sqlite:PATH`, `sqlite://PATH` or a bare file path for
+/// SQLite) and applies migrations.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::start(url).await?))
+    let (pool, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::connect(url).await?
     } else {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
-        Ok(Arc::new(sqlite::SqliteStore::start(path).await?))
-    }
+        sqlite::connect(path).await?
+    };
+    Ok(Arc::new(SqlStore::start(pool, backend).await?))
 }
 
 /// A random tag for this store instance's entries in the change feed.

@@ -64,18 +64,41 @@ impl Query {
     }
 }
 
-/// Columns of a batch-list row, in the order `common` decodes them.
-pub fn batch_row_columns() -> String {
-    let mut s = String::from(
-        "b.id, b.name, b.alg_name, b.company, b.task_type, b.priority, b.num_task, b.created_at, ",
-    );
-    for c in COUNTER_COLUMNS {
+/// The batch row's own columns, `b.id as id` … `b.created_at as created_at`
+/// and the counters by their column names, as `batch::batch_row_named`
+/// decodes them.
+pub fn batch_fields() -> String {
+    let mut s = String::new();
+    for c in [
+        "id",
+        "name",
+        "alg_name",
+        "company",
+        "task_type",
+        "priority",
+        "num_task",
+        "created_at",
+    ]
+    .into_iter()
+    .chain(COUNTER_COLUMNS)
+    {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
         s.push_str("b.");
         s.push_str(c);
-        s.push_str(", ");
+        s.push_str(" as ");
+        s.push_str(c);
     }
+    s
+}
+
+/// Columns of a batch-list row: `batch_fields`, then `group_names` and
+/// `source_name`.
+pub fn batch_row_columns() -> String {
+    let mut s = batch_fields();
     s.push_str(
-        "(select string_agg(g.name, ',' order by bg.position) from batch_task_groups bg \
+        ", (select string_agg(g.name, ',' order by bg.position) from batch_task_groups bg \
          join video_groups g on g.pk = bg.group_pk where bg.batch_pk = b.pk) as group_names, \
          case when b.num_task = 1 then (select s.name from tasks t join video_sources s \
          on s.pk = t.video_source_pk where t.batch_pk = b.pk limit 1) end as source_name",
@@ -143,7 +166,7 @@ fn push_filters(q: &mut Query, project_pk: i64, p: &ListBatchTasksParams) {
 
 pub fn count_batch_tasks(positional: bool, project_pk: i64, p: &ListBatchTasksParams) -> Query {
     let mut q = Query::new(positional);
-    q.push("select count(*)");
+    q.push("select count(*) as n");
     push_filters(&mut q, project_pk, p);
     q
 }

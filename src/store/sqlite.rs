@@ -2,13 +2,18 @@
 //! readers never wait for the writer; writes take the lock up front
 //! (`BEGIN IMMEDIATE`) so two writers never deadlock on a lock upgrade.
 
-use super::common::impl_sql_store;
-use super::lifecycle::impl_lifecycle;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use super::backend::{Backend, Migration};
+use super::read_model::ReadModel;
+use super::sql_store::refresh_batches;
+use super::StoreResult;
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-const MIGRATIONS: &[(&str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -33,63 +38,101 @@ const POLL: Duration = Duration::from_millis(200);
 /// behind sees the gap and reloads its views.
 const KEEP_CHANGES_MS: i64 = 120_000;
 
-pub struct SqliteStore {
-    pool: SqlitePool,
-    model: Arc<ReadModel>,
-    tokens: std::sync::RwLock<std::collections::HashMap<String, super::TokenRow>>,
-    /// Tags this process's changes so its feed skips what it applied already.
-    origin: i64,
+/// Set on every new connection. Writers queue on SQLite's one write lock; a
+/// command run next to a busy server waits its turn (30 s) rather than
+/// failing. The busy timeout comes first so the others wait for locks too.
+const PRAGMAS: [&str; 4] = [
+    "pragma busy_timeout = 30000",
+    "pragma journal_mode = wal",
+    "pragma foreign_keys = on",
+    "pragma synchronous = normal",
+];
+
+/// The `sqlite:` URL naming the file at `path`, created if missing. Every
+/// byte but letters and digits is escaped, so the path comes back exactly
+/// (no dot segments resolved, no `?` or `#` misread).
+fn url_of(path: &str) -> String {
+    let escaped = percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC);
+    format!("sqlite:{escaped}?mode=rwc")
 }
 
-impl SqliteStore {
-    const BACKEND: &'static str = "sqlite";
-    /// Placeholder style for built statements (see `sql::Query`).
-    const POSITIONAL: bool = true;
-
-    /// Opens (creating if missing) the database file at `path`.
-    pub async fn open(path: &str) -> Result<Self, sqlx::Error> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Writers queue on SQLite's one write lock; a command run next
-            // to a busy server waits its turn rather than failing.
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await?;
-        Ok(SqliteStore {
-            pool,
-            model: Arc::new(ReadModel::default()),
-            tokens: Default::default(),
-            origin: super::new_origin(),
+/// Opens (creating if missing) the database file at `path`.
+pub(crate) async fn connect(path: &str) -> Result<(AnyPool, Arc<dyn Backend>), sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let opts = AnyConnectOptions::from_str(&url_of(path))?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                for p in PRAGMAS {
+                    conn.execute(p).await?;
+                }
+                Ok(())
+            })
         })
+        .connect_with(opts)
+        .await?;
+    Ok((pool, Arc::new(Sqlite)))
+}
+
+pub(crate) struct Sqlite;
+
+#[async_trait]
+impl Backend for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
     }
 
-    /// A bulk load touches far more pages than the default cache holds; a
-    /// large cache keeps them from spilling to the WAL and being read back.
-    async fn tune_for_import(tx: &mut Transaction<'static, Sqlite>) -> super::StoreResult<()> {
-        sqlx::query("pragma cache_size = -1048576")
-            .execute(&mut **tx)
-            .await?;
+    fn positional(&self) -> bool {
+        true
+    }
+
+    fn begin_write(&self) -> Option<&'static str> {
+        Some("begin immediate")
+    }
+
+    /// In WAL mode a read transaction sees one snapshot from its first read on.
+    fn begin_read(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn migrations(&self) -> &'static [Migration] {
+        MIGRATIONS
+    }
+
+    fn create_migrations_table(&self) -> &'static str {
+        "create table if not exists schema_migrations (name text primary key, applied_at integer not null)"
+    }
+
+    /// `begin immediate` holds the write lock already.
+    async fn lock_migrations(&self, _conn: &mut AnyConnection) -> StoreResult<()> {
         Ok(())
     }
 
     async fn record_change(
-        conn: &mut sqlx::SqliteConnection,
+        &self,
+        conn: &mut AnyConnection,
         origin: i64,
         project_pk: i64,
         batch_pk: i64,
-    ) -> super::StoreResult<()> {
-        sqlx::query("insert into change_log (origin, project_pk, batch_pk, created_at) values ($1, $2, $3, $4)")
-            .bind(origin)
-            .bind(project_pk)
-            .bind(batch_pk)
-            .bind(crate::domain::now_millis())
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "insert into change_log (origin, project_pk, batch_pk, created_at) values ($1, $2, $3, $4)",
+        )
+        .bind(origin)
+        .bind(project_pk)
+        .bind(batch_pk)
+        .bind(crate::domain::now_millis())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A bulk load touches far more pages than the default cache holds; a
+    /// large cache keeps them from spilling to the WAL and being read back.
+    async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()> {
+        sqlx::query("pragma cache_size = -1048576")
             .execute(conn)
             .await?;
         Ok(())
@@ -97,109 +140,116 @@ impl SqliteStore {
 
     /// Polls the change log for other processes' writes and applies them to
     /// the loaded views; ends when the store is dropped.
-    fn spawn_change_feed(&self) {
-        let pool = self.pool.clone();
-        let model = Arc::downgrade(&self.model);
-        let origin = self.origin;
-        tokio::spawn(async move {
-            let mut cursor: i64 = match sqlx::query_scalar::<Sqlite, i64>(
-                "select coalesce(max(seq), 0) from change_log",
-            )
-            .fetch_one(&pool)
-            .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "change feed could not start; views of other processes' writes may lag");
-                    return;
-                }
-            };
-            let mut last_prune = std::time::Instant::now();
-            loop {
-                tokio::time::sleep(POLL).await;
-                let Some(model) = model.upgrade() else { return };
-                let rows = sqlx::query_as::<Sqlite, (i64, i64, i64, i64)>(
-                    "select seq, origin, project_pk, batch_pk from change_log where seq > $1 order by seq limit 5000",
-                )
-                .bind(cursor)
-                .fetch_all(&pool)
-                .await;
-                match rows {
-                    Ok(rows) => {
-                        if rows.first().is_some_and(|r| r.0 != cursor + 1) {
-                            tracing::warn!("change feed gap; reloading every view");
-                            model.forget_all();
-                        }
-                        let mut work: std::collections::BTreeMap<i64, Vec<i64>> =
-                            Default::default();
-                        for (seq, o, p, b) in rows {
-                            cursor = seq;
-                            if o == origin {
-                                continue;
-                            }
-                            if b == 0 {
-                                model.forget(p);
-                            } else {
-                                let v = work.entry(p).or_default();
-                                if !v.contains(&b) {
-                                    v.push(b);
-                                }
-                            }
-                        }
-                        for (p, pks) in work {
-                            if let Err(e) = refresh_batches(&pool, &model, p, &pks).await {
-                                tracing::warn!(error = %e, "change feed refresh failed; project will be reloaded");
-                                model.forget(p);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "change feed poll failed"),
-                }
-                if last_prune.elapsed() > Duration::from_secs(30) {
-                    last_prune = std::time::Instant::now();
-                    let cutoff = crate::domain::now_millis() - KEEP_CHANGES_MS;
-                    if let Err(e) = sqlx::query("delete from change_log where created_at < $1")
-                        .bind(cutoff)
-                        .execute(&pool)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "change log prune failed");
-                    }
-                }
-            }
-        });
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("begin immediate").await
-    }
-
-    /// In WAL mode a read transaction sees one snapshot from its first read on.
-    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    async fn run_migrations(&self) -> super::StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::Executor::execute(
-            &mut *tx,
-            "create table if not exists schema_migrations (name text primary key, applied_at integer not null)",
-        )
-        .await?;
-        apply_migrations(&mut tx, MIGRATIONS).await?;
-        tx.commit().await?;
-        Ok(())
+    fn spawn_change_feed(&self, pool: AnyPool, model: Weak<ReadModel>, origin: i64) {
+        tokio::spawn(poll_changes(pool, self.positional(), model, origin));
     }
 }
 
-impl_sql_store!(SqliteStore, Sqlite, SqliteImporter);
-impl_lifecycle!(SqliteStore, Sqlite);
+/// One row of `change_log`.
+struct Change {
+    seq: i64,
+    origin: i64,
+    project_pk: i64,
+    batch_pk: i64,
+}
 
-impl SqliteStore {
-    /// Opens the file and applies migrations.
-    pub async fn start(path: &str) -> super::StoreResult<Self> {
-        let s = Self::open(path).await?;
-        s.run_migrations().await?;
-        Ok(s)
+const CHANGE_COLS: &str = "seq, origin, project_pk, batch_pk";
+
+fn change_from(r: &sqlx::any::AnyRow) -> Result<Change, sqlx::Error> {
+    Ok(Change {
+        seq: r.try_get("seq")?,
+        origin: r.try_get("origin")?,
+        project_pk: r.try_get("project_pk")?,
+        batch_pk: r.try_get("batch_pk")?,
+    })
+}
+
+async fn poll_changes(pool: AnyPool, positional: bool, model: Weak<ReadModel>, origin: i64) {
+    let mut cursor: i64 = match sqlx::query("select coalesce(max(seq), 0) as seq from change_log")
+        .fetch_one(&pool)
+        .await
+        .and_then(|r| r.try_get("seq"))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "change feed could not start; views of other processes' writes may lag");
+            return;
+        }
+    };
+    let mut last_prune = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(POLL).await;
+        let Some(model) = model.upgrade() else { return };
+        let rows = sqlx::query(&format!(
+            "select {CHANGE_COLS} from change_log where seq > $1 order by seq limit 5000"
+        ))
+        .bind(cursor)
+        .fetch_all(&pool)
+        .await
+        .and_then(|rows| rows.iter().map(change_from).collect::<Result<Vec<_>, _>>());
+        match rows {
+            Ok(rows) => {
+                if rows.first().is_some_and(|r| r.seq != cursor + 1) {
+                    tracing::warn!("change feed gap; reloading every view");
+                    model.forget_all();
+                }
+                let mut work: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+                for c in rows {
+                    cursor = c.seq;
+                    if c.origin == origin {
+                        continue;
+                    }
+                    if c.batch_pk == 0 {
+                        model.forget(c.project_pk);
+                    } else {
+                        let v = work.entry(c.project_pk).or_default();
+                        if !v.contains(&c.batch_pk) {
+                            v.push(c.batch_pk);
+                        }
+                    }
+                }
+                for (p, pks) in work {
+                    if let Err(e) = refresh_batches(&pool, positional, &model, p, &pks).await {
+                        tracing::warn!(error = %e, "change feed refresh failed; project will be reloaded");
+                        model.forget(p);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "change feed poll failed"),
+        }
+        if last_prune.elapsed() > Duration::from_secs(30) {
+            last_prune = std::time::Instant::now();
+            let cutoff = crate::domain::now_millis() - KEEP_CHANGES_MS;
+            if let Err(e) = sqlx::query("delete from change_log where created_at < $1")
+                .bind(cutoff)
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(error = %e, "change log prune failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions;
+
+    #[test]
+    fn a_path_comes_back_from_its_url_unchanged() {
+        for path in [
+            "/tmp/a b/c?d#e%f.db",
+            "data/../x.db",
+            "./rel.db",
+            "user@host:5/x.db",
+            ":memory:",
+            "/tmp/é.db",
+        ] {
+            let any = AnyConnectOptions::from_str(&url_of(path)).unwrap();
+            let opts = SqliteConnectOptions::from_url(&any.database_url).unwrap();
+            assert_eq!(opts.get_filename(), std::path::Path::new(path), "{path}");
+        }
     }
 }

@@ -1,0 +1,57 @@
+//! The contract a backend must meet. The store's SQL is shared text (see
+//! `sql`) run through `sqlx::Any`; a backend supplies only what that text
+//! cannot say the same way on both databases: how transactions begin, how
+//! migrations are serialized, how other processes hear of a write, and how
+//! a bulk load is tuned.
+
+use super::read_model::ReadModel;
+use super::StoreResult;
+use async_trait::async_trait;
+use sqlx::{AnyConnection, AnyPool};
+use std::sync::Weak;
+
+/// One migration: its name (recorded in `schema_migrations`) and its SQL.
+pub(crate) type Migration = (&'static str, &'static str);
+
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// The name `Store::backend` reports.
+    fn name(&self) -> &'static str;
+
+    /// Placeholder style for built statements (see `sql::Query`).
+    fn positional(&self) -> bool;
+
+    /// The statement that opens a write transaction (`None`: plain `BEGIN`).
+    fn begin_write(&self) -> Option<&'static str>;
+
+    /// The statement that opens a read transaction, which must see one
+    /// snapshot throughout (`None`: plain `BEGIN`).
+    fn begin_read(&self) -> Option<&'static str>;
+
+    /// The migrations, in order.
+    fn migrations(&self) -> &'static [Migration];
+
+    /// `create table if not exists schema_migrations ...` in this dialect.
+    fn create_migrations_table(&self) -> &'static str;
+
+    /// Called first in the migration transaction: keeps processes starting
+    /// together from applying a migration twice.
+    async fn lock_migrations(&self, conn: &mut AnyConnection) -> StoreResult<()>;
+
+    /// Tells other processes, once the transaction on `conn` commits, that
+    /// a batch (`batch_pk`, or every batch of the project when 0) changed.
+    async fn record_change(
+        &self,
+        conn: &mut AnyConnection,
+        origin: i64,
+        project_pk: i64,
+        batch_pk: i64,
+    ) -> StoreResult<()>;
+
+    /// Settings for the one transaction a bulk load runs in.
+    async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()>;
+
+    /// Starts following other processes' changes and applying them to
+    /// `model` (skipping those tagged `origin`); ends once `model` is gone.
+    fn spawn_change_feed(&self, pool: AnyPool, model: Weak<ReadModel>, origin: i64);
+}

@@ -1,0 +1,595 @@
+//! Batch tasks and their tasks: creation, the list (from the read model or
+//! from SQL), counters.
+
+use super::catalogue::{group_pk, source_pk};
+use super::sql_store::{bound, is_unique_violation, SqlStore};
+use super::{
+    sql, stored_state, BatchCreated, BatchGroupInput, BatchTaskPage, BatchTaskRow, CounterCheck,
+    DeployType, NewBatchTask, SourceFailure, StoreError, StoreResult, TaskRow,
+};
+use crate::domain::state::COUNTER_COLUMNS;
+use crate::domain::{field, now_millis, random_hex, ListBatchTasksParams, TaskState};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A batch-list row from columns named as `sql::batch_row_columns` names
+/// them (`id` … `created_at`, then the counters by their column names);
+/// the group and source names are passed in, as the two queries that read
+/// these rows compute them differently.
+pub(super) fn batch_row_named(
+    row: &AnyRow,
+    video_group_name: Option<String>,
+    video_source_name: Option<String>,
+) -> StoreResult<BatchTaskRow> {
+    let mut counters = [0i64; 18];
+    for (c, name) in counters.iter_mut().zip(COUNTER_COLUMNS) {
+        *c = row.try_get(name)?;
+    }
+    Ok(BatchTaskRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        alg_name: row.try_get("alg_name")?,
+        company: row.try_get("company")?,
+        task_type: row.try_get("task_type")?,
+        priority: row.try_get("priority")?,
+        num_task: row.try_get("num_task")?,
+        created_at: row.try_get("created_at")?,
+        counters,
+        video_group_name,
+        video_source_name,
+        rendered: Default::default(),
+    })
+}
+
+/// A row of `sql::select_batch_tasks`.
+fn batch_row_from(row: &AnyRow) -> StoreResult<BatchTaskRow> {
+    batch_row_named(
+        row,
+        row.try_get("group_names")?,
+        row.try_get("source_name")?,
+    )
+}
+
+/// Columns `task_from` decodes, with the joins they need.
+const TASK_COLS: &str = "t.id as task_id, b.id as batch_id, s.id as source_id, t.state as state, \
+     t.created_at as created_at, t.updated_at as updated_at from tasks t \
+     left join batch_tasks b on b.pk = t.batch_pk join video_sources s on s.pk = t.video_source_pk";
+
+fn task_from(row: &AnyRow) -> StoreResult<TaskRow> {
+    Ok(TaskRow {
+        id: row.try_get("task_id")?,
+        batch_id: row.try_get("batch_id")?,
+        video_source_id: row.try_get("source_id")?,
+        state: stored_state(row.try_get("state")?)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The fields of a new batch row.
+#[derive(Clone, Copy)]
+struct BatchRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    service_name: &'a str,
+    service_version: &'a str,
+    priority: &'a str,
+    config: &'a serde_json::Value,
+    output: &'a serde_json::Value,
+    created_at: i64,
+    group_pks: &'a [i64],
+}
+
+/// Inserts a batch row with zero counters and its ordered groups; returns
+/// its pk. Checks name and id uniqueness and the service.
+async fn insert_batch_row(
+    conn: &mut AnyConnection,
+    project_pk: i64,
+    b: &BatchRow<'_>,
+) -> StoreResult<i64> {
+    let BatchRow {
+        id,
+        name,
+        description,
+        service_name,
+        service_version,
+        priority,
+        config,
+        output,
+        created_at,
+        group_pks,
+    } = *b;
+    let clash: Option<String> = sqlx::query_scalar(
+        "select id from batch_tasks where project_pk = $1 and id = $2 \
+         union all select id from batch_tasks where project_pk = $1 and name = $3 limit 1",
+    )
+    .bind(project_pk)
+    .bind(id)
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(other) = clash {
+        return Err(if other == id {
+            StoreError::Conflict {
+                what: "batch task",
+                param: "id".into(),
+            }
+        } else {
+            StoreError::BatchNameTaken
+        });
+    }
+    let svc = sqlx::query(
+        "select pk, alg_name, company, deploy_type, deployed from services \
+         where project_pk = $1 and service_name = $2 and service_version = $3",
+    )
+    .bind(project_pk)
+    .bind(service_name)
+    .bind(service_version)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound {
+        what: "algorithm service",
+        param: "service_name".into(),
+    })?;
+    let service_pk: i64 = svc.try_get("pk")?;
+    let alg_name: String = svc.try_get("alg_name")?;
+    let company: String = svc.try_get("company")?;
+    let deploy: String = svc.try_get("deploy_type")?;
+    let task_type = DeployType::parse(&deploy)
+        .unwrap_or(DeployType::Cloud)
+        .task_type();
+    let pk: i64 = sqlx::query_scalar(
+        "insert into batch_tasks (project_pk, id, name, name_lc, description, service_pk, service_name, \
+         service_name_lc, service_version, alg_name, company, task_type, priority, config, output, created_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) returning pk",
+    )
+    .bind(project_pk)
+    .bind(id)
+    .bind(name)
+    .bind(name.to_lowercase())
+    .bind(description)
+    .bind(service_pk)
+    .bind(service_name)
+    .bind(service_name.to_lowercase())
+    .bind(service_version)
+    .bind(alg_name)
+    .bind(company)
+    .bind(task_type)
+    .bind(priority)
+    .bind(config.to_string())
+    .bind(output.to_string())
+    .bind(created_at)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::BatchNameTaken
+        } else {
+            e.into()
+        }
+    })?;
+    insert_batch_groups(conn, pk, group_pks).await?;
+    Ok(pk)
+}
+
+/// Writes a batch's groups, in order (the caller removed any old ones).
+pub(super) async fn insert_batch_groups(
+    conn: &mut AnyConnection,
+    batch_pk: i64,
+    group_pks: &[i64],
+) -> StoreResult<()> {
+    for (pos, gpk) in group_pks.iter().enumerate() {
+        sqlx::query(
+            "insert into batch_task_groups (batch_pk, position, group_pk) values ($1, $2, $3)",
+        )
+        .bind(batch_pk)
+        .bind(pos as i64)
+        .bind(*gpk)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts one task; the caller adjusts the batch's counters.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert_task(
+    conn: &mut AnyConnection,
+    project_pk: i64,
+    id: &str,
+    batch_pk: i64,
+    source_pk: i64,
+    state: TaskState,
+    target_roi: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, target_roi, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(project_pk)
+    .bind(id)
+    .bind(batch_pk)
+    .bind(source_pk)
+    .bind(state.index() as i64)
+    .bind(target_roi)
+    .bind(created_at)
+    .bind(updated_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict {
+                what: "task",
+                param: "id".into(),
+            }
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+/// Adds `by` to a batch's counter of `state` and to its task count.
+pub(super) async fn bump(
+    conn: &mut AnyConnection,
+    batch_pk: i64,
+    state: TaskState,
+    by: i64,
+) -> StoreResult<()> {
+    if by != 0 {
+        sqlx::query(&sql::bump_counter(state))
+            .bind(by)
+            .bind(batch_pk)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn batch_pk(
+    conn: &mut AnyConnection,
+    project_pk: i64,
+    id: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar("select pk from batch_tasks where project_pk = $1 and id = $2")
+        .bind(project_pk)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "batch task",
+            param: "batch_id".into(),
+        })
+}
+
+/// What a batch's group list (CreateBatchTask, UpdateBatchTask) resolves to.
+pub(super) struct ResolvedSources {
+    /// The groups' pks, in the order listed.
+    pub group_pks: Vec<i64>,
+    /// The sources the batch gets, each once, in order: (source pk, target roi).
+    pub wanted: Vec<(i64, Option<String>)>,
+    /// Sources listed but not taken, in order.
+    pub failures: Vec<SourceFailure>,
+}
+
+/// Resolves a batch's groups and the sources wanted of each (every live
+/// member when a group lists none). A group that does not exist or is
+/// listed twice fails the whole request; a source that is not in its group
+/// (VIAS.00010001), does not exist (VIAS.00010002) or is already taken
+/// (VIAS.00010003) fails alone.
+pub(super) async fn resolve_sources(
+    conn: &mut AnyConnection,
+    project_pk: i64,
+    groups: &[BatchGroupInput],
+) -> StoreResult<ResolvedSources> {
+    let mut group_pks = Vec::with_capacity(groups.len());
+    for g in groups {
+        let gpk = group_pk(conn, project_pk, &g.group_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "video group",
+                param: "video_source_group_id".into(),
+            })?;
+        if group_pks.contains(&gpk) {
+            return Err(field::FieldError::new(
+                "video_source_group_id",
+                format!("video group {:?} is listed twice", g.group_id),
+            )
+            .into());
+        }
+        group_pks.push(gpk);
+    }
+    let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
+    let mut taken: HashSet<i64> = HashSet::new();
+    let mut failures = Vec::new();
+    for (g, gpk) in groups.iter().zip(&group_pks) {
+        let members: Vec<(String, i64)> = sqlx::query(
+            "select s.id as id, s.pk as pk from video_source_groups vsg \
+             join video_sources s on s.pk = vsg.source_pk \
+             where vsg.group_pk = $1 and s.deleted = 0 order by s.pk",
+        )
+        .bind(*gpk)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("pk")?)))
+        .collect::<StoreResult<_>>()?;
+        let listed: Vec<(String, Option<String>)> = match &g.sources {
+            None => members.iter().map(|(id, _)| (id.clone(), None)).collect(),
+            Some(list) => list
+                .iter()
+                .map(|s| {
+                    (
+                        s.source_id.clone(),
+                        s.target_roi.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect(),
+        };
+        for (sid, roi) in listed {
+            let fail = |code: &'static str, msg: String| SourceFailure {
+                video_source_id: sid.clone(),
+                error_code: code,
+                error_msg: msg,
+            };
+            match members.iter().find(|(id, _)| *id == sid) {
+                None => failures.push(if source_pk(conn, project_pk, &sid).await?.is_some() {
+                    fail(
+                        "VIAS.00010001",
+                        format!("video source is not in video group {:?}", g.group_id),
+                    )
+                } else {
+                    fail("VIAS.00010002", "video source does not exist".into())
+                }),
+                Some((_, spk)) if !taken.insert(*spk) => failures.push(fail(
+                    "VIAS.00010003",
+                    "video source is already in this batch task".into(),
+                )),
+                Some((_, spk)) => wanted.push((*spk, roi)),
+            }
+        }
+    }
+    Ok(ResolvedSources {
+        group_pks,
+        wanted,
+        failures,
+    })
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = %b.id))]
+pub(super) async fn create_batch_task(
+    s: &SqlStore,
+    project_pk: i64,
+    b: &NewBatchTask,
+) -> StoreResult<BatchCreated> {
+    let mut tx = s.begin_write().await?;
+    let conn: &mut AnyConnection = &mut tx;
+    let svc_deployed: Option<i64> = sqlx::query_scalar(
+        "select deployed from services where project_pk = $1 and service_name = $2 and service_version = $3",
+    )
+    .bind(project_pk)
+    .bind(&b.service_name)
+    .bind(&b.service_version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match svc_deployed {
+        None => {
+            return Err(StoreError::NotFound {
+                what: "algorithm service",
+                param: "service_name".into(),
+            })
+        }
+        Some(0) => {
+            return Err(StoreError::NotAllowed(
+                "the algorithm service is not deployed".into(),
+            ))
+        }
+        Some(_) => {}
+    }
+    let resolved = resolve_sources(conn, project_pk, &b.groups).await?;
+    let pk = insert_batch_row(
+        conn,
+        project_pk,
+        &BatchRow {
+            id: &b.id,
+            name: &b.name,
+            description: &b.description,
+            service_name: &b.service_name,
+            service_version: &b.service_version,
+            priority: &b.priority,
+            config: &b.config,
+            output: &b.output,
+            created_at: b.created_at,
+            group_pks: &resolved.group_pks,
+        },
+    )
+    .await?;
+    for (spk, roi) in &resolved.wanted {
+        let tid = random_hex(16)?;
+        insert_task(
+            conn,
+            project_pk,
+            &tid,
+            pk,
+            *spk,
+            TaskState::Pending,
+            roi.clone(),
+            b.created_at,
+            b.created_at,
+        )
+        .await?;
+    }
+    let added = resolved.wanted.len();
+    bump(conn, pk, TaskState::Pending, added as i64).await?;
+    s.record_change(conn, project_pk, pk).await?;
+    tx.commit().await?;
+    s.after_write(project_pk, pk).await;
+    Ok(BatchCreated {
+        id: b.id.clone(),
+        succeed_count: added as u64,
+        failures: resolved.failures,
+    })
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+pub(super) async fn list_batch_tasks(
+    s: &SqlStore,
+    project_pk: i64,
+    q: &ListBatchTasksParams,
+) -> StoreResult<BatchTaskPage> {
+    let view = s.project_view(project_pk).await?;
+    let page = view
+        .read()
+        .map_err(|_| StoreError::Internal("read model lock poisoned".into()))?
+        .query(q);
+    Ok(page)
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+pub(super) async fn list_batch_tasks_from_db(
+    s: &SqlStore,
+    project_pk: i64,
+    q: &ListBatchTasksParams,
+) -> StoreResult<BatchTaskPage> {
+    let positional = s.backend.positional();
+    let mut tx = s.begin_read().await?;
+    let cq = sql::count_batch_tasks(positional, project_pk, q);
+    let count: i64 = bound(&cq).fetch_one(&mut *tx).await?.try_get("n")?;
+    let sq = sql::select_batch_tasks(positional, project_pk, q);
+    let rows = if q
+        .paging
+        .map(|p| p.offset() >= count as u64)
+        .unwrap_or(false)
+    {
+        Vec::new()
+    } else {
+        bound(&sq)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| batch_row_from(r).map(Arc::new))
+            .collect::<StoreResult<_>>()?
+    };
+    tx.commit().await?;
+    Ok(BatchTaskPage {
+        count: count as u64,
+        rows,
+    })
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
+pub(super) async fn add_task(
+    s: &SqlStore,
+    project_pk: i64,
+    batch_id: &str,
+    source_id: &str,
+) -> StoreResult<TaskRow> {
+    let mut tx = s.begin_write().await?;
+    let conn: &mut AnyConnection = &mut tx;
+    let bpk = batch_pk(conn, project_pk, batch_id).await?;
+    let spk = source_pk(conn, project_pk, source_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "video source",
+            param: "video_source_id".into(),
+        })?;
+    let dup: Option<i64> =
+        sqlx::query_scalar("select pk from tasks where batch_pk = $1 and video_source_pk = $2")
+            .bind(bpk)
+            .bind(spk)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if dup.is_some() {
+        return Err(StoreError::Conflict {
+            what: "task",
+            param: "video_source_id".into(),
+        });
+    }
+    let id = random_hex(16)?;
+    let now = now_millis();
+    insert_task(
+        conn,
+        project_pk,
+        &id,
+        bpk,
+        spk,
+        TaskState::Pending,
+        None,
+        now,
+        now,
+    )
+    .await?;
+    bump(conn, bpk, TaskState::Pending, 1).await?;
+    s.record_change(conn, project_pk, bpk).await?;
+    tx.commit().await?;
+    s.after_write(project_pk, bpk).await;
+    Ok(TaskRow {
+        id,
+        batch_id: Some(batch_id.to_string()),
+        video_source_id: source_id.to_string(),
+        state: TaskState::Pending,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
+pub(super) async fn tasks_of_batch(
+    s: &SqlStore,
+    project_pk: i64,
+    batch_id: &str,
+) -> StoreResult<Vec<TaskRow>> {
+    let mut tx = s.begin_read().await?;
+    let bpk = batch_pk(&mut tx, project_pk, batch_id).await?;
+    let rows = sqlx::query(&format!(
+        "select {TASK_COLS} where t.batch_pk = $1 order by t.pk"
+    ))
+    .bind(bpk)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(task_from).collect()
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
+pub(super) async fn check_counters(
+    s: &SqlStore,
+    project_pk: i64,
+    batch_id: &str,
+) -> StoreResult<CounterCheck> {
+    let mut tx = s.begin_read().await?;
+    let bpk = batch_pk(&mut tx, project_pk, batch_id).await?;
+    let cols = COUNTER_COLUMNS.join(", ");
+    let row = sqlx::query(&format!(
+        "select num_task, {cols} from batch_tasks where pk = $1"
+    ))
+    .bind(bpk)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut stored = [0i64; 18];
+    for (c, name) in stored.iter_mut().zip(COUNTER_COLUMNS) {
+        *c = row.try_get(name)?;
+    }
+    let stored_num_task: i64 = row.try_get("num_task")?;
+    let mut counted = [0i64; 18];
+    for r in
+        sqlx::query("select state, count(*) as n from tasks where batch_pk = $1 group by state")
+            .bind(bpk)
+            .fetch_all(&mut *tx)
+            .await?
+    {
+        let st = stored_state(r.try_get("state")?)?;
+        counted[st.index()] = r.try_get("n")?;
+    }
+    tx.commit().await?;
+    Ok(CounterCheck {
+        stored,
+        stored_num_task,
+        counted,
+    })
+}

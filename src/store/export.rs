@@ -1,0 +1,209 @@
+//! The dump: every record, parents before children, in one read snapshot.
+
+use super::catalogue::{
+    group_from, service_from, source_from, GROUP_COLS, SERVICE_COLS, SOURCE_COLS,
+};
+use super::sql_store::SqlStore;
+use super::{stored_state, StoreError, StoreResult};
+use crate::domain::dump::{
+    BatchTaskRecord, DumpRecord, ProjectRecord, ServiceRecord, TaskRecord, UserRecord,
+    VideoGroupRecord, VideoSourceRecord,
+};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use tokio::sync::mpsc;
+
+/// Splits a `string_agg(..., ',')` list (`None`: no items).
+fn split_ids(ids: Option<String>) -> Vec<String> {
+    ids.map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Columns `batch_record` decodes, from `batch_tasks b`.
+const BATCH_COLS: &str = "b.pk as pk, b.id as id, b.name as name, b.description as description, \
+     b.service_name as service_name, b.service_version as service_version, b.priority as priority, \
+     b.created_at as created_at, b.config as config, b.output as output, \
+     (select string_agg(g.id, ',' order by bg.position) from batch_task_groups bg \
+     join video_groups g on g.pk = bg.group_pk where bg.batch_pk = b.pk) as group_ids";
+
+fn batch_record(
+    b: &AnyRow,
+    project_id: &str,
+    tasks: Vec<TaskRecord>,
+) -> StoreResult<BatchTaskRecord> {
+    let description: String = b.try_get("description")?;
+    let config: String = b.try_get("config")?;
+    let output: String = b.try_get("output")?;
+    let json = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s)
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    };
+    Ok(BatchTaskRecord {
+        project_id: project_id.to_string(),
+        id: b.try_get("id")?,
+        name: b.try_get("name")?,
+        description: (!description.is_empty()).then_some(description),
+        service_name: b.try_get("service_name")?,
+        service_version: b.try_get("service_version")?,
+        priority: b.try_get("priority")?,
+        created_at: b.try_get("created_at")?,
+        group_ids: split_ids(b.try_get("group_ids")?),
+        config: Some(json(&config)?),
+        output: Some(json(&output)?),
+        tasks,
+    })
+}
+
+/// Columns `task_record` decodes, with their joins.
+const TASK_COLS: &str = "t.id as id, s.id as source_id, t.state as state, \
+     t.created_at as created_at, t.updated_at as updated_at from tasks t \
+     join video_sources s on s.pk = t.video_source_pk";
+
+fn task_record(t: &AnyRow) -> StoreResult<TaskRecord> {
+    Ok(TaskRecord {
+        id: t.try_get("id")?,
+        video_source_id: t.try_get("source_id")?,
+        state: stored_state(t.try_get("state")?)?.as_str().to_string(),
+        created_at: Some(t.try_get("created_at")?),
+        updated_at: Some(t.try_get("updated_at")?),
+    })
+}
+
+/// Sends the records, each after the records it names.
+struct Sink(mpsc::Sender<DumpRecord>);
+
+impl Sink {
+    async fn send(&self, r: DumpRecord) -> StoreResult<()> {
+        self.0
+            .send(r)
+            .await
+            .map_err(|_| StoreError::Internal("export reader went away".into()))
+    }
+}
+
+#[tracing::instrument(skip_all, level = "debug")]
+pub(super) async fn export(s: &SqlStore, out: mpsc::Sender<DumpRecord>) -> StoreResult<()> {
+    let out = Sink(out);
+    let mut tx = s.begin_read().await?;
+    let conn: &mut AnyConnection = &mut tx;
+    let projects = sqlx::query("select pk, id, name, created_at from projects order by pk")
+        .fetch_all(&mut *conn)
+        .await?;
+    for p in &projects {
+        out.send(DumpRecord::Project(ProjectRecord {
+            id: p.try_get("id")?,
+            name: p.try_get("name")?,
+            created_at: Some(p.try_get("created_at")?),
+        }))
+        .await?;
+    }
+    let users = sqlx::query(
+        "select u.name as name, u.password_hash as password_hash, u.created_at as created_at, \
+         (select string_agg(p.id, ',' order by p.pk) from user_projects up \
+         join projects p on p.pk = up.project_pk where up.user_pk = u.pk) as project_ids \
+         from users u order by u.pk",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for u in &users {
+        out.send(DumpRecord::User(UserRecord {
+            name: u.try_get("name")?,
+            password_hash: u.try_get("password_hash")?,
+            project_ids: split_ids(u.try_get("project_ids")?),
+            created_at: Some(u.try_get("created_at")?),
+        }))
+        .await?;
+    }
+    for p in &projects {
+        export_project(conn, &out, p.try_get("pk")?, &p.try_get::<String, _>("id")?).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A project's services, groups, sources and batches with their tasks.
+async fn export_project(
+    conn: &mut AnyConnection,
+    out: &Sink,
+    ppk: i64,
+    pid: &str,
+) -> StoreResult<()> {
+    for r in sqlx::query(&format!(
+        "select {SERVICE_COLS} from services where project_pk = $1 order by pk"
+    ))
+    .bind(ppk)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let s = service_from(&r)?;
+        out.send(DumpRecord::Service(ServiceRecord {
+            project_id: pid.to_string(),
+            id: Some(s.id),
+            service_name: s.service_name,
+            service_version: s.service_version,
+            alg_name: s.alg_name,
+            company: s.company,
+            deploy_type: s.deploy_type,
+            deployed: Some(s.deployed),
+            created_at: Some(s.created_at),
+        }))
+        .await?;
+    }
+    for r in sqlx::query(&format!(
+        "select {GROUP_COLS} from video_groups where project_pk = $1 order by pk"
+    ))
+    .bind(ppk)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let g = group_from(&r)?;
+        out.send(DumpRecord::VideoGroup(VideoGroupRecord {
+            project_id: pid.to_string(),
+            id: g.id,
+            name: g.name,
+            created_at: Some(g.created_at),
+        }))
+        .await?;
+    }
+    for r in sqlx::query(&format!(
+        "select {SOURCE_COLS}, s.deleted as deleted from video_sources s \
+         where s.project_pk = $1 order by s.pk"
+    ))
+    .bind(ppk)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let s = source_from(&r)?;
+        out.send(DumpRecord::VideoSource(VideoSourceRecord {
+            project_id: pid.to_string(),
+            id: s.id,
+            name: s.name,
+            url: s.url,
+            group_ids: s.group_ids,
+            created_at: Some(s.created_at),
+            deleted: r.try_get::<i64, _>("deleted")? != 0,
+        }))
+        .await?;
+    }
+    let batches = sqlx::query(&format!(
+        "select {BATCH_COLS} from batch_tasks b where b.project_pk = $1 order by b.pk"
+    ))
+    .bind(ppk)
+    .fetch_all(&mut *conn)
+    .await?;
+    for b in &batches {
+        let bpk: i64 = b.try_get("pk")?;
+        let tasks = sqlx::query(&format!(
+            "select {TASK_COLS} where t.batch_pk = $1 order by t.pk"
+        ))
+        .bind(bpk)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(task_record)
+        .collect::<StoreResult<Vec<_>>>()?;
+        out.send(DumpRecord::BatchTask(batch_record(b, pid, tasks)?))
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,744 @@
+//! Bulk load of a dump in one transaction.
+
+use super::backend::Backend;
+use super::catalogue::{group_pk, insert_group, insert_service, source_pk};
+use super::identity::{insert_project, insert_user, project_pk};
+use super::read_model::ReadModel;
+use super::sql::{self, Arg};
+use super::sql_store::{bound, is_unique_violation, SqlStore, Tx};
+use super::{
+    DeployType, ImportError, ImportedCount, Importer, NewService, StoreError, StoreResult,
+};
+use crate::domain::dump::{BatchTaskRecord, DumpRecord, VideoSourceRecord};
+use crate::domain::{field, now_millis, random_hex, TaskState};
+use async_trait::async_trait;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Rows per multi-row statement. One statement per row costs a round
+/// trip each (a thread handoff on SQLite), which dominated bulk
+/// loads; these keep every statement well under both backends'
+/// parameter limits.
+const TASK_CHUNK: usize = 500;
+const SOURCE_CHUNK: usize = 500;
+const BATCH_CHUNK: usize = 80;
+/// Pending work that triggers a flush.
+const FLUSH_SOURCES: usize = 2_000;
+const FLUSH_TASKS: usize = 20_000;
+const FLUSH_BATCHES: usize = 800;
+
+#[derive(Clone)]
+struct ServiceInfo {
+    pk: i64,
+    alg_name: String,
+    company: String,
+    task_type: &'static str,
+}
+
+struct PendingSource {
+    line: u64,
+    ppk: i64,
+    id: String,
+    name: String,
+    url: String,
+    created_at: i64,
+    group_pks: Vec<i64>,
+    deleted: bool,
+}
+
+struct PendingTask {
+    id: String,
+    source_pk: i64,
+    state: TaskState,
+    created_at: i64,
+    updated_at: i64,
+}
+
+struct PendingBatch {
+    line: u64,
+    ppk: i64,
+    id: String,
+    name: String,
+    description: String,
+    service_name: String,
+    service_version: String,
+    service: ServiceInfo,
+    priority: &'static str,
+    config: String,
+    output: String,
+    created_at: i64,
+    group_pks: Vec<i64>,
+    tasks: Vec<PendingTask>,
+}
+
+/// A bulk load in one transaction. Records are checked as they come
+/// (so an error names its line), buffered, and written many rows per
+/// statement; uniqueness against rows already in the database is
+/// checked in bulk before each write, so those errors name their
+/// line too.
+pub struct SqlImporter {
+    tx: Tx,
+    projects: HashMap<String, i64>,
+    sources: HashMap<(i64, String), i64>,
+    groups: HashMap<(i64, String), i64>,
+    services: HashMap<(i64, String, String), ServiceInfo>,
+    pending_sources: Vec<PendingSource>,
+    pending_source_ids: HashSet<(i64, String)>,
+    pending_batches: Vec<PendingBatch>,
+    pending_tasks: usize,
+    /// Batch ids ("i" + id) and names ("n" + name) seen in this load.
+    batch_keys: HashSet<(i64, String)>,
+    /// Projects that gained batches; their views are reloaded after commit.
+    touched: HashSet<i64>,
+    model: Arc<ReadModel>,
+    backend: Arc<dyn Backend>,
+    positional: bool,
+    origin: i64,
+}
+
+/// Opens the import transaction.
+#[tracing::instrument(skip_all, level = "debug")]
+pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
+    let mut tx = s.begin_write().await?;
+    s.backend.tune_for_import(&mut tx).await?;
+    Ok(Box::new(SqlImporter {
+        tx,
+        projects: HashMap::new(),
+        sources: HashMap::new(),
+        groups: HashMap::new(),
+        services: HashMap::new(),
+        pending_sources: Vec::new(),
+        pending_source_ids: HashSet::new(),
+        pending_batches: Vec::new(),
+        pending_tasks: 0,
+        batch_keys: HashSet::new(),
+        touched: HashSet::new(),
+        model: s.model.clone(),
+        backend: s.backend.clone(),
+        positional: s.backend.positional(),
+        origin: s.origin,
+    }))
+}
+
+/// Columns `inserted_key` decodes, after a multi-row insert.
+const INSERTED_COLS: &str = " returning pk, project_pk, id";
+
+/// A row inserted in bulk: its pk, and its (project pk, id).
+fn inserted_key(r: &sqlx::any::AnyRow) -> StoreResult<(i64, (i64, String))> {
+    Ok((
+        r.try_get("pk")?,
+        (r.try_get("project_pk")?, r.try_get("id")?),
+    ))
+}
+
+fn at(line: u64) -> impl Fn(StoreError) -> ImportError {
+    move |error| ImportError { line, error }
+}
+
+impl SqlImporter {
+    async fn project(&mut self, id: &str) -> StoreResult<i64> {
+        if let Some(pk) = self.projects.get(id) {
+            return Ok(*pk);
+        }
+        let pk = project_pk(&mut self.tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "project",
+                param: "project_id".into(),
+            })?;
+        self.projects.insert(id.to_string(), pk);
+        Ok(pk)
+    }
+
+    async fn group(&mut self, ppk: i64, gid: &str, param: &str) -> StoreResult<i64> {
+        let key = (ppk, gid.to_string());
+        if let Some(pk) = self.groups.get(&key) {
+            return Ok(*pk);
+        }
+        let pk = group_pk(&mut self.tx, ppk, gid)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "video group",
+                param: param.into(),
+            })?;
+        self.groups.insert(key, pk);
+        Ok(pk)
+    }
+
+    async fn service(&mut self, ppk: i64, name: &str, version: &str) -> StoreResult<ServiceInfo> {
+        let key = (ppk, name.to_string(), version.to_string());
+        if let Some(s) = self.services.get(&key) {
+            return Ok(s.clone());
+        }
+        let r = sqlx::query(
+            "select pk, alg_name, company, deploy_type from services \
+             where project_pk = $1 and service_name = $2 and service_version = $3",
+        )
+        .bind(ppk)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "algorithm service",
+            param: "service_name".into(),
+        })?;
+        let deploy: String = r.try_get("deploy_type")?;
+        let info = ServiceInfo {
+            pk: r.try_get("pk")?,
+            alg_name: r.try_get("alg_name")?,
+            company: r.try_get("company")?,
+            task_type: DeployType::parse(&deploy)
+                .unwrap_or(DeployType::Cloud)
+                .task_type(),
+        };
+        self.services.insert(key, info.clone());
+        Ok(info)
+    }
+
+    async fn source(&mut self, ppk: i64, sid: &str) -> StoreResult<i64> {
+        let key = (ppk, sid.to_string());
+        if let Some(pk) = self.sources.get(&key) {
+            return Ok(*pk);
+        }
+        let pk = source_pk(&mut self.tx, ppk, sid)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "video source",
+                param: "tasks.video_source_id".into(),
+            })?;
+        self.sources.insert(key, pk);
+        Ok(pk)
+    }
+
+    /// Ids among `ids` that already exist in `table` for the project,
+    /// checked in bulk.
+    async fn existing(
+        &mut self,
+        table: &str,
+        column: &str,
+        ppk: i64,
+        ids: &[&str],
+    ) -> StoreResult<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let mut q = sql::Query::new(self.positional);
+            q.push("select ")
+                .push(column)
+                .push(" as found from ")
+                .push(table)
+                .push(" where project_pk = ")
+                .bind(Arg::Int(ppk));
+            q.push(" and ").push(column).push(" in ");
+            q.bind_list(&chunk.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            for r in bound(&q).fetch_all(&mut *self.tx).await? {
+                found.insert(r.try_get::<String, _>("found")?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Integer triples (`head` names the table and columns), many rows
+    /// per statement.
+    async fn insert_triples(&mut self, head: &str, rows: &[(i64, i64, i64)]) -> StoreResult<()> {
+        for chunk in rows.chunks(TASK_CHUNK) {
+            let mut q = sql::Query::new(self.positional);
+            q.push(head);
+            for (i, (a, b, c)) in chunk.iter().enumerate() {
+                q.push(if i > 0 { ", (" } else { "(" });
+                q.bind(Arg::Int(*a))
+                    .push(", ")
+                    .bind(Arg::Int(*b))
+                    .push(", ")
+                    .bind(Arg::Int(*c))
+                    .push(")");
+            }
+            bound(&q).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_sources(&mut self) -> Result<(), ImportError> {
+        if self.pending_sources.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending_sources);
+        self.pending_source_ids.clear();
+        let first_line = pending[0].line;
+        let mut by_project: HashMap<i64, Vec<&str>> = HashMap::new();
+        for s in &pending {
+            by_project.entry(s.ppk).or_default().push(&s.id);
+        }
+        for (ppk, ids) in by_project {
+            let clash = self
+                .existing("video_sources", "id", ppk, &ids)
+                .await
+                .map_err(at(first_line))?;
+            if let Some(s) = pending
+                .iter()
+                .find(|s| s.ppk == ppk && clash.contains(&s.id))
+            {
+                return Err(ImportError {
+                    line: s.line,
+                    error: StoreError::Conflict {
+                        what: "video source",
+                        param: "id".into(),
+                    },
+                });
+            }
+        }
+        for chunk in pending.chunks(SOURCE_CHUNK) {
+            let mut q = sql::Query::new(self.positional);
+            q.push("insert into video_sources (project_pk, id, name, url, created_at, deleted) values ");
+            for (i, s) in chunk.iter().enumerate() {
+                q.push(if i > 0 { ", (" } else { "(" });
+                q.bind(Arg::Int(s.ppk))
+                    .push(", ")
+                    .bind(Arg::Text(s.id.clone()))
+                    .push(", ");
+                q.bind(Arg::Text(s.name.clone()))
+                    .push(", ")
+                    .bind(Arg::Text(s.url.clone()))
+                    .push(", ");
+                q.bind(Arg::Int(s.created_at))
+                    .push(", ")
+                    .bind(Arg::Int(i64::from(s.deleted)))
+                    .push(")");
+            }
+            q.push(INSERTED_COLS);
+            let line = chunk[0].line;
+            for r in bound(&q)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(|e| at(line)(e.into()))?
+            {
+                let (pk, key) = inserted_key(&r).map_err(at(line))?;
+                self.sources.insert(key, pk);
+            }
+        }
+        let mut links: Vec<(i64, i64, i64)> = Vec::new();
+        for s in &pending {
+            let spk = self
+                .sources
+                .get(&(s.ppk, s.id.clone()))
+                .copied()
+                .unwrap_or(0);
+            for (pos, g) in s.group_pks.iter().enumerate() {
+                links.push((spk, pos as i64, *g));
+            }
+        }
+        self.insert_triples(
+            "insert into video_source_groups (source_pk, position, group_pk) values ",
+            &links,
+        )
+        .await
+        .map_err(at(first_line))?;
+        Ok(())
+    }
+
+    async fn flush_batches(&mut self) -> Result<(), ImportError> {
+        if self.pending_batches.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending_batches);
+        self.pending_tasks = 0;
+        let first_line = pending[0].line;
+        // Clashes with batches and tasks already in the database.
+        let mut by_project: HashMap<i64, Vec<&PendingBatch>> = HashMap::new();
+        for b in &pending {
+            by_project.entry(b.ppk).or_default().push(b);
+        }
+        for (ppk, list) in &by_project {
+            let ids: Vec<&str> = list.iter().map(|b| b.id.as_str()).collect();
+            let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
+            let id_clash = self
+                .existing("batch_tasks", "id", *ppk, &ids)
+                .await
+                .map_err(at(first_line))?;
+            let name_clash = self
+                .existing("batch_tasks", "name", *ppk, &names)
+                .await
+                .map_err(at(first_line))?;
+            for b in list {
+                if id_clash.contains(&b.id) {
+                    return Err(ImportError {
+                        line: b.line,
+                        error: StoreError::Conflict {
+                            what: "batch task",
+                            param: "id".into(),
+                        },
+                    });
+                }
+                if name_clash.contains(&b.name) {
+                    return Err(ImportError {
+                        line: b.line,
+                        error: StoreError::BatchNameTaken,
+                    });
+                }
+            }
+            // Task ids are not checked ahead: a clash fails the insert
+            // below and is reported with the range of lines it spans.
+        }
+        let mut pks: HashMap<(i64, String), i64> = HashMap::new();
+        for chunk in pending.chunks(BATCH_CHUNK) {
+            let mut q = sql::Query::new(self.positional);
+            q.push(
+                "insert into batch_tasks (project_pk, id, name, name_lc, description, service_pk, service_name, \
+                 service_name_lc, service_version, alg_name, company, task_type, priority, config, output, created_at, num_task",
+            );
+            for c in crate::domain::state::COUNTER_COLUMNS {
+                q.push(", ").push(c);
+            }
+            q.push(") values ");
+            for (i, b) in chunk.iter().enumerate() {
+                let mut counts = [0i64; 18];
+                for t in &b.tasks {
+                    counts[t.state.index()] += 1;
+                }
+                q.push(if i > 0 { ", (" } else { "(" });
+                for (k, a) in [
+                    Arg::Int(b.ppk),
+                    Arg::Text(b.id.clone()),
+                    Arg::Text(b.name.clone()),
+                    Arg::Text(b.name.to_lowercase()),
+                    Arg::Text(b.description.clone()),
+                    Arg::Int(b.service.pk),
+                    Arg::Text(b.service_name.clone()),
+                    Arg::Text(b.service_name.to_lowercase()),
+                    Arg::Text(b.service_version.clone()),
+                    Arg::Text(b.service.alg_name.clone()),
+                    Arg::Text(b.service.company.clone()),
+                    Arg::Text(b.service.task_type.to_string()),
+                    Arg::Text(b.priority.to_string()),
+                    Arg::Text(b.config.clone()),
+                    Arg::Text(b.output.clone()),
+                    Arg::Int(b.created_at),
+                    Arg::Int(b.tasks.len() as i64),
+                ]
+                .into_iter()
+                .chain(counts.into_iter().map(Arg::Int))
+                .enumerate()
+                {
+                    if k > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(a);
+                }
+                q.push(")");
+            }
+            q.push(INSERTED_COLS);
+            let line = chunk[0].line;
+            for r in bound(&q).fetch_all(&mut *self.tx).await.map_err(|e| {
+                at(line)(if is_unique_violation(&e) {
+                    StoreError::BatchNameTaken
+                } else {
+                    e.into()
+                })
+            })? {
+                let (pk, key) = inserted_key(&r).map_err(at(line))?;
+                pks.insert(key, pk);
+            }
+        }
+        let mut group_rows: Vec<(i64, i64, i64)> = Vec::new();
+        let mut task_rows: Vec<(u64, i64, i64, &PendingTask)> = Vec::new();
+        for b in &pending {
+            let bpk = pks.get(&(b.ppk, b.id.clone())).copied().unwrap_or(0);
+            for (pos, g) in b.group_pks.iter().enumerate() {
+                group_rows.push((bpk, pos as i64, *g));
+            }
+            for t in &b.tasks {
+                task_rows.push((b.line, b.ppk, bpk, t));
+            }
+            self.touched.insert(b.ppk);
+        }
+        self.insert_triples(
+            "insert into batch_task_groups (batch_pk, position, group_pk) values ",
+            &group_rows,
+        )
+        .await
+        .map_err(at(first_line))?;
+        for chunk in task_rows.chunks(TASK_CHUNK) {
+            let mut q = sql::Query::new(self.positional);
+            q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
+            for (i, (_, ppk, bpk, t)) in chunk.iter().enumerate() {
+                q.push(if i > 0 { ", (" } else { "(" });
+                q.bind(Arg::Int(*ppk))
+                    .push(", ")
+                    .bind(Arg::Text(t.id.clone()))
+                    .push(", ")
+                    .bind(Arg::Int(*bpk))
+                    .push(", ");
+                q.bind(Arg::Int(t.source_pk))
+                    .push(", ")
+                    .bind(Arg::Int(t.state.index() as i64))
+                    .push(", ");
+                q.bind(Arg::Int(t.created_at))
+                    .push(", ")
+                    .bind(Arg::Int(t.updated_at))
+                    .push(")");
+            }
+            let (from, to) = (chunk[0].0, chunk[chunk.len() - 1].0);
+            bound(&q).execute(&mut *self.tx).await.map_err(|e| {
+                if is_unique_violation(&e) {
+                    ImportError {
+                        line: from,
+                        error: StoreError::Invalid(field::FieldError::new(
+                            "tasks.id",
+                            format!(
+                                "a task id in lines {from} to {to} is used twice or exists already"
+                            ),
+                        )),
+                    }
+                } else {
+                    at(from)(e.into())
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<(), ImportError> {
+        self.flush_sources().await?;
+        self.flush_batches().await
+    }
+
+    async fn put_source(&mut self, line: u64, s: VideoSourceRecord, now: i64) -> StoreResult<()> {
+        let ppk = self.project(&s.project_id).await?;
+        field::check_id("id", &s.id)?;
+        field::check_display_name("name", &s.name, 1, 64)?;
+        field::check_text("url", &s.url, 2048)?;
+        if s.url.trim().is_empty() {
+            return Err(field::FieldError::new("url", "url must not be empty").into());
+        }
+        let key = (ppk, s.id.clone());
+        if self.sources.contains_key(&key) || self.pending_source_ids.contains(&key) {
+            return Err(StoreError::Conflict {
+                what: "video source",
+                param: "id".into(),
+            });
+        }
+        let mut group_pks = Vec::with_capacity(s.group_ids.len());
+        for gid in &s.group_ids {
+            let gpk = self.group(ppk, gid, "group_ids").await?;
+            if group_pks.contains(&gpk) {
+                return Err(field::FieldError::new(
+                    "group_ids",
+                    format!("group {gid:?} is listed twice"),
+                )
+                .into());
+            }
+            group_pks.push(gpk);
+        }
+        self.pending_source_ids.insert(key);
+        self.pending_sources.push(PendingSource {
+            line,
+            ppk,
+            id: s.id,
+            name: s.name,
+            url: s.url,
+            created_at: s.created_at.unwrap_or(now),
+            group_pks,
+            deleted: s.deleted,
+        });
+        Ok(())
+    }
+
+    async fn put_batch(&mut self, line: u64, b: BatchTaskRecord) -> StoreResult<u64> {
+        let ppk = self.project(&b.project_id).await?;
+        field::check_batch_id("id", &b.id)?;
+        field::check_batch_name("name", &b.name)?;
+        let description = b.description.unwrap_or_default();
+        field::check_text("description", &description, 500)?;
+        let priority = crate::domain::field::parse_priority("priority", &b.priority)?;
+        if self.batch_keys.contains(&(ppk, format!("i{}", b.id))) {
+            return Err(StoreError::Conflict {
+                what: "batch task",
+                param: "id".into(),
+            });
+        }
+        if self.batch_keys.contains(&(ppk, format!("n{}", b.name))) {
+            return Err(StoreError::BatchNameTaken);
+        }
+        let service = self
+            .service(ppk, &b.service_name, &b.service_version)
+            .await?;
+        let mut group_pks = Vec::with_capacity(b.group_ids.len());
+        for gid in &b.group_ids {
+            let gpk = self.group(ppk, gid, "group_ids").await?;
+            if group_pks.contains(&gpk) {
+                return Err(field::FieldError::new(
+                    "group_ids",
+                    format!("group {gid:?} is listed twice"),
+                )
+                .into());
+            }
+            group_pks.push(gpk);
+        }
+        let mut tasks = Vec::with_capacity(b.tasks.len());
+        let mut seen_sources = HashSet::new();
+        for t in b.tasks {
+            field::check_id("tasks.id", &t.id)?;
+            let state = t.state.parse::<TaskState>().map_err(|_| {
+                field::FieldError::new("tasks.state", format!("{:?} is not a task state", t.state))
+            })?;
+            let source_pk = self.source(ppk, &t.video_source_id).await?;
+            if !seen_sources.insert(source_pk) {
+                return Err(field::FieldError::new(
+                    "tasks.video_source_id",
+                    format!(
+                        "video source {:?} has two tasks in this batch",
+                        t.video_source_id
+                    ),
+                )
+                .into());
+            }
+            let created_at = t.created_at.unwrap_or(b.created_at);
+            tasks.push(PendingTask {
+                id: t.id,
+                source_pk,
+                state,
+                created_at,
+                updated_at: t.updated_at.unwrap_or(created_at),
+            });
+        }
+        let n = tasks.len() as u64;
+        self.batch_keys.insert((ppk, format!("i{}", b.id)));
+        self.batch_keys.insert((ppk, format!("n{}", b.name)));
+        self.pending_tasks += tasks.len();
+        self.pending_batches.push(PendingBatch {
+            line,
+            ppk,
+            id: b.id,
+            name: b.name,
+            description,
+            service_name: b.service_name,
+            service_version: b.service_version,
+            service,
+            priority,
+            config: b
+                .config
+                .unwrap_or_else(|| serde_json::json!({}))
+                .to_string(),
+            output: b
+                .output
+                .unwrap_or_else(|| serde_json::json!({}))
+                .to_string(),
+            created_at: b.created_at,
+            group_pks,
+            tasks,
+        });
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl Importer for SqlImporter {
+    #[tracing::instrument(skip_all, level = "debug", fields(line = line))]
+    async fn put(&mut self, line: u64, record: DumpRecord) -> Result<ImportedCount, ImportError> {
+        let now = now_millis();
+        match record {
+            DumpRecord::VideoSource(s) => {
+                self.put_source(line, s, now).await.map_err(at(line))?;
+                if self.pending_sources.len() >= FLUSH_SOURCES {
+                    self.flush_sources().await?;
+                }
+                Ok(ImportedCount::default())
+            }
+            DumpRecord::BatchTask(b) => {
+                // Tasks name sources: those must be written first.
+                self.flush_sources().await?;
+                let tasks = self.put_batch(line, b).await.map_err(at(line))?;
+                if self.pending_tasks >= FLUSH_TASKS || self.pending_batches.len() >= FLUSH_BATCHES
+                {
+                    self.flush_batches().await?;
+                }
+                Ok(ImportedCount { tasks })
+            }
+            other => {
+                self.flush_all().await?;
+                self.put_parent(other, now).await.map_err(at(line))?;
+                Ok(ImportedCount::default())
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn commit(self: Box<Self>) -> Result<(), ImportError> {
+        let mut this = *self;
+        this.flush_all().await?;
+        let last = |e: StoreError| ImportError { line: 0, error: e };
+        for p in &this.touched {
+            this.backend
+                .record_change(&mut this.tx, this.origin, *p, 0)
+                .await
+                .map_err(last)?;
+        }
+        this.tx.commit().await.map_err(|e| last(e.into()))?;
+        for p in &this.touched {
+            this.model.forget(*p);
+        }
+        Ok(())
+    }
+}
+
+impl SqlImporter {
+    /// Projects, users, services and groups: few, written at once.
+    async fn put_parent(&mut self, record: DumpRecord, now: i64) -> StoreResult<()> {
+        match record {
+            DumpRecord::Project(p) => {
+                let row = insert_project(&mut self.tx, &p.id, &p.name, p.created_at.unwrap_or(now))
+                    .await?;
+                self.projects.insert(row.id, row.pk);
+            }
+            DumpRecord::User(u) => {
+                insert_user(
+                    &mut self.tx,
+                    &u.name,
+                    &u.password_hash,
+                    &u.project_ids,
+                    u.created_at.unwrap_or(now),
+                )
+                .await?;
+            }
+            DumpRecord::Service(s) => {
+                let ppk = self.project(&s.project_id).await?;
+                let deploy_type = DeployType::parse(&s.deploy_type).ok_or_else(|| {
+                    field::FieldError::new("deploy_type", "deploy_type must be cloud or edge")
+                })?;
+                let id = match s.id {
+                    Some(id) => id,
+                    None => random_hex(16)?,
+                };
+                insert_service(
+                    &mut self.tx,
+                    ppk,
+                    &NewService {
+                        id,
+                        service_name: s.service_name,
+                        service_version: s.service_version,
+                        alg_name: s.alg_name,
+                        company: s.company,
+                        deploy_type,
+                        deployed: s.deployed.unwrap_or(true),
+                        created_at: s.created_at.unwrap_or(now),
+                    },
+                )
+                .await?;
+            }
+            DumpRecord::VideoGroup(g) => {
+                let ppk = self.project(&g.project_id).await?;
+                insert_group(
+                    &mut self.tx,
+                    ppk,
+                    &g.id,
+                    &g.name,
+                    g.created_at.unwrap_or(now),
+                )
+                .await?;
+            }
+            DumpRecord::VideoSource(_) | DumpRecord::BatchTask(_) => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! A scheduler tick's transaction (`TickTx`: the scheduler decides, this
+//! reads and moves) and the operator actions whose effects ticks apply
+//! (freeze, deploy, upgrade).
+
+use super::moves::{finish, in_list, key_from, move_task, publish, TaskKey, Touched, KEY_COLS};
+use crate::domain::transition::{Event, HELD};
+use crate::domain::{DeployType, TaskState};
+use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
+use crate::store::sql_store::{SqlStore, Tx, Writer};
+use crate::store::tick_tx::{TickTx, Waiting};
+use crate::store::{StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::Row;
+
+/// Batch priority first (high, medium, low), then age.
+const BY_PRIORITY: &str =
+    "case b.priority when 'high' then 0 when 'medium' then 1 else 2 end, t.created_at, t.pk";
+
+/// The tasks each maintenance step selects, after `from tasks t`.
+fn selector_sql(which: Selector) -> String {
+    let live = in_list(&[
+        TaskState::Pending,
+        TaskState::Scheduling,
+        TaskState::LackOfResources,
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::Upgrading,
+    ]);
+    let waiting = in_list(&[
+        TaskState::Pending,
+        TaskState::Scheduling,
+        TaskState::LackOfResources,
+    ]);
+    match which {
+        Selector::Recovering => format!("where t.state = {}", TaskState::Recovering.index()),
+        Selector::Abnormal => format!("where t.state = {}", TaskState::Abnormal.index()),
+        Selector::HeldByLostWorker => format!(
+            "left join workers w on w.pk = t.worker_pk \
+             where (w.lost = 1 or t.worker_pk is null) and t.state in ({})",
+            in_list(&HELD)
+        ),
+        Selector::SourceGone => format!(
+            "join video_sources s on s.pk = t.video_source_pk \
+             where s.deleted = 1 and t.state in ({waiting})"
+        ),
+        Selector::FrozenProject => format!(
+            "join projects p on p.pk = t.project_pk where p.frozen = 1 and t.state in ({live})"
+        ),
+        Selector::UnfrozenProject => format!(
+            "join projects p on p.pk = t.project_pk where p.frozen = 0 and t.state = {}",
+            TaskState::Frozen.index()
+        ),
+        Selector::Undeployed => format!(
+            "join batch_tasks b on b.pk = t.batch_pk join services v on v.pk = b.service_pk \
+             where v.deployed = 0 and t.state in ({live})"
+        ),
+        Selector::VersionBehind => format!(
+            "join batch_tasks b on b.pk = t.batch_pk \
+             where t.state = {} and t.service_version <> b.service_version",
+            TaskState::Running.index()
+        ),
+    }
+}
+
+/// A tick's transaction: it holds the lifecycle lock row from `begin_tick`
+/// until commit, so ticks never overlap each other or any task move, and
+/// capacity read in it stays true.
+pub(super) struct SqlTickTx {
+    tx: Tx,
+    writer: Writer,
+    touched: Touched,
+}
+
+#[tracing::instrument(skip_all, level = "debug")]
+pub(super) async fn begin_tick(s: &SqlStore) -> StoreResult<Box<dyn TickTx>> {
+    Ok(Box::new(SqlTickTx {
+        tx: s.begin_lifecycle().await?,
+        writer: s.writer(),
+        touched: Touched::new(),
+    }))
+}
+
+#[async_trait]
+impl TickTx for SqlTickTx {
+    async fn mark_lost_workers(&mut self, now: i64) -> StoreResult<()> {
+        sqlx::query("update workers set lost = 1 where lost = 0 and lease_expires_at < $1")
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn select(&mut self, which: Selector, limit: i64) -> StoreResult<Vec<TaskKey>> {
+        let sql = format!(
+            "select {KEY_COLS} from tasks t {} order by t.pk limit $1",
+            selector_sql(which)
+        );
+        sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?
+            .iter()
+            .map(key_from)
+            .collect()
+    }
+
+    async fn waiting(
+        &mut self,
+        state: TaskState,
+        kind: DeployType,
+        frozen_too: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<Waiting>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let frozen = if frozen_too { "" } else { " and p.frozen = 0" };
+        let rows = sqlx::query(&format!(
+            "select {KEY_COLS}, t.updated_at as updated_at from tasks t \
+             left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
+             where t.state = {} and coalesce(b.task_type, '0') = $2{frozen} order by {BY_PRIORITY} limit $1",
+            state.index()
+        ))
+        .bind(limit)
+        .bind(kind.task_type())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Waiting {
+                    key: key_from(r)?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn capacity(&mut self) -> StoreResult<Vec<WorkerSlots>> {
+        let rows = sqlx::query(&format!(
+            "select w.pk as pk, w.kind as kind, w.slots - (select count(*) from tasks t \
+             where t.worker_pk = w.pk and t.state in ({})) as free \
+             from workers w where w.lost = 0 order by w.pk",
+            in_list(&HELD)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let kind: String = r.try_get("kind")?;
+            // A worker row that never registered has no kind yet.
+            if let Some(kind) = DeployType::parse(&kind) {
+                out.push(WorkerSlots {
+                    worker_pk: r.try_get("pk")?,
+                    kind,
+                    free: r.try_get("free")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply(
+        &mut self,
+        task: &TaskKey,
+        event: Event,
+        worker: Option<i64>,
+        error: Option<TaskError>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let error = error.map(|e| (e.code, e.message));
+        Ok(move_task(
+            &mut self.tx,
+            task,
+            event,
+            worker,
+            error,
+            now,
+            &mut self.touched,
+        )
+        .await?
+        .is_some())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        let SqlTickTx {
+            mut tx,
+            writer,
+            touched,
+        } = *self;
+        finish(&writer, &mut tx, &touched).await?;
+        tx.commit().await?;
+        publish(&writer, &touched).await;
+        Ok(())
+    }
+}
+
+#[tracing::instrument(skip_all, level = "debug")]
+pub(super) async fn grace_leases(s: &SqlStore, now: i64, lease_ms: i64) -> StoreResult<()> {
+    let mut tx = s.begin_write().await?;
+    sqlx::query(
+        "update workers set lease_expires_at = $1 where lost = 0 and lease_expires_at < $1",
+    )
+    .bind(now + lease_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, frozen = frozen))]
+pub(super) async fn set_project_frozen(
+    s: &SqlStore,
+    project_pk: i64,
+    frozen: bool,
+) -> StoreResult<()> {
+    let mut tx = s.begin_write().await?;
+    sqlx::query("update projects set frozen = $1 where pk = $2")
+        .bind(i64::from(frozen))
+        .bind(project_pk)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, service_name = service_name, service_version = service_version, deployed = deployed))]
+pub(super) async fn set_service_deployed(
+    s: &SqlStore,
+    project_pk: i64,
+    service_name: &str,
+    service_version: &str,
+    deployed: bool,
+) -> StoreResult<()> {
+    let mut tx = s.begin_write().await?;
+    let n = sqlx::query(
+        "update services set deployed = $1 where project_pk = $2 and service_name = $3 \
+         and service_version = $4",
+    )
+    .bind(i64::from(deployed))
+    .bind(project_pk)
+    .bind(service_name)
+    .bind(service_version)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound {
+            what: "service",
+            param: "service_version".into(),
+        });
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, service_name = service_name, from = from, to = to))]
+pub(super) async fn upgrade_service(
+    s: &SqlStore,
+    project_pk: i64,
+    service_name: &str,
+    from: &str,
+    to: &str,
+) -> StoreResult<u64> {
+    let mut tx = s.begin_lifecycle().await?;
+    let to_pk: i64 = sqlx::query_scalar(
+        "select pk from services where project_pk = $1 and service_name = $2 and service_version = $3",
+    )
+    .bind(project_pk)
+    .bind(service_name)
+    .bind(to)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound {
+        what: "service",
+        param: "service_version".into(),
+    })?;
+    let pks: Vec<i64> = sqlx::query_scalar(
+        "update batch_tasks set service_version = $1, service_pk = $2 \
+         where project_pk = $3 and service_name = $4 and service_version = $5 returning pk",
+    )
+    .bind(to)
+    .bind(to_pk)
+    .bind(project_pk)
+    .bind(service_name)
+    .bind(from)
+    .fetch_all(&mut *tx)
+    .await?;
+    let touched: Touched = pks.iter().map(|b| (project_pk, *b)).collect();
+    s.finish(&mut tx, &touched).await?;
+    tx.commit().await?;
+    s.publish(&touched).await;
+    Ok(pks.len() as u64)
+}

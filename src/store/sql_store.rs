@@ -1,0 +1,464 @@
+//! The one SQL implementation of `Store`, on `sqlx::Any`. The SQL is shared
+//! text (see `sql`); what differs between databases is behind `Backend`.
+//! The work of each method lives in a module by concern (`identity`,
+//! `catalogue`, `batch`, `export`, `import`, `lifecycle`); this file holds
+//! the struct, the helpers they share, and the read-model refresh.
+
+use super::backend::{Backend, Migration};
+use super::read_model::{BatchEntry, ProjectView, ReadModel};
+use super::sql::{self, Arg};
+use super::{
+    batch, catalogue, export, identity, import, BatchCreated, BatchTaskPage, CounterCheck,
+    Importer, NewBatchTask, NewService, NewToken, Page, Project, ProjectRef, Service, Store,
+    StoreResult, TaskRow, TokenRow, UserRow, VideoGroup, VideoSource,
+};
+use crate::domain::dump::DumpRecord;
+use crate::domain::{now_millis, ListBatchTasksParams};
+use async_trait::async_trait;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+
+/// A transaction on the store's pool.
+pub(crate) type Tx = sqlx::Transaction<'static, Any>;
+
+/// A statement with its arguments bound, ready to run.
+pub(crate) type BoundQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments<'q>>;
+
+pub struct SqlStore {
+    pub(super) pool: AnyPool,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) model: Arc<ReadModel>,
+    pub(super) tokens: RwLock<HashMap<String, TokenRow>>,
+    /// Tags this process's changes so its feed skips what it applied already.
+    pub(super) origin: i64,
+}
+
+impl SqlStore {
+    /// A store on `pool`, migrated.
+    pub(crate) async fn start(pool: AnyPool, backend: Arc<dyn Backend>) -> StoreResult<Self> {
+        let s = SqlStore {
+            pool,
+            backend,
+            model: Arc::new(ReadModel::default()),
+            tokens: Default::default(),
+            origin: super::new_origin(),
+        };
+        s.run_migrations().await?;
+        Ok(s)
+    }
+
+    pub(super) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend.begin_write() {
+            Some(stmt) => self.pool.begin_with(stmt).await,
+            None => self.pool.begin().await,
+        }
+    }
+
+    pub(super) async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend.begin_read() {
+            Some(stmt) => self.pool.begin_with(stmt).await,
+            None => self.pool.begin().await,
+        }
+    }
+
+    /// Records a change of `batch_pk` (0: the whole project) for the feed.
+    pub(super) async fn record_change(
+        &self,
+        conn: &mut AnyConnection,
+        project_pk: i64,
+        batch_pk: i64,
+    ) -> StoreResult<()> {
+        self.backend
+            .record_change(conn, self.origin, project_pk, batch_pk)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn run_migrations(&self) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        self.backend.lock_migrations(&mut tx).await?;
+        sqlx::Executor::execute(&mut *tx, self.backend.create_migrations_table()).await?;
+        apply_migrations(&mut tx, self.backend.migrations()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Brings the read model up to date with a write this process just
+    /// committed, before the write returns to its caller.
+    pub(super) async fn after_write(&self, project_pk: i64, batch_pk: i64) {
+        self.writer().after_write(project_pk, batch_pk).await
+    }
+
+    /// What a write needs after its work: the change feed and the read
+    /// model, as an owned handle (a tick's transaction outlives `&self`).
+    pub(super) fn writer(&self) -> Writer {
+        Writer {
+            pool: self.pool.clone(),
+            backend: self.backend.clone(),
+            model: self.model.clone(),
+            origin: self.origin,
+        }
+    }
+
+    pub(super) async fn project_view(
+        &self,
+        project_pk: i64,
+    ) -> StoreResult<Arc<RwLock<ProjectView>>> {
+        if let Some(v) = self.model.view(project_pk) {
+            return Ok(v);
+        }
+        let _serial = self.model.refresh.lock().await;
+        if let Some(v) = self.model.view(project_pk) {
+            return Ok(v);
+        }
+        let mut tx = self.begin_read().await?;
+        let entries = load_entries(&mut tx, self.backend.positional(), project_pk, None).await?;
+        tx.commit().await?;
+        Ok(self.model.install(project_pk, ProjectView::new(entries)))
+    }
+}
+
+/// The change feed and the read model, as every write finishes with them.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pool: AnyPool,
+    backend: Arc<dyn Backend>,
+    model: Arc<ReadModel>,
+    origin: i64,
+}
+
+impl Writer {
+    /// Records a change of `batch_pk` (0: the whole project) for the feed.
+    pub(super) async fn record_change(
+        &self,
+        conn: &mut AnyConnection,
+        project_pk: i64,
+        batch_pk: i64,
+    ) -> StoreResult<()> {
+        self.backend
+            .record_change(conn, self.origin, project_pk, batch_pk)
+            .await
+    }
+
+    /// Brings the read model up to date with a write this process just
+    /// committed, before the write returns to its caller.
+    pub(super) async fn after_write(&self, project_pk: i64, batch_pk: i64) {
+        if let Err(e) = refresh_batches(
+            &self.pool,
+            self.backend.positional(),
+            &self.model,
+            project_pk,
+            &[batch_pk],
+        )
+        .await
+        {
+            tracing::warn!(error = %e, project_pk, "read model refresh failed; project will be reloaded");
+            self.model.forget(project_pk);
+        }
+    }
+}
+
+/// Applies, in order, the migrations not yet recorded in
+/// `schema_migrations` (which the caller has created).
+async fn apply_migrations(conn: &mut AnyConnection, migrations: &[Migration]) -> StoreResult<()> {
+    for (name, body) in migrations {
+        let done = sqlx::query("select name from schema_migrations where name = $1")
+            .bind(*name)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if done.is_none() {
+            sqlx::Executor::execute(&mut *conn, *body).await?;
+            sqlx::query("insert into schema_migrations (name, applied_at) values ($1, $2)")
+                .bind(*name)
+                .bind(now_millis())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds a built statement's arguments.
+pub(crate) fn bound(q: &sql::Query) -> BoundQuery<'_> {
+    let mut out = sqlx::query::<Any>(&q.sql);
+    for a in &q.args {
+        out = match a {
+            Arg::Int(v) => out.bind(*v),
+            Arg::Text(s) => out.bind(s.as_str()),
+        };
+    }
+    out
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Columns of a read-model entry: the batch-list row (see
+/// `batch::batch_row_named`), then what the view indexes. Groups travel as
+/// `pk\tid\tname` lines (ids and names hold neither tabs nor newlines).
+fn entry_sql() -> String {
+    let mut s = format!("select b.pk as pk, {}, ", sql::batch_fields());
+    s.push_str(
+        "b.name_lc as name_lc, b.service_name_lc as service_name_lc, \
+         (select string_agg(cast(g.pk as text) || '\t' || g.id || '\t' || g.name, '\n' \
+         order by bg.position) from batch_task_groups bg join video_groups g on g.pk = bg.group_pk \
+         where bg.batch_pk = b.pk) as group_lines, \
+         case when b.num_task = 1 then (select s.name from tasks t join video_sources s \
+         on s.pk = t.video_source_pk where t.batch_pk = b.pk limit 1) end as source_name \
+         from batch_tasks b where b.project_pk = ",
+    );
+    s
+}
+
+fn entry_from(row: &AnyRow) -> StoreResult<BatchEntry> {
+    let group_lines: Option<String> = row.try_get("group_lines")?;
+    let mut groups = Vec::new();
+    for line in group_lines
+        .as_deref()
+        .unwrap_or("")
+        .split('\n')
+        .filter(|l| !l.is_empty())
+    {
+        let mut it = line.splitn(3, '\t');
+        let (Some(pk), Some(id), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        groups.push((pk.parse().unwrap_or(0), id.to_string(), name.to_string()));
+    }
+    let names: Vec<&str> = groups.iter().map(|g| g.2.as_str()).collect();
+    let group_names = (!names.is_empty()).then(|| names.join(","));
+    Ok(BatchEntry {
+        pk: row.try_get("pk")?,
+        name_lc: row.try_get("name_lc")?,
+        service_name_lc: row.try_get("service_name_lc")?,
+        row: Arc::new(batch::batch_row_named(
+            row,
+            group_names,
+            row.try_get("source_name")?,
+        )?),
+        groups,
+    })
+}
+
+/// The read-model entries of a project's batches (`pks`: only those).
+async fn load_entries(
+    conn: &mut AnyConnection,
+    positional: bool,
+    project_pk: i64,
+    pks: Option<&[i64]>,
+) -> StoreResult<Vec<BatchEntry>> {
+    let mut q = sql::Query::new(positional);
+    q.push(&entry_sql());
+    q.bind(Arg::Int(project_pk));
+    if let Some(pks) = pks {
+        q.push(" and b.pk in (");
+        for (i, pk) in pks.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind(Arg::Int(*pk));
+        }
+        q.push(")");
+    }
+    bound(&q)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(entry_from)
+        .collect()
+}
+
+/// Re-reads the given batches of a loaded project and applies them (a
+/// batch no longer in the database leaves the view).
+pub(crate) async fn refresh_batches(
+    pool: &AnyPool,
+    positional: bool,
+    model: &ReadModel,
+    project_pk: i64,
+    pks: &[i64],
+) -> StoreResult<()> {
+    let _serial = model.refresh.lock().await;
+    if !model.is_loaded(project_pk) || pks.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await?;
+    let mut changes: Vec<(i64, Option<BatchEntry>)> = Vec::with_capacity(pks.len());
+    for chunk in pks.chunks(500) {
+        let found = load_entries(&mut conn, positional, project_pk, Some(chunk)).await?;
+        for pk in chunk {
+            changes.push((*pk, found.iter().find(|e| e.pk == *pk).cloned()));
+        }
+    }
+    model.apply(project_pk, changes);
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.run_migrations().await
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project> {
+        identity::create_project(self, id, name, created_at).await
+    }
+
+    async fn project(&self, r: &ProjectRef) -> StoreResult<Option<Project>> {
+        identity::project(self, r).await
+    }
+
+    async fn project_count(&self) -> StoreResult<u64> {
+        identity::project_count(self).await
+    }
+
+    async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        project_ids: &[String],
+    ) -> StoreResult<()> {
+        identity::create_user(self, name, password_hash, project_ids).await
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRow>> {
+        identity::user_by_name(self, name).await
+    }
+
+    async fn user_may_use(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool> {
+        identity::user_may_use(self, user_pk, project_pk).await
+    }
+
+    async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
+        identity::insert_token(self, token).await
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
+        identity::token(self, id).await
+    }
+
+    async fn add_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service> {
+        catalogue::add_service(self, project_pk, s).await
+    }
+
+    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)> {
+        catalogue::list_services(self, project_pk, page).await
+    }
+
+    async fn service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>> {
+        catalogue::service(self, project_pk, id).await
+    }
+
+    async fn create_video_group(
+        &self,
+        project_pk: i64,
+        id: &str,
+        name: &str,
+        created_at: i64,
+    ) -> StoreResult<VideoGroup> {
+        catalogue::create_video_group(self, project_pk, id, name, created_at).await
+    }
+
+    async fn list_video_groups(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoGroup>)> {
+        catalogue::list_video_groups(self, project_pk, page).await
+    }
+
+    async fn video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>> {
+        catalogue::video_group(self, project_pk, id).await
+    }
+
+    async fn create_video_source(
+        &self,
+        project_pk: i64,
+        s: &VideoSource,
+    ) -> StoreResult<VideoSource> {
+        catalogue::create_video_source(self, project_pk, s).await
+    }
+
+    async fn list_video_sources(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoSource>)> {
+        catalogue::list_video_sources(self, project_pk, page).await
+    }
+
+    async fn video_source(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoSource>> {
+        catalogue::video_source(self, project_pk, id).await
+    }
+
+    async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()> {
+        catalogue::delete_video_source(self, project_pk, id).await
+    }
+
+    async fn create_batch_task(
+        &self,
+        project_pk: i64,
+        b: &NewBatchTask,
+    ) -> StoreResult<BatchCreated> {
+        batch::create_batch_task(self, project_pk, b).await
+    }
+
+    async fn list_batch_tasks(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage> {
+        batch::list_batch_tasks(self, project_pk, q).await
+    }
+
+    async fn list_batch_tasks_from_db(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage> {
+        batch::list_batch_tasks_from_db(self, project_pk, q).await
+    }
+
+    async fn add_task(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+        source_id: &str,
+    ) -> StoreResult<TaskRow> {
+        batch::add_task(self, project_pk, batch_id, source_id).await
+    }
+
+    async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>> {
+        batch::tasks_of_batch(self, project_pk, batch_id).await
+    }
+
+    async fn check_counters(&self, project_pk: i64, batch_id: &str) -> StoreResult<CounterCheck> {
+        batch::check_counters(self, project_pk, batch_id).await
+    }
+
+    fn start_change_feed(&self) {
+        self.backend
+            .spawn_change_feed(self.pool.clone(), Arc::downgrade(&self.model), self.origin);
+    }
+
+    async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()> {
+        export::export(self, out).await
+    }
+
+    async fn begin_import(&self) -> StoreResult<Box<dyn Importer>> {
+        import::begin_import(self).await
+    }
+}
