@@ -295,7 +295,7 @@ fn ttl(s: &str) -> Result<Duration> {
 
 async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
     Ok(store
-        .project(&ProjectRef::Id(id.to_string()))
+        .find_project(&ProjectRef::Id(id.to_string()))
         .await?
         .ok_or_else(|| anyhow!("project {id:?} does not exist"))?
         .pk)
@@ -376,7 +376,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let deploy_type = DeployType::parse(&deploy_type)
                 .ok_or_else(|| anyhow!("--deploy-type must be cloud or edge"))?;
             let s = store
-                .add_service(
+                .create_service(
                     pk,
                     &NewService {
                         id: random_hex(16)?,
@@ -417,7 +417,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Workers(WorkersCmd::List) => {
             let now = now_millis();
-            for w in store.workers().await? {
+            for w in store.list_workers().await? {
                 let live = if w.lost || w.lease_expires_at < now {
                     "lost"
                 } else {
@@ -463,7 +463,7 @@ async fn deploy(store: &dyn Store, v: &ServiceVersion, on: bool) -> Result<()> {
 /// On an empty database: a `default` project and an `admin` user, so a new
 /// user reaches an authenticated request at once.
 async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
-    if store.project_count().await? > 0 {
+    if store.count_projects().await? > 0 {
         return Ok(());
     }
     store

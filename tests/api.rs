@@ -9,6 +9,8 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 use taskcenter::identity;
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 
 fn req(method: &str, uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
@@ -25,7 +27,7 @@ fn password_body(user: &str, password: &str, project: Value) -> Value {
 
 async fn seed_catalogue(ctx: &Ctx) {
     ctx.store
-        .add_service(
+        .create_service(
             ctx.project_pk,
             &taskcenter::store::NewService {
                 id: "svc1".into(),

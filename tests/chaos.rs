@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use taskcenter::domain::dump::{BatchTaskRecord, DumpRecord, TaskRecord};
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 
 const HELMET: (&str, &str) = ("helmet", "1.0.0");
 
@@ -287,9 +289,9 @@ fn stress(db: &str) {
         .enable_all()
         .build()
         .unwrap();
-    let store = rt.block_on(taskcenter::store::open(db)).unwrap();
+    let store = rt.block_on(taskcenter::store::open_sql(db)).unwrap();
     let p = rt
-        .block_on(store.project(&taskcenter::store::ProjectRef::Id("default".into())))
+        .block_on(store.find_project(&taskcenter::store::ProjectRef::Id("default".into())))
         .unwrap()
         .unwrap();
     let rows = list["batch_task_list"].as_array().unwrap();
@@ -323,8 +325,8 @@ fn stress(db: &str) {
     for b in 0..STRESS_BATCHES {
         for s in (0..STRESS_SOURCES).step_by(50) {
             let id = format!("t{b}-{s}");
-            if let Some(t) = rt.block_on(store.task(p.pk, &id)).unwrap() {
-                let h = rt.block_on(store.task_history(p.pk, &id)).unwrap();
+            if let Some(t) = rt.block_on(store.find_task(p.pk, &id)).unwrap() {
+                let h = rt.block_on(store.list_task_history(p.pk, &id)).unwrap();
                 let placed = h.iter().filter(|e| e.event == "Place").count() as i64;
                 assert_eq!(placed, t.attempt, "{id}: {h:?}");
             }

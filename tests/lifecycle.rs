@@ -9,11 +9,14 @@ use common::*;
 use std::sync::Arc;
 use taskcenter::domain::dump::DumpRecord;
 use taskcenter::domain::transition::{self, Event, Outcome};
+use taskcenter::domain::DeployType;
 use taskcenter::domain::TaskState::{self, *};
 use taskcenter::protocol::Held;
 use taskcenter::scheduler::{self, TickConfig};
+use taskcenter::store;
 use taskcenter::store::lifecycle::Applied;
-use taskcenter::store::{self, Store};
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 
 const LEASE: i64 = 10_000;
 
@@ -64,11 +67,17 @@ fn every_state_fixture() -> (Vec<DumpRecord>, Vec<Case>) {
     (recs, cases)
 }
 
-async fn worker(store: &Arc<dyn Store>, name: &str, kind: &str, slots: i64, now: i64) -> i64 {
+async fn worker(
+    store: &Arc<taskcenter::store::SqlStore>,
+    name: &str,
+    kind: &str,
+    slots: i64,
+    now: i64,
+) -> i64 {
     store.create_worker(name, name, b"unused").await.unwrap();
-    let w = store.worker_credential(name).await.unwrap().unwrap();
+    let w = store.find_worker_credential(name).await.unwrap().unwrap();
     store
-        .register_worker(w.pk, kind, slots, now, LEASE)
+        .register_worker(w.pk, DeployType::parse(kind).unwrap(), slots, now, LEASE)
         .await
         .unwrap();
     w.pk
@@ -76,7 +85,7 @@ async fn worker(store: &Arc<dyn Store>, name: &str, kind: &str, slots: i64, now:
 
 async fn state(ctx: &Ctx, id: &str) -> TaskState {
     ctx.store
-        .task(ctx.project_pk, id)
+        .find_task(ctx.project_pk, id)
         .await
         .unwrap()
         .unwrap()
@@ -117,7 +126,7 @@ both_backends! {
         let (recs, cases) = every_state_fixture();
         ctx.import(recs).await;
         for (id, from, event, _) in &cases {
-            let r = ctx.store.apply_event(ctx.project_pk, id, *event).await;
+            let r = ctx.store.apply_task_event(ctx.project_pk, id, *event).await;
             if event.needs_worker() {
                 assert!(matches!(r, Err(store::StoreError::NotAllowed(_))), "{from} + {event}: {r:?}");
                 assert_eq!(state(&ctx, id).await, *from, "a refused event leaves the task");
@@ -132,12 +141,12 @@ both_backends! {
                 Some(Outcome::To(to)) => {
                     assert_eq!(r, Applied::Moved { from: *from, to: Outcome::To(to) });
                     assert_eq!(state(&ctx, id).await, to, "{from} + {event}");
-                    let h = ctx.store.task_history(ctx.project_pk, id).await.unwrap();
+                    let h = ctx.store.list_task_history(ctx.project_pk, id).await.unwrap();
                     assert_eq!(h.last().map(|h| (h.from, h.event.clone(), h.to)), Some((*from, event.to_string(), Some(to))));
                 }
                 Some(Outcome::Gone) => {
                     assert_eq!(r, Applied::Moved { from: *from, to: Outcome::Gone });
-                    assert!(ctx.store.task(ctx.project_pk, id).await.unwrap().is_none(), "{from} + {event} deletes");
+                    assert!(ctx.store.find_task(ctx.project_pk, id).await.unwrap().is_none(), "{from} + {event} deletes");
                 }
             }
         }
@@ -171,25 +180,25 @@ both_backends! {
         now += 100;
         scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Starting);
-        let d = st.task(ctx.project_pk, "t21").await.unwrap().unwrap();
+        let d = st.find_task(ctx.project_pk, "t21").await.unwrap().unwrap();
         assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w1"), 1));
 
         // The worker learns its assignment and reports.
-        let reply = st.worker_sync(w, now, LEASE, &[]).await.unwrap();
+        let reply = st.sync_worker(w, now, LEASE, &[]).await.unwrap();
         assert_eq!(reply.assign.len(), 1);
         let a = &reply.assign[0];
         assert_eq!((a.task_id.as_str(), a.source_url.as_str()), ("t21", "rtsp://cam4/live"));
         let held = Held { task: a.task, attempt: a.attempt };
         let stale = Held { task: a.task, attempt: a.attempt + 1 };
-        assert_eq!(st.worker_report(w, stale, Event::Started, None).await.unwrap(), Applied::Refused { state: Starting });
-        st.worker_report(w, held, Event::Started, None).await.unwrap();
+        assert_eq!(st.report_task(w, stale, Event::Started, None).await.unwrap(), Applied::Refused { state: Starting });
+        st.report_task(w, held, Event::Started, None).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Running);
-        assert!(st.worker_sync(w, now, LEASE, &[held]).await.unwrap().is_empty());
+        assert!(st.sync_worker(w, now, LEASE, &[held]).await.unwrap().is_empty());
         // Stop: the worker is told, then lets go.
-        st.apply_event(ctx.project_pk, "t21", Event::Stop).await.unwrap();
+        st.apply_task_event(ctx.project_pk, "t21", Event::Stop).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Stopping);
-        assert_eq!(st.worker_sync(w, now, LEASE, &[held]).await.unwrap().stop, vec![held]);
-        st.worker_report(w, held, Event::Released, None).await.unwrap();
+        assert_eq!(st.sync_worker(w, now, LEASE, &[held]).await.unwrap().stop, vec![held]);
+        st.report_task(w, held, Event::Released, None).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Stopped);
 
         // The freed slot goes to the low-priority task; it fails.
@@ -198,11 +207,11 @@ both_backends! {
             scheduler::tick(&**st, now, &cfg).await.unwrap();
         }
         assert_eq!(state(&ctx, &low).await, Starting);
-        let a = st.worker_sync(w, now, LEASE, &[]).await.unwrap().assign.remove(0);
+        let a = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign.remove(0);
         let held = Held { task: a.task, attempt: a.attempt };
-        st.worker_report(w, held, Event::Started, None).await.unwrap();
-        st.worker_report(w, held, Event::Crashed, Some(("VIAS.TC.EXIT".into(), "exit status 1".into()))).await.unwrap();
-        let d = st.task(ctx.project_pk, &low).await.unwrap().unwrap();
+        st.report_task(w, held, Event::Started, None).await.unwrap();
+        st.report_task(w, held, Event::Crashed, Some(("VIAS.TC.EXIT".into(), "exit status 1".into()))).await.unwrap();
+        let d = st.find_task(ctx.project_pk, &low).await.unwrap().unwrap();
         assert_eq!((d.state, d.error_code.as_deref()), (Failed, Some("VIAS.TC.EXIT")));
         assert_eq!(d.worker_id, None, "a finished task frees its slot");
         counters_are_exact(&ctx).await;
@@ -245,15 +254,15 @@ both_backends! {
             scheduler::tick(&**st, now, &cfg).await.unwrap();
         }
         assert_eq!(state(&ctx, "t21").await, Starting);
-        let a = st.worker_sync(w1, now, LEASE, &[]).await.unwrap().assign.remove(0);
+        let a = st.sync_worker(w1, now, LEASE, &[]).await.unwrap().assign.remove(0);
         let h1 = Held { task: a.task, attempt: a.attempt };
-        st.worker_report(w1, h1, Event::Started, None).await.unwrap();
+        st.report_task(w1, h1, Event::Started, None).await.unwrap();
         let w2 = worker(st, "w2", "cloud", 1, now + LEASE).await;
         // w1 goes silent past its lease; w2 keeps syncing.
         now += LEASE + 1;
         let mut seen = vec![state(&ctx, "t21").await];
         for _ in 0..6 {
-            st.worker_sync(w2, now, LEASE, &[]).await.unwrap();
+            st.sync_worker(w2, now, LEASE, &[]).await.unwrap();
             scheduler::tick(&**st, now, &cfg).await.unwrap();
             let s = state(&ctx, "t21").await;
             if seen.last() != Some(&s) {
@@ -262,11 +271,11 @@ both_backends! {
             now += 100;
         }
         assert_eq!(seen, vec![Running, Abnormal, Recovering, Pending, Scheduling, Starting]);
-        let d = st.task(ctx.project_pk, "t21").await.unwrap().unwrap();
+        let d = st.find_task(ctx.project_pk, "t21").await.unwrap().unwrap();
         assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w2"), 2));
         // A report from the old holder is refused; w1 is told to stop it.
-        assert_eq!(st.worker_report(w1, h1, Event::Exited, None).await.unwrap(), Applied::Refused { state: Starting });
-        assert_eq!(st.worker_sync(w1, now, LEASE, &[h1]).await.unwrap().stop, vec![h1]);
+        assert_eq!(st.report_task(w1, h1, Event::Exited, None).await.unwrap(), Applied::Refused { state: Starting });
+        assert_eq!(st.sync_worker(w1, now, LEASE, &[h1]).await.unwrap().stop, vec![h1]);
         counters_are_exact(&ctx).await;
     }
 
@@ -284,11 +293,11 @@ both_backends! {
         for _ in 0..3 {
             scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         }
-        let a = st.worker_sync(w, tick(0), LEASE, &[]).await.unwrap().assign.remove(0);
+        let a = st.sync_worker(w, tick(0), LEASE, &[]).await.unwrap().assign.remove(0);
         let held = Held { task: a.task, attempt: a.attempt };
-        st.worker_report(w, held, Event::Started, None).await.unwrap();
+        st.report_task(w, held, Event::Started, None).await.unwrap();
         // Upgrade: running → upgrading → (worker restarts it) → running.
-        st.add_service(ctx.project_pk, &store::NewService {
+        st.create_service(ctx.project_pk, &store::NewService {
             id: "smoke3".into(),
             service_name: "smoke.det".into(),
             service_version: "3.0.0".into(),
@@ -301,9 +310,9 @@ both_backends! {
         assert_eq!(st.upgrade_service(ctx.project_pk, "smoke.det", "2.0.0", "3.0.0").await.unwrap(), 2);
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Upgrading);
-        let up = st.worker_sync(w, tick(0), LEASE, &[held]).await.unwrap().upgrade;
+        let up = st.sync_worker(w, tick(0), LEASE, &[held]).await.unwrap().upgrade;
         assert_eq!(up.iter().map(|a| a.service_version.as_str()).collect::<Vec<_>>(), vec!["3.0.0"]);
-        st.worker_report(w, held, Event::Upgraded, None).await.unwrap();
+        st.report_task(w, held, Event::Upgraded, None).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Running);
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Running, "the new version is not upgraded again");
@@ -311,8 +320,8 @@ both_backends! {
         st.set_project_frozen(ctx.project_pk, true).await.unwrap();
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Freezing);
-        assert_eq!(st.worker_sync(w, tick(0), LEASE, &[held]).await.unwrap().stop, vec![held]);
-        st.worker_report(w, held, Event::Released, None).await.unwrap();
+        assert_eq!(st.sync_worker(w, tick(0), LEASE, &[held]).await.unwrap().stop, vec![held]);
+        st.report_task(w, held, Event::Released, None).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Frozen);
         st.set_project_frozen(ctx.project_pk, false).await.unwrap();
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
@@ -328,7 +337,7 @@ both_backends! {
     async fn two_schedulers_never_overcommit_a_worker(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         // A second process's store on the same database.
-        let other = store::open(&ctx.db.url).await.unwrap();
+        let other = store::open_sql(&ctx.db.url).await.unwrap();
         let st = ctx.store.clone();
         let now = taskcenter::domain::now_millis();
         let w = worker(&st, "w1", "cloud", 3, now).await;
@@ -342,29 +351,29 @@ both_backends! {
         }
         assert_eq!(ids.len(), 7);
         let cfg = TickConfig::default();
-        let run = |s: Arc<dyn Store>| async move {
+        let run = |s: Arc<taskcenter::store::SqlStore>| async move {
             for i in 0..20 {
                 scheduler::tick(&*s, now + i, &cfg).await.unwrap();
             }
         };
-        let check = |s: Arc<dyn Store>| async move {
+        let check = |s: Arc<taskcenter::store::SqlStore>| async move {
             for _ in 0..40 {
-                let ws = s.workers().await.unwrap();
+                let ws = s.list_workers().await.unwrap();
                 assert!(ws.iter().all(|w| w.held <= w.slots), "{ws:?}");
                 tokio::task::yield_now().await;
             }
         };
         tokio::join!(run(st.clone()), run(other.clone()), check(st.clone()));
-        let ws = st.workers().await.unwrap();
+        let ws = st.list_workers().await.unwrap();
         assert_eq!(ws[0].held, 3, "both schedulers together filled the worker exactly");
-        let reply = st.worker_sync(w, now + 50, LEASE, &[]).await.unwrap();
+        let reply = st.sync_worker(w, now + 50, LEASE, &[]).await.unwrap();
         let mut tasks: Vec<i64> = reply.assign.iter().map(|a| a.task).collect();
         tasks.sort_unstable();
         tasks.dedup();
         assert_eq!(tasks.len(), 3);
         assert!(reply.assign.iter().all(|a| a.attempt == 1), "each placed once: {:?}", reply.assign);
         for id in &ids {
-            let h = st.task_history(ctx.project_pk, id).await.unwrap();
+            let h = st.list_task_history(ctx.project_pk, id).await.unwrap();
             assert!(h.iter().filter(|e| e.event == "Place").count() <= 1, "{id}: {h:?}");
         }
         counters_are_exact(&ctx).await;

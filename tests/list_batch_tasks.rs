@@ -5,6 +5,8 @@
 mod common;
 use common::*;
 use serde_json::json;
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 
 both_backends! {
     async fn defaults_sort_by_created_at_desc_with_id_tie_break(ctx: Ctx) {
@@ -170,17 +172,17 @@ both_backends! {
         use taskcenter::domain::transition::{Event, Outcome};
         use taskcenter::store::lifecycle::Applied;
         assert_eq!(
-            ctx.store.apply_event(ctx.project_pk, "t21", Event::Schedule).await.unwrap(),
+            ctx.store.apply_task_event(ctx.project_pk, "t21", Event::Schedule).await.unwrap(),
             Applied::Moved { from: Pending, to: Outcome::To(Scheduling) }
         );
         assert_eq!(
-            ctx.store.apply_event(ctx.project_pk, "t21", Event::Schedule).await.unwrap(),
+            ctx.store.apply_task_event(ctx.project_pk, "t21", Event::Schedule).await.unwrap(),
             Applied::Refused { state: Scheduling },
             "the table has no Schedule from scheduling"
         );
         // t13 is stopped: delete removes it at once.
         assert_eq!(
-            ctx.store.apply_event(ctx.project_pk, "t13", Event::Delete).await.unwrap(),
+            ctx.store.apply_task_event(ctx.project_pk, "t13", Event::Delete).await.unwrap(),
             Applied::Moved { from: Stopped, to: Outcome::Gone }
         );
         ctx.store.add_task(ctx.project_pk, &bid(3), "s6").await.unwrap();

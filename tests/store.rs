@@ -10,6 +10,8 @@ use taskcenter::domain::dump::DumpRecord;
 use taskcenter::domain::transition::{self, Event, Outcome};
 use taskcenter::domain::TaskState;
 use taskcenter::store::lifecycle::Applied;
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 use taskcenter::store::{self, Store};
 
 #[derive(Debug, Clone)]
@@ -33,7 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// Applies `ops` through the store in a fresh project and checks, after each
 /// step, every batch's stored counters against a fresh count of its tasks and
 /// against the model kept here.
-async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
+async fn check_counters(store: &Arc<taskcenter::store::SqlStore>, ops: &[Op]) {
     let pid = unique("p");
     let p = store.create_project(&pid, &pid, 1).await.unwrap();
     let mut imp = store.begin_import().await.unwrap();
@@ -93,7 +95,7 @@ async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
             Op::Apply { task, event } => {
                 if model.is_empty() {
                     assert!(matches!(
-                        store.apply_event(p.pk, "nothing", event).await,
+                        store.apply_task_event(p.pk, "nothing", event).await,
                         Err(store::StoreError::NotFound { .. })
                             | Err(store::StoreError::NotAllowed(_))
                     ));
@@ -101,7 +103,7 @@ async fn check_counters(store: &Arc<dyn Store>, ops: &[Op]) {
                 }
                 let i = task % model.len();
                 let cur = model[i].3;
-                let r = store.apply_event(p.pk, &model[i].0, event).await;
+                let r = store.apply_task_event(p.pk, &model[i].0, event).await;
                 if event.needs_worker() {
                     assert!(
                         matches!(r, Err(store::StoreError::NotAllowed(_))),
@@ -147,7 +149,7 @@ fn counter_property(db: TestDb) {
         .build()
         .unwrap();
     let store = rt.block_on(async {
-        let s = store::open(&db.url).await.unwrap();
+        let s = store::open_sql(&db.url).await.unwrap();
         s.migrate().await.unwrap();
         s
     });
@@ -183,7 +185,7 @@ fn counters_equal_a_fresh_count_after_random_writes_postgres() {
     counter_property(db);
 }
 
-async fn export_lines(store: &Arc<dyn Store>) -> String {
+async fn export_lines(store: &Arc<taskcenter::store::SqlStore>) -> String {
     let (send, mut recv) = tokio::sync::mpsc::channel::<DumpRecord>(16);
     let s = store.clone();
     let job = tokio::spawn(async move { s.export(send).await });
@@ -196,7 +198,7 @@ async fn export_lines(store: &Arc<dyn Store>) -> String {
     out
 }
 
-async fn import_lines(store: &Arc<dyn Store>, text: &str) {
+async fn import_lines(store: &Arc<taskcenter::store::SqlStore>, text: &str) {
     let mut imp = store.begin_import().await.unwrap();
     for (i, line) in text.lines().enumerate() {
         imp.put(i as u64 + 1, serde_json::from_str(line).unwrap())
@@ -206,8 +208,8 @@ async fn import_lines(store: &Arc<dyn Store>, text: &str) {
     imp.commit().await.unwrap();
 }
 
-async fn open(db: &TestDb) -> Arc<dyn Store> {
-    let s = store::open(&db.url).await.unwrap();
+async fn open(db: &TestDb) -> Arc<taskcenter::store::SqlStore> {
+    let s = store::open_sql(&db.url).await.unwrap();
     s.migrate().await.unwrap();
     s
 }
@@ -221,7 +223,7 @@ async fn round_trip(src: Ctx, dst: TestDb) {
         .await
         .unwrap();
     src.store
-        .apply_event(src.project_pk, "t21", Event::Schedule)
+        .apply_task_event(src.project_pk, "t21", Event::Schedule)
         .await
         .unwrap();
     let first = export_lines(&src.store).await;
@@ -235,7 +237,7 @@ async fn round_trip(src: Ctx, dst: TestDb) {
     let counts = dst_store
         .check_counters(
             dst_store
-                .project(&store::ProjectRef::Id("p1".into()))
+                .find_project(&store::ProjectRef::Id("p1".into()))
                 .await
                 .unwrap()
                 .unwrap()
@@ -271,7 +273,7 @@ both_backends! {
         }
         assert!(failed_at.is_some());
         drop(imp);
-        let ctx2 = ctx.store.project(&store::ProjectRef::Id("p2".into())).await.unwrap();
+        let ctx2 = ctx.store.find_project(&store::ProjectRef::Id("p2".into())).await.unwrap();
         assert!(ctx2.is_none(), "nothing of the failed import is visible");
         assert_eq!(ctx.list("").await.body["count"], 0);
     }
@@ -378,7 +380,7 @@ mod read_model_matches_sql {
                         to: Outcome::Gone, ..
                     }) = ctx
                         .store
-                        .apply_event(ctx.project_pk, &tasks[at], *event)
+                        .apply_task_event(ctx.project_pk, &tasks[at], *event)
                         .await
                     {
                         tasks.remove(at);

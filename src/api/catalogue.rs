@@ -110,7 +110,7 @@ pub async fn show_video_group(
 ) -> ApiResult<Json<GroupDto>> {
     let g = st
         .store
-        .video_group(p.pk, &id)
+        .find_video_group(p.pk, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             param: Some("id".into()),
@@ -207,7 +207,7 @@ pub async fn show_video_source(
 ) -> ApiResult<Json<SourceDto>> {
     let s = st
         .store
-        .video_source(p.pk, &id)
+        .find_video_source(p.pk, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             param: Some("id".into()),
@@ -268,7 +268,7 @@ pub async fn show_service(
 ) -> ApiResult<Json<ServiceDto>> {
     let s = st
         .store
-        .service(p.pk, &id)
+        .find_service(p.pk, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             param: Some("id".into()),

@@ -418,7 +418,7 @@ async fn metrics_on_api_port(
 pub async fn metrics_reply(st: &AppState) -> Response {
     let m = crate::metrics::metrics();
     let started = Instant::now();
-    if let Ok(workers) = st.store.workers().await {
+    if let Ok(workers) = st.store.list_workers().await {
         let now = crate::domain::now_millis();
         let lost = workers
             .iter()

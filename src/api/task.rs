@@ -146,8 +146,12 @@ pub async fn show_task(
     Authed(p): Authed,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<TaskDto>> {
-    let t = st.store.task(p.pk, &id).await?.ok_or_else(task_not_found)?;
-    let history = st.store.task_history(p.pk, &id).await?;
+    let t = st
+        .store
+        .find_task(p.pk, &id)
+        .await?
+        .ok_or_else(task_not_found)?;
+    let history = st.store.list_task_history(p.pk, &id).await?;
     let mut dto = TaskDto::from(t);
     dto.history = Some(
         history
@@ -172,7 +176,7 @@ pub struct TaskOpReply {
 }
 
 async fn task_op(st: &AppState, project_pk: i64, id: &str, event: Event) -> ApiResult<TaskOpReply> {
-    match st.store.apply_event(project_pk, id, event).await? {
+    match st.store.apply_task_event(project_pk, id, event).await? {
         Applied::Moved { to, .. } => Ok(TaskOpReply {
             id: id.to_string(),
             state: match to {

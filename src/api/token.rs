@@ -92,7 +92,7 @@ pub async fn issue(
             retry_after_secs: u64::try_from((wait + 999) / 1000).unwrap_or(1),
         });
     }
-    let user = st.store.user_by_name(&u.name).await?;
+    let user = st.store.find_user(&u.name).await?;
     // Verify against a real hash even for an unknown user, so timing does not
     // tell which user names exist.
     let hash = user
@@ -114,8 +114,12 @@ pub async fn issue(
         return Err(denied());
     };
     st.logins.throttle.succeeded(&user.name);
-    let project = st.store.project(&project_ref).await?.ok_or_else(denied)?;
-    if !st.store.user_may_use(user.pk, project.pk).await? {
+    let project = st
+        .store
+        .find_project(&project_ref)
+        .await?
+        .ok_or_else(denied)?;
+    if !st.store.user_has_project(user.pk, project.pk).await? {
         return Err(denied());
     }
     let issued = identity::issue_token(&*st.store, project.pk, Some(user.pk), st.token_ttl).await?;

@@ -56,7 +56,7 @@ pub async fn register(
         });
     }
     st.store
-        .register_worker(w, b.kind.as_str(), b.slots, now_millis(), lease_ms(&st))
+        .register_worker(w, b.kind, b.slots, now_millis(), lease_ms(&st))
         .await?;
     Ok(Json(RegisterReply {
         lease_ms: lease_ms(&st),
@@ -84,7 +84,7 @@ pub async fn sync(
     loop {
         let reply = st
             .store
-            .worker_sync(w, now_millis(), lease_ms(&st), &b.running)
+            .sync_worker(w, now_millis(), lease_ms(&st), &b.running)
             .await?;
         if !reply.is_empty() || start.elapsed() + WAIT_STEP > wait {
             return Ok(Json(reply));
@@ -119,7 +119,7 @@ pub async fn report(
         task: b.task,
         attempt: b.attempt,
     };
-    let reply = match st.store.worker_report(w, held, event, error).await {
+    let reply = match st.store.report_task(w, held, event, error).await {
         Ok(Applied::Moved { to, .. }) => ReportReply {
             applied: true,
             state: match to {

@@ -57,7 +57,7 @@ pub async fn issue_token(
     let issued_at = now_millis();
     let expires_at = issued_at.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
     store
-        .insert_token(&NewToken {
+        .create_token(&NewToken {
             id: id.clone(),
             secret_hash: Sha256::digest(secret.as_bytes()).to_vec(),
             project_pk,
@@ -102,7 +102,7 @@ pub async fn authenticate_worker(store: &dyn Store, credential: &str) -> Result<
     }
     let (id, secret) = split_with(WORKER_PREFIX, credential).ok_or(AuthError::Malformed)?;
     let w = store
-        .worker_credential(id)
+        .find_worker_credential(id)
         .await?
         .ok_or(AuthError::Unknown)?;
     let digest = Sha256::digest(secret.as_bytes());
@@ -131,7 +131,7 @@ pub async fn authenticate(store: &dyn Store, token: &str) -> Result<Project, Aut
         return Err(AuthError::Missing);
     }
     let (id, secret) = split(token).ok_or(AuthError::Malformed)?;
-    let row = store.token(id).await?.ok_or(AuthError::Unknown)?;
+    let row = store.find_token(id).await?.ok_or(AuthError::Unknown)?;
     let digest = Sha256::digest(secret.as_bytes());
     if !bool::from(digest.as_slice().ct_eq(row.secret_hash.as_slice())) {
         return Err(AuthError::Unknown);

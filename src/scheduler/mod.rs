@@ -9,7 +9,7 @@ pub mod decide;
 
 use crate::domain::transition::Event;
 use crate::domain::{now_millis, DeployType, TaskState};
-use crate::store::lifecycle::Lifecycle;
+use crate::store::prelude::*;
 use crate::store::tick_tx::TickTx;
 use crate::store::StoreResult;
 use decide::{Capacity, Placement, MAINTENANCE};
@@ -67,7 +67,11 @@ impl TickReport {
 
 /// One bounded scheduler pass at time `now`; ticks of every process on the
 /// database serialize on the lifecycle lock.
-pub async fn tick(store: &dyn Lifecycle, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
+pub async fn tick(
+    store: &dyn SchedulerStore,
+    now: i64,
+    cfg: &TickConfig,
+) -> StoreResult<TickReport> {
     let mut tx = store.begin_tick().await?;
     let report = tick_in(&mut *tx, now, cfg).await?;
     tx.commit().await?;
@@ -157,7 +161,7 @@ pub struct SchedulerConfig {
 }
 
 pub struct Scheduler {
-    store: Arc<dyn Lifecycle>,
+    store: Arc<dyn Store>,
     cfg: SchedulerConfig,
 }
 
@@ -168,7 +172,7 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Lifecycle>, cfg: SchedulerConfig) -> Scheduler {
+    pub fn new(store: Arc<dyn Store>, cfg: SchedulerConfig) -> Scheduler {
         Scheduler { store, cfg }
     }
 
@@ -179,7 +183,7 @@ impl Scheduler {
     pub fn spawn(self, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let lease_ms = i64::try_from(self.cfg.lease.as_millis()).unwrap_or(i64::MAX);
-            if let Err(e) = self.store.grace_leases(now_millis(), lease_ms).await {
+            if let Err(e) = self.store.extend_leases(now_millis(), lease_ms).await {
                 tracing::warn!(error = %e, "could not extend worker leases at start");
             }
             while !*stop.borrow() {

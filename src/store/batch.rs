@@ -9,6 +9,8 @@ use super::{
 };
 use crate::domain::state::COUNTER_COLUMNS;
 use crate::domain::{field, now_millis, random_hex, ListBatchTasksParams, TaskState};
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::HashSet;
@@ -50,22 +52,6 @@ fn batch_row_from(row: &AnyRow) -> StoreResult<BatchTaskRow> {
         row.try_get("group_names")?,
         row.try_get("source_name")?,
     )
-}
-
-/// Columns `task_from` decodes, with the joins they need.
-const TASK_COLS: &str = "t.id as task_id, b.id as batch_id, s.id as source_id, t.state as state, \
-     t.created_at as created_at, t.updated_at as updated_at from tasks t \
-     left join batch_tasks b on b.pk = t.batch_pk join video_sources s on s.pk = t.video_source_pk";
-
-fn task_from(row: &AnyRow) -> StoreResult<TaskRow> {
-    Ok(TaskRow {
-        id: row.try_get("task_id")?,
-        batch_id: row.try_get("batch_id")?,
-        video_source_id: row.try_get("source_id")?,
-        state: stored_state(row.try_get("state")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
 
 /// The fields of a new batch row.
@@ -361,235 +347,223 @@ pub(super) async fn resolve_sources(
     })
 }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = %b.id))]
-pub(super) async fn create_batch_task(
-    s: &SqlStore,
-    project_pk: i64,
-    b: &NewBatchTask,
-) -> StoreResult<BatchCreated> {
-    let mut tx = s.begin_write().await?;
-    let conn: &mut AnyConnection = &mut tx;
-    let svc_deployed: Option<i64> = sqlx::query_scalar(
-        "select deployed from services where project_pk = $1 and service_name = $2 and service_version = $3",
-    )
-    .bind(project_pk)
-    .bind(&b.service_name)
-    .bind(&b.service_version)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match svc_deployed {
-        None => {
-            return Err(StoreError::NotFound {
-                what: "algorithm service",
-                param: "service_name".into(),
-            })
+#[async_trait]
+impl BatchStore for SqlStore {
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = %b.id))]
+    async fn create_batch_task(
+        &self,
+        project_pk: i64,
+        b: &NewBatchTask,
+    ) -> StoreResult<BatchCreated> {
+        let mut tx = self.begin_write().await?;
+        let conn: &mut AnyConnection = &mut tx;
+        let svc_deployed: Option<i64> = sqlx::query_scalar(
+            "select deployed from services where project_pk = $1 and service_name = $2 and service_version = $3",
+        )
+        .bind(project_pk)
+        .bind(&b.service_name)
+        .bind(&b.service_version)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match svc_deployed {
+            None => {
+                return Err(StoreError::NotFound {
+                    what: "algorithm service",
+                    param: "service_name".into(),
+                })
+            }
+            Some(0) => {
+                return Err(StoreError::NotAllowed(
+                    "the algorithm service is not deployed".into(),
+                ))
+            }
+            Some(_) => {}
         }
-        Some(0) => {
-            return Err(StoreError::NotAllowed(
-                "the algorithm service is not deployed".into(),
-            ))
+        let resolved = resolve_sources(conn, project_pk, &b.groups).await?;
+        let pk = insert_batch_row(
+            conn,
+            project_pk,
+            &BatchRow {
+                id: &b.id,
+                name: &b.name,
+                description: &b.description,
+                service_name: &b.service_name,
+                service_version: &b.service_version,
+                priority: &b.priority,
+                config: &b.config,
+                output: &b.output,
+                created_at: b.created_at,
+                group_pks: &resolved.group_pks,
+            },
+        )
+        .await?;
+        for (spk, roi) in &resolved.wanted {
+            let tid = random_hex(16)?;
+            insert_task(
+                conn,
+                project_pk,
+                &tid,
+                pk,
+                *spk,
+                TaskState::Pending,
+                roi.clone(),
+                b.created_at,
+                b.created_at,
+            )
+            .await?;
         }
-        Some(_) => {}
+        let added = resolved.wanted.len();
+        bump(conn, pk, TaskState::Pending, added as i64).await?;
+        self.record_change(conn, project_pk, pk).await?;
+        tx.commit().await?;
+        self.after_write(project_pk, pk).await;
+        Ok(BatchCreated {
+            id: b.id.clone(),
+            succeed_count: added as u64,
+            failures: resolved.failures,
+        })
     }
-    let resolved = resolve_sources(conn, project_pk, &b.groups).await?;
-    let pk = insert_batch_row(
-        conn,
-        project_pk,
-        &BatchRow {
-            id: &b.id,
-            name: &b.name,
-            description: &b.description,
-            service_name: &b.service_name,
-            service_version: &b.service_version,
-            priority: &b.priority,
-            config: &b.config,
-            output: &b.output,
-            created_at: b.created_at,
-            group_pks: &resolved.group_pks,
-        },
-    )
-    .await?;
-    for (spk, roi) in &resolved.wanted {
-        let tid = random_hex(16)?;
+
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn list_batch_tasks(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage> {
+        let view = self.project_view(project_pk).await?;
+        let page = view
+            .read()
+            .map_err(|_| StoreError::Internal("read model lock poisoned".into()))?
+            .query(q);
+        Ok(page)
+    }
+
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn list_batch_tasks_from_db(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage> {
+        let positional = self.backend.positional();
+        let mut tx = self.begin_read().await?;
+        let cq = sql::count_batch_tasks(positional, project_pk, q);
+        let count: i64 = bound(&cq).fetch_one(&mut *tx).await?.try_get("n")?;
+        let sq = sql::select_batch_tasks(positional, project_pk, q);
+        let rows = if q
+            .paging
+            .map(|p| p.offset() >= count as u64)
+            .unwrap_or(false)
+        {
+            Vec::new()
+        } else {
+            bound(&sq)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| batch_row_from(r).map(Arc::new))
+                .collect::<StoreResult<_>>()?
+        };
+        tx.commit().await?;
+        Ok(BatchTaskPage {
+            count: count as u64,
+            rows,
+        })
+    }
+}
+
+/// Checks for tests and diagnosis, off the production traits.
+impl SqlStore {
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
+    pub async fn add_task(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+        source_id: &str,
+    ) -> StoreResult<TaskRow> {
+        let mut tx = self.begin_write().await?;
+        let conn: &mut AnyConnection = &mut tx;
+        let bpk = batch_pk(conn, project_pk, batch_id).await?;
+        let spk = source_pk(conn, project_pk, source_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "video source",
+                param: "video_source_id".into(),
+            })?;
+        let dup: Option<i64> =
+            sqlx::query_scalar("select pk from tasks where batch_pk = $1 and video_source_pk = $2")
+                .bind(bpk)
+                .bind(spk)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if dup.is_some() {
+            return Err(StoreError::Conflict {
+                what: "task",
+                param: "video_source_id".into(),
+            });
+        }
+        let id = random_hex(16)?;
+        let now = now_millis();
         insert_task(
             conn,
             project_pk,
-            &tid,
-            pk,
-            *spk,
+            &id,
+            bpk,
+            spk,
             TaskState::Pending,
-            roi.clone(),
-            b.created_at,
-            b.created_at,
+            None,
+            now,
+            now,
         )
         .await?;
+        bump(conn, bpk, TaskState::Pending, 1).await?;
+        self.record_change(conn, project_pk, bpk).await?;
+        tx.commit().await?;
+        self.after_write(project_pk, bpk).await;
+        Ok(TaskRow {
+            id,
+            batch_id: Some(batch_id.to_string()),
+            video_source_id: source_id.to_string(),
+            state: TaskState::Pending,
+            created_at: now,
+            updated_at: now,
+        })
     }
-    let added = resolved.wanted.len();
-    bump(conn, pk, TaskState::Pending, added as i64).await?;
-    s.record_change(conn, project_pk, pk).await?;
-    tx.commit().await?;
-    s.after_write(project_pk, pk).await;
-    Ok(BatchCreated {
-        id: b.id.clone(),
-        succeed_count: added as u64,
-        failures: resolved.failures,
-    })
-}
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn list_batch_tasks(
-    s: &SqlStore,
-    project_pk: i64,
-    q: &ListBatchTasksParams,
-) -> StoreResult<BatchTaskPage> {
-    let view = s.project_view(project_pk).await?;
-    let page = view
-        .read()
-        .map_err(|_| StoreError::Internal("read model lock poisoned".into()))?
-        .query(q);
-    Ok(page)
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn list_batch_tasks_from_db(
-    s: &SqlStore,
-    project_pk: i64,
-    q: &ListBatchTasksParams,
-) -> StoreResult<BatchTaskPage> {
-    let positional = s.backend.positional();
-    let mut tx = s.begin_read().await?;
-    let cq = sql::count_batch_tasks(positional, project_pk, q);
-    let count: i64 = bound(&cq).fetch_one(&mut *tx).await?.try_get("n")?;
-    let sq = sql::select_batch_tasks(positional, project_pk, q);
-    let rows = if q
-        .paging
-        .map(|p| p.offset() >= count as u64)
-        .unwrap_or(false)
-    {
-        Vec::new()
-    } else {
-        bound(&sq)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| batch_row_from(r).map(Arc::new))
-            .collect::<StoreResult<_>>()?
-    };
-    tx.commit().await?;
-    Ok(BatchTaskPage {
-        count: count as u64,
-        rows,
-    })
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
-pub(super) async fn add_task(
-    s: &SqlStore,
-    project_pk: i64,
-    batch_id: &str,
-    source_id: &str,
-) -> StoreResult<TaskRow> {
-    let mut tx = s.begin_write().await?;
-    let conn: &mut AnyConnection = &mut tx;
-    let bpk = batch_pk(conn, project_pk, batch_id).await?;
-    let spk = source_pk(conn, project_pk, source_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "video source",
-            param: "video_source_id".into(),
-        })?;
-    let dup: Option<i64> =
-        sqlx::query_scalar("select pk from tasks where batch_pk = $1 and video_source_pk = $2")
-            .bind(bpk)
-            .bind(spk)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if dup.is_some() {
-        return Err(StoreError::Conflict {
-            what: "task",
-            param: "video_source_id".into(),
-        });
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
+    pub async fn check_counters(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+    ) -> StoreResult<CounterCheck> {
+        let mut tx = self.begin_read().await?;
+        let bpk = batch_pk(&mut tx, project_pk, batch_id).await?;
+        let cols = COUNTER_COLUMNS.join(", ");
+        let row = sqlx::query(&format!(
+            "select num_task, {cols} from batch_tasks where pk = $1"
+        ))
+        .bind(bpk)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut stored = [0i64; 18];
+        for (c, name) in stored.iter_mut().zip(COUNTER_COLUMNS) {
+            *c = row.try_get(name)?;
+        }
+        let stored_num_task: i64 = row.try_get("num_task")?;
+        let mut counted = [0i64; 18];
+        for r in
+            sqlx::query("select state, count(*) as n from tasks where batch_pk = $1 group by state")
+                .bind(bpk)
+                .fetch_all(&mut *tx)
+                .await?
+        {
+            let st = stored_state(r.try_get("state")?)?;
+            counted[st.index()] = r.try_get("n")?;
+        }
+        tx.commit().await?;
+        Ok(CounterCheck {
+            stored,
+            stored_num_task,
+            counted,
+        })
     }
-    let id = random_hex(16)?;
-    let now = now_millis();
-    insert_task(
-        conn,
-        project_pk,
-        &id,
-        bpk,
-        spk,
-        TaskState::Pending,
-        None,
-        now,
-        now,
-    )
-    .await?;
-    bump(conn, bpk, TaskState::Pending, 1).await?;
-    s.record_change(conn, project_pk, bpk).await?;
-    tx.commit().await?;
-    s.after_write(project_pk, bpk).await;
-    Ok(TaskRow {
-        id,
-        batch_id: Some(batch_id.to_string()),
-        video_source_id: source_id.to_string(),
-        state: TaskState::Pending,
-        created_at: now,
-        updated_at: now,
-    })
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
-pub(super) async fn tasks_of_batch(
-    s: &SqlStore,
-    project_pk: i64,
-    batch_id: &str,
-) -> StoreResult<Vec<TaskRow>> {
-    let mut tx = s.begin_read().await?;
-    let bpk = batch_pk(&mut tx, project_pk, batch_id).await?;
-    let rows = sqlx::query(&format!(
-        "select {TASK_COLS} where t.batch_pk = $1 order by t.pk"
-    ))
-    .bind(bpk)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    rows.iter().map(task_from).collect()
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
-pub(super) async fn check_counters(
-    s: &SqlStore,
-    project_pk: i64,
-    batch_id: &str,
-) -> StoreResult<CounterCheck> {
-    let mut tx = s.begin_read().await?;
-    let bpk = batch_pk(&mut tx, project_pk, batch_id).await?;
-    let cols = COUNTER_COLUMNS.join(", ");
-    let row = sqlx::query(&format!(
-        "select num_task, {cols} from batch_tasks where pk = $1"
-    ))
-    .bind(bpk)
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut stored = [0i64; 18];
-    for (c, name) in stored.iter_mut().zip(COUNTER_COLUMNS) {
-        *c = row.try_get(name)?;
-    }
-    let stored_num_task: i64 = row.try_get("num_task")?;
-    let mut counted = [0i64; 18];
-    for r in
-        sqlx::query("select state, count(*) as n from tasks where batch_pk = $1 group by state")
-            .bind(bpk)
-            .fetch_all(&mut *tx)
-            .await?
-    {
-        let st = stored_state(r.try_get("state")?)?;
-        counted[st.index()] = r.try_get("n")?;
-    }
-    tx.commit().await?;
-    Ok(CounterCheck {
-        stored,
-        stored_num_task,
-        counted,
-    })
 }

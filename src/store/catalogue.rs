@@ -3,6 +3,8 @@
 use super::sql_store::SqlStore;
 use super::{NewService, Page, Service, StoreError, StoreResult, VideoGroup, VideoSource};
 use crate::domain::field;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -253,184 +255,168 @@ async fn paged<T>(
     Ok((count as u64, items))
 }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn add_service(
-    st: &SqlStore,
-    project_pk: i64,
-    s: &NewService,
-) -> StoreResult<Service> {
-    let mut tx = st.begin_write().await?;
-    let out = insert_service(&mut tx, project_pk, s).await?;
-    tx.commit().await?;
-    Ok(out)
-}
+#[async_trait]
+impl CatalogueStore for SqlStore {
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn create_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service> {
+        let mut tx = self.begin_write().await?;
+        let out = insert_service(&mut tx, project_pk, s).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn list_services(
-    st: &SqlStore,
-    project_pk: i64,
-    page: Page,
-) -> StoreResult<(u64, Vec<Service>)> {
-    let mut tx = st.begin_read().await?;
-    let out = paged(
-        &mut tx,
-        "select count(*) from services where project_pk = $1",
-        &format!(
-            "select {SERVICE_COLS} from services where project_pk = $1 order by pk limit $2 offset $3"
-        ),
-        project_pk,
-        page,
-        service_from,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(out)
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)> {
+        let mut tx = self.begin_read().await?;
+        let out = paged(
+            &mut tx,
+            "select count(*) from services where project_pk = $1",
+            &format!(
+                "select {SERVICE_COLS} from services where project_pk = $1 order by pk limit $2 offset $3"
+            ),
+            project_pk,
+            page,
+            service_from,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn service(
-    st: &SqlStore,
-    project_pk: i64,
-    id: &str,
-) -> StoreResult<Option<Service>> {
-    let row = sqlx::query(&format!(
-        "select {SERVICE_COLS} from services where project_pk = $1 and id = $2"
-    ))
-    .bind(project_pk)
-    .bind(id)
-    .fetch_optional(&st.pool)
-    .await?;
-    row.as_ref().map(service_from).transpose()
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn find_service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>> {
+        let row = sqlx::query(&format!(
+            "select {SERVICE_COLS} from services where project_pk = $1 and id = $2"
+        ))
+        .bind(project_pk)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(service_from).transpose()
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn create_video_group(
-    st: &SqlStore,
-    project_pk: i64,
-    id: &str,
-    name: &str,
-    created_at: i64,
-) -> StoreResult<VideoGroup> {
-    let mut tx = st.begin_write().await?;
-    let g = insert_group(&mut tx, project_pk, id, name, created_at).await?;
-    tx.commit().await?;
-    Ok(g)
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn create_video_group(
+        &self,
+        project_pk: i64,
+        id: &str,
+        name: &str,
+        created_at: i64,
+    ) -> StoreResult<VideoGroup> {
+        let mut tx = self.begin_write().await?;
+        let g = insert_group(&mut tx, project_pk, id, name, created_at).await?;
+        tx.commit().await?;
+        Ok(g)
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn list_video_groups(
-    st: &SqlStore,
-    project_pk: i64,
-    page: Page,
-) -> StoreResult<(u64, Vec<VideoGroup>)> {
-    let mut tx = st.begin_read().await?;
-    let out = paged(
-        &mut tx,
-        "select count(*) from video_groups where project_pk = $1",
-        &format!(
-            "select {GROUP_COLS} from video_groups where project_pk = $1 order by pk limit $2 offset $3"
-        ),
-        project_pk,
-        page,
-        group_from,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(out)
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn list_video_groups(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoGroup>)> {
+        let mut tx = self.begin_read().await?;
+        let out = paged(
+            &mut tx,
+            "select count(*) from video_groups where project_pk = $1",
+            &format!(
+                "select {GROUP_COLS} from video_groups where project_pk = $1 order by pk limit $2 offset $3"
+            ),
+            project_pk,
+            page,
+            group_from,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn video_group(
-    st: &SqlStore,
-    project_pk: i64,
-    id: &str,
-) -> StoreResult<Option<VideoGroup>> {
-    let row = sqlx::query(&format!(
-        "select {GROUP_COLS} from video_groups where project_pk = $1 and id = $2"
-    ))
-    .bind(project_pk)
-    .bind(id)
-    .fetch_optional(&st.pool)
-    .await?;
-    row.as_ref().map(group_from).transpose()
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn find_video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>> {
+        let row = sqlx::query(&format!(
+            "select {GROUP_COLS} from video_groups where project_pk = $1 and id = $2"
+        ))
+        .bind(project_pk)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(group_from).transpose()
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn create_video_source(
-    st: &SqlStore,
-    project_pk: i64,
-    s: &VideoSource,
-) -> StoreResult<VideoSource> {
-    let mut tx = st.begin_write().await?;
-    let out = insert_source(&mut tx, project_pk, s).await?;
-    tx.commit().await?;
-    Ok(out)
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn create_video_source(
+        &self,
+        project_pk: i64,
+        s: &VideoSource,
+    ) -> StoreResult<VideoSource> {
+        let mut tx = self.begin_write().await?;
+        let out = insert_source(&mut tx, project_pk, s).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn delete_video_source(
-    st: &SqlStore,
-    project_pk: i64,
-    id: &str,
-) -> StoreResult<()> {
-    let mut tx = st.begin_write().await?;
-    let spk = source_pk(&mut tx, project_pk, id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "video source",
-            param: "source_id".into(),
-        })?;
-    let used: Option<i64> =
-        sqlx::query_scalar("select pk from tasks where video_source_pk = $1 limit 1")
-            .bind(spk)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let sql = if used.is_some() {
-        "update video_sources set deleted = 1 where pk = $1"
-    } else {
-        "delete from video_sources where pk = $1"
-    };
-    sqlx::query(sql).bind(spk).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(())
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let spk =
+            source_pk(&mut tx, project_pk, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "video source",
+                    param: "source_id".into(),
+                })?;
+        let used: Option<i64> =
+            sqlx::query_scalar("select pk from tasks where video_source_pk = $1 limit 1")
+                .bind(spk)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let sql = if used.is_some() {
+            "update video_sources set deleted = 1 where pk = $1"
+        } else {
+            "delete from video_sources where pk = $1"
+        };
+        sqlx::query(sql).bind(spk).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn list_video_sources(
-    st: &SqlStore,
-    project_pk: i64,
-    page: Page,
-) -> StoreResult<(u64, Vec<VideoSource>)> {
-    let mut tx = st.begin_read().await?;
-    let out = paged(
-        &mut tx,
-        "select count(*) from video_sources where project_pk = $1 and deleted = 0",
-        &format!(
-            "select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.deleted = 0 \
-             order by s.pk limit $2 offset $3"
-        ),
-        project_pk,
-        page,
-        source_from,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(out)
-}
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn list_video_sources(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoSource>)> {
+        let mut tx = self.begin_read().await?;
+        let out = paged(
+            &mut tx,
+            "select count(*) from video_sources where project_pk = $1 and deleted = 0",
+            &format!(
+                "select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.deleted = 0 \
+                 order by s.pk limit $2 offset $3"
+            ),
+            project_pk,
+            page,
+            source_from,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
-pub(super) async fn video_source(
-    st: &SqlStore,
-    project_pk: i64,
-    id: &str,
-) -> StoreResult<Option<VideoSource>> {
-    let row = sqlx::query(&format!(
-        "select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.id = $2 \
-         and s.deleted = 0"
-    ))
-    .bind(project_pk)
-    .bind(id)
-    .fetch_optional(&st.pool)
-    .await?;
-    row.as_ref().map(source_from).transpose()
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn find_video_source(
+        &self,
+        project_pk: i64,
+        id: &str,
+    ) -> StoreResult<Option<VideoSource>> {
+        let row = sqlx::query(&format!(
+            "select {SOURCE_COLS} from video_sources s where s.project_pk = $1 and s.id = $2 \
+             and s.deleted = 0"
+        ))
+        .bind(project_pk)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(source_from).transpose()
+    }
 }

@@ -9,6 +9,9 @@ use crate::domain::dump::{
     BatchTaskRecord, DumpRecord, ProjectRecord, ServiceRecord, TaskRecord, UserRecord,
     VideoGroupRecord, VideoSourceRecord,
 };
+use crate::store::prelude::*;
+use crate::store::Importer;
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::mpsc;
@@ -79,46 +82,6 @@ impl Sink {
             .await
             .map_err(|_| StoreError::Internal("export reader went away".into()))
     }
-}
-
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn export(s: &SqlStore, out: mpsc::Sender<DumpRecord>) -> StoreResult<()> {
-    let out = Sink(out);
-    let mut tx = s.begin_read().await?;
-    let conn: &mut AnyConnection = &mut tx;
-    let projects = sqlx::query("select pk, id, name, created_at from projects order by pk")
-        .fetch_all(&mut *conn)
-        .await?;
-    for p in &projects {
-        out.send(DumpRecord::Project(ProjectRecord {
-            id: p.try_get("id")?,
-            name: p.try_get("name")?,
-            created_at: Some(p.try_get("created_at")?),
-        }))
-        .await?;
-    }
-    let users = sqlx::query(
-        "select u.name as name, u.password_hash as password_hash, u.created_at as created_at, \
-         (select string_agg(p.id, ',' order by p.pk) from user_projects up \
-         join projects p on p.pk = up.project_pk where up.user_pk = u.pk) as project_ids \
-         from users u order by u.pk",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for u in &users {
-        out.send(DumpRecord::User(UserRecord {
-            name: u.try_get("name")?,
-            password_hash: u.try_get("password_hash")?,
-            project_ids: split_ids(u.try_get("project_ids")?),
-            created_at: Some(u.try_get("created_at")?),
-        }))
-        .await?;
-    }
-    for p in &projects {
-        export_project(conn, &out, p.try_get("pk")?, &p.try_get::<String, _>("id")?).await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// A project's services, groups, sources and batches with their tasks.
@@ -206,4 +169,51 @@ async fn export_project(
             .await?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl DumpStore for SqlStore {
+    async fn begin_import(&self) -> StoreResult<Box<dyn Importer>> {
+        super::import::begin_import(self).await
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()> {
+        let out = Sink(out);
+        let mut tx = self.begin_read().await?;
+        let conn: &mut AnyConnection = &mut tx;
+        let projects = sqlx::query("select pk, id, name, created_at from projects order by pk")
+            .fetch_all(&mut *conn)
+            .await?;
+        for p in &projects {
+            out.send(DumpRecord::Project(ProjectRecord {
+                id: p.try_get("id")?,
+                name: p.try_get("name")?,
+                created_at: Some(p.try_get("created_at")?),
+            }))
+            .await?;
+        }
+        let users = sqlx::query(
+            "select u.name as name, u.password_hash as password_hash, u.created_at as created_at, \
+             (select string_agg(p.id, ',' order by p.pk) from user_projects up \
+             join projects p on p.pk = up.project_pk where up.user_pk = u.pk) as project_ids \
+             from users u order by u.pk",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for u in &users {
+            out.send(DumpRecord::User(UserRecord {
+                name: u.try_get("name")?,
+                password_hash: u.try_get("password_hash")?,
+                project_ids: split_ids(u.try_get("project_ids")?),
+                created_at: Some(u.try_get("created_at")?),
+            }))
+            .await?;
+        }
+        for p in &projects {
+            export_project(conn, &out, p.try_get("pk")?, &p.try_get::<String, _>("id")?).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }

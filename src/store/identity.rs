@@ -3,6 +3,8 @@
 use super::sql_store::{is_unique_violation, SqlStore};
 use super::{NewToken, Project, ProjectRef, StoreError, StoreResult, TokenRow, UserRow};
 use crate::domain::{field, now_millis};
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -103,129 +105,127 @@ pub(super) async fn insert_user(
     Ok(())
 }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn create_project(
-    s: &SqlStore,
-    id: &str,
-    name: &str,
-    created_at: i64,
-) -> StoreResult<Project> {
-    let mut tx = s.begin_write().await?;
-    let p = insert_project(&mut tx, id, name, created_at).await?;
-    tx.commit().await?;
-    Ok(p)
-}
-
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn project(s: &SqlStore, r: &ProjectRef) -> StoreResult<Option<Project>> {
-    let (by, v) = match r {
-        ProjectRef::Id(v) => ("id", v),
-        ProjectRef::Name(v) => ("name", v),
-    };
-    // `by` comes from the fixed pair above.
-    let row = sqlx::query(&format!(
-        "select {PROJECT_COLS} from projects where {by} = $1"
-    ))
-    .bind(v.as_str())
-    .fetch_optional(&s.pool)
-    .await?;
-    row.as_ref().map(project_from).transpose()
-}
-
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn project_count(s: &SqlStore) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("select count(*) from projects")
-        .fetch_one(&s.pool)
-        .await?;
-    Ok(n as u64)
-}
-
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn create_user(
-    s: &SqlStore,
-    name: &str,
-    password_hash: &str,
-    project_ids: &[String],
-) -> StoreResult<()> {
-    let mut tx = s.begin_write().await?;
-    insert_user(&mut tx, name, password_hash, project_ids, now_millis()).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn user_by_name(s: &SqlStore, name: &str) -> StoreResult<Option<UserRow>> {
-    let row = sqlx::query("select pk, name, password_hash from users where name = $1")
-        .bind(name)
-        .fetch_optional(&s.pool)
-        .await?;
-    match row {
-        Some(r) => Ok(Some(UserRow {
-            pk: r.try_get("pk")?,
-            name: r.try_get("name")?,
-            password_hash: r.try_get("password_hash")?,
-        })),
-        None => Ok(None),
+#[async_trait]
+impl IdentityStore for SqlStore {
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project> {
+        let mut tx = self.begin_write().await?;
+        let p = insert_project(&mut tx, id, name, created_at).await?;
+        tx.commit().await?;
+        Ok(p)
     }
-}
 
-#[tracing::instrument(skip_all, level = "debug", fields(user_pk = user_pk, project_pk = project_pk))]
-pub(super) async fn user_may_use(s: &SqlStore, user_pk: i64, project_pk: i64) -> StoreResult<bool> {
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from user_projects where user_pk = $1 and project_pk = $2",
-    )
-    .bind(user_pk)
-    .bind(project_pk)
-    .fetch_one(&s.pool)
-    .await?;
-    Ok(n > 0)
-}
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn find_project(&self, r: &ProjectRef) -> StoreResult<Option<Project>> {
+        let (by, v) = match r {
+            ProjectRef::Id(v) => ("id", v),
+            ProjectRef::Name(v) => ("name", v),
+        };
+        // `by` comes from the fixed pair above.
+        let row = sqlx::query(&format!(
+            "select {PROJECT_COLS} from projects where {by} = $1"
+        ))
+        .bind(v.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(project_from).transpose()
+    }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn insert_token(s: &SqlStore, t: &NewToken) -> StoreResult<()> {
-    sqlx::query(
-        "insert into tokens (id, secret_hash, project_pk, user_pk, issued_at, expires_at) \
-         values ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&t.id)
-    .bind(&t.secret_hash)
-    .bind(t.project_pk)
-    .bind(t.user_pk)
-    .bind(t.issued_at)
-    .bind(t.expires_at)
-    .execute(&s.pool)
-    .await?;
-    Ok(())
-}
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn count_projects(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("select count(*) from projects")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn token(s: &SqlStore, id: &str) -> StoreResult<Option<TokenRow>> {
-    // Tokens cannot be revoked, only expire, so a row once read stays right
-    // until its expiry.
-    if let Some(t) = s.tokens.read().ok().and_then(|m| m.get(id).cloned()) {
-        if t.expires_at > now_millis() {
-            return Ok(Some(t));
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        project_ids: &[String],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_user(&mut tx, name, password_hash, project_ids, now_millis()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn find_user(&self, name: &str) -> StoreResult<Option<UserRow>> {
+        let row = sqlx::query("select pk, name, password_hash from users where name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(UserRow {
+                pk: r.try_get("pk")?,
+                name: r.try_get("name")?,
+                password_hash: r.try_get("password_hash")?,
+            })),
+            None => Ok(None),
         }
     }
-    let row = sqlx::query(
-        "select p.pk as pk, p.id as id, p.name as name, t.secret_hash as secret_hash, \
-         t.expires_at as expires_at from tokens t join projects p on p.pk = t.project_pk \
-         where t.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&s.pool)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let t = TokenRow {
-        project: project_from(&r)?,
-        secret_hash: r.try_get("secret_hash")?,
-        expires_at: r.try_get("expires_at")?,
-    };
-    if let Ok(mut m) = s.tokens.write() {
-        if m.len() >= super::TOKEN_CACHE_MAX {
-            m.clear();
-        }
-        m.insert(id.to_string(), t.clone());
+
+    #[tracing::instrument(skip_all, level = "debug", fields(user_pk = user_pk, project_pk = project_pk))]
+    async fn user_has_project(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from user_projects where user_pk = $1 and project_pk = $2",
+        )
+        .bind(user_pk)
+        .bind(project_pk)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
     }
-    Ok(Some(t))
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn create_token(&self, t: &NewToken) -> StoreResult<()> {
+        sqlx::query(
+            "insert into tokens (id, secret_hash, project_pk, user_pk, issued_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(&t.secret_hash)
+        .bind(t.project_pk)
+        .bind(t.user_pk)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
+        // Tokens cannot be revoked, only expire, so a row once read stays right
+        // until its expiry.
+        if let Some(t) = self.tokens.read().ok().and_then(|m| m.get(id).cloned()) {
+            if t.expires_at > now_millis() {
+                return Ok(Some(t));
+            }
+        }
+        let row = sqlx::query(
+            "select p.pk as pk, p.id as id, p.name as name, t.secret_hash as secret_hash, \
+             t.expires_at as expires_at from tokens t join projects p on p.pk = t.project_pk \
+             where t.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let t = TokenRow {
+            project: project_from(&r)?,
+            secret_hash: r.try_get("secret_hash")?,
+            expires_at: r.try_get("expires_at")?,
+        };
+        if let Ok(mut m) = self.tokens.write() {
+            if m.len() >= super::TOKEN_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(id.to_string(), t.clone());
+        }
+        Ok(Some(t))
+    }
 }

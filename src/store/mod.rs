@@ -16,14 +16,24 @@ mod sql;
 mod sql_store;
 pub mod sqlite;
 pub mod tick_tx;
+mod traits;
+
+pub use traits::{
+    BatchStore, CatalogueStore, DumpStore, IdentityStore, SchedulerStore, Store, TaskStore,
+    WorkerStore,
+};
+
+/// The store's traits, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::traits::*;
+}
 
 pub use sql_store::SqlStore;
 
 use crate::domain::dump::DumpRecord;
-use crate::domain::{FieldError, ListBatchTasksParams, TaskState};
+use crate::domain::{FieldError, TaskState};
 use async_trait::async_trait;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Cached token rows above this many are dropped wholesale and re-read.
 pub(crate) const TOKEN_CACHE_MAX: usize = 100_000;
@@ -320,100 +330,16 @@ pub struct ImportedCount {
     pub tasks: u64,
 }
 
-#[async_trait]
-pub trait Store: lifecycle::Lifecycle + Send + Sync + 'static {
-    fn backend(&self) -> &'static str;
-    async fn migrate(&self) -> StoreResult<()>;
-    async fn ping(&self) -> StoreResult<()>;
-
-    // Projects, users, tokens.
-    async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project>;
-    async fn project(&self, r: &ProjectRef) -> StoreResult<Option<Project>>;
-    async fn project_count(&self) -> StoreResult<u64>;
-    async fn create_user(
-        &self,
-        name: &str,
-        password_hash: &str,
-        project_ids: &[String],
-    ) -> StoreResult<()>;
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRow>>;
-    async fn user_may_use(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool>;
-    async fn insert_token(&self, token: &NewToken) -> StoreResult<()>;
-    async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
-
-    // Catalogue.
-    async fn add_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service>;
-    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)>;
-    async fn service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>>;
-    async fn create_video_group(
-        &self,
-        project_pk: i64,
-        id: &str,
-        name: &str,
-        created_at: i64,
-    ) -> StoreResult<VideoGroup>;
-    async fn list_video_groups(
-        &self,
-        project_pk: i64,
-        page: Page,
-    ) -> StoreResult<(u64, Vec<VideoGroup>)>;
-    async fn video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>>;
-    async fn create_video_source(
-        &self,
-        project_pk: i64,
-        s: &VideoSource,
-    ) -> StoreResult<VideoSource>;
-    async fn list_video_sources(
-        &self,
-        project_pk: i64,
-        page: Page,
-    ) -> StoreResult<(u64, Vec<VideoSource>)>;
-    async fn video_source(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoSource>>;
-    /// Deletes a source. While tasks still name it, it stays hidden and
-    /// marked (its id reserved); the scheduler fails their creation.
-    async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()>;
-
-    // Batch tasks and tasks.
-    async fn create_batch_task(
-        &self,
-        project_pk: i64,
-        b: &NewBatchTask,
-    ) -> StoreResult<BatchCreated>;
-    /// The list, from the in-memory read model (loaded on first use).
-    async fn list_batch_tasks(
-        &self,
-        project_pk: i64,
-        q: &ListBatchTasksParams,
-    ) -> StoreResult<BatchTaskPage>;
-    /// The same answer computed by SQL from the tables: the reference the
-    /// read model is checked against, and the benchmark's "before".
-    async fn list_batch_tasks_from_db(
-        &self,
-        project_pk: i64,
-        q: &ListBatchTasksParams,
-    ) -> StoreResult<BatchTaskPage>;
-    async fn add_task(
-        &self,
-        project_pk: i64,
-        batch_id: &str,
-        source_id: &str,
-    ) -> StoreResult<TaskRow>;
-    async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>>;
-    async fn check_counters(&self, project_pk: i64, batch_id: &str) -> StoreResult<CounterCheck>;
-
-    /// Starts following other processes' writes (for `serve`; one-shot
-    /// commands do not need it).
-    fn start_change_feed(&self);
-
-    // Dump.
-    async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()>;
-    async fn begin_import(&self) -> StoreResult<Box<dyn Importer>>;
-}
-
 /// Opens the store a URL names (`postgres://` or `postgresql://` for
 /// PostgreSQL, `sqlite:PATH`, `sqlite://PATH` or a bare file path for
 /// SQLite) and applies migrations.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    Ok(open_sql(url).await?)
+}
+
+/// [`open`], as the concrete store: with the checks tests and diagnosis use
+/// ([`SqlStore::check_counters`], [`SqlStore::add_task`]).
+pub async fn open_sql(url: &str) -> StoreResult<Arc<SqlStore>> {
     let (pool, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         postgres::connect(url).await?
     } else {

@@ -7,19 +7,13 @@
 use super::backend::{Backend, Migration};
 use super::read_model::{BatchEntry, ProjectView, ReadModel};
 use super::sql::{self, Arg};
-use super::{
-    batch, catalogue, export, identity, import, BatchCreated, BatchTaskPage, CounterCheck,
-    Importer, NewBatchTask, NewService, NewToken, Page, Project, ProjectRef, Service, Store,
-    StoreResult, TaskRow, TokenRow, UserRow, VideoGroup, VideoSource,
-};
-use crate::domain::dump::DumpRecord;
-use crate::domain::{now_millis, ListBatchTasksParams};
+use super::{batch, Store, StoreResult, TokenRow};
+use crate::domain::now_millis;
 use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use tokio::sync::mpsc;
 
 /// A transaction on the store's pool.
 pub(crate) type Tx = sqlx::Transaction<'static, Any>;
@@ -313,152 +307,8 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project> {
-        identity::create_project(self, id, name, created_at).await
-    }
-
-    async fn project(&self, r: &ProjectRef) -> StoreResult<Option<Project>> {
-        identity::project(self, r).await
-    }
-
-    async fn project_count(&self) -> StoreResult<u64> {
-        identity::project_count(self).await
-    }
-
-    async fn create_user(
-        &self,
-        name: &str,
-        password_hash: &str,
-        project_ids: &[String],
-    ) -> StoreResult<()> {
-        identity::create_user(self, name, password_hash, project_ids).await
-    }
-
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRow>> {
-        identity::user_by_name(self, name).await
-    }
-
-    async fn user_may_use(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool> {
-        identity::user_may_use(self, user_pk, project_pk).await
-    }
-
-    async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
-        identity::insert_token(self, token).await
-    }
-
-    async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
-        identity::token(self, id).await
-    }
-
-    async fn add_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service> {
-        catalogue::add_service(self, project_pk, s).await
-    }
-
-    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)> {
-        catalogue::list_services(self, project_pk, page).await
-    }
-
-    async fn service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>> {
-        catalogue::service(self, project_pk, id).await
-    }
-
-    async fn create_video_group(
-        &self,
-        project_pk: i64,
-        id: &str,
-        name: &str,
-        created_at: i64,
-    ) -> StoreResult<VideoGroup> {
-        catalogue::create_video_group(self, project_pk, id, name, created_at).await
-    }
-
-    async fn list_video_groups(
-        &self,
-        project_pk: i64,
-        page: Page,
-    ) -> StoreResult<(u64, Vec<VideoGroup>)> {
-        catalogue::list_video_groups(self, project_pk, page).await
-    }
-
-    async fn video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>> {
-        catalogue::video_group(self, project_pk, id).await
-    }
-
-    async fn create_video_source(
-        &self,
-        project_pk: i64,
-        s: &VideoSource,
-    ) -> StoreResult<VideoSource> {
-        catalogue::create_video_source(self, project_pk, s).await
-    }
-
-    async fn list_video_sources(
-        &self,
-        project_pk: i64,
-        page: Page,
-    ) -> StoreResult<(u64, Vec<VideoSource>)> {
-        catalogue::list_video_sources(self, project_pk, page).await
-    }
-
-    async fn video_source(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoSource>> {
-        catalogue::video_source(self, project_pk, id).await
-    }
-
-    async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()> {
-        catalogue::delete_video_source(self, project_pk, id).await
-    }
-
-    async fn create_batch_task(
-        &self,
-        project_pk: i64,
-        b: &NewBatchTask,
-    ) -> StoreResult<BatchCreated> {
-        batch::create_batch_task(self, project_pk, b).await
-    }
-
-    async fn list_batch_tasks(
-        &self,
-        project_pk: i64,
-        q: &ListBatchTasksParams,
-    ) -> StoreResult<BatchTaskPage> {
-        batch::list_batch_tasks(self, project_pk, q).await
-    }
-
-    async fn list_batch_tasks_from_db(
-        &self,
-        project_pk: i64,
-        q: &ListBatchTasksParams,
-    ) -> StoreResult<BatchTaskPage> {
-        batch::list_batch_tasks_from_db(self, project_pk, q).await
-    }
-
-    async fn add_task(
-        &self,
-        project_pk: i64,
-        batch_id: &str,
-        source_id: &str,
-    ) -> StoreResult<TaskRow> {
-        batch::add_task(self, project_pk, batch_id, source_id).await
-    }
-
-    async fn tasks_of_batch(&self, project_pk: i64, batch_id: &str) -> StoreResult<Vec<TaskRow>> {
-        batch::tasks_of_batch(self, project_pk, batch_id).await
-    }
-
-    async fn check_counters(&self, project_pk: i64, batch_id: &str) -> StoreResult<CounterCheck> {
-        batch::check_counters(self, project_pk, batch_id).await
-    }
-
     fn start_change_feed(&self) {
         self.backend
             .spawn_change_feed(self.pool.clone(), Arc::downgrade(&self.model), self.origin);
-    }
-
-    async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()> {
-        export::export(self, out).await
-    }
-
-    async fn begin_import(&self) -> StoreResult<Box<dyn Importer>> {
-        import::begin_import(self).await
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use taskcenter::api::{self, AppState};
 use taskcenter::domain::dump::*;
 use taskcenter::identity;
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 use taskcenter::store::{self, Store};
 use tower::ServiceExt;
 
@@ -105,7 +107,7 @@ impl Drop for TestDb {
 /// An app on a fresh database with one project `p1` and a token for it.
 pub struct Ctx {
     pub db: TestDb,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<taskcenter::store::SqlStore>,
     pub app: api::App,
     pub token: String,
     pub project_pk: i64,
@@ -120,7 +122,7 @@ pub struct Reply {
 
 impl Ctx {
     pub async fn new(db: TestDb) -> Ctx {
-        let store = store::open(&db.url).await.unwrap();
+        let store = store::open_sql(&db.url).await.unwrap();
         store.migrate().await.unwrap();
         let p = store.create_project("p1", "project one", 1).await.unwrap();
         let token = identity::issue_token(&*store, p.pk, None, Duration::from_secs(3600))

@@ -2,15 +2,14 @@
 //! lifecycle transaction every move runs in, and the API's events on tasks
 //! and batches, including UpdateBatchTask.
 
-use super::{Applied, BatchUpdate};
+use super::Applied;
 use crate::domain::transition::{self, Event, Outcome};
-use crate::domain::{now_millis, random_hex, FieldError, TaskState};
-use crate::store::batch::{bump, insert_batch_groups, insert_task, resolve_sources};
+use crate::domain::{now_millis, TaskState};
 use crate::store::sql_store::{SqlStore, Tx, Writer};
-use crate::store::{sql, stored_state, BatchCreated, SourceFailure, StoreError, StoreResult};
+use crate::store::{sql, stored_state, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 pub(crate) use crate::store::tick_tx::TaskKey;
 
@@ -156,7 +155,7 @@ pub(super) async fn move_task(
 
 /// Placing and worker reports need a worker: they come only through the
 /// scheduler tick and `worker_report`.
-fn refuse_worker_events(event: Event) -> StoreResult<()> {
+pub(super) fn refuse_worker_events(event: Event) -> StoreResult<()> {
     if event.needs_worker() {
         return Err(StoreError::NotAllowed(format!(
             "{event} is reported by a worker, not applied directly"
@@ -264,223 +263,4 @@ pub(super) async fn task_key(
         param: "task_id".into(),
     })?;
     key_from(&r)
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, task_id = task_id, %event))]
-pub(super) async fn apply_event(
-    s: &SqlStore,
-    project_pk: i64,
-    task_id: &str,
-    event: Event,
-) -> StoreResult<Applied> {
-    refuse_worker_events(event)?;
-    let mut tx = s.begin_lifecycle().await?;
-    let t = task_key(&mut tx, project_pk, task_id).await?;
-    s.move_one(tx, &t, event, None).await
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id, %event))]
-pub(super) async fn apply_batch_event(
-    s: &SqlStore,
-    project_pk: i64,
-    batch_id: &str,
-    event: Event,
-) -> StoreResult<Vec<(String, Applied)>> {
-    refuse_worker_events(event)?;
-    let mut tx = s.begin_lifecycle().await?;
-    let bpk: i64 =
-        sqlx::query_scalar("select pk from batch_tasks where project_pk = $1 and id = $2")
-            .bind(project_pk)
-            .bind(batch_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "batch task",
-                param: "task_id".into(),
-            })?;
-    let rows = sqlx::query(&format!(
-        "select {KEY_COLS}, t.id as id from tasks t where t.batch_pk = $1 order by t.pk"
-    ))
-    .bind(bpk)
-    .fetch_all(&mut *tx)
-    .await?;
-    let now = now_millis();
-    let mut touched = Touched::new();
-    touched.insert((project_pk, bpk));
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let t = key_from(r)?;
-        let id: String = r.try_get("id")?;
-        let applied = match move_task(&mut tx, &t, event, None, None, now, &mut touched).await? {
-            Some(to) => Applied::Moved { from: t.state, to },
-            None => Applied::Refused { state: t.state },
-        };
-        out.push((id, applied));
-    }
-    if event == Event::Delete {
-        sqlx::query("update batch_tasks set deleting = 1 where pk = $1")
-            .bind(bpk)
-            .execute(&mut *tx)
-            .await?;
-    }
-    s.finish(&mut tx, &touched).await?;
-    tx.commit().await?;
-    s.publish(&touched).await;
-    Ok(out)
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, batch_id = batch_id))]
-pub(super) async fn update_batch_task(
-    s: &SqlStore,
-    project_pk: i64,
-    batch_id: &str,
-    u: &BatchUpdate,
-) -> StoreResult<BatchCreated> {
-    let mut tx = s.begin_lifecycle().await?;
-    let row = sqlx::query(
-        "select pk, deleting, service_name, service_version from batch_tasks \
-         where project_pk = $1 and id = $2",
-    )
-    .bind(project_pk)
-    .bind(batch_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound {
-        what: "batch task",
-        param: "task_id".into(),
-    })?;
-    let bpk: i64 = row.try_get("pk")?;
-    if row.try_get::<i64, _>("deleting")? != 0 {
-        return Err(StoreError::NotAllowed(
-            "the batch task is being deleted".into(),
-        ));
-    }
-    if let Some((name, version)) = &u.service {
-        if *name != row.try_get::<String, _>("service_name")?
-            || *version != row.try_get::<String, _>("service_version")?
-        {
-            return Err(FieldError::new(
-                "service_name",
-                "the service of a batch task cannot change",
-            )
-            .into());
-        }
-    }
-    if let Some(name) = &u.name {
-        let clash: Option<i64> = sqlx::query_scalar(
-            "select pk from batch_tasks where project_pk = $1 and name = $2 and pk <> $3",
-        )
-        .bind(project_pk)
-        .bind(name)
-        .bind(bpk)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if clash.is_some() {
-            return Err(StoreError::BatchNameTaken);
-        }
-        sqlx::query("update batch_tasks set name = $1, name_lc = $2 where pk = $3")
-            .bind(name)
-            .bind(name.to_lowercase())
-            .bind(bpk)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (col, v) in [
-        ("description", u.description.clone()),
-        ("priority", u.priority.clone()),
-        ("config", u.config.as_ref().map(|c| c.to_string())),
-        ("output", u.output.as_ref().map(|c| c.to_string())),
-    ] {
-        if let Some(v) = v {
-            // `col` comes from the fixed list above.
-            sqlx::query(&format!("update batch_tasks set {col} = $1 where pk = $2"))
-                .bind(v)
-                .bind(bpk)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    let mut touched = Touched::new();
-    touched.insert((project_pk, bpk));
-    let existing = sqlx::query(&format!(
-        "select {KEY_COLS}, t.video_source_pk as video_source_pk from tasks t \
-         where t.batch_pk = $1 order by t.pk"
-    ))
-    .bind(bpk)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut kept = existing.len() as u64;
-    let mut failures = Vec::new();
-    if let Some(groups) = &u.groups {
-        let now = now_millis();
-        // The wanted sources, as CreateBatchTask resolves them.
-        let resolved = resolve_sources(&mut tx, project_pk, groups).await?;
-        failures = resolved.failures;
-        let wanted_pks: HashSet<i64> = resolved.wanted.iter().map(|(spk, _)| *spk).collect();
-        // Tasks of sources no longer wanted go (through the table).
-        let mut have = HashSet::new();
-        kept = 0;
-        for r in &existing {
-            let t = key_from(r)?;
-            let spk: i64 = r.try_get("video_source_pk")?;
-            // A task still being deleted keeps its source's place in the
-            // batch until its worker lets go.
-            have.insert(spk);
-            if wanted_pks.contains(&spk) {
-                if t.state == TaskState::Deleting {
-                    let sid: String =
-                        sqlx::query_scalar("select id from video_sources where pk = $1")
-                            .bind(spk)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    failures.push(SourceFailure {
-                        video_source_id: sid,
-                        error_code: "VIAS.00010012",
-                        error_msg: "the source's previous task is still being deleted; \
-                                    add it again once it is gone"
-                            .into(),
-                    });
-                } else {
-                    kept += 1;
-                }
-            } else {
-                move_task(&mut tx, &t, Event::Delete, None, None, now, &mut touched).await?;
-            }
-        }
-        let mut added = 0;
-        for (spk, roi) in &resolved.wanted {
-            if have.contains(spk) {
-                continue;
-            }
-            let tid = random_hex(16)?;
-            insert_task(
-                &mut tx,
-                project_pk,
-                &tid,
-                bpk,
-                *spk,
-                TaskState::Pending,
-                roi.clone(),
-                now,
-                now,
-            )
-            .await?;
-            added += 1;
-        }
-        bump(&mut tx, bpk, TaskState::Pending, added).await?;
-        kept += added as u64;
-        sqlx::query("delete from batch_task_groups where batch_pk = $1")
-            .bind(bpk)
-            .execute(&mut *tx)
-            .await?;
-        insert_batch_groups(&mut tx, bpk, &resolved.group_pks).await?;
-    }
-    s.finish(&mut tx, &touched).await?;
-    tx.commit().await?;
-    s.publish(&touched).await;
-    Ok(BatchCreated {
-        id: batch_id.to_string(),
-        succeed_count: kept,
-        failures,
-    })
 }

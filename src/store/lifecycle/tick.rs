@@ -6,6 +6,7 @@ use super::moves::{finish, in_list, key_from, move_task, publish, TaskKey, Touch
 use crate::domain::transition::{Event, HELD};
 use crate::domain::{DeployType, TaskState};
 use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
+use crate::store::prelude::*;
 use crate::store::sql_store::{SqlStore, Tx, Writer};
 use crate::store::tick_tx::{TickTx, Waiting};
 use crate::store::{StoreError, StoreResult};
@@ -69,15 +70,6 @@ pub(super) struct SqlTickTx {
     tx: Tx,
     writer: Writer,
     touched: Touched,
-}
-
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn begin_tick(s: &SqlStore) -> StoreResult<Box<dyn TickTx>> {
-    Ok(Box::new(SqlTickTx {
-        tx: s.begin_lifecycle().await?,
-        writer: s.writer(),
-        touched: Touched::new(),
-    }))
 }
 
 #[async_trait]
@@ -194,100 +186,108 @@ impl TickTx for SqlTickTx {
     }
 }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn grace_leases(s: &SqlStore, now: i64, lease_ms: i64) -> StoreResult<()> {
-    let mut tx = s.begin_write().await?;
-    sqlx::query(
-        "update workers set lease_expires_at = $1 where lost = 0 and lease_expires_at < $1",
-    )
-    .bind(now + lease_ms)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
+#[async_trait]
+impl SchedulerStore for SqlStore {
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn begin_tick(&self) -> StoreResult<Box<dyn TickTx>> {
+        Ok(Box::new(SqlTickTx {
+            tx: self.begin_lifecycle().await?,
+            writer: self.writer(),
+            touched: Touched::new(),
+        }))
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, frozen = frozen))]
-pub(super) async fn set_project_frozen(
-    s: &SqlStore,
-    project_pk: i64,
-    frozen: bool,
-) -> StoreResult<()> {
-    let mut tx = s.begin_write().await?;
-    sqlx::query("update projects set frozen = $1 where pk = $2")
-        .bind(i64::from(frozen))
-        .bind(project_pk)
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn extend_leases(&self, now: i64, lease_ms: i64) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "update workers set lease_expires_at = $1 where lost = 0 and lease_expires_at < $1",
+        )
+        .bind(now + lease_ms)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-    Ok(())
-}
+        tx.commit().await?;
+        Ok(())
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, service_name = service_name, service_version = service_version, deployed = deployed))]
-pub(super) async fn set_service_deployed(
-    s: &SqlStore,
-    project_pk: i64,
-    service_name: &str,
-    service_version: &str,
-    deployed: bool,
-) -> StoreResult<()> {
-    let mut tx = s.begin_write().await?;
-    let n = sqlx::query(
-        "update services set deployed = $1 where project_pk = $2 and service_name = $3 \
-         and service_version = $4",
-    )
-    .bind(i64::from(deployed))
-    .bind(project_pk)
-    .bind(service_name)
-    .bind(service_version)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound {
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, frozen = frozen))]
+    async fn set_project_frozen(&self, project_pk: i64, frozen: bool) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("update projects set frozen = $1 where pk = $2")
+            .bind(i64::from(frozen))
+            .bind(project_pk)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, service_name = service_name, service_version = service_version, deployed = deployed))]
+    async fn set_service_deployed(
+        &self,
+        project_pk: i64,
+        service_name: &str,
+        service_version: &str,
+        deployed: bool,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "update services set deployed = $1 where project_pk = $2 and service_name = $3 \
+             and service_version = $4",
+        )
+        .bind(i64::from(deployed))
+        .bind(project_pk)
+        .bind(service_name)
+        .bind(service_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "service",
+                param: "service_version".into(),
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, service_name = service_name, from = from, to = to))]
+    async fn upgrade_service(
+        &self,
+        project_pk: i64,
+        service_name: &str,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_lifecycle().await?;
+        let to_pk: i64 = sqlx::query_scalar(
+            "select pk from services where project_pk = $1 and service_name = $2 and service_version = $3",
+        )
+        .bind(project_pk)
+        .bind(service_name)
+        .bind(to)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
             what: "service",
             param: "service_version".into(),
-        });
+        })?;
+        let pks: Vec<i64> = sqlx::query_scalar(
+            "update batch_tasks set service_version = $1, service_pk = $2 \
+             where project_pk = $3 and service_name = $4 and service_version = $5 returning pk",
+        )
+        .bind(to)
+        .bind(to_pk)
+        .bind(project_pk)
+        .bind(service_name)
+        .bind(from)
+        .fetch_all(&mut *tx)
+        .await?;
+        let touched: Touched = pks.iter().map(|b| (project_pk, *b)).collect();
+        self.finish(&mut tx, &touched).await?;
+        tx.commit().await?;
+        self.publish(&touched).await;
+        Ok(pks.len() as u64)
     }
-    tx.commit().await?;
-    Ok(())
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, service_name = service_name, from = from, to = to))]
-pub(super) async fn upgrade_service(
-    s: &SqlStore,
-    project_pk: i64,
-    service_name: &str,
-    from: &str,
-    to: &str,
-) -> StoreResult<u64> {
-    let mut tx = s.begin_lifecycle().await?;
-    let to_pk: i64 = sqlx::query_scalar(
-        "select pk from services where project_pk = $1 and service_name = $2 and service_version = $3",
-    )
-    .bind(project_pk)
-    .bind(service_name)
-    .bind(to)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound {
-        what: "service",
-        param: "service_version".into(),
-    })?;
-    let pks: Vec<i64> = sqlx::query_scalar(
-        "update batch_tasks set service_version = $1, service_pk = $2 \
-         where project_pk = $3 and service_name = $4 and service_version = $5 returning pk",
-    )
-    .bind(to)
-    .bind(to_pk)
-    .bind(project_pk)
-    .bind(service_name)
-    .bind(from)
-    .fetch_all(&mut *tx)
-    .await?;
-    let touched: Touched = pks.iter().map(|b| (project_pk, *b)).collect();
-    s.finish(&mut tx, &touched).await?;
-    tx.commit().await?;
-    s.publish(&touched).await;
-    Ok(pks.len() as u64)
 }

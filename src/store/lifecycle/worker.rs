@@ -4,10 +4,12 @@
 use super::moves::{in_list, key_from, move_task, TaskKey, Touched, KEY_COLS};
 use super::{Applied, Assignment, Held, SyncReply, WorkerCredential, WorkerRow};
 use crate::domain::transition::{Cause, Event, HELD};
-use crate::domain::{field, now_millis, TaskState};
+use crate::domain::{field, now_millis, DeployType, TaskState};
 use crate::scheduler::decide;
+use crate::store::prelude::*;
 use crate::store::sql_store::SqlStore;
 use crate::store::{stored_state, StoreError, StoreResult};
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -60,201 +62,199 @@ fn worker_from(r: &AnyRow) -> StoreResult<WorkerRow> {
     })
 }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn create_worker(
-    s: &SqlStore,
-    id: &str,
-    name: &str,
-    secret_hash: &[u8],
-) -> StoreResult<()> {
-    field::check_id("id", id)?;
-    field::check_display_name("name", name, 1, 64)?;
-    let mut tx = s.begin_write().await?;
-    let exists: Option<i64> =
-        sqlx::query_scalar("select pk from workers where id = $1 or name = $2")
-            .bind(id)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if exists.is_some() {
-        return Err(StoreError::Conflict {
-            what: "worker",
-            param: "name".into(),
-        });
-    }
-    sqlx::query("insert into workers (id, name, secret_hash, created_at) values ($1, $2, $3, $4)")
+#[async_trait]
+impl WorkerStore for SqlStore {
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn create_worker(&self, id: &str, name: &str, secret_hash: &[u8]) -> StoreResult<()> {
+        field::check_id("id", id)?;
+        field::check_display_name("name", name, 1, 64)?;
+        let mut tx = self.begin_write().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("select pk from workers where id = $1 or name = $2")
+                .bind(id)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict {
+                what: "worker",
+                param: "name".into(),
+            });
+        }
+        sqlx::query(
+            "insert into workers (id, name, secret_hash, created_at) values ($1, $2, $3, $4)",
+        )
         .bind(id)
         .bind(name)
         .bind(secret_hash)
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-    Ok(())
-}
+        tx.commit().await?;
+        Ok(())
+    }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn worker_credential(
-    s: &SqlStore,
-    id: &str,
-) -> StoreResult<Option<WorkerCredential>> {
-    let mut tx = s.begin_read().await?;
-    let r = sqlx::query("select pk, id, secret_hash from workers where id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    r.map(|r| {
-        Ok(WorkerCredential {
-            pk: r.try_get("pk")?,
-            id: r.try_get("id")?,
-            secret_hash: r.try_get("secret_hash")?,
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn find_worker_credential(&self, id: &str) -> StoreResult<Option<WorkerCredential>> {
+        let mut tx = self.begin_read().await?;
+        let r = sqlx::query("select pk, id, secret_hash from workers where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        r.map(|r| {
+            Ok(WorkerCredential {
+                pk: r.try_get("pk")?,
+                id: r.try_get("id")?,
+                secret_hash: r.try_get("secret_hash")?,
+            })
         })
-    })
-    .transpose()
-}
+        .transpose()
+    }
 
-#[tracing::instrument(skip_all, level = "debug")]
-pub(super) async fn workers(s: &SqlStore) -> StoreResult<Vec<WorkerRow>> {
-    let mut tx = s.begin_read().await?;
-    let rows = sqlx::query(&format!(
-        "select {} from workers w order by w.id",
-        worker_cols()
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    rows.iter().map(worker_from).collect()
-}
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn list_workers(&self) -> StoreResult<Vec<WorkerRow>> {
+        let mut tx = self.begin_read().await?;
+        let rows = sqlx::query(&format!(
+            "select {} from workers w order by w.id",
+            worker_cols()
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(worker_from).collect()
+    }
 
-#[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk))]
-pub(super) async fn register_worker(
-    s: &SqlStore,
-    worker_pk: i64,
-    kind: &str,
-    slots: i64,
-    now: i64,
-    lease_ms: i64,
-) -> StoreResult<()> {
-    let mut tx = s.begin_write().await?;
-    sqlx::query(
-        "update workers set kind = $1, slots = $2, registered_at = $3, lease_expires_at = $4, \
-         lost = 0 where pk = $5",
-    )
-    .bind(kind)
-    .bind(slots)
-    .bind(now)
-    .bind(now + lease_ms)
-    .bind(worker_pk)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-#[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk))]
-pub(super) async fn worker_sync(
-    s: &SqlStore,
-    worker_pk: i64,
-    now: i64,
-    lease_ms: i64,
-    running: &[Held],
-) -> StoreResult<SyncReply> {
-    let mut tx = s.begin_lifecycle().await?;
-    let renewed = sqlx::query("update workers set lease_expires_at = $1, lost = 0 where pk = $2")
+    #[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk))]
+    async fn register_worker(
+        &self,
+        worker_pk: i64,
+        kind: DeployType,
+        slots: i64,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "update workers set kind = $1, slots = $2, registered_at = $3, lease_expires_at = $4, \
+             lost = 0 where pk = $5",
+        )
+        .bind(kind.as_str())
+        .bind(slots)
+        .bind(now)
         .bind(now + lease_ms)
         .bind(worker_pk)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if renewed == 0 {
-        return Err(StoreError::NotFound {
-            what: "worker",
-            param: "worker".into(),
-        });
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
-    let held_rows = sqlx::query(&format!(
-        "select {ASSIGN_COLS} where t.worker_pk = $1 and t.state in ({}) order by t.pk",
-        in_list(&HELD)
-    ))
-    .bind(worker_pk)
-    .fetch_all(&mut *tx)
-    .await?;
-    // The server's view (what it placed, in which state) against the
-    // worker's (what it runs); the scheduler's rules say what follows.
-    let mut held = Vec::with_capacity(held_rows.len());
-    let mut assignments = HashMap::with_capacity(held_rows.len());
-    let mut keys = HashMap::with_capacity(held_rows.len());
-    for r in &held_rows {
-        let (a, state) = assignment_from(r)?;
-        let h = a.held();
-        held.push((h, state));
-        keys.insert(
-            h,
-            TaskKey {
-                pk: h.task,
-                project_pk: r.try_get("project_pk")?,
-                batch_pk: r.try_get("batch_pk")?,
-                state,
-                worker_pk: Some(worker_pk),
-                attempt: h.attempt,
-            },
-        );
-        assignments.insert(h, a);
-    }
-    let decided = decide::reconcile(&held, running);
-    let mut touched = Touched::new();
-    for (h, event, error) in &decided.moves {
-        if let Some(key) = keys.get(h) {
-            let error = error.map(|e| (e.code, e.message));
-            move_task(&mut tx, key, *event, None, error, now, &mut touched).await?;
-        }
-    }
-    let reply = SyncReply {
-        assign: decided
-            .assign
-            .iter()
-            .filter_map(|h| assignments.remove(h))
-            .collect(),
-        stop: decided.stop,
-        upgrade: decided
-            .upgrade
-            .iter()
-            .filter_map(|h| assignments.remove(h))
-            .collect(),
-    };
-    s.finish(&mut tx, &touched).await?;
-    tx.commit().await?;
-    s.publish(&touched).await;
-    Ok(reply)
-}
 
-#[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk, task = held.task, %event))]
-pub(super) async fn worker_report(
-    s: &SqlStore,
-    worker_pk: i64,
-    held: Held,
-    event: Event,
-    error: Option<(String, String)>,
-) -> StoreResult<Applied> {
-    if event.cause() != Cause::Worker {
-        return Err(StoreError::NotAllowed(format!(
-            "{event} is not a worker report"
-        )));
+    #[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk))]
+    async fn sync_worker(
+        &self,
+        worker_pk: i64,
+        now: i64,
+        lease_ms: i64,
+        running: &[Held],
+    ) -> StoreResult<SyncReply> {
+        let mut tx = self.begin_lifecycle().await?;
+        let renewed =
+            sqlx::query("update workers set lease_expires_at = $1, lost = 0 where pk = $2")
+                .bind(now + lease_ms)
+                .bind(worker_pk)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if renewed == 0 {
+            return Err(StoreError::NotFound {
+                what: "worker",
+                param: "worker".into(),
+            });
+        }
+        let held_rows = sqlx::query(&format!(
+            "select {ASSIGN_COLS} where t.worker_pk = $1 and t.state in ({}) order by t.pk",
+            in_list(&HELD)
+        ))
+        .bind(worker_pk)
+        .fetch_all(&mut *tx)
+        .await?;
+        // The server's view (what it placed, in which state) against the
+        // worker's (what it runs); the scheduler's rules say what follows.
+        let mut held = Vec::with_capacity(held_rows.len());
+        let mut assignments = HashMap::with_capacity(held_rows.len());
+        let mut keys = HashMap::with_capacity(held_rows.len());
+        for r in &held_rows {
+            let (a, state) = assignment_from(r)?;
+            let h = a.held();
+            held.push((h, state));
+            keys.insert(
+                h,
+                TaskKey {
+                    pk: h.task,
+                    project_pk: r.try_get("project_pk")?,
+                    batch_pk: r.try_get("batch_pk")?,
+                    state,
+                    worker_pk: Some(worker_pk),
+                    attempt: h.attempt,
+                },
+            );
+            assignments.insert(h, a);
+        }
+        let decided = decide::reconcile(&held, running);
+        let mut touched = Touched::new();
+        for (h, event, error) in &decided.moves {
+            if let Some(key) = keys.get(h) {
+                let error = error.map(|e| (e.code, e.message));
+                move_task(&mut tx, key, *event, None, error, now, &mut touched).await?;
+            }
+        }
+        let reply = SyncReply {
+            assign: decided
+                .assign
+                .iter()
+                .filter_map(|h| assignments.remove(h))
+                .collect(),
+            stop: decided.stop,
+            upgrade: decided
+                .upgrade
+                .iter()
+                .filter_map(|h| assignments.remove(h))
+                .collect(),
+        };
+        self.finish(&mut tx, &touched).await?;
+        tx.commit().await?;
+        self.publish(&touched).await;
+        Ok(reply)
     }
-    let mut tx = s.begin_lifecycle().await?;
-    let r = sqlx::query(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
-        .bind(held.task)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "task",
-            param: "task".into(),
-        })?;
-    let t = key_from(&r)?;
-    if t.worker_pk != Some(worker_pk) || t.attempt != held.attempt {
-        return Ok(Applied::Refused { state: t.state });
+
+    #[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk, task = held.task, %event))]
+    async fn report_task(
+        &self,
+        worker_pk: i64,
+        held: Held,
+        event: Event,
+        error: Option<(String, String)>,
+    ) -> StoreResult<Applied> {
+        if event.cause() != Cause::Worker {
+            return Err(StoreError::NotAllowed(format!(
+                "{event} is not a worker report"
+            )));
+        }
+        let mut tx = self.begin_lifecycle().await?;
+        let r = sqlx::query(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
+            .bind(held.task)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "task",
+                param: "task".into(),
+            })?;
+        let t = key_from(&r)?;
+        if t.worker_pk != Some(worker_pk) || t.attempt != held.attempt {
+            return Ok(Applied::Refused { state: t.state });
+        }
+        let err = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+        self.move_one(tx, &t, event, err).await
     }
-    let err = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-    s.move_one(tx, &t, event, err).await
 }

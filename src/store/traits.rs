@@ -1,0 +1,233 @@
+//! What the store offers, split by concern. `Store` is all of them plus the
+//! backend's own operations; callers hold `Arc<dyn Store>` and bring the
+//! traits into scope with `use crate::store::prelude::*`. Names are
+//! verb-noun: `create_*`, `find_*` (an `Option`), `list_*`, `count_*`,
+//! `delete_*`, `apply_*`.
+
+use super::lifecycle::{
+    Applied, BatchUpdate, ListTasksQuery, TaskDetail, TaskHistory, WorkerCredential, WorkerRow,
+};
+use super::tick_tx::TickTx;
+use super::{
+    BatchCreated, BatchTaskPage, Importer, NewBatchTask, NewService, NewToken, Page, Project,
+    ProjectRef, Service, StoreResult, TokenRow, UserRow, VideoGroup, VideoSource,
+};
+use crate::domain::dump::DumpRecord;
+use crate::domain::transition::Event;
+use crate::domain::{DeployType, ListBatchTasksParams};
+use crate::protocol::{Held, SyncReply};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+/// Projects, users and their API tokens.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project>;
+    async fn find_project(&self, r: &ProjectRef) -> StoreResult<Option<Project>>;
+    async fn count_projects(&self) -> StoreResult<u64>;
+    async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        project_ids: &[String],
+    ) -> StoreResult<()>;
+    async fn find_user(&self, name: &str) -> StoreResult<Option<UserRow>>;
+    async fn user_has_project(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool>;
+    async fn create_token(&self, token: &NewToken) -> StoreResult<()>;
+    async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
+}
+
+/// Algorithm services, video groups and video sources.
+#[async_trait]
+pub trait CatalogueStore: Send + Sync {
+    async fn create_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service>;
+    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)>;
+    async fn find_service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>>;
+    async fn create_video_group(
+        &self,
+        project_pk: i64,
+        id: &str,
+        name: &str,
+        created_at: i64,
+    ) -> StoreResult<VideoGroup>;
+    async fn list_video_groups(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoGroup>)>;
+    async fn find_video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>>;
+    async fn create_video_source(
+        &self,
+        project_pk: i64,
+        s: &VideoSource,
+    ) -> StoreResult<VideoSource>;
+    async fn list_video_sources(
+        &self,
+        project_pk: i64,
+        page: Page,
+    ) -> StoreResult<(u64, Vec<VideoSource>)>;
+    async fn find_video_source(
+        &self,
+        project_pk: i64,
+        id: &str,
+    ) -> StoreResult<Option<VideoSource>>;
+    /// Deletes a source. While tasks still name it, it stays hidden and
+    /// marked (its id reserved); the scheduler fails their creation.
+    async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()>;
+}
+
+/// Batch tasks: creation (one task per source) and the list.
+#[async_trait]
+pub trait BatchStore: Send + Sync {
+    async fn create_batch_task(
+        &self,
+        project_pk: i64,
+        b: &NewBatchTask,
+    ) -> StoreResult<BatchCreated>;
+    /// The list, from the in-memory read model (loaded on first use).
+    async fn list_batch_tasks(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage>;
+    /// The same answer computed by SQL from the tables: `serve
+    /// --list-source database`, and the reference the read model is
+    /// checked against.
+    async fn list_batch_tasks_from_db(
+        &self,
+        project_pk: i64,
+        q: &ListBatchTasksParams,
+    ) -> StoreResult<BatchTaskPage>;
+}
+
+/// Tasks, and the operations that move them through the transition table
+/// on a client's behalf.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Applies an API intent or operator event to one task.
+    async fn apply_task_event(
+        &self,
+        project_pk: i64,
+        task_id: &str,
+        event: Event,
+    ) -> StoreResult<Applied>;
+    /// Applies an event to every task of a batch; Delete also marks the
+    /// batch, which goes when its last task does.
+    async fn apply_batch_event(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+        event: Event,
+    ) -> StoreResult<Vec<(String, Applied)>>;
+    /// UpdateBatchTask.
+    async fn update_batch_task(
+        &self,
+        project_pk: i64,
+        batch_id: &str,
+        u: &BatchUpdate,
+    ) -> StoreResult<BatchCreated>;
+    async fn find_task(&self, project_pk: i64, task_id: &str) -> StoreResult<Option<TaskDetail>>;
+    async fn list_tasks(&self, project_pk: i64, q: &ListTasksQuery)
+        -> StoreResult<Vec<TaskDetail>>;
+    async fn list_task_history(
+        &self,
+        project_pk: i64,
+        task_id: &str,
+    ) -> StoreResult<Vec<TaskHistory>>;
+}
+
+/// Workers: their credentials, registration, heartbeats and reports.
+#[async_trait]
+pub trait WorkerStore: Send + Sync {
+    async fn create_worker(&self, id: &str, name: &str, secret_hash: &[u8]) -> StoreResult<()>;
+    async fn find_worker_credential(&self, id: &str) -> StoreResult<Option<WorkerCredential>>;
+    async fn list_workers(&self) -> StoreResult<Vec<WorkerRow>>;
+    /// A worker (re)starts: its kind and slots, and a fresh lease.
+    async fn register_worker(
+        &self,
+        worker_pk: i64,
+        kind: DeployType,
+        slots: i64,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<()>;
+    /// Heartbeat and reconciliation: renews the lease, compares what the
+    /// worker runs with what it holds (the scheduler's rules decide), and
+    /// says what to start and stop.
+    async fn sync_worker(
+        &self,
+        worker_pk: i64,
+        now: i64,
+        lease_ms: i64,
+        running: &[Held],
+    ) -> StoreResult<SyncReply>;
+    /// A worker's report on a task it holds.
+    async fn report_task(
+        &self,
+        worker_pk: i64,
+        held: Held,
+        event: Event,
+        error: Option<(String, String)>,
+    ) -> StoreResult<Applied>;
+}
+
+/// What the scheduler and operators change: ticks, leases, frozen
+/// projects, deployed and upgraded services.
+#[async_trait]
+pub trait SchedulerStore: Send + Sync {
+    /// A scheduler tick's transaction: it takes the lifecycle lock, so ticks
+    /// of all processes serialize with each other and with every task move.
+    async fn begin_tick(&self) -> StoreResult<Box<dyn TickTx>>;
+    /// Extends every live worker's lease to `now + lease_ms` (a starting
+    /// server could not hear heartbeats while it was down).
+    async fn extend_leases(&self, now: i64, lease_ms: i64) -> StoreResult<()>;
+    /// Freezes or unfreezes a project; ticks move its tasks.
+    async fn set_project_frozen(&self, project_pk: i64, frozen: bool) -> StoreResult<()>;
+    /// Marks a service version deployed or not; ticks move its tasks.
+    async fn set_service_deployed(
+        &self,
+        project_pk: i64,
+        service_name: &str,
+        service_version: &str,
+        deployed: bool,
+    ) -> StoreResult<()>;
+    /// Moves every batch on `service_name` `from` to `to` (a registered
+    /// service); their running tasks upgrade on the next ticks.
+    async fn upgrade_service(
+        &self,
+        project_pk: i64,
+        service_name: &str,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<u64>;
+}
+
+/// The dump: every project out, or a file in as one transaction.
+#[async_trait]
+pub trait DumpStore: Send + Sync {
+    async fn export(&self, out: mpsc::Sender<DumpRecord>) -> StoreResult<()>;
+    async fn begin_import(&self) -> StoreResult<Box<dyn Importer>>;
+}
+
+/// Everything taskcenter reads and writes.
+#[async_trait]
+pub trait Store:
+    IdentityStore
+    + CatalogueStore
+    + BatchStore
+    + TaskStore
+    + WorkerStore
+    + SchedulerStore
+    + DumpStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+    /// Starts following other processes' writes (for `serve`; one-shot
+    /// commands do not need it).
+    fn start_change_feed(&self);
+}
