@@ -10,7 +10,7 @@ use axum::Router;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let mut listen = "127.0.0.1:18099".to_string();
+    let mut listen = "127.0.0.1:18099".to_owned();
     let mut size = 2048usize;
     while let Some(a) = args.next() {
         match a.as_str() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
-#[derive(Parser)]
+#[derive(Debug, Parser)]
 #[command(
     name = "taskcenter",
     version,
@@ -35,7 +35,7 @@ pub struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API.
     Serve(ServeArgs),
@@ -75,7 +75,7 @@ enum Command {
     Workers(WorkersCmd),
 }
 
-#[derive(Args)]
+#[derive(Debug, Args)]
 struct WorkerArgs {
     /// The server, http://HOST:PORT.
     #[arg(long, env = "TASKCENTER_SERVER")]
@@ -98,7 +98,7 @@ struct WorkerArgs {
     grace: String,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum WorkersCmd {
     /// Create a worker credential; prints it alone on stdout, once.
     Add { name: String },
@@ -106,7 +106,7 @@ enum WorkersCmd {
     List,
 }
 
-#[derive(Args)]
+#[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TASKCENTER_LISTEN", default_value = "127.0.0.1:8080")]
@@ -163,7 +163,7 @@ enum ListSource {
     Database,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum ProjectCmd {
     /// Create a project; prints its id.
     Create {
@@ -178,7 +178,7 @@ enum ProjectCmd {
     Unfreeze { id: String },
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum UserCmd {
     /// Create a user. The password is read from stdin when stdin is not a
     /// terminal; otherwise one is generated and printed once.
@@ -190,7 +190,7 @@ enum UserCmd {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum ServiceCmd {
     /// Register an algorithm service in a project; prints its id.
     Add {
@@ -232,7 +232,7 @@ enum ServiceCmd {
 }
 
 /// One version of a service in a project.
-#[derive(Args)]
+#[derive(Debug, Args)]
 struct ServiceVersion {
     #[arg(long)]
     project: String,
@@ -242,7 +242,7 @@ struct ServiceVersion {
     version: String,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum TokenCmd {
     /// Issue a token for a project and print it alone on stdout.
     Issue {
@@ -283,7 +283,7 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (or `1h 30m`); zero is
 /// refused, since every duration here is a period or a lifetime.
 fn parse_kind(s: &str) -> Result<WorkerKind, String> {
-    WorkerKind::parse(s).ok_or_else(|| "cloud or edge".to_string())
+    WorkerKind::parse(s).ok_or_else(|| "cloud or edge".to_owned())
 }
 
 fn ttl(s: &str) -> Result<Duration> {
@@ -295,7 +295,7 @@ fn ttl(s: &str) -> Result<Duration> {
 
 async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
     Ok(store
-        .find_project(&ProjectRef::Id(id.to_string()))
+        .find_project(&ProjectRef::Id(id.to_owned()))
         .await?
         .ok_or_else(|| anyhow!("project {id:?} does not exist"))?
         .pk)
@@ -348,7 +348,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             } else {
                 let mut line = String::new();
                 stdin.read_line(&mut line)?;
-                let pw = line.trim_end_matches(['\r', '\n']).to_string();
+                let pw = line.trim_end_matches(['\r', '\n']).to_owned();
                 if pw.is_empty() {
                     (identity::generate_password()?, true)
                 } else {
@@ -477,7 +477,7 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
         .create_user(
             "admin",
             &identity::hash_password(&password)?,
-            &["default".to_string()],
+            &["default".to_owned()],
         )
         .await?;
     // A generated password never goes to a log stream: it is written to a
@@ -487,7 +487,7 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
             .with_context(|| format!("could not write {ADMIN_PASSWORD_FILE}"))?;
     }
     let shown = if !generated {
-        "the password in TASKCENTER_ADMIN_PASSWORD".to_string()
+        "the password in TASKCENTER_ADMIN_PASSWORD".to_owned()
     } else if std::io::stdout().is_terminal() {
         format!("password {password}, also in ./{ADMIN_PASSWORD_FILE}")
     } else {

@@ -8,6 +8,7 @@ use crate::domain::TaskState;
 use std::io::Write;
 
 /// SplitMix64: small, fast, and good enough to shape test data.
+#[derive(Debug)]
 pub struct Rng(u64);
 
 impl Rng {
@@ -77,7 +78,7 @@ const WORDS: [&str; 10] = [
 /// 1,000 batches, the other eight shrink geometrically.
 pub fn shape(tasks: u64) -> Vec<(String, u64, u64)> {
     let big = (tasks / 100).max(10);
-    let mut v = vec![("p0".to_string(), big, 100), ("p1".to_string(), 1000, 10)];
+    let mut v = vec![("p0".to_owned(), big, 100), ("p1".to_owned(), 1000, 10)];
     for k in 2..10u32 {
         v.push((format!("p{k}"), (big >> k).max(5), 20));
     }

@@ -81,6 +81,15 @@ pub struct Metrics {
     pub scrape_seconds: F64Gauge,
 }
 
+/// Registers `m` under `name` and hands it back (metrics are handles).
+fn reg<M>(r: &mut Registry, name: &str, help: &str, m: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    r.register(name, help, m.clone());
+    m
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs to about 6.5 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -88,87 +97,79 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("taskcenter");
+        let mut r = Registry::with_prefix("taskcenter");
         let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP requests by method, matched route and status, with their latency",
-            requests.clone(),
-        );
-        let login_refusals = Family::<LoginLabels, Counter>::default();
-        registry.register(
-            "login_refusals",
-            "Logins refused, by reason",
-            login_refusals.clone(),
-        );
-        let open_connections = Gauge::default();
-        registry.register(
-            "open_connections",
-            "HTTP connections open now",
-            open_connections.clone(),
-        );
-        let refused_connections = Counter::default();
-        registry.register(
-            "refused_connections",
-            "HTTP connections refused at the connection cap",
-            refused_connections.clone(),
-        );
-        let tick_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        registry.register(
-            "scheduler_tick_duration_seconds",
-            "Scheduler ticks and their duration",
-            tick_seconds.clone(),
-        );
-        let tick_failures = Counter::default();
-        registry.register(
-            "scheduler_tick_failures",
-            "Scheduler ticks that failed",
-            tick_failures.clone(),
-        );
-        let moves = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "scheduler_moves",
-            "Task moves made by scheduler ticks, by event",
-            moves.clone(),
-        );
-        let tasks = Family::<StateLabels, Gauge>::default();
-        registry.register("tasks", "Tasks by state", tasks.clone());
-        let workers = Family::<WorkerLabels, Gauge>::default();
-        registry.register("workers", "Workers, live or lost", workers.clone());
-        let db_pool = Family::<PoolLabels, Gauge>::default();
-        registry.register(
-            "db_pool_connections",
-            "Database pool connections, idle or in use",
-            db_pool.clone(),
-        );
-        let db_errors = Counter::default();
-        registry.register(
-            "db_errors",
-            "Requests that failed on a database error",
-            db_errors.clone(),
-        );
-        let scrape_seconds = F64Gauge::default();
-        registry.register(
-            "scrape_duration_seconds",
-            "How long reading the scrape-time figures took",
-            scrape_seconds.clone(),
-        );
         Metrics {
-            registry,
-            requests,
-            login_refusals,
-            open_connections,
-            refused_connections,
-            tick_seconds,
-            tick_failures,
-            moves,
-            tasks,
-            workers,
-            db_pool,
-            db_errors,
-            scrape_seconds,
+            requests: reg(
+                &mut r,
+                "http_request_duration_seconds",
+                "HTTP requests by method, matched route and status, with their latency",
+                requests,
+            ),
+            login_refusals: reg(
+                &mut r,
+                "login_refusals",
+                "Logins refused, by reason",
+                Family::default(),
+            ),
+            open_connections: reg(
+                &mut r,
+                "open_connections",
+                "HTTP connections open now",
+                Gauge::default(),
+            ),
+            refused_connections: reg(
+                &mut r,
+                "refused_connections",
+                "HTTP connections refused at the connection cap",
+                Counter::default(),
+            ),
+            tick_seconds: reg(
+                &mut r,
+                "scheduler_tick_duration_seconds",
+                "Scheduler ticks and their duration",
+                Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            ),
+            tick_failures: reg(
+                &mut r,
+                "scheduler_tick_failures",
+                "Scheduler ticks that failed",
+                Counter::default(),
+            ),
+            moves: reg(
+                &mut r,
+                "scheduler_moves",
+                "Task moves made by scheduler ticks, by event",
+                Family::default(),
+            ),
+            tasks: reg(&mut r, "tasks", "Tasks by state", Family::default()),
+            workers: reg(
+                &mut r,
+                "workers",
+                "Workers, live or lost",
+                Family::default(),
+            ),
+            db_pool: reg(
+                &mut r,
+                "db_pool_connections",
+                "Database pool connections, idle or in use",
+                Family::default(),
+            ),
+            db_errors: reg(
+                &mut r,
+                "db_errors",
+                "Requests that failed on a database error",
+                Counter::default(),
+            ),
+            scrape_seconds: reg(
+                &mut r,
+                "scrape_duration_seconds",
+                "How long reading the scrape-time figures took",
+                F64Gauge::default(),
+            ),
+            registry: r,
         }
     }
 

@@ -17,7 +17,7 @@ fn req(method: &str, uri: &str, token: Option<&str>, body: &str) -> Request<Body
     if let Some(t) = token {
         b = b.header("x-auth-token", t);
     }
-    b.body(Body::from(body.to_string())).unwrap()
+    b.body(Body::from(body.to_owned())).unwrap()
 }
 
 fn password_body(user: &str, password: &str, project: Value) -> Value {
@@ -115,11 +115,11 @@ both_backends! {
 
     async fn password_tokens_per_iam_body(ctx: Ctx) {
         let hash = identity::hash_password("correct horse").unwrap();
-        ctx.store.create_user("alice", &hash, &["p1".to_string()]).await.unwrap();
+        ctx.store.create_user("alice", &hash, &["p1".to_owned()]).await.unwrap();
         ctx.store.create_project("p3", "three", 1).await.unwrap();
         let r = ctx.send(req("POST", "/v3/auth/tokens", None, &password_body("alice", "correct horse", json!({"id": "p1"})).to_string())).await;
         assert_eq!(r.status, 201, "{}", r.body);
-        let token = r.headers["x-subject-token"].to_str().unwrap().to_string();
+        let token = r.headers["x-subject-token"].to_str().unwrap().to_owned();
         assert_eq!(r.body["token"]["project"], json!({"id": "p1", "name": "project one"}));
         assert_eq!(r.body["token"]["user"]["name"], "alice");
         assert_eq!(r.body["token"]["methods"], json!(["password"]));
@@ -199,7 +199,7 @@ both_backends! {
         assert_eq!(r.body["total_count"], 2);
         assert_eq!(r.body["succeed_count"], 2);
         assert_eq!(r.body["failed_count"], 0);
-        let id = r.body["id"].as_str().unwrap().to_string();
+        let id = r.body["id"].as_str().unwrap().to_owned();
         assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         let l = ctx.list("").await;
         let row = &l.body["batch_task_list"][0];
@@ -334,13 +334,13 @@ mod no_500 {
         let val = prop_oneof![
             "[a-zA-Z0-9_,.%\\\\-]{0,12}",
             "(%[0-9A-Fa-f]{2}){0,6}",
-            Just("true".to_string()),
-            Just("false".to_string()),
-            Just("5".to_string()),
-            Just("running,stopped".to_string()),
-            Just("batch_task_name".to_string()),
-            Just("%FF".to_string()),
-            Just("%".to_string()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("5".to_owned()),
+            Just("running,stopped".to_owned()),
+            Just("batch_task_name".to_owned()),
+            Just("%FF".to_owned()),
+            Just("%".to_owned()),
         ];
         prop::collection::vec((key, val), 0..6).prop_map(|kv| {
             kv.into_iter()
@@ -379,13 +379,13 @@ mod no_500 {
                 ("DELETE", "/v2/p1/batch-tasks/{b}"), ("PUT", "/v2/p1/batch-tasks/{b}"), ("DELETE", "/v2/p1/source/{s}"),
             ]),
             prop::sample::select(vec!["t11", "t12", "t21", "t41", "t44", "nope", "%FF", "a%20b"]),
-            prop::sample::select(vec![bid(1), bid(2), bid(4), bid(6), "zz".to_string()]),
+            prop::sample::select(vec![bid(1), bid(2), bid(4), bid(6), "zz".to_owned()]),
             prop::sample::select(vec!["s1", "s4", "s6", "zz"]),
             "[a-z_=&0-9,%-]{0,24}",
             prop_oneof![
-                Just("{}".to_string()),
-                Just(r#"{"name":"n2","batch_input":{"video_source_group":[{"video_source_group_id":"g1"}]}}"#.to_string()),
-                Just(r#"{"batch_input":{"video_source_group":[]},"service_name":"x"}"#.to_string()),
+                Just("{}".to_owned()),
+                Just(r#"{"name":"n2","batch_input":{"video_source_group":[{"video_source_group_id":"g1"}]}}"#.to_owned()),
+                Just(r#"{"batch_input":{"video_source_group":[]},"service_name":"x"}"#.to_owned()),
                 "\\PC{0,32}",
             ],
         ), 1..12)) {
@@ -397,11 +397,11 @@ mod no_500 {
                     let path = path.replace("{id}", id).replace("{b}", b).replace("{s}", src).replace("{q}", q);
                     let body = (*method == "PUT" && path.matches('/').count() == 4).then(|| body.clone());
                     let r = ctx.send(
-                        axum::http::Request::builder()
+                        Request::builder()
                             .method(*method)
                             .uri(&path)
                             .header("x-auth-token", &ctx.token)
-                            .body(body.clone().map_or_else(axum::body::Body::empty, axum::body::Body::from))
+                            .body(body.clone().map_or_else(Body::empty, Body::from))
                             .unwrap(),
                     ).await;
                     assert!(r.status.as_u16() < 500, "{method} {path} {body:?} → {} {}", r.status, r.body);
@@ -421,10 +421,10 @@ mod no_500 {
         #[test]
         fn no_body_yields_a_server_error(body in prop_oneof![
             "\\PC{0,64}",
-            Just(r#"{"name":"a","service_name":"helmet","service_version":"1.0.0","batch_input":{"video_source_group":[{"video_source_group_id":"g1","video_source_list":[{"video_source_id":null}]}]},"output":{"event_center":true}}"#.to_string()),
-            Just(r#"{"name":["x"],"batch_input":7}"#.to_string()),
-            Just(r#"{"name":"a","output":{"webhook":{}}}"#.to_string()),
-            Just("[]".to_string()), Just("null".to_string()), Just("{\"config\":1e999}".to_string()),
+            Just(r#"{"name":"a","service_name":"helmet","service_version":"1.0.0","batch_input":{"video_source_group":[{"video_source_group_id":"g1","video_source_list":[{"video_source_id":null}]}]},"output":{"event_center":true}}"#.to_owned()),
+            Just(r#"{"name":["x"],"batch_input":7}"#.to_owned()),
+            Just(r#"{"name":"a","output":{"webhook":{}}}"#.to_owned()),
+            Just("[]".to_owned()), Just("null".to_owned()), Just("{\"config\":1e999}".to_owned()),
         ], path in prop::sample::select(vec!["/v2/p1/batch-tasks", "/v2/p1/video-group", "/v2/p1/source", "/v3/auth/tokens"])) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {

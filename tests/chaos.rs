@@ -25,7 +25,7 @@ fn events(t: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| h["event"].as_str().unwrap().to_string())
+        .map(|h| h["event"].as_str().unwrap().to_owned())
         .collect()
 }
 

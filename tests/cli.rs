@@ -171,7 +171,7 @@ fn two_processes(db: &str) {
     assert!(a.wait_stdout("New database") || b.wait_stdout("New database"));
     let file = dir.0.join("taskcenter-admin-password");
     let pw = std::fs::read_to_string(&file).expect("the bootstrap wrote the admin password");
-    let pw = pw.trim().to_string();
+    let pw = pw.trim().to_owned();
     assert_eq!(pw.len(), 24);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

@@ -67,13 +67,7 @@ fn every_state_fixture() -> (Vec<DumpRecord>, Vec<Case>) {
     (recs, cases)
 }
 
-async fn worker(
-    store: &Arc<taskcenter::store::SqlStore>,
-    name: &str,
-    kind: &str,
-    slots: i64,
-    now: i64,
-) -> i64 {
+async fn worker(store: &Arc<store::SqlStore>, name: &str, kind: &str, slots: i64, now: i64) -> i64 {
     store.create_worker(name, name, b"unused").await.unwrap();
     let w = store.find_worker_credential(name).await.unwrap().unwrap();
     store
@@ -351,12 +345,12 @@ both_backends! {
         }
         assert_eq!(ids.len(), 7);
         let cfg = TickConfig::default();
-        let run = |s: Arc<taskcenter::store::SqlStore>| async move {
+        let run = |s: Arc<store::SqlStore>| async move {
             for i in 0..20 {
                 scheduler::tick(&*s, now + i, &cfg).await.unwrap();
             }
         };
-        let check = |s: Arc<taskcenter::store::SqlStore>| async move {
+        let check = |s: Arc<store::SqlStore>| async move {
             for _ in 0..40 {
                 let ws = s.list_workers().await.unwrap();
                 assert!(ws.iter().all(|w| w.held <= w.slots), "{ws:?}");

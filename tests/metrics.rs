@@ -30,7 +30,7 @@ fn raw_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
     {
         dechunk(body)
     } else {
-        body.to_string()
+        body.to_owned()
     };
     (status, body)
 }
@@ -110,7 +110,7 @@ fn metrics_move(db: &str) {
             &["token", "issue", "--project", "default"],
             None,
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let before = scrape(&metrics_addr);
     let list = [("route", "/v2/{project_id}/batch-tasks"), ("status", "200")];

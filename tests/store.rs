@@ -35,7 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// Applies `ops` through the store in a fresh project and checks, after each
 /// step, every batch's stored counters against a fresh count of its tasks and
 /// against the model kept here.
-async fn check_counters(store: &Arc<taskcenter::store::SqlStore>, ops: &[Op]) {
+async fn check_counters(store: &Arc<store::SqlStore>, ops: &[Op]) {
     let pid = unique("p");
     let p = store.create_project(&pid, &pid, 1).await.unwrap();
     let mut imp = store.begin_import().await.unwrap();
@@ -96,8 +96,7 @@ async fn check_counters(store: &Arc<taskcenter::store::SqlStore>, ops: &[Op]) {
                 if model.is_empty() {
                     assert!(matches!(
                         store.apply_task_event(p.pk, "nothing", event).await,
-                        Err(store::StoreError::NotFound { .. })
-                            | Err(store::StoreError::NotAllowed(_))
+                        Err(store::StoreError::NotFound { .. } | store::StoreError::NotAllowed(_))
                     ));
                     continue;
                 }
@@ -185,7 +184,7 @@ fn counters_equal_a_fresh_count_after_random_writes_postgres() {
     counter_property(db);
 }
 
-async fn export_lines(store: &Arc<taskcenter::store::SqlStore>) -> String {
+async fn export_lines(store: &Arc<store::SqlStore>) -> String {
     let (send, mut recv) = tokio::sync::mpsc::channel::<DumpRecord>(16);
     let s = store.clone();
     let job = tokio::spawn(async move { s.export(send).await });
@@ -198,7 +197,7 @@ async fn export_lines(store: &Arc<taskcenter::store::SqlStore>) -> String {
     out
 }
 
-async fn import_lines(store: &Arc<taskcenter::store::SqlStore>, text: &str) {
+async fn import_lines(store: &Arc<store::SqlStore>, text: &str) {
     let mut imp = store.begin_import().await.unwrap();
     for (i, line) in text.lines().enumerate() {
         imp.put(i as u64 + 1, serde_json::from_str(line).unwrap())
@@ -208,7 +207,7 @@ async fn import_lines(store: &Arc<taskcenter::store::SqlStore>, text: &str) {
     imp.commit().await.unwrap();
 }
 
-async fn open(db: &TestDb) -> Arc<taskcenter::store::SqlStore> {
+async fn open(db: &TestDb) -> Arc<store::SqlStore> {
     let s = store::open_sql(&db.url).await.unwrap();
     s.migrate().await.unwrap();
     s
@@ -295,7 +294,7 @@ mod read_model_matches_sql {
 
     fn subset(items: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
         prop::sample::subsequence(items.to_vec(), 0..=items.len().min(3))
-            .prop_map(|v| v.into_iter().map(str::to_string).collect())
+            .prop_map(|v| v.into_iter().map(str::to_owned).collect())
     }
 
     fn query() -> impl Strategy<Value = ListBatchTasksParams> {
@@ -341,7 +340,7 @@ mod read_model_matches_sql {
                         } else {
                             NameField::BatchTaskName
                         },
-                        needle: n.to_string(),
+                        needle: n.to_owned(),
                     }),
                     manufacturers,
                     titles,

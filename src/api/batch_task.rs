@@ -7,6 +7,7 @@ use crate::domain::{field, now_millis, random_hex, FieldError, ListBatchTasksPar
 use crate::store::lifecycle::BatchUpdate;
 use crate::store::{
     BatchCreated, BatchGroupInput, BatchSourceInput, BatchTaskPage, BatchTaskRow, NewBatchTask,
+    SourceProblem,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -17,7 +18,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// Counters of the states with at least one task, in contract order.
-pub struct StatusInfo<'a>(&'a [i64; 18]);
+pub(super) struct StatusInfo<'a>(&'a [i64; 18]);
 
 impl Serialize for StatusInfo<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -33,7 +34,7 @@ impl Serialize for StatusInfo<'_> {
 }
 
 #[derive(Serialize)]
-pub struct BatchTaskDto<'a> {
+pub(super) struct BatchTaskDto<'a> {
     id: &'a str,
     batch_task_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,7 +69,7 @@ impl<'a> From<&'a BatchTaskRow> for BatchTaskDto<'a> {
     }
 }
 
-pub async fn list_batch_tasks(
+pub(super) async fn list_batch_tasks(
     State(st): State<AppState>,
     Authed(project): Authed,
     RawQuery(raw): RawQuery,
@@ -146,7 +147,7 @@ fn stream_reply(page: BatchTaskPage) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct CreateBatchTaskBody {
+pub(super) struct CreateBatchTaskBody {
     name: Option<String>,
     description: Option<String>,
     service_name: Option<String>,
@@ -189,8 +190,8 @@ struct Webhook {
 
 /// Limits where VIAS documents none: at most this many groups per batch and
 /// sources per group.
-pub const MAX_GROUPS: usize = 100;
-pub const MAX_SOURCES_PER_GROUP: usize = 1000;
+pub(super) const MAX_GROUPS: usize = 100;
+pub(super) const MAX_SOURCES_PER_GROUP: usize = 1000;
 
 fn required<T>(v: Option<T>, name: &str) -> Result<T, FieldError> {
     v.ok_or_else(|| FieldError::new(name, format!("{name} is required")))
@@ -217,7 +218,7 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
         description,
         service_name,
         service_version,
-        priority: priority.to_string(),
+        priority: priority.to_owned(),
         groups,
         config: b.config.unwrap_or_else(|| serde_json::json!({})),
         output,
@@ -295,7 +296,7 @@ fn validate_update(b: CreateBatchTaskBody) -> Result<BatchUpdate, FieldError> {
         field::check_text("description", d, 500)?;
     }
     let priority = match &b.priority {
-        Some(p) => Some(field::parse_priority("priority", p)?.to_string()),
+        Some(p) => Some(field::parse_priority("priority", p)?.to_owned()),
         None => None,
     };
     Ok(BatchUpdate {
@@ -309,7 +310,7 @@ fn validate_update(b: CreateBatchTaskBody) -> Result<BatchUpdate, FieldError> {
     })
 }
 
-pub async fn update_batch_task(
+pub(super) async fn update_batch_task(
     State(st): State<AppState>,
     Authed(project): Authed,
     ApiPath(id): ApiPath,
@@ -321,7 +322,7 @@ pub async fn update_batch_task(
 }
 
 #[derive(Serialize)]
-pub struct BatchReply {
+pub(super) struct BatchReply {
     id: String,
     total_count: u64,
     succeed_count: u64,
@@ -336,6 +337,26 @@ struct BatchItemError {
     error_msg: String,
 }
 
+/// The error code and message of a source that got no task.
+fn source_problem(p: &SourceProblem) -> (&'static str, String) {
+    match p {
+        SourceProblem::NotInGroup { group_id } => (
+            "VIAS.00010001",
+            format!("video source is not in video group {group_id:?}"),
+        ),
+        SourceProblem::Unknown => ("VIAS.00010002", "video source does not exist".into()),
+        SourceProblem::AlreadyInBatch => (
+            "VIAS.00010003",
+            "video source is already in this batch task".into(),
+        ),
+        SourceProblem::StillDeleting => (
+            "VIAS.00010012",
+            "the source's previous task is still being deleted; add it again once it is gone"
+                .into(),
+        ),
+    }
+}
+
 impl From<BatchCreated> for BatchReply {
     fn from(c: BatchCreated) -> Self {
         let failed = c.failures.len() as u64;
@@ -347,17 +368,20 @@ impl From<BatchCreated> for BatchReply {
             error_list: c
                 .failures
                 .into_iter()
-                .map(|f| BatchItemError {
-                    video_source_id: f.video_source_id,
-                    error_code: f.error_code,
-                    error_msg: f.error_msg,
+                .map(|f| {
+                    let (error_code, error_msg) = source_problem(&f.problem);
+                    BatchItemError {
+                        video_source_id: f.video_source_id,
+                        error_code,
+                        error_msg,
+                    }
                 })
                 .collect(),
         }
     }
 }
 
-pub async fn create_batch_task(
+pub(super) async fn create_batch_task(
     State(st): State<AppState>,
     Authed(project): Authed,
     ApiJson(body): ApiJson<CreateBatchTaskBody>,

@@ -37,7 +37,7 @@ fn required<T>(v: Option<T>, name: &str) -> Result<T, FieldError> {
 }
 
 #[derive(Serialize)]
-pub struct GroupDto {
+pub(super) struct GroupDto {
     id: String,
     name: String,
     created_at: i64,
@@ -54,12 +54,12 @@ impl From<VideoGroup> for GroupDto {
 }
 
 #[derive(Deserialize)]
-pub struct CreateGroupBody {
+pub(super) struct CreateGroupBody {
     id: Option<String>,
     name: Option<String>,
 }
 
-pub async fn create_video_group(
+pub(super) async fn create_video_group(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiJson(b): ApiJson<CreateGroupBody>,
@@ -74,12 +74,12 @@ pub async fn create_video_group(
 }
 
 #[derive(Serialize)]
-pub struct GroupList {
+pub(super) struct GroupList {
     count: u64,
     groups: Vec<GroupDto>,
 }
 
-pub async fn list_video_groups(
+pub(super) async fn list_video_groups(
     State(st): State<AppState>,
     Authed(p): Authed,
     RawQuery(raw): RawQuery,
@@ -94,7 +94,7 @@ pub async fn list_video_groups(
     }))
 }
 
-pub async fn delete_video_source(
+pub(super) async fn delete_video_source(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -103,7 +103,7 @@ pub async fn delete_video_source(
     Ok(Json(serde_json::json!({ "id": id })))
 }
 
-pub async fn show_video_group(
+pub(super) async fn show_video_group(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -120,7 +120,7 @@ pub async fn show_video_group(
 }
 
 #[derive(Serialize)]
-pub struct SourceDto {
+pub(super) struct SourceDto {
     id: String,
     name: String,
     url: String,
@@ -141,14 +141,14 @@ impl From<VideoSource> for SourceDto {
 }
 
 #[derive(Deserialize)]
-pub struct CreateSourceBody {
+pub(super) struct CreateSourceBody {
     id: Option<String>,
     name: Option<String>,
     url: Option<String>,
     group_ids: Option<Vec<String>>,
 }
 
-pub async fn create_video_source(
+pub(super) async fn create_video_source(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiJson(b): ApiJson<CreateSourceBody>,
@@ -180,12 +180,12 @@ pub async fn create_video_source(
 }
 
 #[derive(Serialize)]
-pub struct SourceList {
+pub(super) struct SourceList {
     count: u64,
     sources: Vec<SourceDto>,
 }
 
-pub async fn list_video_sources(
+pub(super) async fn list_video_sources(
     State(st): State<AppState>,
     Authed(p): Authed,
     RawQuery(raw): RawQuery,
@@ -200,7 +200,7 @@ pub async fn list_video_sources(
     }))
 }
 
-pub async fn show_video_source(
+pub(super) async fn show_video_source(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -217,7 +217,7 @@ pub async fn show_video_source(
 }
 
 #[derive(Serialize)]
-pub struct ServiceDto {
+pub(super) struct ServiceDto {
     id: String,
     service_name: String,
     service_version: String,
@@ -244,12 +244,12 @@ impl From<Service> for ServiceDto {
 }
 
 #[derive(Serialize)]
-pub struct ServiceList {
+pub(super) struct ServiceList {
     count: u64,
     services: Vec<ServiceDto>,
 }
 
-pub async fn list_services(
+pub(super) async fn list_services(
     State(st): State<AppState>,
     Authed(p): Authed,
     RawQuery(raw): RawQuery,
@@ -261,7 +261,7 @@ pub async fn list_services(
     }))
 }
 
-pub async fn show_service(
+pub(super) async fn show_service(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,

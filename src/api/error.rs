@@ -3,7 +3,7 @@
 //! a generic message and the request id, the cause goes to the log once.
 
 use crate::domain::FieldError;
-use crate::store::StoreError;
+use crate::store::{Entity, StoreError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,7 @@ tokio::task_local! {
 pub fn current_request_id() -> String {
     REQUEST_ID
         .try_with(|id| id.clone())
-        .unwrap_or_else(|_| "-".to_string())
+        .unwrap_or_else(|_| "-".to_owned())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,11 +234,11 @@ impl ApiError {
             status,
             ErrorBody {
                 error_code: code,
-                error_msg: msg.to_string(),
+                error_msg: msg.to_owned(),
                 detail,
                 params,
                 reason,
-                advice: advice.to_string(),
+                advice: advice.to_owned(),
             },
         )
     }
@@ -285,11 +285,14 @@ impl From<StoreError> for ApiError {
                 detail: format!("{what} does not exist"),
                 param: Some(param),
             },
+            StoreError::Conflict {
+                what: Entity::BatchTask,
+                param,
+            } if param == "name" => ApiError::BatchNameExists,
             StoreError::Conflict { what, param } => ApiError::Exists {
                 detail: format!("{what} with this {param} already exists"),
                 param: Some(param),
             },
-            StoreError::BatchNameTaken => ApiError::BatchNameExists,
             StoreError::NotAllowed(d) => ApiError::NotAllowed(d),
             StoreError::Invalid(f) => ApiError::invalid(f),
             StoreError::Db(e) => {

@@ -27,6 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
 
 /// A JSON body. Wrong types, missing fields and fields given twice are 400s
 /// naming the field; a body over the limit is 413.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -50,7 +51,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 /// Whether a body error comes from the body read timeout.
-pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if err.is::<tower_http::timeout::TimeoutError>() {
@@ -63,7 +64,7 @@ pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Parses a request body that the contract says is a JSON object; serde
 /// would otherwise also fill a struct from a JSON array, by position.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(ApiError::Invalid {
@@ -83,7 +84,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .nth(1)
             .filter(|_| msg.starts_with("missing field") || msg.starts_with("duplicate field"));
         let param = match named {
-            Some(f) if path == "." => f.to_string(),
+            Some(f) if path == "." => f.to_owned(),
             Some(f) => format!("{path}.{f}"),
             None if path == "." => String::new(),
             None => path,
@@ -106,7 +107,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// One path parameter as a string.
-pub struct ApiPath(pub String);
+pub(super) struct ApiPath(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     type Rejection = ApiError;
@@ -132,7 +133,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
 /// The client's address, when the request came over a socket (the server
 /// loop records it; requests built in tests have none).
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub Option<std::net::IpAddr>);
+pub(super) struct PeerAddr(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     type Rejection = std::convert::Infallible;

@@ -46,6 +46,17 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.store.backend())
+            .field("token_ttl", &self.token_ttl)
+            .field("list_from_db", &self.list_from_db)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     /// The state with the list answered from the read model and the default
     /// login limits.
@@ -85,6 +96,7 @@ impl Default for Logins {
 
 /// The router plus the list of (method, path) it serves, which the OpenAPI
 /// test compares with the document so the two cannot drift.
+#[derive(Debug)]
 pub struct App {
     pub router: Router,
     pub routes: Vec<(Method, &'static str)>,
@@ -253,7 +265,7 @@ async fn request_context(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "-".to_string(), |m| m.as_str().to_string());
+        .map_or_else(|| "-".to_owned(), |m| m.as_str().to_owned());
     // A debug span: at the default level it costs nothing on the list path.
     let span = tracing::debug_span!("request", request_id = %id, %method, %route);
     let start = Instant::now();
@@ -366,7 +378,7 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
         .split('/')
         .nth(2)
         .filter(|p| !(p.is_empty() && path.len() <= 4))
-        .map(str::to_string);
+        .map(str::to_owned);
     let token = req
         .headers()
         .get("x-auth-token")
@@ -495,7 +507,7 @@ mod tests {
             .unwrap()
             .to_str()
             .unwrap()
-            .to_string();
+            .to_owned();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
             .unwrap();

@@ -282,7 +282,7 @@ fn lifecycle_paths(paths: &mut serde_json::Map<String, Value>) {
     let batch_op = json!({"$ref": "#/components/schemas/BatchOpReply"});
     let task_op = json!({"$ref": "#/components/schemas/TaskOpReply"});
     let mut add = |path: &str, method: &str, v: Value| {
-        let e = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        let e = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         e[method] = v;
     };
     add(

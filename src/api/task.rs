@@ -15,7 +15,7 @@ use axum::Json;
 use serde::Serialize;
 
 #[derive(Serialize)]
-pub struct TaskDto {
+pub(super) struct TaskDto {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_id: Option<String>,
@@ -70,7 +70,7 @@ impl From<TaskDetail> for TaskDto {
 }
 
 #[derive(Serialize)]
-pub struct TaskList {
+pub(super) struct TaskList {
     /// VIAS: the number of entries on this page.
     count: u64,
     tasks: Vec<TaskDto>,
@@ -89,7 +89,7 @@ fn list_query(raw: Option<&str>) -> Result<ListTasksQuery, FieldError> {
     let batch_id = match q.get("batch_id") {
         Some(b) => {
             crate::domain::field::check_id("batch_id", b)?;
-            Some(b.to_string())
+            Some(b.to_owned())
         }
         None => None,
     };
@@ -119,7 +119,7 @@ fn list_query(raw: Option<&str>) -> Result<ListTasksQuery, FieldError> {
     })
 }
 
-pub async fn list_tasks(
+pub(super) async fn list_tasks(
     State(st): State<AppState>,
     Authed(p): Authed,
     RawQuery(raw): RawQuery,
@@ -141,7 +141,7 @@ fn task_not_found() -> ApiError {
     }
 }
 
-pub async fn show_task(
+pub(super) async fn show_task(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -170,7 +170,7 @@ pub async fn show_task(
 /// The reply of an operation on one task: the task as it is now (or its id
 /// when the operation deleted it).
 #[derive(Serialize)]
-pub struct TaskOpReply {
+pub(super) struct TaskOpReply {
     id: String,
     state: Option<String>,
 }
@@ -178,7 +178,7 @@ pub struct TaskOpReply {
 async fn task_op(st: &AppState, project_pk: i64, id: &str, event: Event) -> ApiResult<TaskOpReply> {
     match st.store.apply_task_event(project_pk, id, event).await? {
         Applied::Moved { to, .. } => Ok(TaskOpReply {
-            id: id.to_string(),
+            id: id.to_owned(),
             state: match to {
                 Outcome::To(s) => Some(s.as_upper()),
                 Outcome::Gone => None,
@@ -200,7 +200,7 @@ fn verb(e: Event) -> &'static str {
     }
 }
 
-pub async fn start_task(
+pub(super) async fn start_task(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -208,7 +208,7 @@ pub async fn start_task(
     Ok(Json(task_op(&st, p.pk, &id, Event::Start).await?))
 }
 
-pub async fn stop_task(
+pub(super) async fn stop_task(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -216,7 +216,7 @@ pub async fn stop_task(
     Ok(Json(task_op(&st, p.pk, &id, Event::Stop).await?))
 }
 
-pub async fn delete_task(
+pub(super) async fn delete_task(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -227,7 +227,7 @@ pub async fn delete_task(
 /// The contract's batch reply, with one error_list entry per task the
 /// operation could not apply to.
 #[derive(Serialize)]
-pub struct BatchOpReply {
+pub(super) struct BatchOpReply {
     id: String,
     total_count: u64,
     succeed_count: u64,
@@ -265,7 +265,7 @@ async fn batch_op(
         })
         .collect();
     Ok(BatchOpReply {
-        id: id.to_string(),
+        id: id.to_owned(),
         total_count: results.len() as u64,
         succeed_count: (results.len() - error_list.len()) as u64,
         failed_count: error_list.len() as u64,
@@ -273,7 +273,7 @@ async fn batch_op(
     })
 }
 
-pub async fn start_batch(
+pub(super) async fn start_batch(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -281,7 +281,7 @@ pub async fn start_batch(
     Ok(Json(batch_op(&st, p.pk, &id, Event::Start).await?))
 }
 
-pub async fn stop_batch(
+pub(super) async fn stop_batch(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,
@@ -289,7 +289,7 @@ pub async fn stop_batch(
     Ok(Json(batch_op(&st, p.pk, &id, Event::Stop).await?))
 }
 
-pub async fn delete_batch(
+pub(super) async fn delete_batch(
     State(st): State<AppState>,
     Authed(p): Authed,
     ApiPath(id): ApiPath,

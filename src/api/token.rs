@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 #[derive(Deserialize)]
-pub struct TokenBody {
+pub(super) struct TokenBody {
     auth: Auth,
 }
 
@@ -60,7 +60,7 @@ fn denied() -> ApiError {
     ApiError::Unauthenticated("the user name, password or project is wrong".into())
 }
 
-pub async fn issue(
+pub(super) async fn issue(
     State(st): State<AppState>,
     PeerAddr(addr): PeerAddr,
     ApiJson(body): ApiJson<TokenBody>,
@@ -98,7 +98,7 @@ pub async fn issue(
     let hash = user
         .as_ref()
         .map(|r| r.password_hash.clone())
-        .unwrap_or_else(|| identity::dummy_hash().to_string());
+        .unwrap_or_else(|| identity::dummy_hash().to_owned());
     let ok = st
         .logins
         .checker

@@ -97,7 +97,7 @@ pub struct BatchTaskRecord {
 }
 
 fn default_priority() -> String {
-    "low".to_string()
+    "low".to_owned()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -33,13 +33,8 @@ pub fn is_filter_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || ('\u{4e00}'..='\u{9fa5}').contains(&c) || (','..='_').contains(&c)
 }
 
-/// Checks `^[a-zA-Z0-9\u4e00-\u9fa5,-_]{min,max}$`, counting characters.
-pub fn check_filter_pattern(
-    param: &str,
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Result<(), FieldError> {
+/// `min..=max` characters (not bytes).
+pub fn check_length(param: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
     let n = value.chars().count();
     if n < min || n > max {
         return Err(FieldError::new(
@@ -47,6 +42,17 @@ pub fn check_filter_pattern(
             format!("{param} must be {min} to {max} characters long, got {n}"),
         ));
     }
+    Ok(())
+}
+
+/// Checks `^[a-zA-Z0-9\u4e00-\u9fa5,-_]{min,max}$`, counting characters.
+pub fn check_filter_pattern(
+    param: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), FieldError> {
+    check_length(param, value, min, max)?;
     if let Some(bad) = value.chars().find(|c| !is_filter_char(*c)) {
         return Err(FieldError::new(
             param,
@@ -136,13 +142,7 @@ pub fn check_display_name(
     min: usize,
     max: usize,
 ) -> Result<(), FieldError> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(FieldError::new(
-            param,
-            format!("{param} must be {min} to {max} characters long, got {n}"),
-        ));
-    }
+    check_length(param, value, min, max)?;
     if value.chars().any(|c| c.is_control() || c == ',') {
         return Err(FieldError::new(
             param,

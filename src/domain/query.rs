@@ -102,7 +102,7 @@ pub fn comma_items(v: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for item in v.split(',').filter(|i| !i.is_empty()) {
         if !out.iter().any(|o| o == item) {
-            out.push(item.to_string());
+            out.push(item.to_owned());
         }
     }
     out

@@ -40,10 +40,20 @@ pub fn generate_password() -> Result<String, StoreError> {
     Ok(random_hex(12)?)
 }
 
+/// A new token; its `Debug` never shows the secret.
 pub struct IssuedToken {
     pub token: String,
     pub issued_at: i64,
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn issue_token(
@@ -81,6 +91,14 @@ const WORKER_PREFIX: &str = "tcw1.";
 pub struct IssuedWorker {
     pub id: String,
     pub credential: String,
+}
+
+impl std::fmt::Debug for IssuedWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedWorker")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn create_worker(store: &dyn Store, name: &str) -> Result<IssuedWorker, StoreError> {

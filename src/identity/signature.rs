@@ -73,7 +73,7 @@ impl Authorization {
                 "Signature" => &mut signature,
                 _ => return Err(SignatureError::Malformed),
             };
-            if slot.replace(v.to_string()).is_some() {
+            if slot.replace(v.to_owned()).is_some() {
                 return Err(SignatureError::Malformed);
             }
         }
@@ -163,7 +163,7 @@ pub fn canonical_request(
         lines.push('\n');
     }
     let payload = match header(CONTENT_HASH_HEADER) {
-        Some(h) if !req.body.is_empty() => h.trim().to_string(),
+        Some(h) if !req.body.is_empty() => h.trim().to_owned(),
         _ => hex(&Sha256::digest(req.body)),
     };
     Ok(format!(
@@ -358,7 +358,7 @@ mod tests {
         };
         let a = auth("7378ca533fd75c233a3587d33239ea8e6bc7274e108413e39423071507fe2670");
         let other_project = |n: &str| match n {
-            "x-project-id" => Some("p2".to_string()),
+            "x-project-id" => Some("p2".to_owned()),
             _ => headers(n),
         };
         assert_eq!(
@@ -392,13 +392,13 @@ mod tests {
     #[test]
     fn authorization_headers_parse_strictly() {
         let good = "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, Signature="
-            .to_string()
+            .to_owned()
             + &"a".repeat(64);
         let a = Authorization::parse(&good).unwrap();
         assert_eq!(a.access_key, "AK1");
         assert_eq!(a.signed_headers, ["host", "x-sdk-date"]);
         for bad in [
-            "SDK-HMAC-SHA256".to_string(),
+            "SDK-HMAC-SHA256".to_owned(),
             good.replace("SDK-HMAC-SHA256", "SDK-HMAC-SM3"),
             good.replace("Signature=", "Signature=zz"),
             good.replace("Access=AK1", "Access="),

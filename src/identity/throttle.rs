@@ -123,20 +123,20 @@ impl Throttle {
     /// Milliseconds until this user may try again from this address; 0 when
     /// an attempt may go ahead now.
     pub fn wait_ms(&self, user: &str, addr: Option<IpAddr>, now: i64) -> i64 {
-        let by_user = self.users.wait(&user.to_string(), now);
+        let by_user = self.users.wait(&user.to_owned(), now);
         let by_addr = addr.map_or(0, |a| self.addresses.wait(&a, now));
         by_user.max(by_addr)
     }
 
     pub fn failed(&self, user: &str, addr: Option<IpAddr>, now: i64) {
-        self.users.fail(&user.to_string(), now);
+        self.users.fail(&user.to_owned(), now);
         if let Some(a) = addr {
             self.addresses.fail(&a, now);
         }
     }
 
     pub fn succeeded(&self, user: &str) {
-        self.users.clear(&user.to_string());
+        self.users.clear(&user.to_owned());
     }
 }
 

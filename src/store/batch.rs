@@ -2,14 +2,15 @@
 //! from SQL), counters.
 
 use super::catalogue::{group_pk, source_pk};
-use super::sql_store::{bound, is_unique_violation, SqlStore};
+use super::sql_store::{bound, SqlStore};
 use super::{
     sql, stored_state, BatchCreated, BatchGroupInput, BatchTaskPage, BatchTaskRow, CounterCheck,
-    DeployType, NewBatchTask, SourceFailure, StoreError, StoreResult, TaskRow,
+    DeployType, NewBatchTask, SourceFailure, SourceProblem, StoreError, StoreResult, TaskRow,
 };
 use crate::domain::state::COUNTER_COLUMNS;
 use crate::domain::{field, now_millis, random_hex, ListBatchTasksParams, TaskState};
 use crate::store::prelude::*;
+use crate::store::{conflict_if_unique, Entity};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -99,12 +100,9 @@ async fn insert_batch_row(
     .await?;
     if let Some(other) = clash {
         return Err(if other == id {
-            StoreError::Conflict {
-                what: "batch task",
-                param: "id".into(),
-            }
+            StoreError::conflict(Entity::BatchTask, "id")
         } else {
-            StoreError::BatchNameTaken
+            StoreError::conflict(Entity::BatchTask, "name")
         });
     }
     let svc = sqlx::query(
@@ -116,10 +114,7 @@ async fn insert_batch_row(
     .bind(service_version)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| StoreError::NotFound {
-        what: "algorithm service",
-        param: "service_name".into(),
-    })?;
+    .ok_or_else(|| StoreError::not_found(Entity::Service, "service_name"))?;
     let service_pk: i64 = svc.try_get("pk")?;
     let alg_name: String = svc.try_get("alg_name")?;
     let company: String = svc.try_get("company")?;
@@ -150,13 +145,7 @@ async fn insert_batch_row(
     .bind(created_at)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::BatchNameTaken
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| conflict_if_unique(e, Entity::BatchTask, "name"))?;
     insert_batch_groups(conn, pk, group_pks).await?;
     Ok(pk)
 }
@@ -207,16 +196,7 @@ pub(super) async fn insert_task(
     .bind(updated_at)
     .execute(&mut *conn)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                what: "task",
-                param: "id".into(),
-            }
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| conflict_if_unique(e, Entity::Task, "id"))?;
     Ok(())
 }
 
@@ -247,10 +227,7 @@ pub(super) async fn batch_pk(
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "batch task",
-            param: "batch_id".into(),
-        })
+        .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "batch_id"))
 }
 
 /// What a batch's group list (CreateBatchTask, UpdateBatchTask) resolves to.
@@ -266,8 +243,8 @@ pub(super) struct ResolvedSources {
 /// Resolves a batch's groups and the sources wanted of each (every live
 /// member when a group lists none). A group that does not exist or is
 /// listed twice fails the whole request; a source that is not in its group
-/// (VIAS.00010001), does not exist (VIAS.00010002) or is already taken
-/// (VIAS.00010003) fails alone.
+/// (`NotInGroup`), does not exist (`Unknown`) or is already taken
+/// (`AlreadyInBatch`) fails alone.
 pub(super) async fn resolve_sources(
     conn: &mut AnyConnection,
     project_pk: i64,
@@ -277,10 +254,7 @@ pub(super) async fn resolve_sources(
     for g in groups {
         let gpk = group_pk(conn, project_pk, &g.group_id)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "video group",
-                param: "video_source_group_id".into(),
-            })?;
+            .ok_or_else(|| StoreError::not_found(Entity::VideoGroup, "video_source_group_id"))?;
         if group_pks.contains(&gpk) {
             return Err(field::FieldError::new(
                 "video_source_group_id",
@@ -318,24 +292,21 @@ pub(super) async fn resolve_sources(
                 .collect(),
         };
         for (sid, roi) in listed {
-            let fail = |code: &'static str, msg: String| SourceFailure {
+            let fail = |problem: SourceProblem| SourceFailure {
                 video_source_id: sid.clone(),
-                error_code: code,
-                error_msg: msg,
+                problem,
             };
             match members.iter().find(|(id, _)| *id == sid) {
                 None => failures.push(if source_pk(conn, project_pk, &sid).await?.is_some() {
-                    fail(
-                        "VIAS.00010001",
-                        format!("video source is not in video group {:?}", g.group_id),
-                    )
+                    fail(SourceProblem::NotInGroup {
+                        group_id: g.group_id.clone(),
+                    })
                 } else {
-                    fail("VIAS.00010002", "video source does not exist".into())
+                    fail(SourceProblem::Unknown)
                 }),
-                Some((_, spk)) if !taken.insert(*spk) => failures.push(fail(
-                    "VIAS.00010003",
-                    "video source is already in this batch task".into(),
-                )),
+                Some((_, spk)) if !taken.insert(*spk) => {
+                    failures.push(fail(SourceProblem::AlreadyInBatch))
+                }
                 Some((_, spk)) => wanted.push((*spk, roi)),
             }
         }
@@ -366,12 +337,7 @@ impl BatchStore for SqlStore {
         .fetch_optional(&mut *conn)
         .await?;
         match svc_deployed {
-            None => {
-                return Err(StoreError::NotFound {
-                    what: "algorithm service",
-                    param: "service_name".into(),
-                })
-            }
+            None => return Err(StoreError::not_found(Entity::Service, "service_name")),
             Some(0) => {
                 return Err(StoreError::NotAllowed(
                     "the algorithm service is not deployed".into(),
@@ -485,10 +451,7 @@ impl SqlStore {
         let bpk = batch_pk(conn, project_pk, batch_id).await?;
         let spk = source_pk(conn, project_pk, source_id)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "video source",
-                param: "video_source_id".into(),
-            })?;
+            .ok_or_else(|| StoreError::not_found(Entity::VideoSource, "video_source_id"))?;
         let dup: Option<i64> =
             sqlx::query_scalar("select pk from tasks where batch_pk = $1 and video_source_pk = $2")
                 .bind(bpk)
@@ -496,10 +459,7 @@ impl SqlStore {
                 .fetch_optional(&mut *conn)
                 .await?;
         if dup.is_some() {
-            return Err(StoreError::Conflict {
-                what: "task",
-                param: "video_source_id".into(),
-            });
+            return Err(StoreError::conflict(Entity::Task, "video_source_id"));
         }
         let id = random_hex(16)?;
         let now = now_millis();
@@ -521,8 +481,8 @@ impl SqlStore {
         self.after_write(project_pk, bpk).await;
         Ok(TaskRow {
             id,
-            batch_id: Some(batch_id.to_string()),
-            video_source_id: source_id.to_string(),
+            batch_id: Some(batch_id.to_owned()),
+            video_source_id: source_id.to_owned(),
             state: TaskState::Pending,
             created_at: now,
             updated_at: now,

@@ -4,6 +4,7 @@ use super::sql_store::SqlStore;
 use super::{NewService, Page, Service, StoreError, StoreResult, VideoGroup, VideoSource};
 use crate::domain::field;
 use crate::store::prelude::*;
+use crate::store::Entity;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -49,7 +50,7 @@ pub(super) fn source_from(row: &AnyRow) -> StoreResult<VideoSource> {
         name: row.try_get("name")?,
         url: row.try_get("url")?,
         group_ids: ids
-            .map(|s| s.split(',').map(str::to_string).collect())
+            .map(|s| s.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
         created_at: row.try_get("created_at")?,
     })
@@ -76,10 +77,7 @@ pub(super) async fn insert_service(
     .fetch_optional(&mut *conn)
     .await?;
     if dup.is_some() {
-        return Err(StoreError::Conflict {
-            what: "service",
-            param: "service_version".into(),
-        });
+        return Err(StoreError::conflict(Entity::Service, "service_version"));
     }
     let row = sqlx::query(&format!(
         "insert into services (project_pk, id, service_name, service_version, alg_name, company, \
@@ -121,7 +119,7 @@ pub(super) async fn insert_group(
     if let Some(other) = clash {
         let param = if other == id { "id" } else { "name" };
         return Err(StoreError::Conflict {
-            what: "video group",
+            what: Entity::VideoGroup,
             param: param.into(),
         });
     }
@@ -185,19 +183,13 @@ async fn insert_source(
             .fetch_optional(&mut *conn)
             .await?;
     if exists.is_some() {
-        return Err(StoreError::Conflict {
-            what: "video source",
-            param: "id".into(),
-        });
+        return Err(StoreError::conflict(Entity::VideoSource, "id"));
     }
     let mut group_pks = Vec::with_capacity(s.group_ids.len());
     for gid in &s.group_ids {
         let gpk = group_pk(conn, project_pk, gid)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "video group",
-                param: "group_ids".into(),
-            })?;
+            .ok_or_else(|| StoreError::not_found(Entity::VideoGroup, "group_ids"))?;
         if group_pks.contains(&gpk) {
             return Err(field::FieldError::new(
                 "group_ids",
@@ -358,13 +350,9 @@ impl CatalogueStore for SqlStore {
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let spk =
-            source_pk(&mut tx, project_pk, id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    what: "video source",
-                    param: "source_id".into(),
-                })?;
+        let spk = source_pk(&mut tx, project_pk, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(Entity::VideoSource, "source_id"))?;
         let used: Option<i64> =
             sqlx::query_scalar("select pk from tasks where video_source_pk = $1 limit 1")
                 .bind(spk)

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 /// Splits a `string_agg(..., ',')` list (`None`: no items).
 fn split_ids(ids: Option<String>) -> Vec<String> {
-    ids.map(|s| s.split(',').map(str::to_string).collect())
+    ids.map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_default()
 }
 
@@ -42,7 +42,7 @@ fn batch_record(
             .map_err(|e| StoreError::Internal(e.to_string()))
     };
     Ok(BatchTaskRecord {
-        project_id: project_id.to_string(),
+        project_id: project_id.to_owned(),
         id: b.try_get("id")?,
         name: b.try_get("name")?,
         description: (!description.is_empty()).then_some(description),
@@ -66,7 +66,7 @@ fn task_record(t: &AnyRow) -> StoreResult<TaskRecord> {
     Ok(TaskRecord {
         id: t.try_get("id")?,
         video_source_id: t.try_get("source_id")?,
-        state: stored_state(t.try_get("state")?)?.as_str().to_string(),
+        state: stored_state(t.try_get("state")?)?.as_str().to_owned(),
         created_at: Some(t.try_get("created_at")?),
         updated_at: Some(t.try_get("updated_at")?),
     })
@@ -100,7 +100,7 @@ async fn export_project(
     {
         let s = service_from(&r)?;
         out.send(DumpRecord::Service(ServiceRecord {
-            project_id: pid.to_string(),
+            project_id: pid.to_owned(),
             id: Some(s.id),
             service_name: s.service_name,
             service_version: s.service_version,
@@ -121,7 +121,7 @@ async fn export_project(
     {
         let g = group_from(&r)?;
         out.send(DumpRecord::VideoGroup(VideoGroupRecord {
-            project_id: pid.to_string(),
+            project_id: pid.to_owned(),
             id: g.id,
             name: g.name,
             created_at: Some(g.created_at),
@@ -138,7 +138,7 @@ async fn export_project(
     {
         let s = source_from(&r)?;
         out.send(DumpRecord::VideoSource(VideoSourceRecord {
-            project_id: pid.to_string(),
+            project_id: pid.to_owned(),
             id: s.id,
             name: s.name,
             url: s.url,

@@ -1,9 +1,10 @@
 //! Projects, users and tokens.
 
-use super::sql_store::{is_unique_violation, SqlStore};
+use super::sql_store::SqlStore;
 use super::{NewToken, Project, ProjectRef, StoreError, StoreResult, TokenRow, UserRow};
 use crate::domain::{field, now_millis};
 use crate::store::prelude::*;
+use crate::store::{conflict_if_unique, Entity};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -35,10 +36,7 @@ pub(super) async fn insert_project(
     field::check_id("id", id)?;
     field::check_display_name("name", name, 1, 64)?;
     if project_pk(conn, id).await?.is_some() {
-        return Err(StoreError::Conflict {
-            what: "project",
-            param: "id".into(),
-        });
+        return Err(StoreError::conflict(Entity::Project, "id"));
     }
     let row = sqlx::query(&format!(
         "insert into projects (id, name, created_at) values ($1, $2, $3) returning {PROJECT_COLS}"
@@ -48,16 +46,7 @@ pub(super) async fn insert_project(
     .bind(created_at)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                what: "project",
-                param: "name".into(),
-            }
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| conflict_if_unique(e, Entity::Project, "name"))?;
     project_from(&row)
 }
 
@@ -74,10 +63,7 @@ pub(super) async fn insert_user(
         .fetch_optional(&mut *conn)
         .await?;
     if exists.is_some() {
-        return Err(StoreError::Conflict {
-            what: "user",
-            param: "name".into(),
-        });
+        return Err(StoreError::conflict(Entity::User, "name"));
     }
     let user_pk: i64 = sqlx::query_scalar(
         "insert into users (name, password_hash, created_at) values ($1, $2, $3) returning pk",
@@ -90,10 +76,7 @@ pub(super) async fn insert_user(
     for pid in project_ids {
         let ppk = project_pk(conn, pid)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "project",
-                param: "project_ids".into(),
-            })?;
+            .ok_or_else(|| StoreError::not_found(Entity::Project, "project_ids"))?;
         sqlx::query(
             "insert into user_projects (user_pk, project_pk) values ($1, $2) on conflict do nothing",
         )
@@ -224,7 +207,7 @@ impl IdentityStore for SqlStore {
             if m.len() >= super::TOKEN_CACHE_MAX {
                 m.clear();
             }
-            m.insert(id.to_string(), t.clone());
+            m.insert(id.to_owned(), t.clone());
         }
         Ok(Some(t))
     }

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::domain::dump::{BatchTaskRecord, DumpRecord, VideoSourceRecord};
 use crate::domain::{field, now_millis, random_hex, TaskState};
+use crate::store::Entity;
 use async_trait::async_trait;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
@@ -77,7 +78,7 @@ struct PendingBatch {
 /// statement; uniqueness against rows already in the database is
 /// checked in bulk before each write, so those errors name their
 /// line too.
-pub struct SqlImporter {
+pub(super) struct SqlImporter {
     tx: Tx,
     projects: HashMap<String, i64>,
     sources: HashMap<(i64, String), i64>,
@@ -143,23 +144,20 @@ impl SqlImporter {
         }
         let pk = project_pk(&mut self.tx, id)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "project",
-                param: "project_id".into(),
-            })?;
-        self.projects.insert(id.to_string(), pk);
+            .ok_or_else(|| StoreError::not_found(Entity::Project, "project_id"))?;
+        self.projects.insert(id.to_owned(), pk);
         Ok(pk)
     }
 
     async fn group(&mut self, ppk: i64, gid: &str, param: &str) -> StoreResult<i64> {
-        let key = (ppk, gid.to_string());
+        let key = (ppk, gid.to_owned());
         if let Some(pk) = self.groups.get(&key) {
             return Ok(*pk);
         }
         let pk = group_pk(&mut self.tx, ppk, gid)
             .await?
             .ok_or_else(|| StoreError::NotFound {
-                what: "video group",
+                what: Entity::VideoGroup,
                 param: param.into(),
             })?;
         self.groups.insert(key, pk);
@@ -167,7 +165,7 @@ impl SqlImporter {
     }
 
     async fn service(&mut self, ppk: i64, name: &str, version: &str) -> StoreResult<ServiceInfo> {
-        let key = (ppk, name.to_string(), version.to_string());
+        let key = (ppk, name.to_owned(), version.to_owned());
         if let Some(s) = self.services.get(&key) {
             return Ok(s.clone());
         }
@@ -180,10 +178,7 @@ impl SqlImporter {
         .bind(version)
         .fetch_optional(&mut *self.tx)
         .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "algorithm service",
-            param: "service_name".into(),
-        })?;
+        .ok_or_else(|| StoreError::not_found(Entity::Service, "service_name"))?;
         let deploy: String = r.try_get("deploy_type")?;
         let info = ServiceInfo {
             pk: r.try_get("pk")?,
@@ -198,16 +193,13 @@ impl SqlImporter {
     }
 
     async fn source(&mut self, ppk: i64, sid: &str) -> StoreResult<i64> {
-        let key = (ppk, sid.to_string());
+        let key = (ppk, sid.to_owned());
         if let Some(pk) = self.sources.get(&key) {
             return Ok(*pk);
         }
         let pk = source_pk(&mut self.tx, ppk, sid)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "video source",
-                param: "tasks.video_source_id".into(),
-            })?;
+            .ok_or_else(|| StoreError::not_found(Entity::VideoSource, "tasks.video_source_id"))?;
         self.sources.insert(key, pk);
         Ok(pk)
     }
@@ -281,10 +273,7 @@ impl SqlImporter {
             {
                 return Err(ImportError {
                     line: s.line,
-                    error: StoreError::Conflict {
-                        what: "video source",
-                        param: "id".into(),
-                    },
+                    error: StoreError::conflict(Entity::VideoSource, "id"),
                 });
             }
         }
@@ -364,16 +353,13 @@ impl SqlImporter {
                 if id_clash.contains(&b.id) {
                     return Err(ImportError {
                         line: b.line,
-                        error: StoreError::Conflict {
-                            what: "batch task",
-                            param: "id".into(),
-                        },
+                        error: StoreError::conflict(Entity::BatchTask, "id"),
                     });
                 }
                 if name_clash.contains(&b.name) {
                     return Err(ImportError {
                         line: b.line,
-                        error: StoreError::BatchNameTaken,
+                        error: StoreError::conflict(Entity::BatchTask, "name"),
                     });
                 }
             }
@@ -409,8 +395,8 @@ impl SqlImporter {
                     Arg::Text(b.service_version.clone()),
                     Arg::Text(b.service.alg_name.clone()),
                     Arg::Text(b.service.company.clone()),
-                    Arg::Text(b.service.task_type.to_string()),
-                    Arg::Text(b.priority.to_string()),
+                    Arg::Text(b.service.task_type.to_owned()),
+                    Arg::Text(b.priority.to_owned()),
                     Arg::Text(b.config.clone()),
                     Arg::Text(b.output.clone()),
                     Arg::Int(b.created_at),
@@ -431,7 +417,7 @@ impl SqlImporter {
             let line = chunk[0].line;
             for r in bound(&q).fetch_all(&mut *self.tx).await.map_err(|e| {
                 at(line)(if is_unique_violation(&e) {
-                    StoreError::BatchNameTaken
+                    StoreError::conflict(Entity::BatchTask, "name")
                 } else {
                     e.into()
                 })
@@ -513,10 +499,7 @@ impl SqlImporter {
         }
         let key = (ppk, s.id.clone());
         if self.sources.contains_key(&key) || self.pending_source_ids.contains(&key) {
-            return Err(StoreError::Conflict {
-                what: "video source",
-                param: "id".into(),
-            });
+            return Err(StoreError::conflict(Entity::VideoSource, "id"));
         }
         let mut group_pks = Vec::with_capacity(s.group_ids.len());
         for gid in &s.group_ids {
@@ -550,15 +533,12 @@ impl SqlImporter {
         field::check_batch_name("name", &b.name)?;
         let description = b.description.unwrap_or_default();
         field::check_text("description", &description, 500)?;
-        let priority = crate::domain::field::parse_priority("priority", &b.priority)?;
+        let priority = field::parse_priority("priority", &b.priority)?;
         if self.batch_keys.contains(&(ppk, format!("i{}", b.id))) {
-            return Err(StoreError::Conflict {
-                what: "batch task",
-                param: "id".into(),
-            });
+            return Err(StoreError::conflict(Entity::BatchTask, "id"));
         }
         if self.batch_keys.contains(&(ppk, format!("n{}", b.name))) {
-            return Err(StoreError::BatchNameTaken);
+            return Err(StoreError::conflict(Entity::BatchTask, "name"));
         }
         let service = self
             .service(ppk, &b.service_name, &b.service_version)

@@ -40,12 +40,13 @@ pub(crate) const TOKEN_CACHE_MAX: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No such object; `param` is the field that named it.
     #[error("{what} not found")]
-    NotFound { what: &'static str, param: String },
-    #[error("{what} already exists")]
-    Conflict { what: &'static str, param: String },
-    #[error("a batch task with this name already exists")]
-    BatchNameTaken,
+    NotFound { what: Entity, param: String },
+    /// An object with the same `param` (id, name, …) exists already.
+    #[error("{what} with this {param} already exists")]
+    Conflict { what: Entity, param: String },
+    /// The object's state does not allow the change.
     #[error("{0}")]
     NotAllowed(String),
     #[error(transparent)]
@@ -54,6 +55,60 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Internal(String),
+}
+
+impl StoreError {
+    pub fn conflict(what: Entity, param: &str) -> StoreError {
+        StoreError::Conflict {
+            what,
+            param: param.to_owned(),
+        }
+    }
+
+    pub fn not_found(what: Entity, param: &str) -> StoreError {
+        StoreError::NotFound {
+            what,
+            param: param.to_owned(),
+        }
+    }
+}
+
+/// A unique-constraint violation is a conflict on `param` (a racing writer
+/// got there between our check and our insert); anything else stays a
+/// database error.
+pub(crate) fn conflict_if_unique(e: sqlx::Error, what: Entity, param: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::conflict(what, param),
+        _ => e.into(),
+    }
+}
+
+/// The kinds of stored object an error can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Project,
+    User,
+    Service,
+    VideoGroup,
+    VideoSource,
+    BatchTask,
+    Task,
+    Worker,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::Project => "project",
+            Entity::User => "user",
+            Entity::Service => "algorithm service",
+            Entity::VideoGroup => "video group",
+            Entity::VideoSource => "video source",
+            Entity::BatchTask => "batch task",
+            Entity::Task => "task",
+            Entity::Worker => "worker",
+        })
+    }
 }
 
 impl From<crate::domain::RandomError> for StoreError {
@@ -213,11 +268,24 @@ pub struct NewBatchTask {
     pub created_at: i64,
 }
 
+/// Why one source of a batch got no task; the batch is made with the
+/// others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceProblem {
+    /// The source exists but is not a member of the group it was listed in.
+    NotInGroup { group_id: String },
+    /// No such source.
+    Unknown,
+    /// Listed twice (in one or several groups).
+    AlreadyInBatch,
+    /// Its previous task in this batch is still being deleted.
+    StillDeleting,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFailure {
     pub video_source_id: String,
-    pub error_code: &'static str,
-    pub error_msg: String,
+    pub problem: SourceProblem,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,7 +52,7 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Arc<dyn Backend>), sq
     Ok((
         pool,
         Arc::new(Postgres {
-            url: url.to_string(),
+            url: url.to_owned(),
         }),
     ))
 }
@@ -157,7 +157,7 @@ async fn listen(url: String, pool: AnyPool, positional: bool, model: Weak<ReadMo
         let next = tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await;
         let Some(model) = model.upgrade() else { return };
         match next {
-            Err(_) => continue,
+            Err(_) => {}
             Ok(Ok(Some(n))) => {
                 let mut it = n
                     .payload()

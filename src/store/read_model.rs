@@ -213,7 +213,7 @@ impl ProjectView {
             return *i;
         }
         let i = self.strings.len() as u32;
-        self.strings.insert(s.to_string(), i);
+        self.strings.insert(s.to_owned(), i);
         i
     }
 
@@ -222,8 +222,8 @@ impl ProjectView {
             return *i;
         }
         let i = self.service_names.len() as u32;
-        self.service_names.push(name_lc.to_string());
-        self.service_of_name.insert(name_lc.to_string(), i);
+        self.service_names.push(name_lc.to_owned());
+        self.service_of_name.insert(name_lc.to_owned(), i);
         i
     }
 
@@ -470,7 +470,7 @@ impl ProjectView {
 
 /// Every loaded project's view. Views are behind a std `RwLock`: list calls
 /// hold it only while they pick rows, never across an await.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ReadModel {
     views: RwLock<HashMap<i64, Arc<RwLock<ProjectView>>>>,
     /// Serializes loads and refreshes, so a refresh that read the database

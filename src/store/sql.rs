@@ -8,7 +8,7 @@ use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Arg {
+pub(super) enum Arg {
     Int(i64),
     Text(String),
 }
@@ -16,7 +16,7 @@ pub enum Arg {
 /// Builds a statement's text and its arguments together, so placeholder
 /// numbers always match the bind order.
 #[derive(Debug, Default)]
-pub struct Query {
+pub(super) struct Query {
     pub sql: String,
     pub args: Vec<Arg>,
     /// Write `?` instead of `$N`. SQLite resolves a `$N` name by a linear
@@ -26,20 +26,20 @@ pub struct Query {
 }
 
 impl Query {
-    pub fn new(positional: bool) -> Query {
+    pub(super) fn new(positional: bool) -> Query {
         Query {
             positional,
             ..Query::default()
         }
     }
 
-    pub fn push(&mut self, sql: &str) -> &mut Self {
+    pub(super) fn push(&mut self, sql: &str) -> &mut Self {
         self.sql.push_str(sql);
         self
     }
 
     /// Appends a placeholder for `arg`.
-    pub fn bind(&mut self, arg: Arg) -> &mut Self {
+    pub(super) fn bind(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
         if self.positional {
             self.sql.push('?');
@@ -51,7 +51,7 @@ impl Query {
     }
 
     /// Appends `(p1, p2, ...)` for a non-empty list of texts.
-    pub fn bind_list(&mut self, items: &[String]) -> &mut Self {
+    pub(super) fn bind_list(&mut self, items: &[String]) -> &mut Self {
         self.sql.push('(');
         for (i, it) in items.iter().enumerate() {
             if i > 0 {
@@ -67,7 +67,7 @@ impl Query {
 /// The batch row's own columns, `b.id as id` … `b.created_at as created_at`
 /// and the counters by their column names, as `batch::batch_row_named`
 /// decodes them.
-pub fn batch_fields() -> String {
+pub(super) fn batch_fields() -> String {
     let mut s = String::new();
     for c in [
         "id",
@@ -95,7 +95,7 @@ pub fn batch_fields() -> String {
 
 /// Columns of a batch-list row: `batch_fields`, then `group_names` and
 /// `source_name`.
-pub fn batch_row_columns() -> String {
+pub(super) fn batch_row_columns() -> String {
     let mut s = batch_fields();
     s.push_str(
         ", (select string_agg(g.name, ',' order by bg.position) from batch_task_groups bg \
@@ -107,7 +107,7 @@ pub fn batch_row_columns() -> String {
 }
 
 /// `%`, `_` and `\` in a needle are literal: escape them for `like ... escape '\'`.
-pub fn like_contains(needle: &str) -> String {
+pub(super) fn like_contains(needle: &str) -> String {
     let mut p = String::with_capacity(needle.len() + 2);
     p.push('%');
     for c in needle.chars() {
@@ -164,14 +164,22 @@ fn push_filters(q: &mut Query, project_pk: i64, p: &ListBatchTasksParams) {
     }
 }
 
-pub fn count_batch_tasks(positional: bool, project_pk: i64, p: &ListBatchTasksParams) -> Query {
+pub(super) fn count_batch_tasks(
+    positional: bool,
+    project_pk: i64,
+    p: &ListBatchTasksParams,
+) -> Query {
     let mut q = Query::new(positional);
     q.push("select count(*) as n");
     push_filters(&mut q, project_pk, p);
     q
 }
 
-pub fn select_batch_tasks(positional: bool, project_pk: i64, p: &ListBatchTasksParams) -> Query {
+pub(super) fn select_batch_tasks(
+    positional: bool,
+    project_pk: i64,
+    p: &ListBatchTasksParams,
+) -> Query {
     let mut q = Query::new(positional);
     q.push("select ").push(&batch_row_columns());
     push_filters(&mut q, project_pk, p);
@@ -199,13 +207,13 @@ pub fn select_batch_tasks(positional: bool, project_pk: i64, p: &ListBatchTasksP
 }
 
 /// `update batch_tasks set c_x = c_x + $1, num_task = num_task + $1 where pk = $2`
-pub fn bump_counter(state: crate::domain::TaskState) -> String {
+pub(super) fn bump_counter(state: crate::domain::TaskState) -> String {
     let c = state.counter_column();
     format!("update batch_tasks set {c} = {c} + $1, num_task = num_task + $1 where pk = $2")
 }
 
 /// Moves one task's count from one counter to another.
-pub fn move_counter(from: crate::domain::TaskState, to: crate::domain::TaskState) -> String {
+pub(super) fn move_counter(from: crate::domain::TaskState, to: crate::domain::TaskState) -> String {
     let (f, t) = (from.counter_column(), to.counter_column());
     format!("update batch_tasks set {f} = {f} - 1, {t} = {t} + 1 where pk = $1")
 }

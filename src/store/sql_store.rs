@@ -30,6 +30,15 @@ pub struct SqlStore {
     pub(super) origin: i64,
 }
 
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend.name())
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SqlStore {
     /// A store on `pool`, migrated.
     pub(crate) async fn start(pool: AnyPool, backend: Arc<dyn Backend>) -> StoreResult<Self> {
@@ -221,7 +230,7 @@ fn entry_from(row: &AnyRow) -> StoreResult<BatchEntry> {
         let (Some(pk), Some(id), Some(name)) = (it.next(), it.next(), it.next()) else {
             continue;
         };
-        groups.push((pk.parse().unwrap_or(0), id.to_string(), name.to_string()));
+        groups.push((pk.parse().unwrap_or(0), id.to_owned(), name.to_owned()));
     }
     let names: Vec<&str> = groups.iter().map(|g| g.2.as_str()).collect();
     let group_names = (!names.is_empty()).then(|| names.join(","));

@@ -34,18 +34,26 @@ pub struct Client {
     credential: String,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     pub fn new(server: &str, credential: &str) -> Result<Client, String> {
         let rest = server
             .strip_prefix("http://")
             .ok_or_else(|| format!("server must be an http:// URL, got {server}"))?;
-        let authority = rest.trim_end_matches('/').to_string();
+        let authority = rest.trim_end_matches('/').to_owned();
         if authority.is_empty() || authority.contains('/') {
             return Err(format!("server must be http://HOST:PORT, got {server}"));
         }
         Ok(Client {
             authority,
-            credential: credential.to_string(),
+            credential: credential.to_owned(),
         })
     }
 

@@ -291,8 +291,8 @@ async fn report(client: &Client, held: Held, event: Report, error: Option<(&str,
         task: held.task,
         attempt: held.attempt,
         event,
-        error_code: error.map(|e| e.0.to_string()),
-        error_message: error.map(|e| e.1.to_string()),
+        error_code: error.map(|e| e.0.to_owned()),
+        error_message: error.map(|e| e.1.to_owned()),
     };
     let mut backoff = Backoff::default();
     loop {

@@ -16,21 +16,21 @@ use taskcenter::store::prelude::*;
 use taskcenter::store::{self, Store};
 use tower::ServiceExt;
 
-pub mod process;
+pub(crate) mod process;
 
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", taskcenter::domain::random_hex(8).unwrap())
 }
 
 /// A database that exists for one test.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub url: String,
     pg_admin: Option<(String, String)>,
     file: Option<std::path::PathBuf>,
 }
 
 impl TestDb {
-    pub fn sqlite() -> TestDb {
+    pub(crate) fn sqlite() -> TestDb {
         let file = std::env::temp_dir().join(format!("{}.db", unique("taskcenter_test")));
         TestDb {
             url: file.to_string_lossy().into_owned(),
@@ -41,7 +41,7 @@ impl TestDb {
 
     /// `None` (skip) when TEST_DATABASE_URL is unset locally; a failure when
     /// it is unset under CI, so a CI run can never pass by skipping.
-    pub async fn postgres() -> Option<TestDb> {
+    pub(crate) async fn postgres() -> Option<TestDb> {
         let admin = match std::env::var("TEST_DATABASE_URL") {
             Ok(u) if !u.is_empty() => u,
             _ => {
@@ -60,7 +60,7 @@ impl TestDb {
             .await
             .unwrap();
         let (base, query) = match admin.split_once('?') {
-            Some((b, q)) => (b.to_string(), format!("?{q}")),
+            Some((b, q)) => (b.to_owned(), format!("?{q}")),
             None => (admin.clone(), String::new()),
         };
         let prefix = &base[..base.rfind('/').unwrap()];
@@ -105,15 +105,15 @@ impl Drop for TestDb {
 }
 
 /// An app on a fresh database with one project `p1` and a token for it.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub db: TestDb,
-    pub store: Arc<taskcenter::store::SqlStore>,
+    pub store: Arc<store::SqlStore>,
     pub app: api::App,
     pub token: String,
     pub project_pk: i64,
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: axum::http::HeaderMap,
     pub body: Value,
@@ -121,7 +121,7 @@ pub struct Reply {
 }
 
 impl Ctx {
-    pub async fn new(db: TestDb) -> Ctx {
+    pub(crate) async fn new(db: TestDb) -> Ctx {
         let store = store::open_sql(&db.url).await.unwrap();
         store.migrate().await.unwrap();
         let p = store.create_project("p1", "project one", 1).await.unwrap();
@@ -143,15 +143,15 @@ impl Ctx {
         }
     }
 
-    pub async fn sqlite() -> Ctx {
+    pub(crate) async fn sqlite() -> Ctx {
         Ctx::new(TestDb::sqlite()).await
     }
 
-    pub async fn postgres() -> Option<Ctx> {
+    pub(crate) async fn postgres() -> Option<Ctx> {
         Some(Ctx::new(TestDb::postgres().await?).await)
     }
 
-    pub async fn send(&self, req: Request<Body>) -> Reply {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -169,7 +169,7 @@ impl Ctx {
     }
 
     /// GET with this context's token.
-    pub async fn get(&self, uri: &str) -> Reply {
+    pub(crate) async fn get(&self, uri: &str) -> Reply {
         self.send(
             Request::get(uri)
                 .header("x-auth-token", &self.token)
@@ -179,11 +179,11 @@ impl Ctx {
         .await
     }
 
-    pub async fn post(&self, uri: &str, body: Value) -> Reply {
+    pub(crate) async fn post(&self, uri: &str, body: Value) -> Reply {
         self.post_raw(uri, body.to_string().into_bytes()).await
     }
 
-    pub async fn post_raw(&self, uri: &str, body: Vec<u8>) -> Reply {
+    pub(crate) async fn post_raw(&self, uri: &str, body: Vec<u8>) -> Reply {
         self.send(
             Request::post(uri)
                 .header("x-auth-token", &self.token)
@@ -195,7 +195,7 @@ impl Ctx {
     }
 
     /// Any method with this context's token, and a JSON body if given.
-    pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
         self.send(
             Request::builder()
                 .method(method)
@@ -209,13 +209,13 @@ impl Ctx {
     }
 
     /// `GET /v2/p1/batch-tasks?{query}`.
-    pub async fn list(&self, query: &str) -> Reply {
+    pub(crate) async fn list(&self, query: &str) -> Reply {
         self.get(&format!("/v2/p1/batch-tasks?{query}")).await
     }
 
     /// Ids of the batches a successful list returned, shortened to the
     /// fixture's numbers.
-    pub async fn list_ids(&self, query: &str) -> (u64, Vec<u32>) {
+    pub(crate) async fn list_ids(&self, query: &str) -> (u64, Vec<u32>) {
         let r = self.list(query).await;
         assert_eq!(
             r.status,
@@ -232,7 +232,7 @@ impl Ctx {
         (r.body["count"].as_u64().unwrap(), ids)
     }
 
-    pub async fn import(&self, records: Vec<DumpRecord>) {
+    pub(crate) async fn import(&self, records: Vec<DumpRecord>) {
         let mut imp = self.store.begin_import().await.unwrap();
         for (i, r) in records.into_iter().enumerate() {
             imp.put(i as u64 + 1, r).await.unwrap();
@@ -243,7 +243,7 @@ impl Ctx {
 
 /// Asserts the contract's error body: all six fields, the code, and the
 /// offending parameter (or none).
-pub fn assert_error(r: &Reply, status: u16, code: &str, param: Option<&str>) {
+pub(crate) fn assert_error(r: &Reply, status: u16, code: &str, param: Option<&str>) {
     assert_eq!(
         r.status.as_u16(),
         status,
@@ -276,11 +276,11 @@ pub fn assert_error(r: &Reply, status: u16, code: &str, param: Option<&str>) {
     }
 }
 
-pub fn bid(n: u32) -> String {
+pub(crate) fn bid(n: u32) -> String {
     format!("{n:032x}")
 }
 
-pub fn task(id: &str, source: &str, state: &str) -> TaskRecord {
+pub(crate) fn task(id: &str, source: &str, state: &str) -> TaskRecord {
     TaskRecord {
         id: id.into(),
         video_source_id: source.into(),
@@ -290,7 +290,7 @@ pub fn task(id: &str, source: &str, state: &str) -> TaskRecord {
     }
 }
 
-pub fn batch(
+pub(crate) fn batch(
     project: &str,
     n: u32,
     name: &str,
@@ -332,7 +332,7 @@ pub fn batch(
 /// | 6 | epsilon  | fire.x          | g2          | 5000       | running                                 |
 ///
 /// Groups: g1 "gate", g2 "北门", g3 "dock.[east]". Sources s1..s6 named cam-1..cam-6.
-pub fn fixture() -> Vec<DumpRecord> {
+pub(crate) fn fixture() -> Vec<DumpRecord> {
     let mut v = Vec::new();
     v.push(DumpRecord::Project(ProjectRecord {
         id: "p2".into(),
@@ -371,9 +371,9 @@ pub fn fixture() -> Vec<DumpRecord> {
         }
         for i in 1..=6 {
             let g = match i {
-                1..=3 => vec!["g1".to_string()],
-                4 => vec!["g2".to_string()],
-                _ => vec!["g3".to_string()],
+                1..=3 => vec!["g1".to_owned()],
+                4 => vec!["g2".to_owned()],
+                _ => vec!["g3".to_owned()],
             };
             v.push(DumpRecord::VideoSource(VideoSourceRecord {
                 project_id: p.into(),
@@ -469,7 +469,7 @@ pub fn fixture() -> Vec<DumpRecord> {
 /// Runs `f` on a fresh PostgreSQL database (skipped locally without
 /// `TEST_DATABASE_URL`; under `CI` a missing one fails), for the tests that
 /// drive the real binary and need only a URL.
-pub fn on_postgres(f: impl FnOnce(&str)) {
+pub(crate) fn on_postgres(f: impl FnOnce(&str)) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

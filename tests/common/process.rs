@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_taskcenter");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_taskcenter");
 
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new() -> TempDir {
+    pub(crate) fn new() -> TempDir {
         let p = std::env::temp_dir().join(unique("taskcenter_cli"));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -28,7 +28,12 @@ impl Drop for TempDir {
     }
 }
 
-pub fn cli(dir: &Path, db: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+pub(crate) fn cli(
+    dir: &Path,
+    db: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
     let mut c = Command::new(BIN)
         .current_dir(dir)
         .env("TASKCENTER_DATABASE_URL", db)
@@ -46,7 +51,7 @@ pub fn cli(dir: &Path, db: &str, args: &[&str], stdin: Option<&str>) -> std::pro
     c.wait_with_output().unwrap()
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub addr: String,
     stdout: std::sync::Arc<std::sync::Mutex<String>>,
@@ -54,12 +59,12 @@ pub struct Server {
 
 impl Server {
     /// Starts `serve` on an ephemeral port and waits until it listens.
-    pub fn start(dir: &Path, db: &str) -> Server {
+    pub(crate) fn start(dir: &Path, db: &str) -> Server {
         Server::start_with(dir, db, &[])
     }
 
     /// `serve` with extra flags.
-    pub fn start_with(dir: &Path, db: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start_with(dir: &Path, db: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .current_dir(dir)
             .env("TASKCENTER_DATABASE_URL", db)
@@ -80,7 +85,7 @@ impl Server {
         let mut line = String::new();
         while err.read_line(&mut line).unwrap() > 0 {
             if let Some(i) = line.find("addr=") {
-                addr = Some(line[i + 5..].split_whitespace().next().unwrap().to_string());
+                addr = Some(line[i + 5..].split_whitespace().next().unwrap().to_owned());
                 break;
             }
             line.clear();
@@ -109,12 +114,12 @@ impl Server {
 
     /// What the server wrote to stdout so far (the bootstrap message comes
     /// before it starts listening).
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
     /// Waits up to five seconds for `pat` on stdout.
-    pub fn wait_stdout(&self, pat: &str) -> bool {
+    pub(crate) fn wait_stdout(&self, pat: &str) -> bool {
         for _ in 0..100 {
             if self.stdout().contains(pat) {
                 return true;
@@ -124,7 +129,7 @@ impl Server {
         false
     }
 
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -137,7 +142,7 @@ impl Drop for Server {
 }
 
 /// A minimal HTTP/1.1 exchange, so the tests need no client library.
-pub fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -165,16 +170,16 @@ pub fn http(
     {
         dechunk(rest)
     } else {
-        rest.to_string()
+        rest.to_owned()
     };
     (
         status,
-        head.to_string(),
+        head.to_owned(),
         serde_json::from_str(&body).unwrap_or(Value::Null),
     )
 }
 
-pub fn dechunk(mut s: &str) -> String {
+pub(crate) fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap();
@@ -188,7 +193,7 @@ pub fn dechunk(mut s: &str) -> String {
 }
 
 /// A TCP port free right now on 127.0.0.1.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -196,7 +201,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn password_token(addr: &str, user: &str, password: &str, project: &str) -> String {
+pub(crate) fn password_token(addr: &str, user: &str, password: &str, project: &str) -> String {
     let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": user, "password": password, "domain": {"name": "default"}}}},
                                "scope": {"project": {"id": project}}}});
     let (status, head, _) = http(addr, "POST", "/v3/auth/tokens", None, Some(&body));
@@ -205,13 +210,13 @@ pub fn password_token(addr: &str, user: &str, password: &str, project: &str) -> 
         .find_map(|l| {
             l.to_ascii_lowercase()
                 .starts_with("x-subject-token:")
-                .then(|| l[16..].trim().to_string())
+                .then(|| l[16..].trim().to_owned())
         })
         .unwrap()
 }
 
 /// The executor: what it does depends on the batch's config.
-pub const EXEC: &str = r#"#!/bin/sh
+pub(crate) const EXEC: &str = r#"#!/bin/sh
 echo "$TASKCENTER_TASK_ID $TASKCENTER_ATTEMPT" >> starts.log
 case "$TASKCENTER_CONFIG" in
   *brief*) exec sleep 1 ;;
@@ -221,7 +226,7 @@ case "$TASKCENTER_CONFIG" in
 esac
 "#;
 
-pub struct Env {
+pub(crate) struct Env {
     pub dir: TempDir,
     pub db: String,
     pub server: Server,
@@ -229,17 +234,17 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         let out = cli(&self.dir.0, &self.db, args, None);
         assert!(
             out.status.success(),
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, head, body) = http(
             &self.server.addr,
             method,
@@ -251,11 +256,11 @@ impl Env {
         body
     }
 
-    pub fn worker(&self, name: &str, kind: &str, exec: &str) -> Worker {
+    pub(crate) fn worker(&self, name: &str, kind: &str, exec: &str) -> Worker {
         self.worker_with(name, kind, exec, 20)
     }
 
-    pub fn worker_with(&self, name: &str, kind: &str, exec: &str, slots: u32) -> Worker {
+    pub(crate) fn worker_with(&self, name: &str, kind: &str, exec: &str, slots: u32) -> Worker {
         let credential = self.cli(&["workers", "add", name]);
         let slots = slots.to_string();
         Command::new(BIN)
@@ -282,7 +287,7 @@ impl Env {
             .unwrap()
     }
 
-    pub fn batch(
+    pub(crate) fn batch(
         &self,
         name: &str,
         service: (&str, &str),
@@ -303,10 +308,10 @@ impl Env {
                 "config": {"mode": mode}, "output": {"event_center": true}})),
         );
         assert_eq!(r["succeed_count"], sources.len(), "{r}");
-        r["id"].as_str().unwrap().to_string()
+        r["id"].as_str().unwrap().to_owned()
     }
 
-    pub fn tasks_of(&self, batch: &str) -> Vec<String> {
+    pub(crate) fn tasks_of(&self, batch: &str) -> Vec<String> {
         let r = self.call(
             "GET",
             &format!("/v2/default/tasks?batch_id={batch}&page_size=100"),
@@ -316,12 +321,12 @@ impl Env {
             .as_array()
             .unwrap()
             .iter()
-            .map(|t| t["id"].as_str().unwrap().to_string())
+            .map(|t| t["id"].as_str().unwrap().to_owned())
             .collect()
     }
 
     /// The task as ShowTask has it; `Null` once it is gone.
-    pub fn task(&self, id: &str) -> Value {
+    pub(crate) fn task(&self, id: &str) -> Value {
         let (status, _, body) = http(
             &self.server.addr,
             "GET",
@@ -337,7 +342,7 @@ impl Env {
     }
 
     /// Waits until every task is in `state` (`None`: gone).
-    pub fn wait(&self, ids: &[String], state: Option<&str>) {
+    pub(crate) fn wait(&self, ids: &[String], state: Option<&str>) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let now: Vec<Value> = ids.iter().map(|id| self.task(id)).collect();
@@ -361,7 +366,7 @@ impl Env {
 impl Env {
     /// `serve` on a fresh directory with `extra` flags, a token for
     /// `default`, and the executor script written beside it.
-    pub fn start(db: &str, extra: &[&str]) -> Env {
+    pub(crate) fn start(db: &str, extra: &[&str]) -> Env {
         let dir = TempDir::new();
         let server = Server::start_with(&dir.0, db, extra);
         let out = cli(
@@ -370,31 +375,31 @@ impl Env {
             &["token", "issue", "--project", "default"],
             None,
         );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         std::fs::write(dir.0.join("exec.sh"), EXEC).unwrap();
         Env {
             dir,
-            db: db.to_string(),
+            db: db.to_owned(),
             server,
             token,
         }
     }
 
     /// `(task id, attempt)` of every executor start, in order.
-    pub fn starts(&self) -> Vec<(String, i64)> {
+    pub(crate) fn starts(&self) -> Vec<(String, i64)> {
         std::fs::read_to_string(self.dir.0.join("starts.log"))
             .unwrap_or_default()
             .lines()
             .map(|l| {
                 let (id, attempt) = l.split_once(' ').unwrap();
-                (id.to_string(), attempt.parse().unwrap())
+                (id.to_owned(), attempt.parse().unwrap())
             })
             .collect()
     }
 
     /// Registers the service, group and sources the lifecycle tests use:
     /// `helmet` 1.0.0 (cloud), group `g`, sources `c1`..`cN`.
-    pub fn catalogue(&self, sources: u32) {
+    pub(crate) fn catalogue(&self, sources: u32) {
         self.cli(&[
             "service",
             "add",
@@ -426,7 +431,7 @@ impl Env {
     }
 
     /// Waits up to `secs` for `done` over the tasks' ShowTask bodies.
-    pub fn wait_for(
+    pub(crate) fn wait_for(
         &self,
         ids: &[String],
         secs: u64,
@@ -449,18 +454,18 @@ impl Env {
     }
 
     /// The executor command line.
-    pub fn exec(&self) -> String {
+    pub(crate) fn exec(&self) -> String {
         format!("sh {}", self.dir.0.join("exec.sh").display())
     }
 }
 
 /// A `taskcenter worker` process, killed (SIGKILL) when dropped, so a
 /// failing test never leaves one retrying for ever.
-pub struct Worker(pub Child);
+pub(crate) struct Worker(pub Child);
 
 impl Worker {
     /// SIGKILL, and reap it.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

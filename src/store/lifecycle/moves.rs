@@ -6,6 +6,7 @@ use super::Applied;
 use crate::domain::transition::{self, Event, Outcome};
 use crate::domain::{now_millis, TaskState};
 use crate::store::sql_store::{SqlStore, Tx, Writer};
+use crate::store::Entity;
 use crate::store::{sql, stored_state, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -258,9 +259,6 @@ pub(super) async fn task_key(
     .bind(task_id)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| StoreError::NotFound {
-        what: "task",
-        param: "task_id".into(),
-    })?;
+    .ok_or_else(|| StoreError::not_found(Entity::Task, "task_id"))?;
     key_from(&r)
 }

@@ -11,7 +11,10 @@ use crate::domain::{now_millis, random_hex, FieldError, TaskState};
 use crate::store::batch::{bump, insert_batch_groups, insert_task, resolve_sources};
 use crate::store::prelude::*;
 use crate::store::sql_store::SqlStore;
-use crate::store::{stored_state, BatchCreated, SourceFailure, StoreError, StoreResult};
+use crate::store::Entity;
+use crate::store::{
+    stored_state, BatchCreated, SourceFailure, SourceProblem, StoreError, StoreResult,
+};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -84,10 +87,7 @@ impl TaskStore for SqlStore {
                 .bind(batch_id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    what: "batch task",
-                    param: "task_id".into(),
-                })?;
+                .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "task_id"))?;
         let rows = sqlx::query(&format!(
             "select {KEY_COLS}, t.id as id from tasks t where t.batch_pk = $1 order by t.pk"
         ))
@@ -136,10 +136,7 @@ impl TaskStore for SqlStore {
         .bind(batch_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "batch task",
-            param: "task_id".into(),
-        })?;
+        .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "task_id"))?;
         let bpk: i64 = row.try_get("pk")?;
         if row.try_get::<i64, _>("deleting")? != 0 {
             return Err(StoreError::NotAllowed(
@@ -167,7 +164,7 @@ impl TaskStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
             if clash.is_some() {
-                return Err(StoreError::BatchNameTaken);
+                return Err(StoreError::conflict(Entity::BatchTask, "name"));
             }
             sqlx::query("update batch_tasks set name = $1, name_lc = $2 where pk = $3")
                 .bind(name)
@@ -226,10 +223,7 @@ impl TaskStore for SqlStore {
                                 .await?;
                         failures.push(SourceFailure {
                             video_source_id: sid,
-                            error_code: "VIAS.00010012",
-                            error_msg: "the source's previous task is still being deleted; \
-                                        add it again once it is gone"
-                                .into(),
+                            problem: SourceProblem::StillDeleting,
                         });
                     } else {
                         kept += 1;
@@ -270,7 +264,7 @@ impl TaskStore for SqlStore {
         tx.commit().await?;
         self.publish(&touched).await;
         Ok(BatchCreated {
-            id: batch_id.to_string(),
+            id: batch_id.to_owned(),
             succeed_count: kept,
             failures,
         })

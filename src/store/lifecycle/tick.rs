@@ -9,6 +9,7 @@ use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
 use crate::store::prelude::*;
 use crate::store::sql_store::{SqlStore, Tx, Writer};
 use crate::store::tick_tx::{TickTx, Waiting};
+use crate::store::Entity;
 use crate::store::{StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -243,10 +244,7 @@ impl SchedulerStore for SqlStore {
         .await?
         .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "service",
-                param: "service_version".into(),
-            });
+            return Err(StoreError::not_found(Entity::Service, "service_version"));
         }
         tx.commit().await?;
         Ok(())
@@ -269,10 +267,7 @@ impl SchedulerStore for SqlStore {
         .bind(to)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "service",
-            param: "service_version".into(),
-        })?;
+        .ok_or_else(|| StoreError::not_found(Entity::Service, "service_version"))?;
         let pks: Vec<i64> = sqlx::query_scalar(
             "update batch_tasks set service_version = $1, service_pk = $2 \
              where project_pk = $3 and service_name = $4 and service_version = $5 returning pk",

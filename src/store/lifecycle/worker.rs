@@ -8,6 +8,7 @@ use crate::domain::{field, now_millis, DeployType, TaskState};
 use crate::scheduler::decide;
 use crate::store::prelude::*;
 use crate::store::sql_store::SqlStore;
+use crate::store::Entity;
 use crate::store::{stored_state, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -76,10 +77,7 @@ impl WorkerStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if exists.is_some() {
-            return Err(StoreError::Conflict {
-                what: "worker",
-                param: "name".into(),
-            });
+            return Err(StoreError::conflict(Entity::Worker, "name"));
         }
         sqlx::query(
             "insert into workers (id, name, secret_hash, created_at) values ($1, $2, $3, $4)",
@@ -167,10 +165,7 @@ impl WorkerStore for SqlStore {
                 .await?
                 .rows_affected();
         if renewed == 0 {
-            return Err(StoreError::NotFound {
-                what: "worker",
-                param: "worker".into(),
-            });
+            return Err(StoreError::not_found(Entity::Worker, "worker"));
         }
         let held_rows = sqlx::query(&format!(
             "select {ASSIGN_COLS} where t.worker_pk = $1 and t.state in ({}) order by t.pk",
@@ -246,10 +241,7 @@ impl WorkerStore for SqlStore {
             .bind(held.task)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "task",
-                param: "task".into(),
-            })?;
+            .ok_or_else(|| StoreError::not_found(Entity::Task, "task"))?;
         let t = key_from(&r)?;
         if t.worker_pk != Some(worker_pk) || t.attempt != held.attempt {
             return Ok(Applied::Refused { state: t.state });
