@@ -211,6 +211,9 @@ enum ServiceCmd {
         /// Register it as not deployed.
         #[arg(long)]
         undeployed: bool,
+        /// What it does (shown by ShowServiceDetail).
+        #[arg(long, default_value = "")]
+        description: String,
     },
     /// Mark a service version not deployed: its live tasks go
     /// `stopped_no_service`.
@@ -371,10 +374,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
             company,
             deploy_type,
             undeployed,
+            description,
         }) => {
             let pk = project_pk(&*store, &project).await?;
             let deploy_type = DeployType::parse(&deploy_type)
                 .ok_or_else(|| anyhow!("--deploy-type must be cloud or edge"))?;
+            let check = |r: Result<(), field::FieldError>| {
+                r.map_err(|e| anyhow!("--{}: {}", e.param.replace('_', "-"), e.detail))
+            };
+            check(field::check_service_name("name", &name))?;
+            check(field::check_service_token("version", &version))?;
+            check(field::check_display_name("alg_name", &alg_name, 1, 64))?;
+            check(field::check_display_name("company", &company, 1, 64))?;
+            check(field::check_text("description", &description, 500))?;
             let s = store
                 .create_service(
                     pk,
@@ -386,6 +398,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                         company,
                         deploy_type,
                         deployed: !undeployed,
+                        description,
                         created_at: now_millis(),
                     },
                 )

@@ -142,6 +142,7 @@ pub fn generate(tasks: u64, seed: u64, out: &mut dyn Write) -> std::io::Result<(
                     },
                     deployed: Some(true),
                     created_at: Some(1),
+                    ..Default::default()
                 }),
                 out,
             )?;
@@ -161,6 +162,7 @@ pub fn generate(tasks: u64, seed: u64, out: &mut dyn Write) -> std::io::Result<(
                     id: format!("g{g}"),
                     name,
                     created_at: Some(1),
+                    ..Default::default()
                 }),
                 out,
             )?;
@@ -176,6 +178,7 @@ pub fn generate(tasks: u64, seed: u64, out: &mut dyn Write) -> std::io::Result<(
                         group_ids: vec![format!("g{g}")],
                         created_at: Some(1),
                         deleted: false,
+                        ..Default::default()
                     }),
                     out,
                 )?;
@@ -216,6 +219,7 @@ pub fn generate(tasks: u64, seed: u64, out: &mut dyn Write) -> std::io::Result<(
                     state: TaskState::ALL[st].as_str().into(),
                     created_at: Some(created),
                     updated_at: Some(created),
+                    ..Default::default()
                 });
             }
             ntask += task_list.len() as u64;
@@ -234,6 +238,7 @@ pub fn generate(tasks: u64, seed: u64, out: &mut dyn Write) -> std::io::Result<(
                     config: None,
                     output: None,
                     tasks: task_list,
+                    ..Default::default()
                 }),
                 out,
             )?;

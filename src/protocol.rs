@@ -20,6 +20,14 @@ pub struct Assignment {
     pub task_id: String,
     pub batch_id: Option<String>,
     pub source_url: String,
+    /// The source's whole `type_config` (XML), when the task reads a video
+    /// source.
+    #[serde(default)]
+    pub source_config: String,
+    /// The task's input as CreateTask gave it (JSON), for tasks with no
+    /// batch.
+    #[serde(default)]
+    pub input: String,
     pub config: String,
     pub service_name: String,
     pub service_version: String,

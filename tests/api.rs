@@ -37,25 +37,32 @@ async fn seed_catalogue(ctx: &Ctx) {
                 company: "Acme".into(),
                 deploy_type: taskcenter::store::DeployType::Edge,
                 deployed: true,
+                description: String::new(),
                 created_at: 1,
             },
         )
         .await
         .unwrap();
     assert_eq!(
-        ctx.post("/v2/p1/video-group", json!({"id": "g1", "name": "gate"}))
-            .await
-            .status,
+        ctx.post(
+            "/v2/p1/video-group",
+            json!({"id": "g1", "video_group_name": "gate", "access_type": "edge"})
+        )
+        .await
+        .status,
         200
     );
     assert_eq!(
-        ctx.post("/v2/p1/video-group", json!({"id": "g2", "name": "dock"}))
-            .await
-            .status,
+        ctx.post(
+            "/v2/p1/video-group",
+            json!({"id": "g2", "video_group_name": "dock", "access_type": "edge"})
+        )
+        .await
+        .status,
         200
     );
     for (id, g) in [("s1", "g1"), ("s2", "g1"), ("s3", "g2")] {
-        let r = ctx.post("/v2/p1/source", json!({"id": id, "name": format!("cam {id}"), "url": format!("rtsp://{id}"), "group_ids": [g]})).await;
+        let r = ctx.post("/v2/p1/source", json!({"id": id, "video_source_name": format!("cam {id}"), "access_type": "edge", "url": format!("rtsp://{id}"), "video_group_ids": [g]})).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
 }
@@ -154,14 +161,14 @@ both_backends! {
         assert_error(&ctx.post_raw("/v2/p1/batch-tasks", b"{} x".to_vec()).await, 400, "VIAS.00010001", None);
         // An array is not an object, even where its items would fill the fields.
         assert_error(&ctx.post_raw("/v2/p1/video-group", br#"["gx","name-x"]"#.to_vec()).await, 400, "VIAS.00010001", None);
-        assert_error(&ctx.get("/v2/p1/video-group/gx").await, 400, "VIAS.00010002", Some("id"));
-        assert_error(&ctx.post_raw("/v2/p1/video-group", b"{\"name\":\"a\",\"name\":\"b\"}".to_vec()).await, 400, "VIAS.00010001", Some("name"));
-        assert_error(&ctx.post("/v2/p1/video-group", json!({"name": 5})).await, 400, "VIAS.00010001", Some("name"));
-        assert_error(&ctx.post("/v2/p1/video-group", json!({})).await, 400, "VIAS.00010001", Some("name"));
+        assert_error(&ctx.get("/v2/p1/video-group/gx").await, 400, "VIAS.00010002", Some("video_group_id"));
+        assert_error(&ctx.post_raw("/v2/p1/video-group", b"{\"video_group_name\":\"a\",\"video_group_name\":\"b\"}".to_vec()).await, 400, "VIAS.00010001", Some("video_group_name"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"video_group_name": 5})).await, 400, "VIAS.00010001", Some("video_group_name"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({})).await, 400, "VIAS.00010001", Some("video_group_name"));
         assert_error(&ctx.get("/v2/p1/video-group/groups?page_size=0").await, 400, "VIAS.00010001", Some("page_size"));
-        assert_error(&ctx.get("/v2/p1/video-group/nope").await, 400, "VIAS.00010002", Some("id"));
-        assert_error(&ctx.get("/v2/p1/source/sources/nope").await, 400, "VIAS.00010002", Some("id"));
-        assert_error(&ctx.get("/v2/p1/algorithm/services/nope").await, 400, "VIAS.00010002", Some("id"));
+        assert_error(&ctx.get("/v2/p1/video-group/nope").await, 400, "VIAS.00010002", Some("video_group_id"));
+        assert_error(&ctx.get("/v2/p1/source/sources/nope").await, 400, "VIAS.00010002", Some("video_source_id"));
+        assert_error(&ctx.get("/v2/p1/algorithm/services/nope").await, 400, "VIAS.00010002", Some("service_id"));
         let r = ctx.send(req("GET", "/readyz", None, "")).await;
         assert_eq!(r.status, 200);
         assert_eq!(ctx.send(req("GET", "/healthz", None, "")).await.body["status"], "ok");
@@ -169,26 +176,49 @@ both_backends! {
 
     async fn catalogue_create_and_list(ctx: Ctx) {
         seed_catalogue(&ctx).await;
-        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "g1", "name": "other"})).await, 400, "VIAS.00010003", Some("id"));
-        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "g9", "name": "gate"})).await, 400, "VIAS.00010003", Some("name"));
-        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "bad id", "name": "x"})).await, 400, "VIAS.00010001", Some("id"));
-        assert_error(&ctx.post("/v2/p1/video-group", json!({"name": "a,b"})).await, 400, "VIAS.00010001", Some("name"));
-        let gen = ctx.post("/v2/p1/video-group", json!({"name": "generated"})).await;
-        assert_eq!(gen.body["id"].as_str().unwrap().len(), 32);
-        let r = ctx.get("/v2/p1/video-group/groups?page_size=2&page_num=2").await;
-        assert_eq!(r.body["count"], 3);
-        assert_eq!(r.body["groups"].as_array().unwrap().len(), 1);
-        assert_eq!(ctx.get("/v2/p1/video-group/g2").await.body["name"], "dock");
-        assert_error(&ctx.post("/v2/p1/source", json!({"id": "s9", "name": "x", "url": "rtsp://x", "group_ids": ["nope"]})).await, 400, "VIAS.00010002", Some("group_ids"));
-        assert_error(&ctx.post("/v2/p1/source", json!({"id": "s1", "name": "x", "url": "rtsp://x"})).await, 400, "VIAS.00010003", Some("id"));
-        assert_error(&ctx.post("/v2/p1/source", json!({"name": "x"})).await, 400, "VIAS.00010001", Some("url"));
+        let group = |id: Option<&str>, name: &str| {
+            let mut b = json!({"video_group_name": name, "access_type": "cloud"});
+            if let Some(id) = id {
+                b["id"] = json!(id);
+            }
+            b
+        };
+        assert_error(&ctx.post("/v2/p1/video-group", group(Some("g1"), "other")).await, 400, "VIAS.00010003", Some("id"));
+        assert_error(&ctx.post("/v2/p1/video-group", group(Some("g9"), "gate")).await, 400, "VIAS.00010003", Some("video_group_name"));
+        assert_error(&ctx.post("/v2/p1/video-group", group(Some("bad id"), "x")).await, 400, "VIAS.00010001", Some("id"));
+        assert_error(&ctx.post("/v2/p1/video-group", group(None, "a,b")).await, 400, "VIAS.00010001", Some("video_group_name"));
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"video_group_name": "x"})).await, 400, "VIAS.00010001", Some("access_type"));
+        let gen = ctx.post("/v2/p1/video-group", group(None, "generated")).await;
+        assert_eq!(gen.body["video_group_id"].as_str().unwrap().len(), 32, "{}", gen.body);
+        // VIAS lists every row unless is_paged=true.
+        let r = ctx.get("/v2/p1/video-group/groups?is_paged=true&page_size=5&page_num=1&sort_name=create_at&order_by=asc").await;
+        assert_eq!((r.body["video_group_number"].clone(), r.body["total_number"].clone()), (json!(3), json!(3)), "{}", r.body);
+        assert_eq!(r.body["video_group_list"][0]["video_group_id"], "g1");
+        assert_eq!(r.body["video_group_list"][0]["num_video_source"], 2);
+        assert_eq!(ctx.get("/v2/p1/video-group/groups?page_size=4").await.status, 400, "page_size is 5 to 200");
+        assert_eq!(ctx.get("/v2/p1/video-group/groups?name=doc").await.body["video_group_list"][0]["video_group_name"], "dock");
+        assert_eq!(ctx.get("/v2/p1/video-group/g2").await.body["video_group_name"], "dock");
+        let source = |id: &str, groups: Value| json!({"id": id, "video_source_name": "x", "access_type": "cloud", "url": "rtsp://x", "video_group_ids": groups});
+        assert_error(&ctx.post("/v2/p1/source", source("s9", json!(["nope"]))).await, 400, "VIAS.00010002", Some("video_group_ids"));
+        assert_error(&ctx.post("/v2/p1/source", source("s1", json!([]))).await, 400, "VIAS.00010003", Some("id"));
+        assert_error(&ctx.post("/v2/p1/source", json!({"video_source_name": "x", "access_type": "cloud"})).await, 400, "VIAS.00010001", Some("type_config"));
+        assert_error(&ctx.post("/v2/p1/source", json!({"video_source_name": "x", "access_type": "cloud", "url": "rtsp://x", "latitude": 12.5})).await, 400, "VIAS.00010001", Some("latitude"));
         let r = ctx.get("/v2/p1/source/sources").await;
-        assert_eq!(r.body["count"], 3);
-        assert_eq!(r.body["sources"][0]["group_ids"], json!(["g1"]));
-        assert_eq!(ctx.get("/v2/p1/source/sources/s3").await.body["url"], "rtsp://s3");
+        assert_eq!(r.body["video_source_number"], 3);
+        let first = &r.body["video_source_list"][2];
+        assert_eq!(first["video_source_id"], "s1", "newest first: {}", r.body);
+        assert_eq!(first["video_packages"][0]["video_group_id"], "g1");
+        assert_eq!(first["type"], "url");
+        let s3 = ctx.get("/v2/p1/source/sources/s3").await.body;
+        assert_eq!(s3["stream_path"], "rtsp://s3");
+        assert_eq!(s3["type_config"], "<type>URL</type><config><URL_ADDRESS>rtsp://s3</URL_ADDRESS></config>");
+        assert!(s3.get("video_source_id").is_none(), "VideoSourceDetail has no id");
+        let r = ctx.get("/v2/p1/source/sources?video_group_id=g2&video_group_id=g1&type=url").await;
+        assert_eq!(r.body["video_source_number"], 3, "repeated list keys: {}", r.body);
         let r = ctx.get("/v2/p1/algorithm/services/user").await;
-        assert_eq!(r.body["count"], 1);
-        assert_eq!(r.body["services"][0]["status"], "deployed");
+        assert_eq!((r.body["count"].clone(), r.body["total"].clone()), (json!(1), json!(1)));
+        assert_eq!(r.body["service_list"][0]["alg_status"], "service_running");
+        assert_eq!(r.body["service_list"][0]["function_version"], "1.0.0");
         assert_eq!(ctx.get("/v2/p1/algorithm/services/svc1").await.body["service_name"], "helmet");
     }
 
@@ -218,8 +248,8 @@ both_backends! {
         let r = ctx.post("/v2/p1/batch-tasks", body).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!((r.body["total_count"].as_u64(), r.body["succeed_count"].as_u64(), r.body["failed_count"].as_u64()), (Some(5), Some(2), Some(3)));
-        let codes: Vec<(&str, &str)> = r.body["error_list"].as_array().unwrap().iter()
-            .map(|e| (e["video_source_id"].as_str().unwrap(), e["error_code"].as_str().unwrap())).collect();
+        let codes: Vec<(String, String)> = r.body["error_list"].as_array().unwrap().iter().map(error_entry).collect();
+        let codes: Vec<(&str, &str)> = codes.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         assert_eq!(codes, vec![("s1", "VIAS.00010001"), ("ghost", "VIAS.00010002"), ("s1", "VIAS.00010003")]);
         let l = ctx.list("").await;
         assert_eq!(l.body["batch_task_list"][0]["priority"], "high");
@@ -239,7 +269,7 @@ both_backends! {
             (with(&|b| { b["name"] = json!("n".repeat(101)); }), "VIAS.00010001", "name"),
             (with(&|b| { b["description"] = json!("d".repeat(501)); }), "VIAS.00010001", "description"),
             (with(&|b| { b["priority"] = json!("urgent"); }), "VIAS.00010001", "priority"),
-            (with(&|b| { b["service_name"] = json!("Helmet"); }), "VIAS.00010001", "service_name"),
+            (with(&|b| { b["service_name"] = json!("has.dot"); }), "VIAS.00010001", "service_name"),
             (with(&|b| { b.as_object_mut().unwrap().remove("output"); }), "VIAS.00010001", "output"),
             (with(&|b| { b["output"] = json!({}); }), "VIAS.00010001", "output"),
             (with(&|b| { b["output"] = json!({"webhook": {"url": "ftp://x"}}); }), "VIAS.00010001", "output.webhook.url"),

@@ -163,6 +163,7 @@ fn stress_dump() -> String {
                 state: "pending".into(),
                 created_at: None,
                 updated_at: None,
+                ..Default::default()
             });
         }
         lines.push(
@@ -179,6 +180,7 @@ fn stress_dump() -> String {
                 config: Some(json!({ "mode": mode })),
                 output: None,
                 tasks: tasks.clone(),
+                ..Default::default()
             }))
             .unwrap(),
         );

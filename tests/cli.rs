@@ -69,7 +69,7 @@ fn readme_walkthrough_works_against_a_fresh_server() {
         .unwrap_or_else(|| panic!("a list with two running tasks: {stdout}"));
     assert_eq!(
         running["batch_task_list"][0]["video_group_name"],
-        "North-gate"
+        "Northgate"
     );
     let tasks = replies
         .iter()
@@ -220,7 +220,7 @@ fn two_processes(db: &str) {
             "POST",
             "/v2/default/video-group",
             t,
-            Some(&json!({"id": "g", "name": "g"}))
+            Some(&json!({"id": "g", "video_group_name": "g", "access_type": "cloud"}))
         )
         .0,
         200
@@ -231,7 +231,7 @@ fn two_processes(db: &str) {
             "POST",
             "/v2/default/source",
             t,
-            Some(&json!({"id": "s", "name": "s", "url": "rtsp://s", "group_ids": ["g"]}))
+            Some(&json!({"id": "s", "video_source_name": "s", "access_type": "cloud", "url": "rtsp://s", "video_group_ids": ["g"]}))
         )
         .0,
         200

@@ -41,13 +41,13 @@ fn every_state_is_reached(db: &str) {
     env.call(
         "POST",
         "/v2/default/video-group",
-        Some(json!({"id": "g", "name": "gate"})),
+        Some(json!({"id": "g", "video_group_name": "gate", "access_type": "cloud"})),
     );
     for i in 1..=6 {
         env.call(
             "POST",
             "/v2/default/source",
-            Some(json!({"id": format!("c{i}"), "name": format!("cam-{i}"), "url": format!("file:///videos/{i}.mp4"), "group_ids": ["g"]})),
+            Some(json!({"id": format!("c{i}"), "video_source_name": format!("cam-{i}"), "access_type": "cloud", "url": format!("file:///videos/{i}.mp4"), "video_group_ids": ["g"]})),
         );
     }
     let helmet = ("helmet", "1.0.0");
@@ -95,7 +95,7 @@ fn every_state_is_reached(db: &str) {
     assert_eq!(
         (
             r["failed_count"].clone(),
-            r["error_list"][0]["error_code"].clone()
+            json!(common::error_entry(&r["error_list"][0]).1)
         ),
         (json!(2), json!("VIAS.00010012"))
     );

@@ -299,6 +299,7 @@ both_backends! {
             company: "华为云".into(),
             deploy_type: store::DeployType::Cloud,
             deployed: true,
+            description: String::new(),
             created_at: 1,
         }).await.unwrap();
         assert_eq!(st.upgrade_service(ctx.project_pk, "smoke.det", "2.0.0", "3.0.0").await.unwrap(), 2);

@@ -83,6 +83,7 @@ both_backends! {
                 project_id: "p1".into(), id: bid(1000 + n), name: format!("bulk{n}"), description: None,
                 service_name: "helmet".into(), service_version: "1.0.0".into(), priority: "low".into(),
                 created_at: 10_000 + i64::from(n), group_ids: vec!["g1".into()], config: None, output: None, tasks: vec![],
+                ..Default::default()
             }));
         }
         ctx.import(recs).await;

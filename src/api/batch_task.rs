@@ -1,5 +1,6 @@
 //! Batch-task routes: the list (the heart of the contract) and create.
 
+use super::catalogue::required;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Authed};
 use super::AppState;
@@ -150,12 +151,16 @@ fn stream_reply(page: BatchTaskPage) -> Response {
 pub(super) struct CreateBatchTaskBody {
     name: Option<String>,
     description: Option<String>,
+    schedule: Option<TaskSchedule>,
     service_name: Option<String>,
     service_version: Option<String>,
+    /// Our extension: VIAS's console shows a priority the SDK cannot send.
     priority: Option<String>,
     batch_input: Option<BatchInput>,
-    config: Option<serde_json::Value>,
-    output: Option<Output>,
+    config: Option<serde_json::Map<String, serde_json::Value>>,
+    output: Option<TaskOutput>,
+    is_saved_as_template: Option<bool>,
+    resource_order_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -172,11 +177,18 @@ struct GroupInput {
 #[derive(Deserialize)]
 struct SourceInput {
     video_source_id: Option<String>,
+    /// JSON text in a string, as the SDK sends it (an object is accepted
+    /// too, and kept as its text).
     target_roi: Option<serde_json::Value>,
 }
 
+/// TaskOutput: where results go. At least one mode.
 #[derive(Deserialize, Serialize)]
-struct Output {
+pub(super) struct TaskOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    obs: Option<OutputObs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dis: Option<OutputDis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook: Option<Webhook>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,8 +196,77 @@ struct Output {
 }
 
 #[derive(Deserialize, Serialize)]
+struct OutputObs {
+    bucket: Option<String>,
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_category: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct OutputDis {
+    stream_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_category: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Serialize)]
 struct Webhook {
-    url: String,
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_category: Option<Vec<String>>,
+}
+
+/// TaskSchedule: a weekly plan, stored and echoed.
+#[derive(Deserialize, Serialize)]
+pub(super) struct TaskSchedule {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days_of_week: Option<Vec<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days_of_month: Option<Vec<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    periods: Option<Vec<Vec<serde_json::Value>>>,
+}
+
+/// Checks a schedule: `weekly`, a `±HH:MM` time zone, days 1–7.
+pub(super) fn parse_schedule(s: TaskSchedule) -> Result<serde_json::Value, FieldError> {
+    match s.plan.as_deref() {
+        Some(p) if p.eq_ignore_ascii_case("weekly") => {}
+        _ => {
+            return Err(FieldError::new(
+                "schedule.type",
+                "schedule.type must be weekly",
+            ))
+        }
+    }
+    let tz = s.timezone.as_deref().unwrap_or("");
+    let b = tz.as_bytes();
+    let tz_ok = b.len() == 6
+        && (b[0] == b'+' || b[0] == b'-')
+        && b[3] == b':'
+        && [1, 2, 4, 5].iter().all(|i| b[*i].is_ascii_digit());
+    if !tz_ok {
+        return Err(FieldError::new(
+            "schedule.timezone",
+            "schedule.timezone must be like +08:00",
+        ));
+    }
+    match &s.days_of_week {
+        Some(d) if !d.is_empty() && d.iter().all(|x| (1..=7).contains(x)) => {}
+        _ => {
+            return Err(FieldError::new(
+                "schedule.days_of_week",
+                "schedule.days_of_week must list days 1 (Monday) to 7 (Sunday)",
+            ))
+        }
+    }
+    serde_json::to_value(&s).map_err(|e| FieldError::new("schedule", e.to_string()))
 }
 
 /// Limits where VIAS documents none: at most this many groups per batch and
@@ -193,8 +274,20 @@ struct Webhook {
 pub(super) const MAX_GROUPS: usize = 100;
 pub(super) const MAX_SOURCES_PER_GROUP: usize = 1000;
 
-fn required<T>(v: Option<T>, name: &str) -> Result<T, FieldError> {
-    v.ok_or_else(|| FieldError::new(name, format!("{name} is required")))
+fn check_order_id(v: &Option<String>) -> Result<(), FieldError> {
+    if let Some(o) = v {
+        let ok = (4..=36).contains(&o.len())
+            && o.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || (b','..=b'_').contains(&b)
+            });
+        if !ok {
+            return Err(FieldError::new(
+                "resource_order_id",
+                "resource_order_id must match ^[a-z0-9-_]{4,36}$",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
@@ -203,7 +296,7 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
     let description = b.description.unwrap_or_default();
     field::check_text("description", &description, 500)?;
     let service_name = required(b.service_name, "service_name")?;
-    field::check_service_token("service_name", &service_name)?;
+    field::check_service_name("service_name", &service_name)?;
     let service_version = required(b.service_version, "service_version")?;
     field::check_service_token("service_version", &service_version)?;
     let priority = match b.priority {
@@ -212,6 +305,7 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
     };
     let groups = parse_groups(required(b.batch_input, "batch_input")?)?;
     let output = parse_output(required(b.output, "output")?)?;
+    check_order_id(&b.resource_order_id)?;
     Ok(NewBatchTask {
         id: String::new(),
         name,
@@ -220,8 +314,11 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
         service_version,
         priority: priority.to_owned(),
         groups,
-        config: b.config.unwrap_or_else(|| serde_json::json!({})),
+        config: serde_json::Value::Object(b.config.unwrap_or_default()),
         output,
+        schedule: b.schedule.map(parse_schedule).transpose()?,
+        resource_order_id: b.resource_order_id,
+        saved_as_template: b.is_saved_as_template.unwrap_or(false),
         created_at: now_millis(),
     })
 }
@@ -254,9 +351,14 @@ fn parse_groups(input: BatchInput) -> Result<Vec<BatchGroupInput>, FieldError> {
                 for s in list {
                     let source_id = required(s.video_source_id, "video_source_id")?;
                     field::check_id("video_source_id", &source_id)?;
+                    let target_roi = match s.target_roi {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(serde_json::Value::String(t)) => Some(t),
+                        Some(other) => Some(other.to_string()),
+                    };
                     out.push(BatchSourceInput {
                         source_id,
-                        target_roi: s.target_roi,
+                        target_roi,
                     });
                 }
                 Some(out)
@@ -267,21 +369,67 @@ fn parse_groups(input: BatchInput) -> Result<Vec<BatchGroupInput>, FieldError> {
     Ok(groups)
 }
 
-fn parse_output(output: Output) -> Result<serde_json::Value, FieldError> {
+/// Checks a TaskOutput: at least one mode, each complete.
+pub(super) fn parse_output(output: TaskOutput) -> Result<serde_json::Value, FieldError> {
     if let Some(w) = &output.webhook {
-        let ok =
-            (w.url.starts_with("http://") || w.url.starts_with("https://")) && w.url.len() <= 2048;
-        if !ok || w.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let url = w.url.as_deref().unwrap_or("");
+        let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048;
+        if !ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(FieldError::new(
                 "output.webhook.url",
                 "output.webhook.url must be an http(s) URL of at most 2048 characters",
             ));
         }
+        if let Some(h) = &w.headers {
+            if h.len() > 10 || h.values().any(|v| !v.is_string()) {
+                return Err(FieldError::new(
+                    "output.webhook.headers",
+                    "output.webhook.headers maps at most 10 header names to strings",
+                ));
+            }
+        }
     }
-    if output.webhook.is_none() && output.event_center != Some(true) {
+    if let Some(o) = &output.obs {
+        let bucket = o.bucket.as_deref().unwrap_or("");
+        let ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(FieldError::new(
+                "output.obs.bucket",
+                "output.obs.bucket must be an OBS bucket name",
+            ));
+        }
+        let path = o.path.as_deref().unwrap_or("");
+        if path.is_empty() || path.chars().count() > 1023 || path.starts_with('/') {
+            return Err(FieldError::new(
+                "output.obs.path",
+                "output.obs.path must be an object path",
+            ));
+        }
+    }
+    if let Some(d) = &output.dis {
+        let name = d.stream_name.as_deref().unwrap_or("");
+        let ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(FieldError::new(
+                "output.dis.stream_name",
+                "output.dis.stream_name must match ^[-A-Za-z0-9_]{1,64}$",
+            ));
+        }
+    }
+    if output.webhook.is_none()
+        && output.obs.is_none()
+        && output.dis.is_none()
+        && output.event_center != Some(true)
+    {
         return Err(FieldError::new(
             "output",
-            "output needs webhook.url or event_center: true",
+            "output needs webhook, obs, dis or event_center: true",
         ));
     }
     serde_json::to_value(&output).map_err(|e| FieldError::new("output", e.to_string()))
@@ -299,14 +447,17 @@ fn validate_update(b: CreateBatchTaskBody) -> Result<BatchUpdate, FieldError> {
         Some(p) => Some(field::parse_priority("priority", p)?.to_owned()),
         None => None,
     };
+    check_order_id(&b.resource_order_id)?;
     Ok(BatchUpdate {
         name: b.name,
         description: b.description,
         service: b.service_name.zip(b.service_version),
         priority,
         groups: b.batch_input.map(parse_groups).transpose()?,
-        config: b.config,
+        config: b.config.map(serde_json::Value::Object),
         output: b.output.map(parse_output).transpose()?,
+        schedule: b.schedule.map(parse_schedule).transpose()?,
+        resource_order_id: b.resource_order_id,
     })
 }
 
@@ -321,20 +472,15 @@ pub(super) async fn update_batch_task(
     Ok(Json(updated.into()))
 }
 
+/// BatchOpResult: `error_list` holds one string per source that got no
+/// task, `<video_source_id>: <code> <why>`, as the SDK reads it.
 #[derive(Serialize)]
 pub(super) struct BatchReply {
     id: String,
     total_count: u64,
     succeed_count: u64,
     failed_count: u64,
-    error_list: Vec<BatchItemError>,
-}
-
-#[derive(Serialize)]
-struct BatchItemError {
-    video_source_id: String,
-    error_code: &'static str,
-    error_msg: String,
+    error_list: Vec<String>,
 }
 
 /// The error code and message of a source that got no task.
@@ -369,12 +515,8 @@ impl From<BatchCreated> for BatchReply {
                 .failures
                 .into_iter()
                 .map(|f| {
-                    let (error_code, error_msg) = source_problem(&f.problem);
-                    BatchItemError {
-                        video_source_id: f.video_source_id,
-                        error_code,
-                        error_msg,
-                    }
+                    let (code, msg) = source_problem(&f.problem);
+                    format!("{}: {code} {msg}", f.video_source_id)
                 })
                 .collect(),
         }

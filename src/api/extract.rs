@@ -34,20 +34,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else if is_timeout(&e) {
-                ApiError::RequestTimeout("the request body stalled past the body timeout".into())
-            } else {
-                ApiError::Invalid {
-                    param: None,
-                    detail: format!("the request body could not be read: {e}"),
-                }
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON body the client may leave out (the SDK sends UpdateVideoGroup
+/// without one when no field is set): `None` for an empty body.
+#[derive(Debug)]
+pub(super) struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        parse_json(&bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else if is_timeout(&e) {
+            ApiError::RequestTimeout("the request body stalled past the body timeout".into())
+        } else {
+            ApiError::Invalid {
+                param: None,
+                detail: format!("the request body could not be read: {e}"),
+            }
+        }
+    })
 }
 
 /// Whether a body error comes from the body read timeout.
@@ -146,4 +167,69 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
                 .map(|c| c.0.ip()),
         ))
     }
+}
+
+/// `…/{task_id}/action/{command}`: the object and the event `start` or
+/// `stop` (any case) asks for.
+#[derive(Debug)]
+pub(super) struct ActionPath {
+    pub id: String,
+    pub event: crate::domain::transition::Event,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ActionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = path_params(parts, state).await?;
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let id = get("task_id").unwrap_or_default();
+        crate::domain::field::check_id("task_id", &id).map_err(ApiError::invalid)?;
+        let command = get("command").unwrap_or_default();
+        let event = if command.eq_ignore_ascii_case("start") {
+            crate::domain::transition::Event::Start
+        } else if command.eq_ignore_ascii_case("stop") {
+            crate::domain::transition::Event::Stop
+        } else {
+            return Err(ApiError::Invalid {
+                param: Some("command".into()),
+                detail: "command must be start or stop".into(),
+            });
+        };
+        Ok(ActionPath { id, event })
+    }
+}
+
+/// `/services/{service_name}/tasks`: a service name as VIAS has them
+/// (CJK characters arrive percent-encoded and are decoded).
+#[derive(Debug)]
+pub(super) struct ServicePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = path_params(parts, state).await?;
+        let name = params
+            .into_iter()
+            .find(|(n, _)| n == "service_name")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        crate::domain::field::check_service_name("service_name", &name)
+            .map_err(ApiError::invalid)?;
+        Ok(ServicePath(name))
+    }
+}
+
+async fn path_params<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::Invalid {
+            param: None,
+            detail: format!("invalid path: {e}"),
+        })?;
+    Ok(params)
 }

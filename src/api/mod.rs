@@ -1,6 +1,7 @@
 //! The HTTP edge: router, middleware (request ids, authentication, panics,
 //! body limit), and the route table that `openapi.json` is checked against.
 
+mod algorithm;
 mod batch_task;
 mod catalogue;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod openapi;
 pub mod server;
 mod task;
 mod token;
+mod video;
 pub mod worker;
 
 use crate::domain::random_hex;
@@ -146,44 +148,9 @@ pub fn app(state: AppState) -> App {
         batch_task::create_batch_task,
     )
     .add(
-        Method::POST,
-        "/v2/{project_id}/video-group",
-        catalogue::create_video_group,
-    )
-    .add(
-        Method::GET,
-        "/v2/{project_id}/video-group/groups",
-        catalogue::list_video_groups,
-    )
-    .add(
-        Method::GET,
-        "/v2/{project_id}/video-group/{group_id}",
-        catalogue::show_video_group,
-    )
-    .add(
-        Method::POST,
-        "/v2/{project_id}/source",
-        catalogue::create_video_source,
-    )
-    .add(
-        Method::GET,
-        "/v2/{project_id}/source/sources",
-        catalogue::list_video_sources,
-    )
-    .add(
-        Method::GET,
-        "/v2/{project_id}/source/sources/{source_id}",
-        catalogue::show_video_source,
-    )
-    .add(
-        Method::GET,
-        "/v2/{project_id}/algorithm/services/user",
-        catalogue::list_services,
-    )
-    .add(
-        Method::GET,
-        "/v2/{project_id}/algorithm/services/{service_id}",
-        catalogue::show_service,
+        Method::PUT,
+        "/v2/{project_id}/batch-tasks/{task_id}",
+        batch_task::update_batch_task,
     )
     .add(
         Method::DELETE,
@@ -192,23 +159,13 @@ pub fn app(state: AppState) -> App {
     )
     .add(
         Method::PUT,
-        "/v2/{project_id}/batch-tasks/{task_id}",
-        batch_task::update_batch_task,
+        "/v2/{project_id}/batch-tasks/{task_id}/action/{command}",
+        task::batch_action,
     )
     .add(
-        Method::PUT,
-        "/v2/{project_id}/batch-tasks/{task_id}/action/start",
-        task::start_batch,
-    )
-    .add(
-        Method::PUT,
-        "/v2/{project_id}/batch-tasks/{task_id}/action/stop",
-        task::stop_batch,
-    )
-    .add(
-        Method::DELETE,
-        "/v2/{project_id}/source/{source_id}",
-        catalogue::delete_video_source,
+        Method::POST,
+        "/v2/{project_id}/services/{service_name}/tasks",
+        task::create_task,
     )
     .add(Method::GET, "/v2/{project_id}/tasks", task::list_tasks)
     .add(
@@ -217,19 +174,109 @@ pub fn app(state: AppState) -> App {
         task::show_task,
     )
     .add(
+        Method::PUT,
+        "/v2/{project_id}/tasks/{task_id}",
+        task::update_task,
+    )
+    .add(
         Method::DELETE,
         "/v2/{project_id}/tasks/{task_id}",
         task::delete_task,
     )
     .add(
         Method::PUT,
-        "/v2/{project_id}/tasks/{task_id}/action/start",
-        task::start_task,
+        "/v2/{project_id}/tasks/{task_id}/action/{command}",
+        task::task_action,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/source",
+        video::create_video_source,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/source/sources",
+        video::list_video_sources,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/source/sources/{video_source_id}",
+        video::show_video_source,
     )
     .add(
         Method::PUT,
-        "/v2/{project_id}/tasks/{task_id}/action/stop",
-        task::stop_task,
+        "/v2/{project_id}/source/{video_source_id}",
+        video::update_video_source,
+    )
+    .add(
+        Method::DELETE,
+        "/v2/{project_id}/source/{video_source_id}",
+        video::delete_video_source,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/video-group",
+        video::create_video_group,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/video-group/groups",
+        video::list_video_groups,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/video-group/{video_group_id}",
+        video::show_video_group,
+    )
+    .add(
+        Method::PUT,
+        "/v2/{project_id}/video-group/{video_group_id}",
+        video::update_video_group,
+    )
+    .add(
+        Method::DELETE,
+        "/v2/{project_id}/video-group/{video_group_id}",
+        video::delete_video_group,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/algorithm/services/user",
+        algorithm::list_services,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/algorithm/services/{service_id}",
+        algorithm::show_service,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/algorithm/{alg_id}/deploy",
+        algorithm::deploy_algorithm,
+    )
+    .add(
+        Method::PUT,
+        "/v2/{project_id}/algorithm/{alg_id}/deploy/stop",
+        algorithm::stop_deploy_algorithm,
+    )
+    .add(
+        Method::POST,
+        "/v2/{project_id}/edge-pools",
+        algorithm::create_edge_pool,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/edge-pools",
+        algorithm::list_edge_pools,
+    )
+    .add(
+        Method::GET,
+        "/v2/{project_id}/edge-pools/{id}",
+        algorithm::show_edge_pool,
+    )
+    .add(
+        Method::DELETE,
+        "/v2/{project_id}/edge-pools/{id}",
+        algorithm::delete_edge_pool,
     )
     .add(Method::POST, "/worker/v1/register", worker::register)
     .add(Method::POST, "/worker/v1/sync", worker::sync)

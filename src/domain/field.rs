@@ -117,7 +117,27 @@ pub fn check_batch_name(param: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
-/// Service names and versions: `^[a-z0-9.]{3,32}$`.
+/// Service names as VIAS has them: `^[\u4E00-\u9FA5a-zA-Z0-9_-]{1,100}$`.
+pub fn check_service_name(param: &str, value: &str) -> Result<(), FieldError> {
+    let n = value.chars().count();
+    let ok = (1..=100).contains(&n)
+        && value.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || c == '_'
+                || c == '-'
+                || ('\u{4e00}'..='\u{9fa5}').contains(&c)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            param,
+            format!("{param} must match ^[\\u4E00-\\u9FA5a-zA-Z0-9_-]{{1,100}}$"),
+        ))
+    }
+}
+
+/// Service versions: `^[a-z0-9.]{3,32}$`.
 pub fn check_service_token(param: &str, value: &str) -> Result<(), FieldError> {
     let ok = (3..=32).contains(&value.len())
         && value

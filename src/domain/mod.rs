@@ -7,6 +7,7 @@ pub mod list;
 pub mod query;
 pub mod state;
 pub mod transition;
+pub mod vias;
 
 pub use field::FieldError;
 pub use kind::DeployType;
@@ -41,6 +42,27 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
+}
+
+/// A service's algorithm id as VIAS shows it (`alg_id`, `algorithm_publish_id`):
+/// a UUID of version 4 form derived from the service id, so it is stable
+/// and needs no column of its own.
+pub fn alg_id_of(service_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(service_id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, for token bodies.
@@ -83,6 +105,21 @@ mod tests {
             rfc3339_millis(951_782_400_000),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn alg_ids_are_version_4_uuids() {
+        let a = alg_id_of("0123456789abcdef0123456789abcdef");
+        assert_eq!(a.len(), 36);
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+        assert_eq!(a, alg_id_of("0123456789abcdef0123456789abcdef"), "stable");
+        assert_ne!(a, alg_id_of("other"));
     }
 
     #[test]

@@ -16,6 +16,17 @@ impl QueryParams {
     /// parameter that appears twice, or whose value is not UTF-8, is an error
     /// naming it.
     pub fn parse(raw: Option<&str>, known: &[&'static str]) -> Result<QueryParams, FieldError> {
+        Self::parse_with_lists(raw, known, &[])
+    }
+
+    /// As [`QueryParams::parse`], but the parameters in `lists` may be given
+    /// several times (the SDK repeats the key for a list): [`Self::all`]
+    /// returns every value.
+    pub fn parse_with_lists(
+        raw: Option<&str>,
+        known: &[&'static str],
+        lists: &[&'static str],
+    ) -> Result<QueryParams, FieldError> {
         let mut out = QueryParams::default();
         let Some(raw) = raw else { return Ok(out) };
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
@@ -30,7 +41,7 @@ impl QueryParams {
                     format!("{name} is not valid UTF-8 after percent-decoding"),
                 )
             })?;
-            if out.values.iter().any(|(n, _)| n == name) {
+            if !lists.contains(name) && out.values.iter().any(|(n, _)| n == name) {
                 return Err(FieldError::new(
                     *name,
                     format!("{name} is given more than once"),
@@ -39,6 +50,27 @@ impl QueryParams {
             out.values.push((name, value));
         }
         Ok(out)
+    }
+
+    /// Every value of a repeatable parameter, in order (empty values and
+    /// comma-separated items each count).
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.values
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A boolean `true`/`false` (any case), or `default` when absent.
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool, FieldError> {
+        Ok(match self.choice(name, &["true", "false"])? {
+            Some(0) => true,
+            Some(_) => false,
+            None => default,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

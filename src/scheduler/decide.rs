@@ -120,10 +120,12 @@ pub const MAINTENANCE: [Step; 8] = [
 ];
 
 /// A live worker's free slots, as read at the start of a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSlots {
     pub worker_pk: i64,
     pub kind: DeployType,
+    /// The edge pools it belongs to.
+    pub pools: Vec<i64>,
     /// Slots less the tasks it holds (may be negative after a re-register
     /// with fewer slots).
     pub free: i64,
@@ -140,31 +142,38 @@ impl Capacity {
         Capacity { workers }
     }
 
-    /// Whether any live worker takes tasks of `kind`.
-    pub fn serves(&self, kind: DeployType) -> bool {
-        self.workers.iter().any(|w| w.kind == kind)
+    /// Whether any live worker takes tasks of `kind` (and, for a service
+    /// deployed onto a pool, belongs to that pool).
+    pub fn serves(&self, kind: DeployType, pool: Option<i64>) -> bool {
+        self.workers.iter().any(|w| fits(w, kind, pool))
     }
 
-    /// Free slots of `kind`, counting no worker below zero.
-    pub fn free(&self, kind: DeployType) -> i64 {
+    /// Free slots those workers have, counting none below zero.
+    pub fn free(&self, kind: DeployType, pool: Option<i64>) -> i64 {
         self.workers
             .iter()
-            .filter(|w| w.kind == kind)
+            .filter(|w| fits(w, kind, pool))
             .map(|w| w.free.max(0))
             .sum()
     }
 
-    /// Reserves a slot on the worker of `kind` with the most free slots
-    /// (the last such worker on a tie), spreading load.
-    pub fn reserve(&mut self, kind: DeployType) -> Option<i64> {
+    /// Reserves a slot on the fitting worker with the most free slots (the
+    /// last such worker on a tie), spreading load.
+    pub fn reserve(&mut self, kind: DeployType, pool: Option<i64>) -> Option<i64> {
         let w = self
             .workers
             .iter_mut()
-            .filter(|w| w.kind == kind && w.free > 0)
+            .filter(|w| fits(w, kind, pool) && w.free > 0)
             .max_by_key(|w| w.free)?;
         w.free -= 1;
         Some(w.worker_pk)
     }
+}
+
+/// A worker runs a task of `kind` whose service is deployed onto `pool` (if
+/// any) when it is of that kind and, for a pool, one of its members.
+fn fits(w: &WorkerSlots, kind: DeployType, pool: Option<i64>) -> bool {
+    w.kind == kind && pool.is_none_or(|p| w.pools.contains(&p))
 }
 
 /// What happens to a `scheduling` task.
@@ -188,11 +197,11 @@ impl Placement {
     }
 }
 
-pub fn place(cap: &mut Capacity, kind: DeployType) -> Placement {
-    if !cap.serves(kind) {
+pub fn place(cap: &mut Capacity, kind: DeployType, pool: Option<i64>) -> Placement {
+    if !cap.serves(kind, pool) {
         return Placement::Never(NO_WORKER);
     }
-    match cap.reserve(kind) {
+    match cap.reserve(kind, pool) {
         Some(w) => Placement::On(w),
         None => Placement::Requeue,
     }
@@ -285,6 +294,7 @@ mod tests {
         WorkerSlots {
             worker_pk,
             kind,
+            pools: Vec::new(),
             free,
         }
     }
@@ -296,15 +306,15 @@ mod tests {
     #[test]
     fn placement_prefers_the_worker_with_most_free_slots() {
         let mut cap = Capacity::new(vec![w(1, Cloud, 1), w(2, Cloud, 3), w(3, Edge, 5)]);
-        assert_eq!(place(&mut cap, Cloud), Placement::On(2));
-        assert_eq!(place(&mut cap, Cloud), Placement::On(2));
+        assert_eq!(place(&mut cap, Cloud, None), Placement::On(2));
+        assert_eq!(place(&mut cap, Cloud, None), Placement::On(2));
         // 1 and 2 both have one free slot now: the last of them wins.
-        assert_eq!(place(&mut cap, Cloud), Placement::On(2));
-        assert_eq!(place(&mut cap, Cloud), Placement::On(1));
-        assert_eq!(place(&mut cap, Cloud), Placement::Requeue);
-        assert_eq!(cap.free(Cloud), 0);
+        assert_eq!(place(&mut cap, Cloud, None), Placement::On(2));
+        assert_eq!(place(&mut cap, Cloud, None), Placement::On(1));
+        assert_eq!(place(&mut cap, Cloud, None), Placement::Requeue);
+        assert_eq!(cap.free(Cloud, None), 0);
         assert_eq!(
-            cap.free(Edge),
+            cap.free(Edge, None),
             5,
             "edge slots are never spent on cloud tasks"
         );
@@ -313,23 +323,44 @@ mod tests {
     #[test]
     fn placement_without_a_worker_of_the_type_never_fits() {
         let mut cap = Capacity::new(vec![w(1, Edge, 2)]);
-        assert_eq!(place(&mut cap, Cloud), Placement::Never(NO_WORKER));
+        assert_eq!(place(&mut cap, Cloud, None), Placement::Never(NO_WORKER));
         assert_eq!(Placement::Never(NO_WORKER).event(), Event::NoCapacity);
         assert_eq!(Placement::On(1).event(), Event::Place);
         assert_eq!(Placement::Requeue.event(), Event::Requeue);
         let mut none = Capacity::default();
-        assert_eq!(place(&mut none, Edge), Placement::Never(NO_WORKER));
+        assert_eq!(place(&mut none, Edge, None), Placement::Never(NO_WORKER));
+    }
+
+    #[test]
+    fn a_service_on_a_pool_runs_only_on_the_pool_s_workers() {
+        let mut in_pool = w(1, Edge, 1);
+        in_pool.pools = vec![7];
+        let mut cap = Capacity::new(vec![in_pool, w(2, Edge, 5)]);
+        assert_eq!(cap.free(Edge, Some(7)), 1);
+        assert_eq!(cap.free(Edge, None), 6, "without a pool, every edge worker");
+        assert_eq!(place(&mut cap, Edge, Some(7)), Placement::On(1));
+        assert_eq!(
+            place(&mut cap, Edge, Some(7)),
+            Placement::Requeue,
+            "the pool is full"
+        );
+        assert_eq!(
+            place(&mut cap, Edge, Some(8)),
+            Placement::Never(NO_WORKER),
+            "no member at all"
+        );
+        assert_eq!(place(&mut cap, Edge, None), Placement::On(2));
     }
 
     #[test]
     fn overcommitted_workers_count_as_full_not_as_negative() {
         // A worker re-registered with fewer slots than it holds.
         let mut cap = Capacity::new(vec![w(1, Cloud, -3), w(2, Cloud, 2)]);
-        assert_eq!(cap.free(Cloud), 2);
-        assert!(cap.serves(Cloud));
-        assert_eq!(cap.reserve(Cloud), Some(2));
-        assert_eq!(cap.reserve(Cloud), Some(2));
-        assert_eq!(cap.reserve(Cloud), None);
+        assert_eq!(cap.free(Cloud, None), 2);
+        assert!(cap.serves(Cloud, None));
+        assert_eq!(cap.reserve(Cloud, None), Some(2));
+        assert_eq!(cap.reserve(Cloud, None), Some(2));
+        assert_eq!(cap.reserve(Cloud, None), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::store::prelude::*;
 use crate::store::tick_tx::TickTx;
 use crate::store::StoreResult;
 use decide::{Capacity, Placement, MAINTENANCE};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -101,7 +101,7 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
             }
-            let placement = decide::place(&mut cap, kind);
+            let placement = decide::place(&mut cap, kind, w.pool);
             let (worker, error) = match placement {
                 Placement::On(w) => (Some(w), None),
                 Placement::Requeue => (None, None),
@@ -116,32 +116,38 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
         }
 
         // As many tasks back from lack_of_resources as there are free slots
-        // of the type, then pending ones up to what is left.
-        let mut budget = cap.free(kind);
-        if budget.min(n) > 0 {
+        // for them (by pool, for services deployed onto one), then pending
+        // ones up to what is left.
+        let mut budgets: HashMap<Option<i64>, i64> = HashMap::new();
+        if cap.free(kind, None) > 0 {
             for w in tx
-                .waiting(TaskState::LackOfResources, kind, true, budget.min(n))
+                .waiting(TaskState::LackOfResources, kind, true, n)
                 .await?
             {
-                if budget > 0
+                let budget = budgets
+                    .entry(w.pool)
+                    .or_insert_with(|| cap.free(kind, w.pool));
+                if *budget > 0
                     && !report.moved_tasks.contains(&w.key.pk)
                     && tx
                         .apply(&w.key, Event::CapacityBack, None, None, now)
                         .await?
                 {
-                    budget -= 1;
+                    *budget -= 1;
                     report.add(Event::CapacityBack, w.key.pk);
                 }
             }
         }
-        let serves = cap.serves(kind);
         for w in tx.waiting(TaskState::Pending, kind, false, n).await? {
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
             }
             let waited = now - w.updated_at;
-            let Some((event, error)) =
-                decide::pending(serves, &mut budget, waited, cfg.wait_limit_ms)
+            let serves = cap.serves(kind, w.pool);
+            let budget = budgets
+                .entry(w.pool)
+                .or_insert_with(|| cap.free(kind, w.pool));
+            let Some((event, error)) = decide::pending(serves, budget, waited, cfg.wait_limit_ms)
             else {
                 continue;
             };

@@ -283,12 +283,7 @@ pub(super) async fn resolve_sources(
             None => members.iter().map(|(id, _)| (id.clone(), None)).collect(),
             Some(list) => list
                 .iter()
-                .map(|s| {
-                    (
-                        s.source_id.clone(),
-                        s.target_roi.as_ref().map(|v| v.to_string()),
-                    )
-                })
+                .map(|s| (s.source_id.clone(), s.target_roi.clone()))
                 .collect(),
         };
         for (sid, roi) in listed {
@@ -363,6 +358,18 @@ impl BatchStore for SqlStore {
             },
         )
         .await?;
+        if b.schedule.is_some() || b.resource_order_id.is_some() || b.saved_as_template {
+            sqlx::query(
+                "update batch_tasks set schedule = $1, resource_order_id = $2, \
+                 saved_as_template = $3 where pk = $4",
+            )
+            .bind(b.schedule.as_ref().map(|v| v.to_string()))
+            .bind(&b.resource_order_id)
+            .bind(i64::from(b.saved_as_template))
+            .bind(pk)
+            .execute(&mut *conn)
+            .await?;
+        }
         for (spk, roi) in &resolved.wanted {
             let tid = random_hex(16)?;
             insert_task(

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::domain::dump::{BatchTaskRecord, DumpRecord, VideoSourceRecord};
 use crate::domain::{field, now_millis, random_hex, TaskState};
-use crate::store::Entity;
+use crate::store::{Entity, NewVideoGroup};
 use async_trait::async_trait;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
@@ -44,8 +44,15 @@ struct PendingSource {
     name: String,
     url: String,
     created_at: i64,
+    updated_at: i64,
     group_pks: Vec<i64>,
     deleted: bool,
+    access_type: &'static str,
+    source_type: String,
+    type_config: String,
+    latitude: Option<String>,
+    longitude: Option<String>,
+    tags: String,
 }
 
 struct PendingTask {
@@ -54,6 +61,7 @@ struct PendingTask {
     state: TaskState,
     created_at: i64,
     updated_at: i64,
+    target_roi: Option<String>,
 }
 
 struct PendingBatch {
@@ -71,6 +79,9 @@ struct PendingBatch {
     created_at: i64,
     group_pks: Vec<i64>,
     tasks: Vec<PendingTask>,
+    schedule: Option<String>,
+    resource_order_id: Option<String>,
+    saved_as_template: bool,
 }
 
 /// A bulk load in one transaction. Records are checked as they come
@@ -279,21 +290,37 @@ impl SqlImporter {
         }
         for chunk in pending.chunks(SOURCE_CHUNK) {
             let mut q = sql::Query::new(self.positional);
-            q.push("insert into video_sources (project_pk, id, name, url, created_at, deleted) values ");
+            q.push(
+                "insert into video_sources (project_pk, id, name, url, created_at, deleted, \
+                 updated_at, access_type, source_type, type_config, latitude, longitude, tags) values ",
+            );
             for (i, s) in chunk.iter().enumerate() {
                 q.push(if i > 0 { ", (" } else { "(" });
-                q.bind(Arg::Int(s.ppk))
-                    .push(", ")
-                    .bind(Arg::Text(s.id.clone()))
-                    .push(", ");
-                q.bind(Arg::Text(s.name.clone()))
-                    .push(", ")
-                    .bind(Arg::Text(s.url.clone()))
-                    .push(", ");
-                q.bind(Arg::Int(s.created_at))
-                    .push(", ")
-                    .bind(Arg::Int(i64::from(s.deleted)))
-                    .push(")");
+                let text = |v: &Option<String>| v.clone().map_or(Arg::Null, Arg::Text);
+                for (k, a) in [
+                    Arg::Int(s.ppk),
+                    Arg::Text(s.id.clone()),
+                    Arg::Text(s.name.clone()),
+                    Arg::Text(s.url.clone()),
+                    Arg::Int(s.created_at),
+                    Arg::Int(i64::from(s.deleted)),
+                    Arg::Int(s.updated_at),
+                    Arg::Text(s.access_type.to_owned()),
+                    Arg::Text(s.source_type.clone()),
+                    Arg::Text(s.type_config.clone()),
+                    text(&s.latitude),
+                    text(&s.longitude),
+                    Arg::Text(s.tags.clone()),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if k > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(a);
+                }
+                q.push(")");
             }
             q.push(INSERTED_COLS);
             let line = chunk[0].line;
@@ -444,6 +471,23 @@ impl SqlImporter {
         )
         .await
         .map_err(at(first_line))?;
+        // Rare fields, written one by one where set.
+        for b in &pending {
+            if b.schedule.is_some() || b.resource_order_id.is_some() || b.saved_as_template {
+                let bpk = pks.get(&(b.ppk, b.id.clone())).copied().unwrap_or(0);
+                sqlx::query(
+                    "update batch_tasks set schedule = $1, resource_order_id = $2, \
+                     saved_as_template = $3 where pk = $4",
+                )
+                .bind(&b.schedule)
+                .bind(&b.resource_order_id)
+                .bind(i64::from(b.saved_as_template))
+                .bind(bpk)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| at(b.line)(e.into()))?;
+            }
+        }
         for chunk in task_rows.chunks(TASK_CHUNK) {
             let mut q = sql::Query::new(self.positional);
             q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
@@ -481,6 +525,17 @@ impl SqlImporter {
                 }
             })?;
         }
+        for (line, ppk, _, t) in &task_rows {
+            if let Some(roi) = &t.target_roi {
+                sqlx::query("update tasks set target_roi = $1 where project_pk = $2 and id = $3")
+                    .bind(roi)
+                    .bind(*ppk)
+                    .bind(&t.id)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| at(*line)(e.into()))?;
+            }
+        }
         Ok(())
     }
 
@@ -513,16 +568,37 @@ impl SqlImporter {
             }
             group_pks.push(gpk);
         }
+        let access_type = match s.access_type.as_deref() {
+            None => DeployType::Cloud,
+            Some(a) => DeployType::parse(a).ok_or_else(|| {
+                field::FieldError::new("access_type", "access_type must be cloud or edge")
+            })?,
+        };
+        let type_config = s
+            .type_config
+            .unwrap_or_else(|| crate::domain::vias::url_type_config(&s.url));
+        field::check_text("type_config", &type_config, 4096)?;
+        for t in &s.tags {
+            field::check_text("tags", t, 64)?;
+        }
         self.pending_source_ids.insert(key);
+        let created_at = s.created_at.unwrap_or(now);
         self.pending_sources.push(PendingSource {
             line,
             ppk,
             id: s.id,
             name: s.name,
             url: s.url,
-            created_at: s.created_at.unwrap_or(now),
+            created_at,
+            updated_at: s.updated_at.unwrap_or(created_at),
             group_pks,
             deleted: s.deleted,
+            access_type: access_type.as_str(),
+            source_type: s.source_type.unwrap_or_else(|| "url".into()),
+            type_config,
+            latitude: s.latitude,
+            longitude: s.longitude,
+            tags: serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()),
         });
         Ok(())
     }
@@ -580,6 +656,7 @@ impl SqlImporter {
                 state,
                 created_at,
                 updated_at: t.updated_at.unwrap_or(created_at),
+                target_roi: t.target_roi,
             });
         }
         let n = tasks.len() as u64;
@@ -607,6 +684,9 @@ impl SqlImporter {
             created_at: b.created_at,
             group_pks,
             tasks,
+            schedule: b.schedule.map(|v| v.to_string()),
+            resource_order_id: b.resource_order_id,
+            saved_as_template: b.saved_as_template,
         });
         Ok(n)
     }
@@ -663,6 +743,56 @@ impl Importer for SqlImporter {
 }
 
 impl SqlImporter {
+    /// A task of CreateTask: few, written at once, after the sources.
+    async fn put_single_task(
+        &mut self,
+        t: crate::domain::dump::SingleTaskRecord,
+        now: i64,
+    ) -> StoreResult<()> {
+        let ppk = self.project(&t.project_id).await?;
+        field::check_id("id", &t.id)?;
+        let state = t.state.parse::<TaskState>().map_err(|_| {
+            field::FieldError::new("state", format!("{:?} is not a task state", t.state))
+        })?;
+        let svc = self
+            .service(ppk, &t.service_name, &t.service_version)
+            .await?;
+        let source_pk = match &t.video_source_id {
+            Some(id) => Some(self.source(ppk, id).await?),
+            None => None,
+        };
+        let created_at = t.created_at.unwrap_or(now);
+        let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        sqlx::query(
+            "insert into tasks (project_pk, id, video_source_pk, state, created_at, updated_at, \
+             name, description, service_pk, task_type, service_version, input, output, config, \
+             schedule, resource_order_id, creator, source_url) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(ppk)
+        .bind(&t.id)
+        .bind(source_pk)
+        .bind(state.index() as i64)
+        .bind(created_at)
+        .bind(t.updated_at.unwrap_or(created_at))
+        .bind(&t.name)
+        .bind(t.description.unwrap_or_default())
+        .bind(svc.pk)
+        .bind(svc.task_type)
+        .bind(&t.service_version)
+        .bind(t.input.to_string())
+        .bind(t.output.to_string())
+        .bind(text(&t.config))
+        .bind(text(&t.schedule))
+        .bind(&t.resource_order_id)
+        .bind(&t.creator)
+        .bind(&t.source_url)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| crate::store::conflict_if_unique(e, Entity::Task, "id"))?;
+        Ok(())
+    }
+
     /// Projects, users, services and groups: few, written at once.
     async fn put_parent(&mut self, record: DumpRecord, now: i64) -> StoreResult<()> {
         match record {
@@ -690,7 +820,16 @@ impl SqlImporter {
                     Some(id) => id,
                     None => random_hex(16)?,
                 };
-                insert_service(
+                // Names registered before the VIAS pattern (dots allowed)
+                // still import.
+                if field::check_service_name("service_name", &s.service_name).is_err() {
+                    field::check_service_token("service_name", &s.service_name)?;
+                }
+                field::check_service_token("service_version", &s.service_version)?;
+                field::check_display_name("alg_name", &s.alg_name, 1, 64)?;
+                field::check_display_name("company", &s.company, 1, 64)?;
+                let created_at = s.created_at.unwrap_or(now);
+                let svc = insert_service(
                     &mut self.tx,
                     ppk,
                     &NewService {
@@ -701,22 +840,100 @@ impl SqlImporter {
                         company: s.company,
                         deploy_type,
                         deployed: s.deployed.unwrap_or(true),
-                        created_at: s.created_at.unwrap_or(now),
+                        description: s.description.unwrap_or_default(),
+                        created_at,
                     },
                 )
+                .await?;
+                let pool_pk: Option<i64> = match &s.pool_id {
+                    Some(p) => Some(
+                        sqlx::query_scalar(
+                            "select pk from edge_pools where project_pk = $1 and id = $2",
+                        )
+                        .bind(ppk)
+                        .bind(p)
+                        .fetch_optional(&mut *self.tx)
+                        .await?
+                        .ok_or_else(|| StoreError::not_found(Entity::EdgePool, "pool_id"))?,
+                    ),
+                    None => None,
+                };
+                sqlx::query(
+                    "update services set pool_pk = $1, stream_count = $2, deploy_config = $3, \
+                     envs = $4, updated_at = $5 where project_pk = $6 and id = $7",
+                )
+                .bind(pool_pk)
+                .bind(s.stream_count)
+                .bind(s.deploy_config.map(|v| v.to_string()))
+                .bind(s.envs.map(|v| v.to_string()))
+                .bind(s.updated_at.unwrap_or(created_at))
+                .bind(ppk)
+                .bind(&svc.id)
+                .execute(&mut *self.tx)
                 .await?;
             }
             DumpRecord::VideoGroup(g) => {
                 let ppk = self.project(&g.project_id).await?;
-                insert_group(
+                field::check_id("id", &g.id)?;
+                field::check_display_name("name", &g.name, 1, 64)?;
+                let access_type = match g.access_type.as_deref() {
+                    None => DeployType::Cloud,
+                    Some(a) => DeployType::parse(a).ok_or_else(|| {
+                        field::FieldError::new("access_type", "access_type must be cloud or edge")
+                    })?,
+                };
+                let created_at = g.created_at.unwrap_or(now);
+                let gpk = insert_group(
                     &mut self.tx,
                     ppk,
-                    &g.id,
-                    &g.name,
-                    g.created_at.unwrap_or(now),
+                    &NewVideoGroup {
+                        id: g.id,
+                        name: g.name,
+                        description: g.description.unwrap_or_default(),
+                        access_type,
+                        source_ids: Vec::new(),
+                        created_at,
+                    },
                 )
                 .await?;
+                sqlx::query("update video_groups set updated_at = $1 where pk = $2")
+                    .bind(g.updated_at.unwrap_or(created_at))
+                    .bind(gpk)
+                    .execute(&mut *self.tx)
+                    .await?;
             }
+            DumpRecord::EdgePool(p) => {
+                let ppk = self.project(&p.project_id).await?;
+                field::check_id("id", &p.id)?;
+                field::check_display_name("name", &p.name, 1, 64)?;
+                let created_at = p.created_at.unwrap_or(now);
+                let pk: i64 = sqlx::query_scalar(
+                    "insert into edge_pools (project_pk, id, name, description, \
+                     ief_service_instance_id, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7) returning pk",
+                )
+                .bind(ppk)
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(p.description.unwrap_or_default())
+                .bind(p.ief_service_instance_id)
+                .bind(created_at)
+                .bind(p.updated_at.unwrap_or(created_at))
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(|e| crate::store::conflict_if_unique(e, Entity::EdgePool, "name"))?;
+                for (pos, node) in p.nodes.iter().enumerate() {
+                    sqlx::query(
+                        "insert into edge_pool_nodes (pool_pk, position, node) values ($1, $2, $3)",
+                    )
+                    .bind(pk)
+                    .bind(pos as i64)
+                    .bind(node)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+            }
+            DumpRecord::Task(t) => self.put_single_task(t, now).await?,
             DumpRecord::VideoSource(_) | DumpRecord::BatchTask(_) => {}
         }
         Ok(())

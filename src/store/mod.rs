@@ -10,6 +10,8 @@ mod export;
 mod identity;
 mod import;
 pub mod lifecycle;
+mod model;
+mod pool;
 pub mod postgres;
 pub mod read_model;
 mod sql;
@@ -18,9 +20,11 @@ pub mod sqlite;
 pub mod tick_tx;
 mod traits;
 
+pub use model::*;
+
 pub use traits::{
-    BatchStore, CatalogueStore, DumpStore, IdentityStore, SchedulerStore, Store, TaskStore,
-    WorkerStore,
+    BatchStore, CatalogueStore, DumpStore, IdentityStore, PoolStore, SchedulerStore, Store,
+    TaskStore, WorkerStore,
 };
 
 /// The store's traits, for `use crate::store::prelude::*`.
@@ -94,6 +98,7 @@ pub enum Entity {
     BatchTask,
     Task,
     Worker,
+    EdgePool,
 }
 
 impl std::fmt::Display for Entity {
@@ -107,6 +112,7 @@ impl std::fmt::Display for Entity {
             Entity::BatchTask => "batch task",
             Entity::Task => "task",
             Entity::Worker => "worker",
+            Entity::EdgePool => "edge pool",
         })
     }
 }
@@ -123,256 +129,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub(crate) fn stored_state(v: i64) -> StoreResult<TaskState> {
     TaskState::from_index(v)
         .ok_or_else(|| StoreError::Internal(format!("stored task state {v} is unknown")))
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
-    pub pk: i64,
-    pub id: String,
-    pub name: String,
-}
-
-/// How a token names the project it wants: by id or by name.
-#[derive(Debug, Clone)]
-pub enum ProjectRef {
-    Id(String),
-    Name(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct UserRow {
-    pub pk: i64,
-    pub name: String,
-    pub password_hash: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub id: String,
-    pub secret_hash: Vec<u8>,
-    pub project_pk: i64,
-    pub user_pk: Option<i64>,
-    pub issued_at: i64,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    pub secret_hash: Vec<u8>,
-    pub project: Project,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeployType {
-    Cloud,
-    Edge,
-}
-
-impl DeployType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeployType::Cloud => "cloud",
-            DeployType::Edge => "edge",
-        }
-    }
-    pub fn parse(s: &str) -> Option<DeployType> {
-        if s.eq_ignore_ascii_case("cloud") {
-            Some(DeployType::Cloud)
-        } else if s.eq_ignore_ascii_case("edge") {
-            Some(DeployType::Edge)
-        } else {
-            None
-        }
-    }
-    /// The batch `type` on the wire: "0" cloud, "1" edge.
-    pub fn task_type(self) -> &'static str {
-        match self {
-            DeployType::Cloud => "0",
-            DeployType::Edge => "1",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct NewService {
-    pub id: String,
-    pub service_name: String,
-    pub service_version: String,
-    pub alg_name: String,
-    pub company: String,
-    pub deploy_type: DeployType,
-    pub deployed: bool,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
-    pub id: String,
-    pub service_name: String,
-    pub service_version: String,
-    pub alg_name: String,
-    pub company: String,
-    pub deploy_type: String,
-    pub deployed: bool,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VideoGroup {
-    pub id: String,
-    pub name: String,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VideoSource {
-    pub id: String,
-    pub name: String,
-    pub url: String,
-    pub group_ids: Vec<String>,
-    pub created_at: i64,
-}
-
-/// One page request for the simple list routes (groups, sources, services).
-#[derive(Debug, Clone, Copy)]
-pub struct Page {
-    pub offset: u64,
-    pub limit: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchGroupInput {
-    pub group_id: String,
-    /// `None`: every source in the group when the batch is created.
-    pub sources: Option<Vec<BatchSourceInput>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchSourceInput {
-    pub source_id: String,
-    pub target_roi: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewBatchTask {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub service_name: String,
-    pub service_version: String,
-    pub priority: String,
-    pub groups: Vec<BatchGroupInput>,
-    pub config: serde_json::Value,
-    pub output: serde_json::Value,
-    pub created_at: i64,
-}
-
-/// Why one source of a batch got no task; the batch is made with the
-/// others.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceProblem {
-    /// The source exists but is not a member of the group it was listed in.
-    NotInGroup { group_id: String },
-    /// No such source.
-    Unknown,
-    /// Listed twice (in one or several groups).
-    AlreadyInBatch,
-    /// Its previous task in this batch is still being deleted.
-    StillDeleting,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFailure {
-    pub video_source_id: String,
-    pub problem: SourceProblem,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchCreated {
-    pub id: String,
-    pub succeed_count: u64,
-    pub failures: Vec<SourceFailure>,
-}
-
-/// One row of the batch-task list, with its counters in `TaskState::ALL` order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchTaskRow {
-    pub id: String,
-    pub name: String,
-    pub video_source_name: Option<String>,
-    pub video_group_name: Option<String>,
-    pub alg_name: String,
-    pub company: String,
-    pub task_type: String,
-    pub priority: String,
-    pub num_task: i64,
-    pub created_at: i64,
-    pub counters: [i64; 18],
-    /// The row as the API last rendered it. Rows are immutable once shared
-    /// (a change replaces the row), so a rendering stays valid for the row's
-    /// life and a list answer is a concatenation of renderings.
-    pub rendered: RenderCache,
-}
-
-/// A once-filled rendering of a row; ignored by equality, emptied by clone.
-#[derive(Default)]
-pub struct RenderCache(std::sync::OnceLock<Box<[u8]>>);
-
-impl RenderCache {
-    pub fn get_or_render(&self, render: impl FnOnce() -> Vec<u8>) -> &[u8] {
-        self.0.get_or_init(|| render().into_boxed_slice())
-    }
-}
-
-impl Clone for RenderCache {
-    fn clone(&self) -> Self {
-        RenderCache::default()
-    }
-}
-
-impl PartialEq for RenderCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for RenderCache {}
-
-impl std::fmt::Debug for RenderCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
-            "rendered"
-        } else {
-            "not rendered"
-        })
-    }
-}
-
-/// One list answer: `count` batches match; `rows` are the requested page,
-/// or every match when the query is not paged. Rows are shared, not copied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchTaskPage {
-    pub count: u64,
-    pub rows: Vec<Arc<BatchTaskRow>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRow {
-    pub id: String,
-    pub batch_id: Option<String>,
-    pub video_source_id: String,
-    pub state: TaskState,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// Counters as stored beside a batch, and as freshly counted from its tasks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterCheck {
-    pub stored: [i64; 18],
-    pub stored_num_task: i64,
-    pub counted: [i64; 18],
 }
 
 /// A bulk load in one transaction: nothing is visible until `commit`, and

@@ -32,6 +32,10 @@ const MIGRATIONS: &[Migration] = &[
         "0004_task_ids",
         include_str!("../../migrations/postgres/0004_task_ids.sql"),
     ),
+    (
+        "0005_vias_wire",
+        include_str!("../../migrations/postgres/0005_vias_wire.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

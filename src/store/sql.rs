@@ -11,6 +11,7 @@ use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
 pub(super) enum Arg {
     Int(i64),
     Text(String),
+    Null,
 }
 
 /// Builds a statement's text and its arguments together, so placeholder

@@ -191,6 +191,7 @@ pub(crate) fn bound(q: &sql::Query) -> BoundQuery<'_> {
         out = match a {
             Arg::Int(v) => out.bind(*v),
             Arg::Text(s) => out.bind(s.as_str()),
+            Arg::Null => out.bind(None::<String>),
         };
     }
     out

@@ -30,6 +30,10 @@ const MIGRATIONS: &[Migration] = &[
         "0004_task_ids",
         include_str!("../../migrations/sqlite/0004_task_ids.sql"),
     ),
+    (
+        "0005_vias_wire",
+        include_str!("../../migrations/sqlite/0005_vias_wire.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

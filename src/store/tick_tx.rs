@@ -21,11 +21,13 @@ pub struct TaskKey {
     pub attempt: i64,
 }
 
-/// A waiting task and when it last moved.
+/// A waiting task, when it last moved, and the edge pool its service is
+/// deployed onto.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     pub key: TaskKey,
     pub updated_at: i64,
+    pub pool: Option<i64>,
 }
 
 /// One tick's transaction. It holds the lifecycle lock from

@@ -5,12 +5,16 @@
 //! `delete_*`, `apply_*`.
 
 use super::lifecycle::{
-    Applied, BatchUpdate, ListTasksQuery, TaskDetail, TaskHistory, WorkerCredential, WorkerRow,
+    Applied, BatchUpdate, ListTasksQuery, NewTasks, TaskDetail, TaskHistory, TaskUpdate,
+    WorkerCredential, WorkerRow,
 };
 use super::tick_tx::TickTx;
 use super::{
-    BatchCreated, BatchTaskPage, Importer, NewBatchTask, NewService, NewToken, Page, Project,
-    ProjectRef, Service, StoreResult, TokenRow, UserRow, VideoGroup, VideoSource,
+    BatchCreated, BatchTaskPage, Deployment, EdgePool, GroupFilter, GroupSort, GroupUpdate,
+    Importer, Listed, Listing, NewBatchTask, NewEdgePool, NewService, NewToken, NewVideoGroup,
+    NewVideoSource, PoolFilter, PoolSort, Project, ProjectRef, Service, ServiceFilter, ServiceSort,
+    SourceFilter, SourceList, SourceSort, SourceUpdate, StoreResult, TokenRow, UserRow, VideoGroup,
+    VideoSource,
 };
 use crate::domain::dump::DumpRecord;
 use crate::domain::transition::Event;
@@ -41,39 +45,84 @@ pub trait IdentityStore: Send + Sync {
 #[async_trait]
 pub trait CatalogueStore: Send + Sync {
     async fn create_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service>;
-    async fn list_services(&self, project_pk: i64, page: Page) -> StoreResult<(u64, Vec<Service>)>;
-    async fn find_service(&self, project_pk: i64, id: &str) -> StoreResult<Option<Service>>;
+    async fn list_services(
+        &self,
+        project_pk: i64,
+        filter: &ServiceFilter,
+        listing: Listing<ServiceSort>,
+    ) -> StoreResult<Listed<Service>>;
+    /// By service id or algorithm id.
+    async fn find_service(&self, project_pk: i64, key: &str) -> StoreResult<Option<Service>>;
+    /// DeployAlgorithm: deployed, optionally onto an edge pool.
+    async fn deploy_service(
+        &self,
+        project_pk: i64,
+        key: &str,
+        d: &Deployment,
+    ) -> StoreResult<Service>;
+    /// StopDeployAlgorithm: not deployed (ticks stop its live tasks).
+    async fn undeploy_service(&self, project_pk: i64, key: &str) -> StoreResult<Service>;
     async fn create_video_group(
         &self,
         project_pk: i64,
-        id: &str,
-        name: &str,
-        created_at: i64,
+        g: &NewVideoGroup,
     ) -> StoreResult<VideoGroup>;
     async fn list_video_groups(
         &self,
         project_pk: i64,
-        page: Page,
-    ) -> StoreResult<(u64, Vec<VideoGroup>)>;
+        filter: &GroupFilter,
+        listing: Listing<GroupSort>,
+    ) -> StoreResult<Listed<VideoGroup>>;
     async fn find_video_group(&self, project_pk: i64, id: &str) -> StoreResult<Option<VideoGroup>>;
+    async fn update_video_group(
+        &self,
+        project_pk: i64,
+        id: &str,
+        u: &GroupUpdate,
+    ) -> StoreResult<VideoGroup>;
+    /// Refused while a batch task uses the group.
+    async fn delete_video_group(&self, project_pk: i64, id: &str) -> StoreResult<()>;
     async fn create_video_source(
         &self,
         project_pk: i64,
-        s: &VideoSource,
+        s: &NewVideoSource,
     ) -> StoreResult<VideoSource>;
     async fn list_video_sources(
         &self,
         project_pk: i64,
-        page: Page,
-    ) -> StoreResult<(u64, Vec<VideoSource>)>;
+        filter: &SourceFilter,
+        listing: Listing<SourceSort>,
+    ) -> StoreResult<SourceList>;
+    /// The source and its groups.
     async fn find_video_source(
         &self,
         project_pk: i64,
         id: &str,
-    ) -> StoreResult<Option<VideoSource>>;
+    ) -> StoreResult<Option<(VideoSource, Vec<VideoGroup>)>>;
+    async fn update_video_source(
+        &self,
+        project_pk: i64,
+        id: &str,
+        u: &SourceUpdate,
+    ) -> StoreResult<VideoSource>;
     /// Deletes a source. While tasks still name it, it stays hidden and
     /// marked (its id reserved); the scheduler fails their creation.
     async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()>;
+}
+
+/// Edge pools: named sets of edge workers that services deploy onto.
+#[async_trait]
+pub trait PoolStore: Send + Sync {
+    async fn create_edge_pool(&self, project_pk: i64, p: &NewEdgePool) -> StoreResult<EdgePool>;
+    async fn list_edge_pools(
+        &self,
+        project_pk: i64,
+        filter: &PoolFilter,
+        listing: Listing<PoolSort>,
+    ) -> StoreResult<Listed<EdgePool>>;
+    async fn find_edge_pool(&self, project_pk: i64, id: &str) -> StoreResult<Option<EdgePool>>;
+    /// Refused while a service is deployed onto the pool.
+    async fn delete_edge_pool(&self, project_pk: i64, id: &str) -> StoreResult<()>;
 }
 
 /// Batch tasks: creation (one task per source) and the list.
@@ -126,6 +175,15 @@ pub trait TaskStore: Send + Sync {
         batch_id: &str,
         u: &BatchUpdate,
     ) -> StoreResult<BatchCreated>;
+    /// CreateTask: one task per input entry, with no batch.
+    async fn create_tasks(&self, project_pk: i64, t: &NewTasks) -> StoreResult<Vec<String>>;
+    /// UpdateTask (tasks of CreateTask only).
+    async fn update_task(
+        &self,
+        project_pk: i64,
+        task_id: &str,
+        u: &TaskUpdate,
+    ) -> StoreResult<TaskDetail>;
     async fn find_task(&self, project_pk: i64, task_id: &str) -> StoreResult<Option<TaskDetail>>;
     async fn list_tasks(&self, project_pk: i64, q: &ListTasksQuery)
         -> StoreResult<Vec<TaskDetail>>;
@@ -214,6 +272,7 @@ pub trait DumpStore: Send + Sync {
 pub trait Store:
     IdentityStore
     + CatalogueStore
+    + PoolStore
     + BatchStore
     + TaskStore
     + WorkerStore

@@ -254,6 +254,8 @@ fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
         .env("TASKCENTER_PROJECT_ID", &a.project_id)
         .env("TASKCENTER_BATCH_ID", a.batch_id.as_deref().unwrap_or(""))
         .env("TASKCENTER_SOURCE_URL", &a.source_url)
+        .env("TASKCENTER_SOURCE_CONFIG", &a.source_config)
+        .env("TASKCENTER_INPUT", &a.input)
         .env("TASKCENTER_CONFIG", &a.config)
         .env("TASKCENTER_SERVICE_NAME", &a.service_name)
         .env("TASKCENTER_SERVICE_VERSION", &a.service_version)

@@ -276,6 +276,17 @@ pub(crate) fn assert_error(r: &Reply, status: u16, code: &str, param: Option<&st
     }
 }
 
+/// An `error_list` entry of a batch reply: a string `<id>: <code> <why>`,
+/// as VIAS's SDK reads it; (id, code).
+pub(crate) fn error_entry(v: &Value) -> (String, String) {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("an error_list entry is a string: {v}"));
+    let (id, rest) = s.split_once(": ").unwrap();
+    let code = rest.split_whitespace().next().unwrap();
+    (id.to_owned(), code.to_owned())
+}
+
 pub(crate) fn bid(n: u32) -> String {
     format!("{n:032x}")
 }
@@ -287,6 +298,7 @@ pub(crate) fn task(id: &str, source: &str, state: &str) -> TaskRecord {
         state: state.into(),
         created_at: None,
         updated_at: None,
+        target_roi: None,
     }
 }
 
@@ -316,6 +328,7 @@ pub(crate) fn batch(
         config: None,
         output: None,
         tasks,
+        ..Default::default()
     })
 }
 
@@ -359,6 +372,7 @@ pub(crate) fn fixture() -> Vec<DumpRecord> {
                 },
                 deployed: None,
                 created_at: Some(1),
+                ..Default::default()
             }));
         }
         for (id, name) in [("g1", "gate"), ("g2", "北门"), ("g3", "dock.[east]")] {
@@ -367,6 +381,7 @@ pub(crate) fn fixture() -> Vec<DumpRecord> {
                 id: id.into(),
                 name: name.into(),
                 created_at: Some(1),
+                ..Default::default()
             }));
         }
         for i in 1..=6 {
@@ -383,6 +398,7 @@ pub(crate) fn fixture() -> Vec<DumpRecord> {
                 group_ids: g,
                 created_at: Some(1),
                 deleted: false,
+                ..Default::default()
             }));
         }
     }

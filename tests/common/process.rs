@@ -419,13 +419,13 @@ impl Env {
         self.call(
             "POST",
             "/v2/default/video-group",
-            Some(json!({"id": "g", "name": "gate"})),
+            Some(json!({"id": "g", "video_group_name": "gate", "access_type": "cloud"})),
         );
         for i in 1..=sources {
             self.call(
                 "POST",
                 "/v2/default/source",
-                Some(json!({"id": format!("c{i}"), "name": format!("cam-{i}"), "url": format!("file:///videos/{i}.mp4"), "group_ids": ["g"]})),
+                Some(json!({"id": format!("c{i}"), "video_source_name": format!("cam-{i}"), "access_type": "cloud", "url": format!("file:///videos/{i}.mp4"), "video_group_ids": ["g"]})),
             );
         }
     }

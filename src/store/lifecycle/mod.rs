@@ -12,19 +12,80 @@ mod worker;
 use crate::domain::transition::Outcome;
 use crate::domain::TaskState;
 
-/// A task as ListTasks and ShowTask return it.
+/// A task as ListTasks and ShowTaskInfo return it. A batch's task takes
+/// its name, description, settings and service from the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskDetail {
     pub id: String,
+    pub project_id: String,
     pub batch_id: Option<String>,
-    pub video_source_id: String,
+    pub name: String,
+    pub description: String,
+    pub video_source_id: Option<String>,
+    pub video_source_name: Option<String>,
+    /// The batch's group names, comma-joined.
+    pub group_names: Option<String>,
+    pub service_id: String,
+    pub service_name: String,
+    pub service_version: String,
+    pub alg_name: String,
+    pub company: String,
+    pub task_type: crate::domain::DeployType,
     pub state: TaskState,
     pub worker_id: Option<String>,
+    pub worker_name: Option<String>,
     pub attempt: i64,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The input as CreateTask gave it (`None` for a batch's task).
+    pub input: Option<serde_json::Value>,
+    pub output: Option<serde_json::Value>,
+    pub config: Option<serde_json::Value>,
+    pub schedule: Option<serde_json::Value>,
+    pub resource_order_id: Option<String>,
+    pub creator: Option<String>,
+    /// A batch source's region of interest (JSON text).
+    pub target_roi: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// CreateTask: one task per input entry.
+#[derive(Debug, Clone)]
+pub struct NewTasks {
+    pub service_name: String,
+    pub service_version: String,
+    pub name: String,
+    pub description: String,
+    /// The whole input, as given.
+    pub input: serde_json::Value,
+    pub entries: Vec<TaskInputEntry>,
+    pub output: serde_json::Value,
+    pub config: Option<serde_json::Value>,
+    pub schedule: Option<serde_json::Value>,
+    pub resource_order_id: Option<String>,
+    pub creator: Option<String>,
+    pub created_at: i64,
+}
+
+/// What one task reads: a video source, or a stream address of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskInputEntry {
+    Source(String),
+    Url(String),
+}
+
+/// UpdateTask (`None`: unchanged). A changed input or configuration
+/// reaches the task when it next starts.
+#[derive(Debug, Clone, Default)]
+pub struct TaskUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub input: Option<(serde_json::Value, TaskInputEntry)>,
+    pub output: Option<serde_json::Value>,
+    pub config: Option<serde_json::Value>,
+    pub schedule: Option<serde_json::Value>,
+    pub resource_order_id: Option<String>,
 }
 
 /// One line of a task's history.
@@ -59,6 +120,18 @@ pub struct ListTasksQuery {
     pub page: u32,
     pub page_size: u32,
     pub descending: bool,
+    /// Case-insensitive substring of the task's name.
+    pub name_like: Option<String>,
+    /// Case-insensitive substring of its video source's name.
+    pub source_name_like: Option<String>,
+    /// Its algorithm's display name, one of these.
+    pub titles: Vec<String>,
+    /// Its vendor, one of these.
+    pub companies: Vec<String>,
+    /// Its batch covers one of these groups, or its source is in one.
+    pub group_ids: Vec<String>,
+    /// Its service id, one of these.
+    pub service_ids: Vec<String>,
 }
 
 pub use crate::protocol::{Assignment, Held, SyncReply};
@@ -76,6 +149,8 @@ pub struct BatchUpdate {
     pub groups: Option<Vec<super::BatchGroupInput>>,
     pub config: Option<serde_json::Value>,
     pub output: Option<serde_json::Value>,
+    pub schedule: Option<serde_json::Value>,
+    pub resource_order_id: Option<String>,
 }
 
 /// A worker's stored credential.

@@ -117,8 +117,9 @@ pub(super) async fn move_task(
             }
             if matches!(event, Event::Place | Event::Upgraded) {
                 sqlx::query(
-                    "update tasks set service_version = \
-                     (select b.service_version from batch_tasks b where b.pk = tasks.batch_pk) \
+                    "update tasks set service_version = coalesce( \
+                     (select b.service_version from batch_tasks b where b.pk = tasks.batch_pk), \
+                     (select v.service_version from services v where v.pk = tasks.service_pk)) \
                      where pk = $1",
                 )
                 .bind(t.pk)

@@ -5,11 +5,17 @@
 use super::moves::{
     in_list, key_from, move_task, refuse_worker_events, task_key, Touched, KEY_COLS,
 };
-use super::{Applied, BatchUpdate, ListTasksQuery, TaskDetail, TaskHistory};
+use super::{
+    Applied, BatchUpdate, ListTasksQuery, NewTasks, TaskDetail, TaskHistory, TaskInputEntry,
+    TaskUpdate,
+};
 use crate::domain::transition::Event;
-use crate::domain::{now_millis, random_hex, FieldError, TaskState};
+use crate::domain::{now_millis, random_hex, DeployType, FieldError, TaskState};
 use crate::store::batch::{bump, insert_batch_groups, insert_task, resolve_sources};
+use crate::store::catalogue::source_pk;
 use crate::store::prelude::*;
+use crate::store::sql::{like_contains, Arg, Query};
+use crate::store::sql_store::bound;
 use crate::store::sql_store::SqlStore;
 use crate::store::Entity;
 use crate::store::{
@@ -17,29 +23,135 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 use std::collections::HashSet;
 
-/// Columns `detail_from` decodes, with the joins they need.
-const DETAIL_COLS: &str = "t.id as task_id, b.id as batch_id, s.id as source_id, \
-     t.state as state, w.id as worker_id, t.attempt as attempt, t.error_code as error_code, \
-     t.error_message as error_message, t.created_at as created_at, t.updated_at as updated_at \
-     from tasks t left join batch_tasks b on b.pk = t.batch_pk \
-     join video_sources s on s.pk = t.video_source_pk left join workers w on w.pk = t.worker_pk";
+/// Columns `detail_from` decodes, with the joins they need. A batch's task
+/// takes its name, settings and service from the batch.
+const DETAIL_COLS: &str = "t.id as task_id, p.id as project_id, b.id as batch_id, \
+     coalesce(t.name, b.name) as name, coalesce(t.description, b.description, '') as description, \
+     s.id as source_id, s.name as source_name, \
+     (select string_agg(g.name, ',' order by bg.position) from batch_task_groups bg \
+     join video_groups g on g.pk = bg.group_pk where bg.batch_pk = t.batch_pk) as group_names, \
+     v.id as service_id, v.service_name as service_name, \
+     coalesce(b.service_version, t.service_version, v.service_version) as service_version, \
+     v.alg_name as alg_name, v.company as company, \
+     coalesce(b.task_type, t.task_type, '0') as task_type, \
+     t.state as state, w.id as worker_id, w.name as worker_name, t.attempt as attempt, \
+     t.error_code as error_code, t.error_message as error_message, t.input as input, \
+     coalesce(t.output, b.output) as output, coalesce(t.config, b.config) as config, \
+     coalesce(t.schedule, b.schedule) as schedule, \
+     coalesce(t.resource_order_id, b.resource_order_id) as resource_order_id, \
+     t.creator as creator, t.target_roi as target_roi, \
+     t.created_at as created_at, t.updated_at as updated_at \
+     from tasks t join projects p on p.pk = t.project_pk \
+     left join batch_tasks b on b.pk = t.batch_pk \
+     join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
+     left join video_sources s on s.pk = t.video_source_pk \
+     left join workers w on w.pk = t.worker_pk";
+
+fn json_col(r: &AnyRow, col: &str) -> StoreResult<Option<serde_json::Value>> {
+    let text: Option<String> = r.try_get(col)?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
 
 fn detail_from(r: &AnyRow) -> StoreResult<TaskDetail> {
+    let task_type: String = r.try_get("task_type")?;
     Ok(TaskDetail {
         id: r.try_get("task_id")?,
+        project_id: r.try_get("project_id")?,
         batch_id: r.try_get("batch_id")?,
+        name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+        description: r.try_get("description")?,
         video_source_id: r.try_get("source_id")?,
+        video_source_name: r.try_get("source_name")?,
+        group_names: r.try_get("group_names")?,
+        service_id: r.try_get("service_id")?,
+        service_name: r.try_get("service_name")?,
+        service_version: r.try_get("service_version")?,
+        alg_name: r.try_get("alg_name")?,
+        company: r.try_get("company")?,
+        task_type: DeployType::from_task_type(&task_type).unwrap_or(DeployType::Cloud),
         state: stored_state(r.try_get("state")?)?,
         worker_id: r.try_get("worker_id")?,
+        worker_name: r.try_get("worker_name")?,
         attempt: r.try_get("attempt")?,
         error_code: r.try_get("error_code")?,
         error_message: r.try_get("error_message")?,
+        input: json_col(r, "input")?,
+        output: json_col(r, "output")?,
+        config: json_col(r, "config")?,
+        schedule: json_col(r, "schedule")?,
+        resource_order_id: r.try_get("resource_order_id")?,
+        creator: r.try_get("creator")?,
+        target_roi: r.try_get("target_roi")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+/// The filters of ListTasks, after `where t.project_pk = …`.
+fn task_filters(sql: &mut Query, q: &ListTasksQuery) {
+    if let Some(b) = &q.batch_id {
+        sql.push(" and b.id = ").bind(Arg::Text(b.clone()));
+    }
+    if !q.states.is_empty() {
+        sql.push(" and t.state in (")
+            .push(&in_list(&q.states))
+            .push(")");
+    }
+    for (col, needle) in [
+        ("coalesce(t.name, b.name)", &q.name_like),
+        ("s.name", &q.source_name_like),
+    ] {
+        if let Some(n) = needle {
+            sql.push(" and lower(")
+                .push(col)
+                .push(") like ")
+                .bind(Arg::Text(like_contains(&n.to_lowercase())))
+                .push(" escape '\\'");
+        }
+    }
+    for (col, items) in [
+        ("v.alg_name", &q.titles),
+        ("v.company", &q.companies),
+        ("v.id", &q.service_ids),
+    ] {
+        if !items.is_empty() {
+            sql.push(" and ").push(col).push(" in ").bind_list(items);
+        }
+    }
+    if !q.group_ids.is_empty() {
+        sql.push(
+            " and (exists (select 1 from batch_task_groups bg join video_groups g \
+             on g.pk = bg.group_pk where bg.batch_pk = t.batch_pk and g.id in ",
+        )
+        .bind_list(&q.group_ids)
+        .push(
+            ") or exists (select 1 from video_source_groups vsg join video_groups g \
+             on g.pk = vsg.group_pk where vsg.source_pk = t.video_source_pk and g.id in ",
+        )
+        .bind_list(&q.group_ids)
+        .push("))");
+    }
+}
+
+/// Where a task's input points: its source's pk, or a stream address.
+async fn resolve_entry(
+    conn: &mut AnyConnection,
+    project_pk: i64,
+    e: &TaskInputEntry,
+) -> StoreResult<(Option<i64>, Option<String>)> {
+    match e {
+        TaskInputEntry::Source(id) => {
+            let pk = source_pk(conn, project_pk, id).await?.ok_or_else(|| {
+                StoreError::not_found(Entity::VideoSource, "input.data.video_source_id")
+            })?;
+            Ok((Some(pk), None))
+        }
+        TaskInputEntry::Url(u) => Ok((None, Some(u.clone()))),
+    }
 }
 
 /// Columns `history_from` decodes.
@@ -178,6 +290,8 @@ impl TaskStore for SqlStore {
             ("priority", u.priority.clone()),
             ("config", u.config.as_ref().map(|c| c.to_string())),
             ("output", u.output.as_ref().map(|c| c.to_string())),
+            ("schedule", u.schedule.as_ref().map(|c| c.to_string())),
+            ("resource_order_id", u.resource_order_id.clone()),
         ] {
             if let Some(v) = v {
                 // `col` comes from the fixed list above.
@@ -270,6 +384,134 @@ impl TaskStore for SqlStore {
         })
     }
 
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
+    async fn create_tasks(&self, project_pk: i64, t: &NewTasks) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let svc = sqlx::query(
+            "select pk, deploy_type, deployed from services \
+             where project_pk = $1 and service_name = $2 and service_version = $3",
+        )
+        .bind(project_pk)
+        .bind(&t.service_name)
+        .bind(&t.service_version)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(Entity::Service, "service_version"))?;
+        if svc.try_get::<i64, _>("deployed")? == 0 {
+            return Err(StoreError::NotAllowed(
+                "the algorithm service is not deployed".into(),
+            ));
+        }
+        let service_pk: i64 = svc.try_get("pk")?;
+        let deploy: String = svc.try_get("deploy_type")?;
+        let task_type = DeployType::parse(&deploy)
+            .unwrap_or(DeployType::Cloud)
+            .task_type();
+        let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        let mut ids = Vec::with_capacity(t.entries.len());
+        for e in &t.entries {
+            let (source, url) = resolve_entry(&mut tx, project_pk, e).await?;
+            let id = random_hex(16)?;
+            sqlx::query(
+                "insert into tasks (project_pk, id, video_source_pk, state, created_at, updated_at, \
+                 name, description, service_pk, task_type, service_version, input, output, config, \
+                 schedule, resource_order_id, creator, source_url) \
+                 values ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            )
+            .bind(project_pk)
+            .bind(&id)
+            .bind(source)
+            .bind(TaskState::Pending.index() as i64)
+            .bind(t.created_at)
+            .bind(&t.name)
+            .bind(&t.description)
+            .bind(service_pk)
+            .bind(task_type)
+            .bind(&t.service_version)
+            .bind(t.input.to_string())
+            .bind(t.output.to_string())
+            .bind(text(&t.config))
+            .bind(text(&t.schedule))
+            .bind(&t.resource_order_id)
+            .bind(&t.creator)
+            .bind(url)
+            .execute(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, task_id = task_id))]
+    async fn update_task(
+        &self,
+        project_pk: i64,
+        task_id: &str,
+        u: &TaskUpdate,
+    ) -> StoreResult<TaskDetail> {
+        let mut tx = self.begin_lifecycle().await?;
+        let row = sqlx::query(
+            "select pk, batch_pk, video_source_pk from tasks where project_pk = $1 and id = $2",
+        )
+        .bind(project_pk)
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(Entity::Task, "task_id"))?;
+        let pk: i64 = row.try_get("pk")?;
+        if row.try_get::<Option<i64>, _>("batch_pk")?.is_some() {
+            return Err(StoreError::NotAllowed(
+                "a batch task's task is changed through UpdateBatchTask".into(),
+            ));
+        }
+        let had_source = row.try_get::<Option<i64>, _>("video_source_pk")?.is_some();
+        if let Some((input, entry)) = &u.input {
+            if had_source && !matches!(entry, TaskInputEntry::Source(_)) {
+                return Err(FieldError::new(
+                    "input.type",
+                    "a video_source input cannot be switched to another type",
+                )
+                .into());
+            }
+            let (source, url) = resolve_entry(&mut tx, project_pk, entry).await?;
+            sqlx::query(
+                "update tasks set input = $1, video_source_pk = $2, source_url = $3 where pk = $4",
+            )
+            .bind(input.to_string())
+            .bind(source)
+            .bind(url)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        for (col, v) in [
+            ("name", u.name.clone()),
+            ("description", u.description.clone()),
+            ("output", json(&u.output)),
+            ("config", json(&u.config)),
+            ("schedule", json(&u.schedule)),
+            ("resource_order_id", u.resource_order_id.clone()),
+        ] {
+            if let Some(v) = v {
+                // `col` comes from the fixed list above.
+                sqlx::query(&format!("update tasks set {col} = $1 where pk = $2"))
+                    .bind(v)
+                    .bind(pk)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let r = sqlx::query(&format!("select {DETAIL_COLS} where t.pk = $1"))
+            .bind(pk)
+            .fetch_one(&mut *tx)
+            .await?;
+        let out = detail_from(&r)?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk, task_id = task_id))]
     async fn find_task(&self, project_pk: i64, task_id: &str) -> StoreResult<Option<TaskDetail>> {
         let mut tx = self.begin_read().await?;
@@ -290,26 +532,23 @@ impl TaskStore for SqlStore {
         project_pk: i64,
         q: &ListTasksQuery,
     ) -> StoreResult<Vec<TaskDetail>> {
-        let mut tx = self.begin_read().await?;
-        let mut sql = format!("select {DETAIL_COLS} where t.project_pk = $1");
-        if q.batch_id.is_some() {
-            sql.push_str(" and b.id = $4");
-        }
-        if !q.states.is_empty() {
-            sql.push_str(&format!(" and t.state in ({})", in_list(&q.states)));
-        }
+        let mut sql = Query::new(self.backend.positional());
+        sql.push("select ")
+            .push(DETAIL_COLS)
+            .push(" where t.project_pk = ")
+            .bind(Arg::Int(project_pk));
+        task_filters(&mut sql, q);
         let dir = if q.descending { "desc" } else { "asc" };
-        sql.push_str(&format!(
-            " order by t.created_at {dir}, t.id {dir} limit $2 offset $3"
-        ));
-        let mut query = sqlx::query(&sql)
-            .bind(project_pk)
-            .bind(i64::from(q.page_size))
-            .bind(i64::from(q.page) * i64::from(q.page_size));
-        if let Some(b) = &q.batch_id {
-            query = query.bind(b.as_str());
-        }
-        let rows = query.fetch_all(&mut *tx).await?;
+        sql.push(" order by t.created_at ")
+            .push(dir)
+            .push(", t.id ")
+            .push(dir)
+            .push(" limit ")
+            .bind(Arg::Int(i64::from(q.page_size)))
+            .push(" offset ")
+            .bind(Arg::Int(i64::from(q.page) * i64::from(q.page_size)));
+        let mut tx = self.begin_read().await?;
+        let rows = bound(&sql).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         rows.iter().map(detail_from).collect()
     }

@@ -53,7 +53,8 @@ fn selector_sql(which: Selector) -> String {
             TaskState::Frozen.index()
         ),
         Selector::Undeployed => format!(
-            "join batch_tasks b on b.pk = t.batch_pk join services v on v.pk = b.service_pk \
+            "left join batch_tasks b on b.pk = t.batch_pk \
+             join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
              where v.deployed = 0 and t.state in ({live})"
         ),
         Selector::VersionBehind => format!(
@@ -109,9 +110,11 @@ impl TickTx for SqlTickTx {
         }
         let frozen = if frozen_too { "" } else { " and p.frozen = 0" };
         let rows = sqlx::query(&format!(
-            "select {KEY_COLS}, t.updated_at as updated_at from tasks t \
+            "select {KEY_COLS}, t.updated_at as updated_at, v.pool_pk as pool_pk from tasks t \
              left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
-             where t.state = {} and coalesce(b.task_type, '0') = $2{frozen} order by {BY_PRIORITY} limit $1",
+             left join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
+             where t.state = {} and coalesce(b.task_type, t.task_type, '0') = $2{frozen} \
+             order by {BY_PRIORITY} limit $1",
             state.index()
         ))
         .bind(limit)
@@ -123,6 +126,7 @@ impl TickTx for SqlTickTx {
                 Ok(Waiting {
                     key: key_from(r)?,
                     updated_at: r.try_get("updated_at")?,
+                    pool: r.try_get("pool_pk")?,
                 })
             })
             .collect()
@@ -131,7 +135,9 @@ impl TickTx for SqlTickTx {
     async fn capacity(&mut self) -> StoreResult<Vec<WorkerSlots>> {
         let rows = sqlx::query(&format!(
             "select w.pk as pk, w.kind as kind, w.slots - (select count(*) from tasks t \
-             where t.worker_pk = w.pk and t.state in ({})) as free \
+             where t.worker_pk = w.pk and t.state in ({})) as free, \
+             (select string_agg(cast(ep.pk as text), ',') from edge_pools ep where ep.name = w.pool \
+             or ep.pk in (select n.pool_pk from edge_pool_nodes n where n.node = w.name)) as pools \
              from workers w where w.lost = 0 order by w.pk",
             in_list(&HELD)
         ))
@@ -142,9 +148,15 @@ impl TickTx for SqlTickTx {
             let kind: String = r.try_get("kind")?;
             // A worker row that never registered has no kind yet.
             if let Some(kind) = DeployType::parse(&kind) {
+                let pools: Option<String> = r.try_get("pools")?;
                 out.push(WorkerSlots {
                     worker_pk: r.try_get("pk")?,
                     kind,
+                    pools: pools
+                        .iter()
+                        .flat_map(|p| p.split(','))
+                        .filter_map(|p| p.parse().ok())
+                        .collect(),
                     free: r.try_get("free")?,
                 });
             }

@@ -17,12 +17,14 @@ use std::collections::HashMap;
 
 /// Columns `assignment_from` decodes, with the joins they need.
 const ASSIGN_COLS: &str = "t.pk as pk, t.attempt as attempt, p.id as project_id, \
-     t.id as task_id, b.id as batch_id, s.url as source_url, coalesce(b.config, '{}') as config, \
-     coalesce(b.service_name, '') as service_name, \
-     coalesce(b.service_version, '') as service_version, t.state as state, \
+     t.id as task_id, b.id as batch_id, coalesce(s.url, t.source_url, '') as source_url, \
+     coalesce(s.type_config, '') as source_config, coalesce(t.input, '') as input, \
+     coalesce(b.config, t.config, '{}') as config, \
+     coalesce(b.service_name, v.service_name, '') as service_name, \
+     coalesce(b.service_version, t.service_version, '') as service_version, t.state as state, \
      t.project_pk as project_pk, t.batch_pk as batch_pk from tasks t \
-     join projects p on p.pk = t.project_pk join video_sources s on s.pk = t.video_source_pk \
-     left join batch_tasks b on b.pk = t.batch_pk";
+     join projects p on p.pk = t.project_pk left join video_sources s on s.pk = t.video_source_pk \
+     left join batch_tasks b on b.pk = t.batch_pk left join services v on v.pk = t.service_pk";
 
 fn assignment_from(r: &AnyRow) -> StoreResult<(Assignment, TaskState)> {
     Ok((
@@ -33,6 +35,8 @@ fn assignment_from(r: &AnyRow) -> StoreResult<(Assignment, TaskState)> {
             task_id: r.try_get("task_id")?,
             batch_id: r.try_get("batch_id")?,
             source_url: r.try_get("source_url")?,
+            source_config: r.try_get("source_config")?,
+            input: r.try_get("input")?,
             config: r.try_get("config")?,
             service_name: r.try_get("service_name")?,
             service_version: r.try_get("service_version")?,
