@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         "0004_task_ids",
         include_str!("../../migrations/postgres/0004_task_ids.sql"),
     ),
+    // 0005 is another change's; migrations apply by name, in list order.
+    (
+        "0006_access_keys",
+        include_str!("../../migrations/postgres/0006_access_keys.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         "0004_task_ids",
         include_str!("../../migrations/sqlite/0004_task_ids.sql"),
     ),
+    // 0005 is another change's; migrations apply by name, in list order.
+    (
+        "0006_access_keys",
+        include_str!("../../migrations/sqlite/0006_access_keys.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.
