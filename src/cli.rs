@@ -73,6 +73,29 @@ enum Command {
     /// Manage worker credentials.
     #[command(subcommand)]
     Workers(WorkersCmd),
+    /// Manage access keys (AK/SK) that sign requests as Huawei's SDKs do.
+    #[command(subcommand)]
+    AccessKey(AccessKeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessKeyCmd {
+    /// Create an access key for a user; prints `access_key: AK` and
+    /// `secret_key: SK` on stdout, once (the SK cannot be shown again).
+    Create {
+        #[arg(long)]
+        user: String,
+    },
+    /// List access keys: AK, user, created, last used, revoked (never a
+    /// secret), tab-separated.
+    List {
+        /// Only this user's keys.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke an access key: requests signed with it are refused within a
+    /// second by every server sharing the database.
+    Delete { access_key: String },
 }
 
 #[derive(Debug, Args)]
@@ -443,10 +466,96 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::AccessKey(cmd) => access_key(&*store, cmd).await,
         Command::Token(TokenCmd::Issue { project, ttl: t }) => {
             let pk = project_pk(&*store, &project).await?;
             let issued = identity::issue_token(&*store, pk, None, ttl(&t)?).await?;
             println!("{}", issued.token);
+            Ok(())
+        }
+    }
+}
+
+async fn access_key(store: &dyn Store, cmd: AccessKeyCmd) -> Result<()> {
+    use identity::access_key::{MasterKey, MASTER_KEY_ENV, MASTER_KEY_FILE};
+    match cmd {
+        AccessKeyCmd::Create { user } => {
+            let from_env = std::env::var(MASTER_KEY_ENV).is_ok_and(|v| !v.is_empty());
+            let had_file = std::path::Path::new(MASTER_KEY_FILE).exists();
+            let key =
+                MasterKey::load(true)?.ok_or_else(|| anyhow!("no master key could be made"))?;
+            if !from_env && !had_file {
+                eprintln!(
+                    "created the master key file ./{MASTER_KEY_FILE} (mode 0600): every serve \
+                     sharing this database needs this key (the file, or its contents in \
+                     {MASTER_KEY_ENV})"
+                );
+            }
+            let issued = identity::access_key::create_access_key(store, &key, &user)
+                .await
+                .map_err(|e| match e {
+                    identity::access_key::CreateError::Store(store::StoreError::NotFound {
+                        ..
+                    }) => anyhow!("user {user:?} does not exist"),
+                    other => other.into(),
+                })?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "access_key: {}\nsecret_key: {}",
+                issued.access_key,
+                issued.secret_key.as_str()
+            )?;
+            out.flush()?;
+            eprintln!(
+                "access key {} created for user {user:?}; the secret key is shown only this once",
+                issued.access_key
+            );
+            Ok(())
+        }
+        AccessKeyCmd::List { user } => {
+            let keys = store
+                .list_access_keys(user.as_deref())
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::NotFound { .. } => {
+                        anyhow!("user {:?} does not exist", user.as_deref().unwrap_or(""))
+                    }
+                    other => other.into(),
+                })?;
+            let time = |t: Option<i64>| match t {
+                Some(ms) => humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+                )
+                .to_string(),
+                None => "-".to_owned(),
+            };
+            let mut out = std::io::stdout().lock();
+            for k in keys {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.user_name,
+                    time(Some(k.created_at)),
+                    time(k.last_used_at),
+                    time(k.revoked_at)
+                )?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        AccessKeyCmd::Delete { access_key } => {
+            store
+                .delete_access_key(&access_key, now_millis())
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::NotFound { .. } => {
+                        anyhow!("access key {access_key:?} does not exist")
+                    }
+                    other => other.into(),
+                })?;
+            eprintln!("access key {access_key} revoked");
             Ok(())
         }
     }
@@ -537,6 +646,15 @@ fn write_private(path: &str, text: &str) -> std::io::Result<()> {
 
 async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
     let token_ttl = ttl(&a.token_ttl)?;
+    // The master key is read now if there is one (a malformed one stops the
+    // start); otherwise when a signed request first needs it. A server
+    // never makes one: it could not open secrets sealed before.
+    let master = identity::access_key::MasterKey::load(false)
+        .context("could not read the master key for access keys")?;
+    match &master {
+        Some(k) => tracing::info!(master_key_id = k.id(), "access keys: master key loaded"),
+        None => tracing::info!("access keys: no master key yet (read when first needed)"),
+    }
     bootstrap(&*store, &a.listen).await?;
     store.start_change_feed();
     let listener = tokio::net::TcpListener::bind(&a.listen)
@@ -561,6 +679,7 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
     let state = AppState {
         list_from_db: a.list_source == ListSource::Database,
         metrics_token: a.metrics_token.filter(|t| !t.is_empty()).map(Into::into),
+        access_keys: Arc::new(identity::access_key::AccessKeys::new(master)),
         ..AppState::new(store, token_ttl, lease)
     };
     if let Some(addr) = &a.metrics_listen {

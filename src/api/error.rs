@@ -43,6 +43,9 @@ pub enum ApiError {
     NotAllowed(String),
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    /// A signed request refused: `param` names the header at fault.
+    #[error("bad signature ({param}): {detail}")]
+    BadSignature { param: &'static str, detail: String },
     #[error("worker unauthenticated: {0}")]
     WorkerUnauthenticated(String),
     #[error("forbidden")]
@@ -118,11 +121,13 @@ impl ApiError {
                 "The operation is not allowed in the current state.",
                 "Wait for the object to reach a state that allows the operation.",
             ),
-            Unauthenticated(_) => (
+            Unauthenticated(_) | BadSignature { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "VIAS.00010005",
                 "Authentication failed.",
-                "Obtain a token from POST /v3/auth/tokens and send it in X-Auth-Token.",
+                "Send a token from POST /v3/auth/tokens in X-Auth-Token, or sign the request with \
+                 an access key from `taskcenter access-key create` (SDK-HMAC-SHA256, as Huawei \
+                 Cloud's SDKs sign).",
             ),
             WorkerUnauthenticated(_) => (
                 StatusCode::UNAUTHORIZED,
@@ -134,7 +139,8 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 "VIAS.00010005",
                 "Authorization failed.",
-                "Use a token scoped to the project in the path.",
+                "Use a token scoped to the project in the path, or an access key of a user who is \
+                 a member of that project.",
             ),
             NoRoute => (
                 StatusCode::NOT_FOUND,
@@ -201,13 +207,17 @@ impl ApiError {
             }
             ApiError::TooManyRequests { detail, .. } => (detail.clone(), vec![], detail.clone()),
             ApiError::Unauthenticated(d) => (d.clone(), vec!["X-Auth-Token".into()], d.clone()),
+            ApiError::BadSignature { param, detail } => {
+                (detail.clone(), vec![(*param).to_owned()], detail.clone())
+            }
             ApiError::WorkerUnauthenticated(d) => {
                 (d.clone(), vec!["Authorization".into()], d.clone())
             }
             ApiError::Forbidden => (
-                "the token does not grant access to this project".into(),
+                "the credentials do not grant access to this project".into(),
                 vec!["project_id".into()],
-                "the token is scoped to another project".into(),
+                "the token is scoped to another project, or the access key's user is not a member of it"
+                    .into(),
             ),
             ApiError::NoRoute => (
                 "no route matches this path".into(),

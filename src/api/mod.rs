@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 pub mod openapi;
 pub mod server;
+mod signed;
 mod task;
 mod token;
 mod video;
@@ -18,7 +19,7 @@ use crate::identity::{self, AuthError};
 use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
@@ -46,6 +47,8 @@ pub struct AppState {
     /// The bearer token that opens `GET /metrics` on the API's own port
     /// (`None`: metrics only on the operator's metrics address, if any).
     pub metrics_token: Option<Arc<str>>,
+    /// The master key and the cache that signed requests are checked with.
+    pub access_keys: Arc<identity::access_key::AccessKeys>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +73,7 @@ impl AppState {
             lease,
             logins: Arc::new(Logins::default()),
             metrics_token: None,
+            access_keys: Default::default(),
         }
     }
 }
@@ -390,7 +394,9 @@ fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// Every `/v2/...` request must carry a valid `X-Auth-Token` for the project
-/// in its path; checked before routing, validation or anything else.
+/// in its path, or be signed with an access key of a member of that project
+/// (`Authorization: SDK-HMAC-SHA256 …`); checked before routing, validation
+/// or anything else. With both, the token decides.
 async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path.starts_with("/worker/") {
@@ -430,8 +436,19 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
         .headers()
         .get("x-auth-token")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
+    if token.is_none() && req.headers().contains_key(header::AUTHORIZATION) {
+        return match signed::verify(&st, req, path_project.as_deref()).await {
+            Ok(req) => next.run(req).await,
+            Err(e) => e.into_response(),
+        };
+    }
     let result = match token {
-        None => Err(AuthError::Missing),
+        None => {
+            return ApiError::Unauthenticated(
+                "the request has neither X-Auth-Token nor an SDK-HMAC-SHA256 signature".into(),
+            )
+            .into_response()
+        }
         Some(t) => identity::authenticate(&*st.store, t.trim()).await,
     };
     let project = match result {
@@ -492,7 +509,7 @@ pub async fn metrics_reply(st: &AppState) -> Response {
     m.scrape_seconds.set(started.elapsed().as_secs_f64());
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         m.encode(),

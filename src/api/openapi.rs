@@ -10,8 +10,8 @@ fn error_responses(extra: &[(&str, &str)]) -> Value {
     let err = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     for (code, desc) in [
         ("400", "Invalid parameter (VIAS.00010001), object not found (VIAS.00010002), already exists (VIAS.00010003), batch name taken (VIAS.00010011), not allowed in the current state (VIAS.00010012)"),
-        ("401", "Missing, malformed, forged or expired token (VIAS.00010005)"),
-        ("403", "Token scoped to another project (VIAS.00010005)"),
+        ("401", "Missing, malformed, forged or expired token, or a signature that is bad, stale (X-Sdk-Date more than 15 minutes off) or made with an unknown or revoked access key (VIAS.00010005)"),
+        ("403", "Token scoped to another project, or an access key whose user is not a member of it (VIAS.00010005)"),
         ("405", "Method not allowed (VIAS.00010001)"),
         ("413", "Body larger than 1 MiB (VIAS.00010001)"),
         ("500", "Internal error (VIAS.00010006); detail carries the request id"),
@@ -223,7 +223,8 @@ fn document() -> Value {
             }
         },
         "components": {
-            "parameters": {"XAuthToken": {"name": "X-Auth-Token", "in": "header", "required": true, "schema": {"type": "string"}}},
+            "parameters": {"XAuthToken": {"name": "X-Auth-Token", "in": "header", "required": false, "schema": {"type": "string"},
+                "description": "a token from POST /v3/auth/tokens; required unless the request is signed with an access key (AccessKeySignature)"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error_code", "error_msg", "detail", "params", "reason", "advice"], "properties": {
                     "error_code": {"type": "string"}, "error_msg": {"type": "string"}, "detail": {"type": "string"},
@@ -507,7 +508,9 @@ pub fn full_document() -> Value {
         lifecycle_schemas(schemas);
     }
     doc["components"]["securitySchemes"] = json!({"WorkerCredential": {"type": "http", "scheme": "bearer",
-        "description": "a worker credential from `taskcenter workers add` (not a user token)"}});
+        "description": "a worker credential from `taskcenter workers add` (not a user token)"},
+        "AccessKeySignature": {"type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "`SDK-HMAC-SHA256 Access=AK, SignedHeaders=…, Signature=…` with X-Sdk-Date, as Huawei Cloud's SDKs sign, with an access key from `taskcenter access-key create`; the alternative to X-Auth-Token on /v2 routes"}});
     doc
 }
 

@@ -34,6 +34,31 @@ pub fn random_hex(bytes: usize) -> Result<String, RandomError> {
     Ok(hex(&buf))
 }
 
+/// Fills `buf` from the operating system's random generator.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), RandomError> {
+    getrandom::getrandom(buf).map_err(RandomError)
+}
+
+/// `len` characters drawn uniformly from `alphabet` (at most 256 of them):
+/// bytes that would bias the draw are thrown away and drawn again.
+pub fn random_string(len: usize, alphabet: &[u8]) -> Result<String, RandomError> {
+    let n = alphabet.len().clamp(1, 256);
+    let limit = 256 - 256 % n;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        random_bytes(&mut buf)?;
+        for b in buf {
+            if out.len() < len && usize::from(b) < limit {
+                if let Some(c) = alphabet.get(usize::from(b) % n) {
+                    out.push(char::from(*c));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -8,6 +8,7 @@ use crate::store::{NewToken, Project, Store, StoreError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub mod access_key;
 pub mod password;
 pub mod signature;
 pub mod throttle;

@@ -1,7 +1,10 @@
-//! Projects, users and tokens.
+//! Projects, users, tokens and access keys.
 
 use super::sql_store::SqlStore;
-use super::{NewToken, Project, ProjectRef, StoreError, StoreResult, TokenRow, UserRow};
+use super::{
+    AccessKeyInfo, AccessKeyRow, NewAccessKey, NewToken, Project, ProjectRef, StoreError,
+    StoreResult, TokenRow, UserRow,
+};
 use crate::domain::{field, now_millis};
 use crate::store::prelude::*;
 use crate::store::{conflict_if_unique, Entity};
@@ -25,6 +28,37 @@ pub(super) async fn project_pk(conn: &mut AnyConnection, id: &str) -> StoreResul
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?)
+}
+
+/// Columns `access_key_from` decodes.
+const ACCESS_KEY_COLS: &str =
+    "pk, id, user_pk, secret_sealed, sealed_with, last_used_at, revoked_at";
+
+fn access_key_from(row: &AnyRow) -> StoreResult<AccessKeyRow> {
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    Ok(AccessKeyRow {
+        pk: row.try_get("pk")?,
+        id: row.try_get("id")?,
+        user_pk: row.try_get("user_pk")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        sealed_with: row.try_get("sealed_with")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked: revoked_at.is_some(),
+    })
+}
+
+/// Columns `access_key_info_from` decodes (`k` access_keys, `u` users).
+const ACCESS_KEY_INFO_COLS: &str = "k.id as id, u.name as user_name, k.created_at as created_at, \
+     k.last_used_at as last_used_at, k.revoked_at as revoked_at";
+
+fn access_key_info_from(row: &AnyRow) -> StoreResult<AccessKeyInfo> {
+    Ok(AccessKeyInfo {
+        id: row.try_get("id")?,
+        user_name: row.try_get("user_name")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
 }
 
 pub(super) async fn insert_project(
@@ -210,5 +244,93 @@ impl IdentityStore for SqlStore {
             m.insert(id.to_owned(), t.clone());
         }
         Ok(Some(t))
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn create_access_key(&self, k: &NewAccessKey) -> StoreResult<()> {
+        sqlx::query(
+            "insert into access_keys (id, user_pk, secret_sealed, sealed_with, created_at) \
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&k.id)
+        .bind(k.user_pk)
+        .bind(&k.secret_sealed)
+        .bind(&k.sealed_with)
+        .bind(k.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_if_unique(e, Entity::AccessKey, "id"))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn find_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRow>> {
+        let row = sqlx::query(&format!(
+            "select {ACCESS_KEY_COLS} from access_keys where id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(access_key_from).transpose()
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn list_access_keys(&self, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyInfo>> {
+        let rows = match user_name {
+            Some(name) => {
+                if self.find_user(name).await?.is_none() {
+                    return Err(StoreError::not_found(Entity::User, "user"));
+                }
+                sqlx::query(&format!(
+                    "select {ACCESS_KEY_INFO_COLS} from access_keys k \
+                     join users u on u.pk = k.user_pk where u.name = $1 order by k.pk"
+                ))
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "select {ACCESS_KEY_INFO_COLS} from access_keys k \
+                     join users u on u.pk = k.user_pk order by k.pk"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(access_key_info_from).collect()
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn delete_access_key(&self, id: &str, at: i64) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("select pk from access_keys where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::not_found(Entity::AccessKey, "access_key"));
+        }
+        sqlx::query("update access_keys set revoked_at = $2 where id = $1 and revoked_at is null")
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn touch_access_key(&self, pk: i64, at: i64, since: i64) -> StoreResult<()> {
+        sqlx::query(
+            "update access_keys set last_used_at = $2 \
+             where pk = $1 and (last_used_at is null or last_used_at < $3)",
+        )
+        .bind(pk)
+        .bind(at)
+        .bind(since)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

@@ -99,6 +99,7 @@ pub enum Entity {
     Task,
     Worker,
     EdgePool,
+    AccessKey,
 }
 
 impl std::fmt::Display for Entity {
@@ -113,6 +114,7 @@ impl std::fmt::Display for Entity {
             Entity::Task => "task",
             Entity::Worker => "worker",
             Entity::EdgePool => "edge pool",
+            Entity::AccessKey => "access key",
         })
     }
 }

@@ -436,3 +436,47 @@ pub struct CounterCheck {
     pub stored_num_task: i64,
     pub counted: [i64; 18],
 }
+
+/// A new access key: the AK and its secret key as sealed by `identity`
+/// (the store never sees the secret itself).
+#[derive(Debug, Clone)]
+pub struct NewAccessKey {
+    pub id: String,
+    pub user_pk: i64,
+    pub secret_sealed: Vec<u8>,
+    /// Names the master key that sealed it (a digest, not the key).
+    pub sealed_with: String,
+    pub created_at: i64,
+}
+
+/// What verifying a signature needs of an access key.
+#[derive(Clone)]
+pub struct AccessKeyRow {
+    pub pk: i64,
+    pub id: String,
+    pub user_pk: i64,
+    pub secret_sealed: Vec<u8>,
+    pub sealed_with: String,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+impl std::fmt::Debug for AccessKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRow")
+            .field("id", &self.id)
+            .field("user_pk", &self.user_pk)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An access key as the operator's list shows it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub user_name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}

@@ -36,6 +36,10 @@ const MIGRATIONS: &[Migration] = &[
         "0005_vias_wire",
         include_str!("../../migrations/postgres/0005_vias_wire.sql"),
     ),
+    (
+        "0006_access_keys",
+        include_str!("../../migrations/postgres/0006_access_keys.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

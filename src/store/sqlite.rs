@@ -34,6 +34,10 @@ const MIGRATIONS: &[Migration] = &[
         "0005_vias_wire",
         include_str!("../../migrations/sqlite/0005_vias_wire.sql"),
     ),
+    (
+        "0006_access_keys",
+        include_str!("../../migrations/sqlite/0006_access_keys.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

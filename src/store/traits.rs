@@ -10,11 +10,11 @@ use super::lifecycle::{
 };
 use super::tick_tx::TickTx;
 use super::{
-    BatchCreated, BatchTaskPage, Deployment, EdgePool, GroupFilter, GroupSort, GroupUpdate,
-    Importer, Listed, Listing, NewBatchTask, NewEdgePool, NewService, NewToken, NewVideoGroup,
-    NewVideoSource, PoolFilter, PoolSort, Project, ProjectRef, Service, ServiceFilter, ServiceSort,
-    SourceFilter, SourceList, SourceSort, SourceUpdate, StoreResult, TokenRow, UserRow, VideoGroup,
-    VideoSource,
+    AccessKeyInfo, AccessKeyRow, BatchCreated, BatchTaskPage, Deployment, EdgePool, GroupFilter,
+    GroupSort, GroupUpdate, Importer, Listed, Listing, NewAccessKey, NewBatchTask, NewEdgePool,
+    NewService, NewToken, NewVideoGroup, NewVideoSource, PoolFilter, PoolSort, Project, ProjectRef,
+    Service, ServiceFilter, ServiceSort, SourceFilter, SourceList, SourceSort, SourceUpdate,
+    StoreResult, TokenRow, UserRow, VideoGroup, VideoSource,
 };
 use crate::domain::dump::DumpRecord;
 use crate::domain::transition::Event;
@@ -39,6 +39,20 @@ pub trait IdentityStore: Send + Sync {
     async fn user_has_project(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool>;
     async fn create_token(&self, token: &NewToken) -> StoreResult<()>;
     async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
+    /// Stores a new access key (its secret already sealed).
+    async fn create_access_key(&self, key: &NewAccessKey) -> StoreResult<()>;
+    /// The access key with this AK, revoked or not; never cached.
+    async fn find_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRow>>;
+    /// The access keys of the user named `user_name` (every key with
+    /// `None`), oldest first; a user that does not exist is `NotFound`.
+    async fn list_access_keys(&self, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyInfo>>;
+    /// Revokes an access key (the row stays, with `revoked_at`); revoking a
+    /// revoked key changes nothing. An unknown AK is `NotFound`.
+    async fn delete_access_key(&self, id: &str, at: i64) -> StoreResult<()>;
+    /// Records a use of the key at `at`, unless one at or after `since` is
+    /// recorded already (so processes sharing a database write about once
+    /// per period, not once per request).
+    async fn touch_access_key(&self, pk: i64, at: i64, since: i64) -> StoreResult<()>;
 }
 
 /// Algorithm services, video groups and video sources.
