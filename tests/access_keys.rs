@@ -475,7 +475,7 @@ fn sdk_against_a_server(db: &str) {
     let (_, status, body) = expect("cjk");
     assert_eq!(
         (status, body["params"].clone()),
-        (400, json!(["group_id"])),
+        (400, json!(["video_group_id"])),
         "{body}"
     );
     for name in [

@@ -95,7 +95,7 @@ fn every_state_is_reached(db: &str) {
     assert_eq!(
         (
             r["failed_count"].clone(),
-            json!(common::error_entry(&r["error_list"][0]).1)
+            json!(error_entry(&r["error_list"][0]).1)
         ),
         (json!(2), json!("VIAS.00010012"))
     );

@@ -297,7 +297,7 @@ both_backends! {
             service_version: "3.0.0".into(),
             alg_name: "烟火检测".into(),
             company: "华为云".into(),
-            deploy_type: store::DeployType::Cloud,
+            deploy_type: DeployType::Cloud,
             deployed: true,
             description: String::new(),
             created_at: 1,

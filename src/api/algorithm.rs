@@ -8,7 +8,6 @@ use super::extract::{ApiJson, ApiPath, Authed};
 use super::AppState;
 use crate::domain::query::QueryParams;
 use crate::domain::{alg_id_of, now_millis, random_hex, vias, FieldError};
-use crate::store::prelude::*;
 use crate::store::{
     Deployment, EdgePool, NewEdgePool, PoolFilter, PoolSort, Service, ServiceFilter, ServiceSort,
 };
@@ -460,8 +459,8 @@ pub(super) async fn list_edge_pools(
         None => None,
     };
     let running = match q.get("state") {
-        Some(s) if s == "Running" => Some(true),
-        Some(s) if s == "Abnormal" => Some(false),
+        Some("Running") => Some(true),
+        Some("Abnormal") => Some(false),
         Some(_) => return Err(FieldError::new("state", "state is Running or Abnormal").into()),
         None => None,
     };

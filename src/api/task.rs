@@ -17,7 +17,6 @@ use crate::domain::{
 use crate::store::lifecycle::{
     Applied, ListTasksQuery, NewTasks, TaskDetail, TaskInputEntry, TaskUpdate,
 };
-use crate::store::prelude::*;
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};

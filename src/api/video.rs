@@ -7,7 +7,6 @@ use super::AppState;
 use crate::domain::query::QueryParams;
 use crate::domain::vias::{self, SOURCE_TYPES, SOURCE_TYPE_FILTERS};
 use crate::domain::{now_millis, DeployType, FieldError};
-use crate::store::prelude::*;
 use crate::store::{
     GroupFilter, GroupSort, GroupUpdate, NewVideoGroup, NewVideoSource, SourceFilter, SourceSort,
     SourceUpdate, VideoGroup, VideoSource,

@@ -277,7 +277,7 @@ mod tests {
         }
         assert!(check_coordinate("lon", "-180.00000", 180.0).is_ok());
         assert!(check_tags("tag", &["a".into(), "烟火".into()]).is_ok());
-        assert!(check_tags("tag", &vec!["a".to_string(); 5]).is_err());
+        assert!(check_tags("tag", &vec!["a".to_owned(); 5]).is_err());
         assert!(check_tags("tag", &["a b".into()]).is_err());
         assert!(check_pool_name("name", "pool-1").is_ok());
         for bad in ["1pool", "pool-", "Pool", "poo", "p_ool"] {

@@ -36,7 +36,7 @@ pub struct WorkerConfig {
 
 enum Control {
     Stop,
-    Upgrade(Assignment),
+    Upgrade(Box<Assignment>),
 }
 
 /// What the agent last told a running task, so an instruction the server
@@ -163,7 +163,7 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
     for a in r.upgrade {
         if let Some(e) = map.get_mut(&a.held()) {
             let told = Told::Upgrade(a.service_version.clone());
-            if e.told.as_ref() != Some(&told) && e.ctl.send(Control::Upgrade(a)).is_ok() {
+            if e.told.as_ref() != Some(&told) && e.ctl.send(Control::Upgrade(Box::new(a))).is_ok() {
                 e.told = Some(told);
                 acted = true;
             }
@@ -223,7 +223,7 @@ async fn run_task(
                     if matches!(ctl.try_recv(), Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected)) {
                         End::Stopped
                     } else {
-                        current = a;
+                        current = *a;
                         first = Report::Upgraded;
                         continue 'run;
                     }
