@@ -112,6 +112,10 @@ struct WorkerArgs {
     /// Which tasks it takes: cloud or edge (the service's deploy type).
     #[arg(long = "type", default_value = "cloud", value_parser = parse_kind)]
     kind: WorkerKind,
+    /// The edge pool it serves (by the pool's name), besides any pool that
+    /// lists this worker's name among its nodes.
+    #[arg(long)]
+    pool: Option<String>,
     /// The executor, run once per task with the task in its environment
     /// (TASKCENTER_TASK_ID, TASKCENTER_SOURCE_URL, TASKCENTER_CONFIG, …).
     #[arg(long)]
@@ -343,6 +347,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             credential: a.token,
             slots: a.slots,
             kind: a.kind,
+            pool: a.pool,
             exec: a.exec,
             grace: ttl(&a.grace)?,
         })

@@ -68,6 +68,9 @@ pub use crate::domain::DeployType as WorkerKind;
 pub struct RegisterRequest {
     pub kind: WorkerKind,
     pub slots: i64,
+    /// The edge pool it serves by name (`taskcenter worker --pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -71,7 +71,14 @@ async fn worker(store: &Arc<store::SqlStore>, name: &str, kind: &str, slots: i64
     store.create_worker(name, name, b"unused").await.unwrap();
     let w = store.find_worker_credential(name).await.unwrap().unwrap();
     store
-        .register_worker(w.pk, DeployType::parse(kind).unwrap(), slots, now, LEASE)
+        .register_worker(
+            w.pk,
+            DeployType::parse(kind).unwrap(),
+            slots,
+            None,
+            now,
+            LEASE,
+        )
         .await
         .unwrap();
     w.pk
@@ -144,6 +151,70 @@ both_backends! {
                 }
             }
         }
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn a_service_deployed_onto_an_edge_pool_runs_only_on_that_pool(ctx: Ctx) {
+        use taskcenter::store::{Deployment, Listing, NewEdgePool, ServiceFilter, ServiceSort};
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        let services = st
+            .list_services(
+                ctx.project_pk,
+                &ServiceFilter { name_like: Some("fire.x".into()), deployed: None },
+                Listing { sort: ServiceSort::CreatedAt, descending: false, page: None },
+            )
+            .await
+            .unwrap();
+        let fire = services.items[0].id.clone();
+        st.create_edge_pool(ctx.project_pk, &NewEdgePool {
+            id: "pool-north".into(),
+            name: "north-pool".into(),
+            description: String::new(),
+            ief_service_instance_id: None,
+            nodes: vec!["edge-a".into()],
+            created_at: now,
+        })
+        .await
+        .unwrap();
+        st.deploy_service(ctx.project_pk, &fire, &Deployment {
+            pool_id: Some("pool-north".into()),
+            stream_count: 4,
+            deploy_config: None,
+            envs: None,
+        })
+        .await
+        .unwrap();
+        // An edge worker outside the pool has room, but the pool has none.
+        worker(st, "edge-b", "edge", 4, now).await;
+        let t1 = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
+        for _ in 0..2 {
+            now += 100;
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
+        }
+        assert_eq!(state(&ctx, &t1).await, LackOfResources, "edge-b is not in the pool");
+        // A node the pool names, and a worker registered with --pool.
+        worker(st, "edge-a", "edge", 1, now).await;
+        st.create_worker("edge-c", "edge-c", b"unused").await.unwrap();
+        let c = st.find_worker_credential("edge-c").await.unwrap().unwrap();
+        st.register_worker(c.pk, DeployType::Edge, 1, Some("north-pool"), now, LEASE).await.unwrap();
+        let t2 = st.add_task(ctx.project_pk, &bid(3), "s2").await.unwrap().id;
+        let t3 = st.add_task(ctx.project_pk, &bid(3), "s3").await.unwrap().id;
+        for _ in 0..4 {
+            now += 100;
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
+        }
+        let mut held = Vec::new();
+        for t in [&t1, &t2, &t3] {
+            let d = st.find_task(ctx.project_pk, t).await.unwrap().unwrap();
+            held.push(d.worker_id);
+        }
+        let placed: Vec<&str> = held.iter().flatten().map(String::as_str).collect();
+        assert_eq!(placed.len(), 2, "two pool slots, three tasks: {held:?}");
+        assert!(placed.contains(&"edge-a") && placed.contains(&"edge-c"), "{held:?}");
+        assert!(!placed.contains(&"edge-b"), "{held:?}");
         counters_are_exact(&ctx).await;
     }
 

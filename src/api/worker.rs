@@ -55,8 +55,18 @@ pub async fn register(
             detail: "slots is 1 to 10000".into(),
         });
     }
+    if let Some(pool) = &b.pool {
+        crate::domain::vias::check_pool_name("pool", pool)?;
+    }
     st.store
-        .register_worker(w, b.kind, b.slots, now_millis(), lease_ms(&st))
+        .register_worker(
+            w,
+            b.kind,
+            b.slots,
+            b.pool.as_deref(),
+            now_millis(),
+            lease_ms(&st),
+        )
         .await?;
     Ok(Json(RegisterReply {
         lease_ms: lease_ms(&st),

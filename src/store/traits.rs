@@ -220,6 +220,7 @@ pub trait WorkerStore: Send + Sync {
         worker_pk: i64,
         kind: DeployType,
         slots: i64,
+        pool: Option<&str>,
         now: i64,
         lease_ms: i64,
     ) -> StoreResult<()>;

@@ -27,6 +27,8 @@ pub struct WorkerConfig {
     pub credential: String,
     pub slots: i64,
     pub kind: WorkerKind,
+    /// The edge pool it serves by name, if any.
+    pub pool: Option<String>,
     /// The executor: a program and its arguments (split like a shell
     /// would, quotes allowed; no shell runs it).
     pub exec: String,
@@ -76,6 +78,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         let body = RegisterRequest {
             kind: cfg.kind,
             slots: cfg.slots,
+            pool: cfg.pool.clone(),
         };
         match client
             .post::<_, RegisterReply>("/worker/v1/register", &body, Duration::from_secs(10))

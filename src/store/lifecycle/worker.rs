@@ -133,16 +133,18 @@ impl WorkerStore for SqlStore {
         worker_pk: i64,
         kind: DeployType,
         slots: i64,
+        pool: Option<&str>,
         now: i64,
         lease_ms: i64,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "update workers set kind = $1, slots = $2, registered_at = $3, lease_expires_at = $4, \
-             lost = 0 where pk = $5",
+            "update workers set kind = $1, slots = $2, pool = $3, registered_at = $4, \
+             lease_expires_at = $5, lost = 0 where pk = $6",
         )
         .bind(kind.as_str())
         .bind(slots)
+        .bind(pool)
         .bind(now)
         .bind(now + lease_ms)
         .bind(worker_pk)
