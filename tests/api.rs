@@ -222,6 +222,28 @@ both_backends! {
         assert_eq!(ctx.get("/v2/p1/algorithm/services/svc1").await.body["service_name"], "helmet");
     }
 
+    async fn service_status_filter_counts_every_match_then_pages(ctx: Ctx) {
+        ctx.import(fixture()).await;
+        let all = ctx.get("/v2/p1/algorithm/services/user").await;
+        assert_eq!(all.body["count"], 3, "{}", all.body);
+        let fire = all.body["service_list"].as_array().unwrap().iter()
+            .find(|s| s["service_name"] == "fire.x").unwrap()["alg_id"].as_str().unwrap().to_owned();
+        let r = ctx.call("PUT", &format!("/v2/p1/algorithm/{fire}/deploy/stop"), None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let names = |r: &Reply| -> Vec<String> {
+            r.body["service_list"].as_array().unwrap().iter().map(|s| s["service_name"].as_str().unwrap().to_owned()).collect()
+        };
+        let r = ctx.get("/v2/p1/algorithm/services/user?alg_status=not_deployed").await;
+        assert_eq!((r.body["count"].clone(), names(&r)), (json!(1), vec!["fire.x".to_owned()]), "{}", r.body);
+        let r = ctx.get("/v2/p1/algorithm/services/user?alg_status=service_running&is_paged=true&page_size=5&page_num=1").await;
+        assert_eq!(r.body["count"], 2, "{}", r.body);
+        assert_eq!(names(&r).len(), 2);
+        // Past the last page: no rows, but the count still says how many match.
+        let r = ctx.get("/v2/p1/algorithm/services/user?alg_status=service_running&is_paged=true&page_size=5&page_num=2").await;
+        assert_eq!((r.body["count"].clone(), names(&r).len()), (json!(2), 0), "{}", r.body);
+        assert_error(&ctx.get("/v2/p1/algorithm/services/user?alg_status=running").await, 400, "VIAS.00010001", Some("alg_status"));
+    }
+
     async fn create_batch_task_fans_out_into_pending_tasks(ctx: Ctx) {
         seed_catalogue(&ctx).await;
         let r = ctx.post("/v2/p1/batch-tasks", create_body("gate-helmet")).await;

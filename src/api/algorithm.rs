@@ -9,7 +9,8 @@ use super::AppState;
 use crate::domain::query::QueryParams;
 use crate::domain::{alg_id_of, now_millis, random_hex, vias, FieldError};
 use crate::store::{
-    Deployment, EdgePool, NewEdgePool, PoolFilter, PoolSort, Service, ServiceFilter, ServiceSort,
+    Deployment, EdgePool, Listing, NewEdgePool, PoolFilter, PoolSort, Service, ServiceFilter,
+    ServiceSort,
 };
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -129,13 +130,26 @@ pub(super) async fn list_services(
             .filter(|n| !n.is_empty()),
         deployed: None,
     };
-    let mut l = st.store.list_services(p.pk, &filter, listing).await?;
-    if !statuses.is_empty() {
-        // The status is derived: filter what the page holds. With a status
-        // filter, ask for every row (is_paged=false) to count exactly.
+    let l = if statuses.is_empty() {
+        st.store.list_services(p.pk, &filter, listing).await?
+    } else {
+        // The status is derived (deployment and pool liveness): filter every
+        // matching service, then cut the page, so `count` stays exact. A
+        // project's services are a catalogue, not millions of rows.
+        let every = Listing {
+            page: None,
+            ..listing
+        };
+        let mut l = st.store.list_services(p.pk, &filter, every).await?;
         l.items.retain(|s| statuses.contains(&alg_status(s)));
         l.count = l.items.len() as u64;
-    }
+        if let Some(page) = listing.page {
+            let skip = usize::try_from(page.offset).unwrap_or(usize::MAX);
+            let take = usize::try_from(page.limit).unwrap_or(usize::MAX);
+            l.items = l.items.into_iter().skip(skip).take(take).collect();
+        }
+        l
+    };
     Ok(Json(ServiceListReply {
         count: l.count,
         service_list: l.items.into_iter().map(Into::into).collect(),
@@ -194,7 +208,7 @@ pub(super) async fn show_service(
         .list_services(
             p.pk,
             &ServiceFilter::default(),
-            crate::store::Listing {
+            Listing {
                 sort: ServiceSort::FunctionVersion,
                 descending: false,
                 page: None,
@@ -469,7 +483,7 @@ pub(super) async fn list_edge_pools(
         .list_edge_pools(
             p.pk,
             &PoolFilter { name_like, running },
-            crate::store::Listing {
+            Listing {
                 sort,
                 descending,
                 page: paged.then_some(crate::store::Page {
