@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
+use serde_json::json;
 use std::sync::Arc;
 use taskcenter::domain::dump::DumpRecord;
 use taskcenter::domain::transition::{self, Event, Outcome};
@@ -225,9 +226,69 @@ async fn round_trip(src: Ctx, dst: TestDb) {
         .apply_task_event(src.project_pk, "t21", Event::Schedule)
         .await
         .unwrap();
+    // The VIAS wire's objects: an edge pool, a service deployed onto it with
+    // its settings, a source with coordinates and tags, a single task.
+    let pool = src
+        .post(
+            "/v2/p1/edge-pools",
+            json!({"name": "north-pool", "description": "北门", "nodes": ["edge-a"]}),
+        )
+        .await;
+    assert_eq!(pool.status, 201, "{}", pool.body);
+    let pool_id = pool.body["id"].as_str().unwrap().to_owned();
+    let services = src.get("/v2/p1/algorithm/services/user").await.body;
+    let fire = services["service_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_name"] == "fire.x")
+        .unwrap()["alg_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        src.call("PUT", &format!("/v2/p1/algorithm/{fire}/deploy/stop"), None)
+            .await
+            .status,
+        200
+    );
+    let r = src
+        .post(
+            &format!("/v2/p1/algorithm/{fire}/deploy"),
+            json!({"pool_id": pool_id, "stream_count": 4,
+            "deploy_config": {"gpu": "t4"}, "envs": {"MODE": "night"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = src
+        .post("/v2/p1/source", json!({"id": "s9", "video_source_name": "cam-9", "access_type": "cloud",
+            "url": "rtsp://cam9/live", "latitude": "31.2304", "longitude": "121.4737", "tag": ["north", "gate"],
+            "video_group_ids": ["g1"]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = src
+        .post("/v2/p1/services/fire.x/tasks", json!({"name": "single_1", "description": "one camera",
+            "service_version": "1.0.0", "input": {"type": "video_source", "data": [{"video_source_id": "s9"}]},
+            "output": {"event_center": true}, "config": {"threshold": 0.5},
+            "schedule": {"type": "weekly", "timezone": "+08:00", "days_of_week": [1, 2],
+                "periods": [[{"begin_at": "08:00:00", "end_at": "18:00:00"}]]},
+            "resource_order_id": "order-1"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let first = export_lines(&src.store).await;
     assert!(first.lines().count() > 20);
     assert!(first.contains(r#""kind":"user","name":"carol""#));
+    for needle in [
+        r#""kind":"edge_pool""#,
+        "edge-a",
+        "night",
+        "121.4737",
+        "single_1",
+        "order-1",
+        "08:00:00",
+    ] {
+        assert!(first.contains(needle), "the dump keeps {needle}");
+    }
     let dst_store = open(&dst).await;
     import_lines(&dst_store, &first).await;
     let second = export_lines(&dst_store).await;

@@ -277,9 +277,8 @@ pub(super) const MAX_SOURCES_PER_GROUP: usize = 1000;
 fn check_order_id(v: &Option<String>) -> Result<(), FieldError> {
     if let Some(o) = v {
         let ok = (4..=36).contains(&o.len())
-            && o.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || (b','..=b'_').contains(&b)
-            });
+            && o.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !ok {
             return Err(FieldError::new(
                 "resource_order_id",
@@ -296,7 +295,7 @@ fn validate(b: CreateBatchTaskBody) -> Result<NewBatchTask, FieldError> {
     let description = b.description.unwrap_or_default();
     field::check_text("description", &description, 500)?;
     let service_name = required(b.service_name, "service_name")?;
-    field::check_service_name("service_name", &service_name)?;
+    field::check_service_ref("service_name", &service_name)?;
     let service_version = required(b.service_version, "service_version")?;
     field::check_service_token("service_version", &service_version)?;
     let priority = match b.priority {

@@ -215,7 +215,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
             .find(|(n, _)| n == "service_name")
             .map(|(_, v)| v)
             .unwrap_or_default();
-        crate::domain::field::check_service_name("service_name", &name)
+        crate::domain::field::check_service_ref("service_name", &name)
             .map_err(ApiError::invalid)?;
         Ok(ServicePath(name))
     }

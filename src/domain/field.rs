@@ -137,6 +137,13 @@ pub fn check_service_name(param: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
+/// A service name that refers to a registered service: VIAS's pattern, or
+/// the older dotted form (`^[a-z0-9.]{3,32}$`) that dumps from before it
+/// may hold. New services take VIAS's pattern only.
+pub fn check_service_ref(param: &str, value: &str) -> Result<(), FieldError> {
+    check_service_name(param, value).or_else(|e| check_service_token(param, value).map_err(|_| e))
+}
+
 /// Service versions: `^[a-z0-9.]{3,32}$`.
 pub fn check_service_token(param: &str, value: &str) -> Result<(), FieldError> {
     let ok = (3..=32).contains(&value.len())

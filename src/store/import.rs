@@ -822,9 +822,7 @@ impl SqlImporter {
                 };
                 // Names registered before the VIAS pattern (dots allowed)
                 // still import.
-                if field::check_service_name("service_name", &s.service_name).is_err() {
-                    field::check_service_token("service_name", &s.service_name)?;
-                }
+                field::check_service_ref("service_name", &s.service_name)?;
                 field::check_service_token("service_version", &s.service_version)?;
                 field::check_display_name("alg_name", &s.alg_name, 1, 64)?;
                 field::check_display_name("company", &s.company, 1, 64)?;
