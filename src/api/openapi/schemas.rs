@@ -1,6 +1,7 @@
 //! The component schemas: VIAS's models with the JSON names and types the
 //! handlers read and write, the constraints they check, and taskcenter's
-//! additions marked `x-taskcenter-extension`.
+//! additions marked `x-taskcenter-extension`. A reply field the handler
+//! leaves out when empty (`skip_serializing_if`) is not `required`.
 
 use crate::domain::vias::SOURCE_TYPES;
 use crate::domain::TaskState;
@@ -43,6 +44,11 @@ pub(super) fn choice(values: &[&str]) -> Value {
     json!({"type": "string", "enum": values, "x-case-insensitive": true})
 }
 
+/// An enumeration of exactly these spellings.
+fn one_of(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+
 pub(super) fn int(min: u32, max: u32, default: Option<u32>) -> Value {
     let mut v = json!({"type": "integer", "format": "int32", "minimum": min, "maximum": max});
     if let Some(d) = default {
@@ -59,17 +65,19 @@ pub(super) fn str_max(max: u32) -> Value {
     json!({"type": "string", "maxLength": max})
 }
 
-/// An object schema; `required` may be empty (OpenAPI 3.0 forbids `[]`).
-pub(super) fn obj(required: &[&str], props: Value) -> Value {
+/// An object schema with its required properties named in `required`
+/// (space-separated; OpenAPI 3.0 forbids an empty list).
+fn obj(required: &str, props: Value) -> Value {
     let mut v = json!({"type": "object", "properties": props});
-    if !required.is_empty() {
-        v["required"] = json!(required);
+    let names: Vec<&str> = required.split_whitespace().collect();
+    if !names.is_empty() {
+        v["required"] = json!(names);
     }
     v
 }
 
-/// Marks a field, parameter or operation as taskcenter's, not VIAS's.
-pub(super) fn ext(mut v: Value, why: &str) -> Value {
+/// Marks a field as taskcenter's, not VIAS's.
+fn ext(mut v: Value, why: &str) -> Value {
     v["x-taskcenter-extension"] = json!(true);
     v["description"] = json!(why);
     v
@@ -80,6 +88,13 @@ fn desc(mut v: Value, d: &str) -> Value {
     v
 }
 
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(m), Value::Object(extra)) = (a.as_object_mut(), b) {
+        m.extend(extra);
+    }
+    a
+}
+
 fn s() -> Value {
     json!({"type": "string"})
 }
@@ -88,8 +103,12 @@ fn i32_() -> Value {
     json!({"type": "integer", "format": "int32"})
 }
 
-fn i64_(d: &str) -> Value {
-    json!({"type": "integer", "format": "int64", "description": d})
+fn i64_() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+
+fn millis() -> Value {
+    desc(i64_(), "epoch milliseconds")
 }
 
 fn boolean() -> Value {
@@ -116,45 +135,6 @@ fn upper_state() -> Value {
     json!({"type": "string", "enum": upper})
 }
 
-fn merge(mut a: Value, b: Value) -> Value {
-    if let (Some(m), Value::Object(extra)) = (a.as_object_mut(), b) {
-        m.extend(extra);
-    }
-    a
-}
-
-fn error() -> Value {
-    obj(
-        &[
-            "error_code",
-            "error_msg",
-            "detail",
-            "params",
-            "reason",
-            "advice",
-        ],
-        json!({
-        "error_code": desc(s(), "VIAS.00010001 … VIAS.00010012, or VIAS.TC.* for taskcenter's own conditions"),
-        "error_msg": s(), "detail": s(),
-        "params": {"type": "array", "maxItems": 1, "items": s(), "description": "the offending parameter, if one"},
-        "reason": s(), "advice": s()}),
-    )
-}
-
-/// TaskSchedule: a weekly plan, checked and stored; echoed by ShowTaskInfo.
-fn schedule() -> Value {
-    obj(
-        &["type", "timezone", "days_of_week"],
-        json!({
-        "type": choice(&["weekly"]),
-        "timezone": desc(str_pat("^[+-][0-9]{2}:[0-9]{2}$"), "the user's time zone, e.g. +08:00"),
-        "days_of_week": {"type": "array", "minItems": 1, "items": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 7},
-                         "description": "1 Monday … 7 Sunday"},
-        "days_of_month": desc(arr(i32_()), "stored as given (VIAS: monthly plans are not supported)"),
-        "periods": desc(arr(arr(json!({}))), "daily time windows, one inner array per day, stored as given")}),
-    )
-}
-
 fn data_category() -> Value {
     desc(
         arr(s()),
@@ -162,60 +142,66 @@ fn data_category() -> Value {
     )
 }
 
-/// TaskOutput: at least one mode, each complete (`batch_task::parse_output`).
-fn output() -> Value {
-    let mut v = obj(
-        &[],
-        json!({
-        "obs": obj(&["bucket", "path"], json!({
-            "bucket": str_pat("^[a-z0-9.-]{3,63}$"),
-            "path": {"type": "string", "minLength": 1, "maxLength": 1023, "pattern": "^[^/]", "description": "object prefix; must not start with /"},
-            "data_category": data_category()})),
-        "dis": obj(&["stream_name"], json!({"stream_name": str_pat("^[-A-Za-z0-9_]{1,64}$"), "data_category": data_category()})),
-        "webhook": obj(&["url"], json!({
-            "url": {"type": "string", "format": "uri", "maxLength": 2048, "pattern": "^https?://\\S*$"},
-            "headers": {"type": "object", "maxProperties": 10, "additionalProperties": s(), "description": "sent with each callback"},
-            "data_category": data_category()})),
-        "event_center": {"type": "boolean", "default": false}}),
-    );
-    v["description"] = json!("at least one of webhook, obs, dis, or event_center: true");
-    v["anyOf"] = json!([{"required": ["webhook"]}, {"required": ["obs"]}, {"required": ["dis"]},
-        {"required": ["event_center"], "properties": {"event_center": {"enum": [true]}}}]);
-    v
+/// The shared request models: schedule, output, config, batch input.
+fn shared() -> Value {
+    json!({
+        "Error": obj("error_code error_msg detail params reason advice", json!({
+            "error_code": desc(s(), "VIAS.000100xx, or VIAS.TC.* for taskcenter's own conditions"),
+            "error_msg": s(), "detail": s(),
+            "params": {"type": "array", "maxItems": 1, "items": s(), "description": "the offending parameter, if one"},
+            "reason": s(), "advice": s()})),
+        "TaskSchedule": obj("type timezone days_of_week", json!({
+            "type": choice(&["weekly"]),
+            "timezone": desc(str_pat("^[+-][0-9]{2}:[0-9]{2}$"), "the user's time zone, e.g. +08:00"),
+            "days_of_week": {"type": "array", "minItems": 1, "description": "1 Monday … 7 Sunday",
+                             "items": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 7}},
+            "days_of_month": desc(arr(i32_()), "stored as given (VIAS: monthly plans are not supported)"),
+            "periods": desc(arr(arr(json!({}))), "daily time windows, one inner array per day, stored as given")})),
+        "TaskOutput": merge(obj("", json!({
+            "obs": obj("bucket path", json!({
+                "bucket": str_pat("^[a-z0-9.-]{3,63}$"),
+                "path": {"type": "string", "minLength": 1, "maxLength": 1023, "pattern": "^[^/]",
+                         "description": "object prefix; must not start with /"},
+                "data_category": data_category()})),
+            "dis": obj("stream_name", json!({"stream_name": str_pat("^[-A-Za-z0-9_]{1,64}$"), "data_category": data_category()})),
+            "webhook": obj("url", json!({
+                "url": {"type": "string", "format": "uri", "maxLength": 2048, "pattern": "^https?://\\S*$"},
+                "headers": {"type": "object", "maxProperties": 10, "additionalProperties": s(),
+                            "description": "sent with each callback"},
+                "data_category": data_category()})),
+            "event_center": {"type": "boolean", "default": false}})), json!({
+            "description": "at least one of webhook, obs, dis, or event_center: true",
+            "anyOf": [{"required": ["webhook"]}, {"required": ["obs"]}, {"required": ["dis"]},
+                      {"required": ["event_center"], "properties": {"event_center": {"enum": [true]}}}]})),
+        "TaskServiceConfig": {"type": "object", "additionalProperties": true, "properties": {"common": {"type": "object"}},
+                              "description": "algorithm settings: a free JSON object passed to the service"},
+        "BatchTaskInputDto": obj("video_source_group", json!({
+            "video_source_group": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj("video_source_group_id", json!({
+                "video_source_group_id": str_pat(ID_PATTERN),
+                "video_source_list": {"type": "array", "maxItems": 1000, "description": "absent or empty: every source of the group",
+                    "items": obj("video_source_id", json!({
+                        "video_source_id": str_pat(ID_PATTERN),
+                        "target_roi": desc(s(), "JSON text in a string, as the SDK sends it (taskcenter also takes a JSON value and keeps its text)")}))}}))}}))
+    })
 }
 
-fn config() -> Value {
-    json!({"type": "object", "additionalProperties": true, "properties": {"common": {"type": "object"}},
-           "description": "algorithm settings: a free JSON object passed to the service"})
-}
-
-/// The fields every task and batch-task body shares.
-fn task_body_props() -> Map<String, Value> {
-    let v = json!({
+/// A request body: the fields every task and batch-task body shares, and
+/// `own`.
+fn body(required: &str, own: Value) -> Value {
+    obj(
+        required,
+        merge(
+            json!({
         "name": str_pat(NAME), "description": text(500), "schedule": r("TaskSchedule"), "output": r("TaskOutput"),
         "config": r("TaskServiceConfig"),
         "is_saved_as_template": {"type": "boolean", "default": false, "description": "accepted; taskcenter keeps no templates"},
-        "resource_order_id": desc(str_pat(ORDER_ID), "VIAS: ^[a-z0-9-_]{4,36}$, which the handler reads with `,-_` as a range")});
-    v.as_object().cloned().unwrap_or_default()
-}
-
-fn body(required: &[&str], common: Map<String, Value>, own: Value) -> Value {
-    obj(required, merge(Value::Object(common), own))
-}
-
-fn batch_input() -> Value {
-    obj(
-        &["video_source_group"],
-        json!({"video_source_group": {"type": "array", "minItems": 1, "maxItems": 100,
-        "items": obj(&["video_source_group_id"], json!({
-            "video_source_group_id": str_pat(ID_PATTERN),
-            "video_source_list": {"type": "array", "maxItems": 1000, "description": "absent or empty: every source of the group",
-                "items": obj(&["video_source_id"], json!({"video_source_id": str_pat(ID_PATTERN),
-                    "target_roi": desc(s(), "JSON text in a string, as the SDK sends it (taskcenter also takes a JSON value and keeps its text)")}))}}))}}),
+        "resource_order_id": desc(str_pat(ORDER_ID), "VIAS: ^[a-z0-9-_]{4,36}$, which the handler reads with `,-_` as a range")}),
+            own,
+        ),
     )
 }
 
-fn batch_bodies(m: &mut Map<String, Value>) {
+fn batch_tasks() -> Value {
     let priority = |d| {
         ext(
             merge(
@@ -225,33 +211,7 @@ fn batch_bodies(m: &mut Map<String, Value>) {
             d,
         )
     };
-    let own = json!({"service_name": str_pat(SERVICE_NAME), "service_version": str_pat(VERSION),
-        "priority": priority("the batch's priority (VIAS's console shows it; the SDK cannot send it)"),
-        "batch_input": r("BatchTaskInputDto")});
-    m.insert(
-        "CreateBatchTasksRequestBody".into(),
-        body(
-            &[
-                "name",
-                "service_name",
-                "service_version",
-                "batch_input",
-                "output",
-            ],
-            task_body_props(),
-            own.clone(),
-        ),
-    );
-    let mut update = body(&[], task_body_props(), own);
     let fixed = "if given, with service_version, must be the batch's own (VIAS has no such field: the service cannot change)";
-    update["properties"]["service_name"] = ext(str_pat(SERVICE_NAME), fixed);
-    update["properties"]["service_version"] = ext(str_pat(VERSION), fixed);
-    update["description"] =
-        json!("every field optional; batch_input replaces the groups and sources");
-    m.insert("UpdateBatchTaskRequestBody".into(), update);
-    m.insert("BatchOpResult".into(), obj(&["id", "total_count", "succeed_count", "failed_count", "error_list"], json!({
-        "id": desc(s(), "the batch task's id"), "total_count": i32_(), "succeed_count": i32_(), "failed_count": i32_(),
-        "error_list": desc(arr(s()), "one string per failure, `<video_source_id or task_id>: <error_code> <message>`")})));
     let counters: Map<String, Value> = TaskState::ALL
         .iter()
         .map(|s| {
@@ -261,216 +221,154 @@ fn batch_bodies(m: &mut Map<String, Value>) {
             )
         })
         .collect();
-    m.insert(
-        "BatchTaskStatusInfoDto".into(),
-        desc(
-            obj(&[], Value::Object(counters)),
-            "tasks per state; states with none are omitted",
-        ),
-    );
-    m.insert("BatchTaskDto".into(), obj(
-        &["id", "batch_task_name", "alg_name", "company", "type", "priority", "num_task", "created_at", "batch_task_status_info"],
-        json!({"id": s(), "batch_task_name": s(),
+    json!({
+        "CreateBatchTasksRequestBody": body("name service_name service_version batch_input output", json!({
+            "service_name": str_pat(SERVICE_NAME), "service_version": str_pat(VERSION),
+            "priority": priority("the batch's priority (VIAS's console shows it; the SDK cannot send it)"),
+            "batch_input": r("BatchTaskInputDto")})),
+        "UpdateBatchTaskRequestBody": desc(body("", json!({
+            "service_name": ext(str_pat(SERVICE_NAME), fixed), "service_version": ext(str_pat(VERSION), fixed),
+            "priority": priority("the batch's new priority"),
+            "batch_input": desc(r("BatchTaskInputDto"), "replaces the groups and sources")})), "every field optional"),
+        "BatchOpResult": obj("id total_count succeed_count failed_count error_list", json!({
+            "id": desc(s(), "the batch task's id"), "total_count": i32_(), "succeed_count": i32_(), "failed_count": i32_(),
+            "error_list": desc(arr(s()), "one string per failure, `<video_source_id or task_id>: <error_code> <message>`")})),
+        "BatchTaskStatusInfoDto": desc(obj("", Value::Object(counters)), "tasks per state; states with none are omitted"),
+        "BatchTaskDto": obj("id batch_task_name alg_name company type priority num_task created_at batch_task_status_info", json!({
+            "id": s(), "batch_task_name": s(),
             "video_source_name": desc(s(), "present when the tasks cover exactly one source"),
             "video_group_name": desc(s(), "group names, comma-joined in batch order; absent when none"),
             "alg_name": s(), "company": s(),
-            "type": desc(json!({"type": "string", "enum": ["0", "1"]}), "0 cloud, 1 edge"),
-            "priority": ext(json!({"type": "string", "enum": ["low", "medium", "high"]}), "the batch's priority"),
-            "num_task": i32_(), "created_at": i64_("epoch milliseconds"),
-            "batch_task_status_info": r("BatchTaskStatusInfoDto")})));
-    m.insert("ListBatchTasksResponse".into(), obj(&["count", "batch_task_list"], json!({
-        "count": desc(i32_(), "the number of matching batches"), "batch_task_list": arr(r("BatchTaskDto"))})));
-}
-
-fn task_input(m: &mut Map<String, Value>) {
-    m.insert("TaskInput".into(), obj(&["type", "data"], json!({
-        "type": choice(&INPUT_TYPES),
-        "data": {"type": "array", "minItems": 1, "maxItems": 100, "items": r("TaskInputData"),
-                 "description": "1–100 entries on CreateTask (one task each), exactly one on UpdateTask"},
-        "vcn": desc(json!({"type": "object"}), "VCN login (ip, port, username, password), stored as given")})));
-    m.insert("TaskInputData".into(), desc(obj(&[], json!({
-        "video_source_id": str_pat(ID_PATTERN), "stream_name": s(), "bucket": s(), "path": s(),
-        "url": {"type": "string", "format": "uri", "minLength": 1, "maxLength": 1000, "pattern": "^[a-zA-Z0-9+.-]+://\\S*$"},
-        "headers": {"type": "object", "maxProperties": 10}, "rtsp_path_in_response": str_max(1024),
-        "device_id": s(), "stream_type": int(1, 3, None), "id": s(), "certificate_check": boolean(),
-        "target_roi": ext(s(), "reply only: a batch task's region of interest for its source")})),
-        "by input type: video_source needs video_source_id; url needs url; restful needs url, rtsp_path_in_response \
-         and certificate_check; obs needs bucket and path; vcn needs device_id; edgecamera needs id"));
-}
-
-fn task_bodies(m: &mut Map<String, Value>) {
-    m.insert(
-        "CreateTasksRequestBody".into(),
-        body(
-            &["name", "input", "output", "service_version"],
-            task_body_props(),
-            json!({"input": r("TaskInput"), "service_version": str_pat(VERSION)}),
-        ),
-    );
-    m.insert(
-        "UpdateTasksRequestBody".into(),
-        body(
-            &[],
-            task_body_props(),
-            json!({
-        "input": {"allOf": [r("TaskInput"), {"properties": {"data": {"maxItems": 1}}}]}}),
-        ),
-    );
-    m.insert(
-        "CreateTaskResponse".into(),
-        obj(
-            &["tasks"],
-            json!({"tasks": arr(obj(&["id"], json!({"id": s()})))}),
-        ),
-    );
-    m.insert(
-        "TaskOpReply".into(),
-        obj(
-            &["id"],
-            json!({"id": s(),
-        "state": desc(upper_state(), "the task's state now; absent once it is gone")}),
-        ),
-    );
-    m.insert(
-        "TaskInfoDtoError".into(),
-        obj(&["code", "message"], json!({"code": s(), "message": s()})),
-    );
-    m.insert("TaskHistory".into(), obj(&["at", "from", "event"], json!({"at": i64_("epoch milliseconds"),
-        "from": upper_state(), "event": s(), "to": desc(upper_state(), "absent: the task was deleted")})));
+            "type": desc(one_of(&["0", "1"]), "0 cloud, 1 edge"),
+            "priority": ext(one_of(&["low", "medium", "high"]), "the batch's priority"),
+            "num_task": i32_(), "created_at": millis(), "batch_task_status_info": r("BatchTaskStatusInfoDto")})),
+        "ListBatchTasksResponse": obj("count batch_task_list", json!({
+            "count": desc(i32_(), "the number of matching batches"), "batch_task_list": arr(r("BatchTaskDto"))}))
+    })
 }
 
 /// What taskcenter adds to a task object (`task::TaskExtras`).
-fn task_extras(error_is_ours: bool) -> Value {
-    let error = if error_is_ours {
-        ext(r("TaskInfoDtoError"), "the last error")
-    } else {
-        r("TaskInfoDtoError")
-    };
+fn task_extras() -> Value {
     json!({
         "batch_id": ext(s(), "the batch the task belongs to; absent for CreateTask's tasks"),
         "video_source_id": ext(s(), "the video source it reads, if one"),
         "worker_id": ext(s(), "the worker running it, if any"),
         "worker_name": ext(s(), "that worker's name"),
-        "attempt": ext(json!({"type": "integer", "format": "int64"}), "how many times it was placed on a worker"),
-        "error": error})
+        "attempt": ext(i64_(), "how many times it was placed on a worker"),
+        "error": r("TaskInfoDtoError")})
 }
 
-fn task_replies(m: &mut Map<String, Value>) {
-    m.insert("TaskInfo".into(), obj(
-        &["id", "name", "service_id", "created_at", "state", "title", "type", "algorithm_publish_id", "attempt"],
-        merge(json!({"id": s(), "name": s(), "service_id": s(), "created_at": time_text(), "state": upper_state(),
-            "video_source_name": s(), "title": desc(s(), "the algorithm's display name"),
-            "type": desc(json!({"type": "string", "enum": ["0", "1"]}), "0 cloud, 1 edge"),
-            "algorithm_publish_id": desc(s(), "the algorithm's id (alg_id)")}), task_extras(true))));
-    m.insert(
-        "ListTasksResponse".into(),
-        obj(
-            &["count", "tasks", "page", "page_size"],
-            json!({
-        "count": desc(i32_(), "the number of entries on this page"), "tasks": arr(r("TaskInfo")),
-        "page": desc(i32_(), "1-based"), "page_size": i32_()}),
-        ),
+fn tasks() -> Value {
+    let type_text = desc(one_of(&["0", "1"]), "0 cloud, 1 edge");
+    let mut list_item = merge(
+        json!({"id": s(), "name": s(), "service_id": s(), "created_at": time_text(),
+        "state": upper_state(), "video_source_name": s(), "title": desc(s(), "the algorithm's display name"),
+        "type": type_text, "algorithm_publish_id": desc(s(), "the algorithm's id (alg_id)")}),
+        task_extras(),
     );
-    let ours = |d| ext(s(), d);
-    m.insert("ShowTaskInfoResponse".into(), obj(
-        &["id", "name", "project_id", "release_id", "service_id", "created_at", "updated_at", "state", "input", "title",
-          "company", "type", "package_id", "algorithm_publish_id", "attempt", "service_name", "service_version", "history"],
-        merge(json!({"id": s(), "name": s(), "creator": s(), "project_id": s(), "description": s(),
-            "release_id": s(), "service_id": s(), "created_at": time_text(),
-            "updated_at": desc(time_text(), "time of the last change"), "state": upper_state(),
-            "schedule": r("TaskSchedule"), "input": r("TaskInput"), "output": r("TaskOutput"), "config": r("TaskServiceConfig"),
-            "video_source_name": s(), "title": s(), "group_name": desc(s(), "comma-joined"), "company": s(),
-            "task_config": desc(s(), "config as JSON text"),
-            "type": json!({"type": "string", "enum": ["cloud", "edge"]}),
-            "resource_order_id": s(), "package_id": s(), "algorithm_publish_id": s(),
-            "service_name": ours("the task's service"), "service_version": ours("the service's version"),
-            "history": ext(arr(r("TaskHistory")), "every transition, oldest first")}), task_extras(false))));
+    list_item["error"] = ext(r("TaskInfoDtoError"), "the last error");
+    json!({
+        "TaskInput": obj("type data", json!({
+            "type": choice(&INPUT_TYPES),
+            "data": {"type": "array", "minItems": 1, "maxItems": 100, "items": r("TaskInputData"),
+                     "description": "1–100 entries on CreateTask (one task each), exactly one on UpdateTask"},
+            "vcn": desc(obj("", json!({"ip": s(), "port": i32_(), "username": s(), "password": s()})),
+                        "the VCN server's login, stored as given (not checked)")})),
+        "TaskInputData": desc(obj("", json!({
+            "video_source_id": str_pat(ID_PATTERN), "stream_name": s(), "bucket": s(), "path": s(),
+            "url": {"type": "string", "format": "uri", "minLength": 1, "maxLength": 1000, "pattern": "^[a-zA-Z0-9+.-]+://\\S*$"},
+            "headers": {"type": "object", "maxProperties": 10}, "rtsp_path_in_response": str_max(1024),
+            "device_id": s(), "stream_type": int(1, 3, None), "id": s(), "certificate_check": boolean(),
+            "target_roi": ext(s(), "reply only: a batch task's region of interest for its source")})),
+            "by input type: video_source needs video_source_id; url needs url; restful needs url, rtsp_path_in_response \
+             and certificate_check; obs needs bucket and path; vcn needs device_id; edgecamera needs id"),
+        "CreateTasksRequestBody": body("name input output service_version",
+            json!({"input": r("TaskInput"), "service_version": str_pat(VERSION)})),
+        "UpdateTasksRequestBody": body("", json!({
+            "input": {"allOf": [r("TaskInput"), {"properties": {"data": {"maxItems": 1}}}]}})),
+        "CreateTaskResponse": obj("tasks", json!({"tasks": arr(obj("id", json!({"id": s()})))})),
+        "TaskOpReply": obj("id", json!({"id": s(), "state": desc(upper_state(), "the task's state now; absent once it is gone")})),
+        "TaskInfoDtoError": obj("code message", json!({"code": s(), "message": s()})),
+        "TaskHistory": obj("at from event", json!({"at": millis(), "from": upper_state(), "event": s(),
+            "to": desc(upper_state(), "absent: the task was deleted")})),
+        "TaskInfo": obj("id name service_id created_at state title type algorithm_publish_id attempt", list_item),
+        "ListTasksResponse": obj("count tasks page page_size", json!({
+            "count": desc(i32_(), "the number of entries on this page"), "tasks": arr(r("TaskInfo")),
+            "page": desc(i32_(), "1-based"), "page_size": i32_()})),
+        "ShowTaskInfoResponse": obj("id name project_id release_id service_id created_at updated_at state input title company type \
+                                     package_id algorithm_publish_id attempt service_name service_version history",
+            merge(json!({"id": s(), "name": s(), "creator": s(), "project_id": s(), "description": s(),
+                "release_id": s(), "service_id": s(), "created_at": time_text(),
+                "updated_at": desc(time_text(), "time of the last change"), "state": upper_state(),
+                "schedule": r("TaskSchedule"), "input": r("TaskInput"), "output": r("TaskOutput"), "config": r("TaskServiceConfig"),
+                "video_source_name": s(), "title": s(), "group_name": desc(s(), "comma-joined"), "company": s(),
+                "task_config": desc(s(), "config as JSON text"), "type": one_of(&["cloud", "edge"]),
+                "resource_order_id": s(), "package_id": s(), "algorithm_publish_id": s(),
+                "service_name": ext(s(), "the task's service"), "service_version": ext(s(), "the service's version"),
+                "history": ext(arr(r("TaskHistory")), "every transition, oldest first")}), task_extras()))
+    })
 }
 
-fn group_props() -> Value {
-    json!({"video_group_id": s(), "video_group_name": s(), "access_type": json!({"type": "string", "enum": ["cloud", "edge"]}),
-        "create_at": i64_("epoch milliseconds"), "modify_at": i64_("epoch milliseconds"),
-        "num_video_source": i32_(), "group_status": r("GroupStatusDto"), "num_batch_task": i32_()})
-}
-
-const GROUP_REQUIRED: [&str; 8] = [
-    "video_group_id",
-    "video_group_name",
-    "access_type",
-    "create_at",
-    "modify_at",
-    "num_video_source",
-    "group_status",
-    "num_batch_task",
-];
-
-fn video_groups(m: &mut Map<String, Value>) {
-    let ids =
-        |max: u32, d: &str| desc(merge(arr(str_pat(ID_PATTERN)), json!({"maxItems": max})), d);
-    m.insert(
-        "GroupStatusDto".into(),
-        desc(
-            obj(
-                &["num_online", "num_exception", "num_offline"],
-                json!({"num_online": i32_(), "num_exception": i32_(), "num_offline": i32_()}),
+fn video_groups() -> Value {
+    let group = |extra: Value| {
+        obj(
+            "video_group_id video_group_name access_type create_at modify_at num_video_source \
+                                    group_status num_batch_task",
+            merge(
+                json!({
+        "video_group_id": s(), "video_group_name": s(), "access_type": one_of(&["cloud", "edge"]),
+        "create_at": millis(), "modify_at": millis(), "num_video_source": i32_(), "group_status": r("GroupStatusDto"),
+        "num_batch_task": i32_()}),
+                extra,
             ),
-            "every source reports online",
-        ),
-    );
-    m.insert(
-        "VideoGroupInfoDto".into(),
-        obj(
-            &GROUP_REQUIRED,
-            merge(group_props(), json!({"description": s()})),
-        ),
-    );
-    m.insert("VideoGroupListInfoDto".into(), obj(&GROUP_REQUIRED, merge(group_props(),
-        json!({"type": desc(s(), "the types of its sources, comma-joined; absent when it has none")}))));
-    m.insert(
-        "CreateVideoGroupDto".into(),
-        obj(
-            &["video_group_name", "access_type"],
-            json!({
-        "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5]{1,20}$"), "description": text(100),
-        "access_type": choice(&["cloud", "edge"]), "video_source_ids": ids(1000, "initial members"),
-        "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)")}),
-        ),
-    );
-    m.insert(
-        "CreateVideoGroupResponse".into(),
-        obj(&["video_group_id"], json!({"video_group_id": s()})),
-    );
-    m.insert("UpdateVideoGroupDto".into(), desc(obj(&[], json!({
-        "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,20}$"), "description": text(100),
-        "video_source_ids": ids(1000, "the full member set")})), "the body may be absent; absent fields stay as they are"));
-    m.insert("ListVideoGroupsResponse".into(), obj(&["video_group_number", "total_number", "quota_number", "video_group_list"], json!({
-        "video_group_number": desc(i32_(), "matching groups"), "total_number": desc(i32_(), "all the project's groups"),
-        "quota_number": desc(i32_(), "taskcenter sets no quota: 1000000"), "video_group_list": arr(r("VideoGroupListInfoDto"))})));
-    m.insert("IdReply".into(), obj(&["id"], json!({"id": s()})));
+        )
+    };
+    let ids = |d: &str| {
+        desc(
+            merge(arr(str_pat(ID_PATTERN)), json!({"maxItems": 1000})),
+            d,
+        )
+    };
+    json!({
+        "GroupStatusDto": desc(obj("num_online num_exception num_offline",
+            json!({"num_online": i32_(), "num_exception": i32_(), "num_offline": i32_()})), "every source reports online"),
+        "VideoGroupInfoDto": group(json!({"description": desc(s(), "absent when empty")})),
+        "VideoGroupListInfoDto": group(json!({"type": desc(s(), "the types of its sources, comma-joined; absent when none")})),
+        "CreateVideoGroupDto": obj("video_group_name access_type", json!({
+            "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5]{1,20}$"), "description": text(100),
+            "access_type": choice(&["cloud", "edge"]), "video_source_ids": ids("initial members"),
+            "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)")})),
+        "CreateVideoGroupResponse": obj("video_group_id", json!({"video_group_id": s()})),
+        "UpdateVideoGroupDto": desc(obj("", json!({
+            "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,20}$"), "description": text(100),
+            "video_source_ids": ids("the full member set")})), "the body may be absent; absent fields stay as they are"),
+        "ListVideoGroupsResponse": obj("video_group_number total_number quota_number video_group_list", json!({
+            "video_group_number": desc(i32_(), "matching groups"), "total_number": desc(i32_(), "all the project's groups"),
+            "quota_number": desc(i32_(), "taskcenter sets no quota: 1000000"),
+            "video_group_list": arr(r("VideoGroupListInfoDto"))})),
+        "IdReply": obj("id", json!({"id": s()}))
+    })
 }
 
-fn source_props() -> Value {
-    json!({"video_source_name": s(), "status": r("VideoSourceStatusInfoDto"),
-        "access_type": json!({"type": "string", "enum": ["cloud", "edge"]}), "type": json!({"type": "string", "enum": SOURCE_TYPES}),
-        "latitude": desc(s(), "numeric text"), "longitude": desc(s(), "numeric text"), "create_at": i64_("epoch milliseconds"),
-        "type_config": desc(s(), "XML"), "video_packages": desc(arr(r("VideoGroupInfoDto")), "the groups it belongs to"),
-        "tag": arr(s()), "stream_path": desc(s(), "the stream address; absent when the type_config names none"),
-        "scene_recommend": desc(arr(s()), "always empty"), "video_source_quality": desc(arr(s()), "always empty")})
-}
-
-const SOURCE_REQUIRED: [&str; 9] = [
-    "video_source_name",
-    "status",
-    "access_type",
-    "type",
-    "create_at",
-    "type_config",
-    "video_packages",
-    "tag",
-    "scene_recommend",
-];
-
-fn video_sources(m: &mut Map<String, Value>) {
+fn video_sources() -> Value {
+    let source = |required: &str, extra: Value| {
+        obj(
+            &format!(
+                "video_source_name status access_type type create_at \
+        type_config video_packages tag scene_recommend video_source_quality {required}"
+            ),
+            merge(
+                json!({
+        "video_source_name": s(), "status": r("VideoSourceStatusInfoDto"), "access_type": one_of(&["cloud", "edge"]),
+        "type": one_of(&SOURCE_TYPES), "latitude": desc(s(), "numeric text"), "longitude": desc(s(), "numeric text"),
+        "create_at": millis(), "type_config": desc(s(), "XML"),
+        "video_packages": desc(arr(r("VideoGroupInfoDto")), "the groups it belongs to"), "tag": arr(s()),
+        "stream_path": desc(s(), "the stream address; absent when the type_config names none"),
+        "scene_recommend": desc(arr(s()), "always empty"), "video_source_quality": desc(arr(s()), "always empty")}),
+                extra,
+            ),
+        )
+    };
     let name = str_pat("^(?! )(?!.* $)[a-zA-Z0-9\\u4e00-\\u9fa5 .()（）_-]{1,100}$");
     let coordinate = |limit| {
         desc(
@@ -482,311 +380,147 @@ fn video_sources(m: &mut Map<String, Value>) {
         "XML, e.g. <type>URL</type><config><URL_ADDRESS>rtsp://…</URL_ADDRESS></config>; the stream URL is the \
          first non-empty URL_ADDRESS, RTSP_URL or URL (at most 2048 characters)");
     let tags = json!({"type": "array", "maxItems": 4, "items": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,10}$")});
-    m.insert(
-        "VideoSourceStatusInfoDto".into(),
-        desc(
-            obj(
-                &["status", "name", "level"],
-                json!({"status": s(), "name": s(), "level": desc(s(), "numeric text, e.g. \"1\"")}),
-            ),
-            "taskcenter does not probe streams: always ONLINE, level 1",
-        ),
-    );
-    let mut list_item = merge(
-        source_props(),
-        json!({"video_source_id": s(), "num_tasks": i32_(),
-        "num_service_config_templates": desc(i32_(), "always 0")}),
-    );
-    let mut required = SOURCE_REQUIRED.to_vec();
-    required.extend([
-        "video_source_id",
-        "num_tasks",
-        "num_service_config_templates",
-    ]);
-    list_item = obj(&required, list_item);
-    m.insert("ListVideoSourceInfoDto".into(), list_item);
-    m.insert(
-        "VideoSourceDetail".into(),
-        desc(
-            obj(
-                &SOURCE_REQUIRED,
-                merge(
-                    source_props(),
-                    json!({
-        "service_config_templates": desc(arr(json!({"type": "object"})), "always empty")}),
-                ),
-            ),
-            "it carries no id, as VIAS",
-        ),
-    );
-    m.insert("CreateVideoSourceDto".into(), obj(&["video_source_name", "access_type"], json!({
-        "video_source_name": name.clone(), "access_type": choice(&["cloud", "edge"]),
-        "type": desc(choice(&SOURCE_TYPES), "required unless a stream URL is given (by url, or in type_config): then url"),
-        "latitude": coordinate(90), "longitude": coordinate(180),
-        "video_group_ids": {"type": "array", "maxItems": 100, "items": str_pat(ID_PATTERN)},
-        "type_config": desc(type_config.clone(), "required unless url is given"), "tag": tags.clone(),
-        "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)"),
-        "url": ext(json!({"type": "string", "minLength": 1, "maxLength": 2048}),
-            "shorthand for type url with a URL type_config; ignored when type_config is given")})));
-    m.insert(
-        "CreateVideoSourceResponse".into(),
-        obj(&["video_source_id"], json!({"video_source_id": s()})),
-    );
-    m.insert(
-        "UpdateVideoSourceDto".into(),
-        desc(
-            obj(
-                &[],
-                json!({"video_source_name": name, "latitude": coordinate(90),
-        "longitude": coordinate(180), "type_config": type_config, "tag": tags}),
-            ),
-            "absent fields stay as they are",
-        ),
-    );
-    m.insert("ListVideoSourcesResponse".into(), obj(&["video_source_number", "total_number", "quota_number", "video_source_list"], json!({
-        "video_source_number": desc(i32_(), "matching sources"), "total_number": desc(i32_(), "all the project's sources"),
-        "quota_number": desc(i32_(), "taskcenter sets no quota: 1000000"), "video_source_list": arr(r("ListVideoSourceInfoDto"))})));
+    json!({
+        "VideoSourceStatusInfoDto": desc(obj("status name level",
+            json!({"status": s(), "name": s(), "level": desc(s(), "numeric text, e.g. \"1\"")})),
+            "taskcenter does not probe streams: always ONLINE, level 1"),
+        "ListVideoSourceInfoDto": source("video_source_id num_tasks num_service_config_templates", json!({
+            "video_source_id": s(), "num_tasks": i32_(), "num_service_config_templates": desc(i32_(), "always 0")})),
+        "VideoSourceDetail": desc(source("service_config_templates", json!({
+            "service_config_templates": desc(arr(json!({"type": "object"})), "always empty")})), "it carries no id, as VIAS's"),
+        "CreateVideoSourceDto": obj("video_source_name access_type", json!({
+            "video_source_name": name.clone(), "access_type": choice(&["cloud", "edge"]),
+            "type": desc(choice(&SOURCE_TYPES), "required unless a stream URL is given (by url, or in type_config): then url"),
+            "latitude": coordinate(90), "longitude": coordinate(180),
+            "video_group_ids": {"type": "array", "maxItems": 100, "items": str_pat(ID_PATTERN)},
+            "type_config": desc(type_config.clone(), "required unless url is given"), "tag": tags.clone(),
+            "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)"),
+            "url": ext(json!({"type": "string", "minLength": 1, "maxLength": 2048}),
+                "shorthand for type url with a URL type_config; ignored when type_config is given")})),
+        "CreateVideoSourceResponse": obj("video_source_id", json!({"video_source_id": s()})),
+        "UpdateVideoSourceDto": desc(obj("", json!({"video_source_name": name, "latitude": coordinate(90),
+            "longitude": coordinate(180), "type_config": type_config, "tag": tags})), "absent fields stay as they are"),
+        "ListVideoSourcesResponse": obj("video_source_number total_number quota_number video_source_list", json!({
+            "video_source_number": desc(i32_(), "matching sources"), "total_number": desc(i32_(), "all the project's sources"),
+            "quota_number": desc(i32_(), "taskcenter sets no quota: 1000000"),
+            "video_source_list": arr(r("ListVideoSourceInfoDto"))}))
+    })
 }
 
-fn algorithms(m: &mut Map<String, Value>) {
-    let status = desc(json!({"type": "string", "enum": ALG_STATUSES}),
-        "service_running when deployed (service_concerning on a pool without a live worker), else not_deployed");
-    let common = json!({"alg_id": desc(s(), "UUID form, derived from the service id"), "service_id": s(), "service_name": s(),
-        "package_id": s(), "package_name": s(), "company": s(), "alg_version": s(), "function_version": s(), "tags": arr(s()),
-        "created_at": i64_("epoch milliseconds"), "alg_status": status,
-        "deploy_type": json!({"type": "string", "enum": ["cloud", "edge"]}),
-        "alg_class": json!({"type": "string", "enum": ["self", "partner"]}),
-        "request_mode": json!({"type": "string", "enum": ["sync", "async"]}), "description": desc(s(), "absent when empty")});
-    let required = [
-        "alg_id",
-        "service_id",
-        "service_name",
-        "package_id",
-        "package_name",
-        "company",
-        "alg_version",
-        "function_version",
-        "tags",
-        "created_at",
-        "alg_status",
-        "deploy_type",
-        "alg_class",
-        "request_mode",
-        "alg_name",
-    ];
-    m.insert(
-        "ServicesListInfoDto".into(),
-        obj(
-            &required,
-            merge(
-                common.clone(),
-                json!({"alg_name": ext(s(), "the algorithm's display name (VIAS's title)")}),
-            ),
-        ),
-    );
-    m.insert("ListUserServicesResponse".into(), obj(&["count", "service_list", "total"], json!({
-        "count": desc(i32_(), "services after filtering"), "service_list": arr(r("ServicesListInfoDto")),
-        "total": desc(i32_(), "all the project's services")})));
-    let mut detail = merge(
-        common,
-        json!({"release_flag": boolean(), "updated_at": i64_("epoch milliseconds"),
-        "release_at": i64_("epoch milliseconds"), "api": desc(s(), "the CreateTask path of this service"),
-        "pool_id": desc(s(), "the edge pool it is deployed onto, if any"), "alg_name": s(), "alg_versions": arr(s()),
-        "service_api_list": desc(arr(r("ServiceApiDto")), "always empty"),
-        "deployment_constraints": r("DeploymentConstraintsDto")}),
-    );
-    detail = obj(
-        &[
-            "service_id",
-            "service_name",
-            "function_version",
-            "release_flag",
-            "created_at",
-            "updated_at",
-            "release_at",
-            "api",
-            "alg_name",
-            "alg_id",
-            "request_mode",
-            "package_name",
-            "package_id",
-            "alg_version",
-            "alg_versions",
-            "service_api_list",
-            "deployment_constraints",
-            "company",
-            "tags",
-            "deploy_type",
-            "alg_class",
-            "alg_status",
-        ],
-        detail,
-    );
-    m.insert("ShowServiceDetailResponse".into(), detail);
-    m.insert(
-        "ServiceApiDto".into(),
-        obj(
-            &[],
-            json!({"request_type": json!({"type": "string", "enum": ["get", "post"]}),
-        "zh": s(), "en": s(), "request_url": s()}),
-        ),
-    );
-    m.insert("DeploymentConstraintsDto".into(), obj(&["request_mode", "input_types", "output_types"], json!({
-        "request_mode": json!({"type": "string", "enum": ["sync", "async"]}),
-        "input_types": arr(json!({"type": "string", "enum": ["OBS", "URL", "Restful", "VCN", "EdgeCamera"]})),
-        "output_types": arr(json!({"type": "string", "enum": ["OBS", "DIS", "Webhook"]}))})));
-    m.insert("DeployServiceReq".into(), obj(&["stream_count"], json!({
-        "pool_id": desc(str_pat(ID_PATTERN), "an edge pool; only for edge services"),
-        "stream_count": int(1, 10_000, None), "deploy_config": {"type": "object"},
-        "envs": {"type": "object", "additionalProperties": s(), "description": "names to string values"}})));
-    m.insert(
-        "DeployAlgorithmResponse".into(),
-        obj(&["alg_name"], json!({"alg_name": s()})),
-    );
-    m.insert(
-        "StopDeployAlgorithmResponse".into(),
-        obj(&["alg_id"], json!({"alg_id": s()})),
-    );
+fn algorithms() -> Value {
+    let common = json!({"alg_id": desc(s(), "UUID form, derived from the service id"), "service_id": s(),
+        "service_name": s(), "package_id": s(), "package_name": s(), "company": s(), "alg_version": s(),
+        "function_version": s(), "tags": arr(s()), "created_at": millis(),
+        "alg_status": desc(one_of(&ALG_STATUSES), "service_running when deployed (service_concerning on a pool \
+            without a live worker), else not_deployed"),
+        "deploy_type": one_of(&["cloud", "edge"]), "alg_class": one_of(&["self", "partner"]),
+        "request_mode": one_of(&["sync", "async"]), "description": desc(s(), "absent when empty")});
+    let required = "alg_id service_id service_name package_id package_name company alg_version function_version tags \
+                    created_at alg_status deploy_type alg_class request_mode alg_name";
+    json!({
+        "ServicesListInfoDto": obj(required, merge(common.clone(),
+            json!({"alg_name": ext(s(), "the algorithm's display name (VIAS's title)")}))),
+        "ListUserServicesResponse": obj("count service_list total", json!({
+            "count": desc(i32_(), "services after filtering"), "service_list": arr(r("ServicesListInfoDto")),
+            "total": desc(i32_(), "all the project's services")})),
+        "ShowServiceDetailResponse": obj(&format!("{required} release_flag updated_at release_at api alg_versions \
+                                                   service_api_list deployment_constraints"), merge(common, json!({
+            "release_flag": boolean(), "updated_at": millis(), "release_at": millis(),
+            "api": desc(s(), "the CreateTask path of this service"),
+            "pool_id": desc(s(), "the edge pool it is deployed onto, if any"), "alg_name": s(), "alg_versions": arr(s()),
+            "service_api_list": desc(arr(r("ServiceApiDto")), "always empty"),
+            "deployment_constraints": r("DeploymentConstraintsDto")}))),
+        "ServiceApiDto": obj("", json!({"request_type": one_of(&["get", "post"]), "zh": s(), "en": s(), "request_url": s()})),
+        "DeploymentConstraintsDto": obj("request_mode input_types output_types", json!({
+            "request_mode": one_of(&["sync", "async"]),
+            "input_types": arr(one_of(&["OBS", "URL", "Restful", "VCN", "EdgeCamera"])),
+            "output_types": arr(one_of(&["OBS", "DIS", "Webhook"]))})),
+        "DeployServiceReq": obj("stream_count", json!({
+            "pool_id": desc(str_pat(ID_PATTERN), "an edge pool; only for edge services"),
+            "stream_count": int(1, 10_000, None), "deploy_config": {"type": "object"},
+            "envs": {"type": "object", "additionalProperties": s(), "description": "names to string values"}})),
+        "DeployAlgorithmResponse": obj("alg_name", json!({"alg_name": s()})),
+        "StopDeployAlgorithmResponse": obj("alg_id", json!({"alg_id": s()}))
+    })
 }
 
-fn edge_pools(m: &mut Map<String, Value>) {
-    let state = || json!({"type": "string", "enum": ["Running", "Abnormal"]});
-    m.insert("CreateEdgePoolRequestDto".into(), obj(&["name", "nodes"], json!({
-        "name": desc(str_pat("^[a-z][a-z0-9-]{2,30}[a-z0-9]$"), "4–32 lowercase letters, digits and -"),
-        "description": text(255), "ief_service_instance_id": text(255),
-        "nodes": {"type": "array", "minItems": 1, "maxItems": 10, "description": "the names of the workers that make up the pool (VIAS: IEF node ids)",
-            "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^(?!\\s)(?!.*\\s$)[^,\\u0000-\\u001f\\u007f-\\u009f]*$"}}})));
-    m.insert(
-        "CreateEdgePoolResponse".into(),
-        obj(&["id"], json!({"id": s()})),
-    );
-    m.insert("EdgePoolListItemDto".into(), obj(&["id", "name", "state", "project_id", "workspace_id", "created_at", "updated_at"], json!({
-        "id": s(), "name": s(), "state": desc(state(), "Running while a worker of the pool is live"), "project_id": s(),
-        "workspace_id": desc(s(), "the project id"), "created_at": i64_("epoch milliseconds"),
-        "updated_at": i64_("epoch milliseconds"), "description": desc(s(), "absent when empty")})));
-    m.insert(
-        "ListEdgePoolsResponse".into(),
-        obj(
-            &["count", "edge_pools"],
-            json!({
-        "count": desc(i32_(), "matching pools"), "edge_pools": arr(r("EdgePoolListItemDto"))}),
-        ),
-    );
-    m.insert(
-        "ShowEdgePoolInfoResponse".into(),
-        json!({"allOf": [r("EdgePoolListItemDto"),
-        obj(&["nodes"], json!({"nodes": arr(r("EdgeNodeInfoDto"))}))]}),
-    );
-    m.insert("EdgeNodeInfoDto".into(), obj(&["id", "name", "state", "enable_gpu", "enable_npu", "gpu_info", "npu_info", "slots"], json!({
-        "id": desc(s(), "the worker's id, or its name until it registers"), "name": s(), "state": state(),
-        "enable_gpu": boolean(), "enable_npu": boolean(), "gpu_info": arr(json!({"type": "object"})),
-        "npu_info": arr(json!({"type": "object"})),
-        "slots": ext(json!({"type": "integer", "format": "int64"}), "the worker's task slots")})));
+fn edge_pools() -> Value {
+    let state = one_of(&["Running", "Abnormal"]);
+    json!({
+        "CreateEdgePoolRequestDto": obj("name nodes", json!({
+            "name": desc(str_pat("^[a-z][a-z0-9-]{2,30}[a-z0-9]$"), "4–32 lowercase letters, digits and -"),
+            "description": text(255), "ief_service_instance_id": text(255),
+            "nodes": {"type": "array", "minItems": 1, "maxItems": 10,
+                "description": "the names of the workers that make up the pool (VIAS: IEF node ids)",
+                "items": {"type": "string", "minLength": 1, "maxLength": 64,
+                          "pattern": "^(?!\\s)(?!.*\\s$)[^,\\u0000-\\u001f\\u007f-\\u009f]*$"}}})),
+        "CreateEdgePoolResponse": obj("id", json!({"id": s()})),
+        "EdgePoolListItemDto": obj("id name state project_id workspace_id created_at updated_at", json!({
+            "id": s(), "name": s(), "state": desc(state.clone(), "Running while a worker of the pool is live"),
+            "project_id": s(), "workspace_id": desc(s(), "the project id"), "created_at": millis(),
+            "updated_at": millis(), "description": desc(s(), "absent when empty")})),
+        "ListEdgePoolsResponse": obj("count edge_pools", json!({
+            "count": desc(i32_(), "matching pools"), "edge_pools": arr(r("EdgePoolListItemDto"))})),
+        "ShowEdgePoolInfoResponse": {"allOf": [r("EdgePoolListItemDto"), obj("nodes", json!({"nodes": arr(r("EdgeNodeInfoDto"))}))]},
+        "EdgeNodeInfoDto": obj("id name state enable_gpu enable_npu gpu_info npu_info slots", json!({
+            "id": desc(s(), "the worker's id, or its name until it registers"), "name": s(), "state": state,
+            "enable_gpu": boolean(), "enable_npu": boolean(), "gpu_info": arr(json!({"type": "object"})),
+            "npu_info": arr(json!({"type": "object"})), "slots": ext(i64_(), "the worker's task slots")}))
+    })
 }
 
-fn token(m: &mut Map<String, Value>) {
-    let named = || obj(&["id", "name"], json!({"id": s(), "name": s()}));
-    m.insert("TokenRequest".into(), obj(&["auth"], json!({"auth": obj(&["identity", "scope"], json!({
-        "identity": obj(&["methods", "password"], json!({
-            "methods": desc(arr(s()), "must include \"password\""),
-            "password": obj(&["user"], json!({"user": obj(&["name", "password"], json!({
-                "name": s(), "password": s(), "domain": desc(json!({}), "accepted; taskcenter has one domain")}))}))})),
-        "scope": obj(&["project"], json!({"project": desc(obj(&[], json!({"id": s(), "name": s()})), "id or name")}))}))})));
-    m.insert("TokenReply".into(), obj(&["token"], json!({"token": obj(
-        &["expires_at", "issued_at", "methods", "project", "user"], json!({
-            "expires_at": {"type": "string", "format": "date-time"}, "issued_at": {"type": "string", "format": "date-time"},
-            "methods": arr(s()), "project": named(), "user": named()}))})));
-}
-
-fn probes(m: &mut Map<String, Value>) {
-    m.insert(
-        "Probe".into(),
-        obj(
-            &["status"],
-            json!({
-        "status": {"type": "string", "enum": ["ok", "unavailable"]},
-        "backend": desc(s(), "the store's backend (Readyz)")}),
-        ),
-    );
-    m.insert(
-        "OpenApi".into(),
-        json!({"type": "object", "description": "an OpenAPI 3.0 document"}),
-    );
-}
-
-fn worker(m: &mut Map<String, Value>) {
-    let int64 = || json!({"type": "integer", "format": "int64"});
+/// The routes outside VIAS: the login, the probes and the worker protocol.
+fn own() -> Value {
+    let named = || obj("id name", json!({"id": s(), "name": s()}));
     let strict =
-        |req: &[&str], props| merge(obj(req, props), json!({"additionalProperties": false}));
-    m.insert(
-        "Held".into(),
-        obj(
-            &["task", "attempt"],
-            json!({"task": int64(), "attempt": int64()}),
-        ),
-    );
-    m.insert("Assignment".into(), obj(&["task", "attempt", "project_id", "task_id", "batch_id", "source_url", "config",
-        "service_name", "service_version"], json!({"task": int64(), "attempt": int64(), "project_id": s(), "task_id": s(),
-        "batch_id": {"type": "string", "nullable": true}, "source_url": s(), "source_config": desc(s(), "the source's type_config"),
-        "input": desc(s(), "CreateTask's input as JSON text"), "config": s(), "service_name": s(), "service_version": s()})));
-    m.insert(
-        "RegisterRequest".into(),
-        strict(
-            &["kind", "slots"],
-            json!({
-        "kind": {"type": "string", "enum": ["cloud", "edge"]},
-        "slots": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000}}),
-        ),
-    );
-    m.insert(
-        "RegisterReply".into(),
-        obj(
-            &["lease_ms", "max_wait_ms"],
-            json!({"lease_ms": int64(), "max_wait_ms": int64()}),
-        ),
-    );
-    m.insert(
-        "SyncRequest".into(),
-        strict(
-            &["running"],
-            json!({
-        "running": {"type": "array", "maxItems": 100_000, "items": r("Held")},
-        "wait_ms": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
-                    "description": "long-poll; capped at 20000 and at half the lease"}}),
-        ),
-    );
-    m.insert(
-        "SyncReply".into(),
-        obj(
-            &["assign", "stop", "upgrade"],
-            json!({"assign": arr(r("Assignment")),
-        "stop": arr(r("Held")), "upgrade": arr(r("Assignment"))}),
-        ),
-    );
-    m.insert("ReportRequest".into(), strict(&["task", "attempt", "event"], json!({"task": int64(), "attempt": int64(),
-        "event": {"type": "string", "enum": ["started", "spawn_failed", "exited", "crashed", "released", "upgraded"]},
-        "error_code": desc(s(), "clipped to 500 characters"), "error_message": desc(s(), "clipped to 500 characters")})));
-    m.insert("ReportReply".into(), obj(&["applied", "state"], json!({"applied": boolean(),
-        "state": {"type": "string", "nullable": true, "description": "the task's state; null once it is gone"}})));
+        |required: &str, props| merge(obj(required, props), json!({"additionalProperties": false}));
+    let clipped = || desc(s(), "clipped to 500 characters");
+    json!({
+        "TokenRequest": obj("auth", json!({"auth": obj("identity scope", json!({
+            "identity": obj("methods password", json!({
+                "methods": desc(arr(s()), "must include \"password\""),
+                "password": obj("user", json!({"user": obj("name password", json!({
+                    "name": s(), "password": s(), "domain": desc(json!({}), "accepted; taskcenter has one domain")}))}))})),
+            "scope": obj("project", json!({"project": desc(obj("", json!({"id": s(), "name": s()})), "id or name")}))}))})),
+        "TokenReply": obj("token", json!({"token": obj("expires_at issued_at methods project user", json!({
+            "expires_at": {"type": "string", "format": "date-time"}, "issued_at": {"type": "string", "format": "date-time"},
+            "methods": arr(s()), "project": named(), "user": named()}))})),
+        "Probe": obj("status", json!({"status": one_of(&["ok", "unavailable"]), "backend": desc(s(), "the store's backend (Readyz)")})),
+        "OpenApi": {"type": "object", "description": "an OpenAPI 3.0 document"},
+        "Held": obj("task attempt", json!({"task": i64_(), "attempt": i64_()})),
+        "Assignment": obj("task attempt project_id task_id batch_id source_url config service_name service_version", json!({
+            "task": i64_(), "attempt": i64_(), "project_id": s(), "task_id": s(),
+            "batch_id": {"type": "string", "nullable": true}, "source_url": s(),
+            "source_config": desc(s(), "the source's type_config"), "input": desc(s(), "CreateTask's input as JSON text"),
+            "config": s(), "service_name": s(), "service_version": s()})),
+        "RegisterRequest": strict("kind slots", json!({"kind": one_of(&["cloud", "edge"]),
+            "slots": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000}})),
+        "RegisterReply": obj("lease_ms max_wait_ms", json!({"lease_ms": i64_(), "max_wait_ms": i64_()})),
+        "SyncRequest": strict("running", json!({
+            "running": {"type": "array", "maxItems": 100_000, "items": r("Held")},
+            "wait_ms": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
+                        "description": "long-poll; capped at 20000 and at half the lease"}})),
+        "SyncReply": obj("assign stop upgrade", json!({"assign": arr(r("Assignment")), "stop": arr(r("Held")),
+            "upgrade": arr(r("Assignment"))})),
+        "ReportRequest": strict("task attempt event", json!({"task": i64_(), "attempt": i64_(),
+            "event": one_of(&["started", "spawn_failed", "exited", "crashed", "released", "upgraded"]),
+            "error_code": clipped(), "error_message": clipped()})),
+        "ReportReply": obj("applied state", json!({"applied": boolean(),
+            "state": {"type": "string", "nullable": true, "description": "the task's state; null once it is gone"}}))
+    })
 }
 
 pub(super) fn schemas() -> Value {
-    let mut m = Map::new();
-    m.insert("Error".into(), error());
-    m.insert("TaskSchedule".into(), schedule());
-    m.insert("TaskOutput".into(), output());
-    m.insert("TaskServiceConfig".into(), config());
-    m.insert("BatchTaskInputDto".into(), batch_input());
-    batch_bodies(&mut m);
-    task_input(&mut m);
-    task_bodies(&mut m);
-    task_replies(&mut m);
-    video_groups(&mut m);
-    video_sources(&mut m);
-    algorithms(&mut m);
-    edge_pools(&mut m);
-    token(&mut m);
-    worker(&mut m);
-    probes(&mut m);
-    Value::Object(m)
+    [
+        shared(),
+        batch_tasks(),
+        tasks(),
+        video_groups(),
+        video_sources(),
+        algorithms(),
+        edge_pools(),
+        own(),
+    ]
+    .into_iter()
+    .fold(json!({}), merge)
 }
