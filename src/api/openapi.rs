@@ -556,6 +556,18 @@ pub async fn serve() -> Json<Value> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn every_table_line_is_an_operation() {
+        let lines = |t: &str| t.lines().filter(|l| !l.trim().is_empty()).count();
+        assert_eq!(
+            super::VIAS_OPS.lines().filter_map(super::vias_op).count(),
+            29
+        );
+        assert_eq!(lines(super::VIAS_OPS), 29);
+        let own = super::OWN_OPS.lines().filter_map(super::own_op).count();
+        assert_eq!(own, lines(super::OWN_OPS));
+    }
+
+    #[test]
     fn every_reference_resolves() {
         let doc = super::full_document();
         let text = doc.to_string();
