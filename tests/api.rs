@@ -291,7 +291,7 @@ both_backends! {
             (with(&|b| { b["name"] = json!("n".repeat(101)); }), "VIAS.00010001", "name"),
             (with(&|b| { b["description"] = json!("d".repeat(501)); }), "VIAS.00010001", "description"),
             (with(&|b| { b["priority"] = json!("urgent"); }), "VIAS.00010001", "priority"),
-            (with(&|b| { b["service_name"] = json!("has.dot"); }), "VIAS.00010001", "service_name"),
+            (with(&|b| { b["service_name"] = json!("Has.Dot"); }), "VIAS.00010001", "service_name"),
             (with(&|b| { b.as_object_mut().unwrap().remove("output"); }), "VIAS.00010001", "output"),
             (with(&|b| { b["output"] = json!({}); }), "VIAS.00010001", "output"),
             (with(&|b| { b["output"] = json!({"webhook": {"url": "ftp://x"}}); }), "VIAS.00010001", "output.webhook.url"),
