@@ -28,6 +28,14 @@ both_backends! {
         assert_eq!((t.body["state"].clone(), t.body["batch_id"].clone()), (json!("RUNNING"), json!(bid(1))));
         assert_error(&ctx.get("/v2/p1/tasks/nope").await, 400, "VIAS.00010002", Some("task_id"));
         assert_error(&ctx.get("/v2/p2/tasks/t11").await, 403, "VIAS.00010005", None);
+        // No worker: the pending t21 lacks resources, and says why, once.
+        let now = taskcenter::domain::now_millis();
+        taskcenter::scheduler::tick(&*ctx.store, now, &Default::default()).await.unwrap();
+        let t = ctx.get("/v2/p1/tasks/t21").await;
+        assert_eq!(t.body["state"], "LACK_OF_RESOURCES", "{}", t.body);
+        assert_eq!(t.body["error"]["code"], "VIAS.TC.NO_WORKER", "{}", t.body);
+        let raw = String::from_utf8(t.raw.clone()).unwrap();
+        assert_eq!(raw.matches("\"error\":").count(), 1, "one error key: {raw}");
     }
 
     async fn start_stop_and_delete_follow_the_table(ctx: Ctx) {
@@ -94,6 +102,7 @@ both_backends! {
         assert_eq!(r.body["succeed_count"], 2);
         assert_error(&ctx.call("PUT", &uri, Some(json!({"name": "alpha"}))).await, 400, "VIAS.00010011", None);
         assert_error(&ctx.call("PUT", &uri, Some(json!({"service_name": "helmet", "service_version": "1.0.0"}))).await, 400, "VIAS.00010001", Some("service_name"));
+        assert_error(&ctx.call("PUT", &uri, Some(json!({"service_name": "smoke.det"}))).await, 400, "VIAS.00010001", Some("service_version"));
         assert_error(&ctx.call("PUT", &uri, Some(json!({"name": "bad name!"}))).await, 400, "VIAS.00010001", Some("name"));
         assert_error(&ctx.call("PUT", &uri, Some(json!({"priority": "urgent"}))).await, 400, "VIAS.00010001", Some("priority"));
         assert_error(&ctx.call("PUT", &format!("/v2/p1/batch-tasks/{}", bid(99)), Some(json!({}))).await, 400, "VIAS.00010002", None);

@@ -274,7 +274,7 @@ pub(super) fn parse_schedule(s: TaskSchedule) -> Result<serde_json::Value, Field
 pub(super) const MAX_GROUPS: usize = 100;
 pub(super) const MAX_SOURCES_PER_GROUP: usize = 1000;
 
-fn check_order_id(v: &Option<String>) -> Result<(), FieldError> {
+pub(super) fn check_order_id(v: &Option<String>) -> Result<(), FieldError> {
     if let Some(o) = v {
         let ok = (4..=36).contains(&o.len())
             && o.bytes()
@@ -447,10 +447,32 @@ fn validate_update(b: CreateBatchTaskBody) -> Result<BatchUpdate, FieldError> {
         None => None,
     };
     check_order_id(&b.resource_order_id)?;
+    // Not VIAS's (a batch's algorithm cannot change): accepted when they
+    // name the batch's own service, and only as a pair.
+    let service = match (b.service_name, b.service_version) {
+        (Some(n), Some(v)) => {
+            field::check_service_ref("service_name", &n)?;
+            field::check_service_token("service_version", &v)?;
+            Some((n, v))
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(FieldError::new(
+                "service_version",
+                "service_name and service_version come together",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(FieldError::new(
+                "service_name",
+                "service_name and service_version come together",
+            ))
+        }
+    };
     Ok(BatchUpdate {
         name: b.name,
         description: b.description,
-        service: b.service_name.zip(b.service_version),
+        service,
         priority,
         groups: b.batch_input.map(parse_groups).transpose()?,
         config: b.config.map(serde_json::Value::Object),

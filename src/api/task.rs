@@ -4,7 +4,7 @@
 //! intent only; the transition table decides, and the scheduler and
 //! workers carry it out.
 
-use super::batch_task::{parse_output, parse_schedule, TaskOutput, TaskSchedule};
+use super::batch_task::{check_order_id, parse_output, parse_schedule, TaskOutput, TaskSchedule};
 use super::catalogue::{required, text};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ActionPath, ApiJson, ApiPath, Authed, ServicePath};
@@ -247,8 +247,7 @@ pub(super) struct TaskShowDto {
     created_at: String,
     updated_at: String,
     state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<TaskErrorDto>,
+    // `error` is VIAS's too; it comes once, with `ours`.
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule: Option<Value>,
     input: Value,
@@ -323,10 +322,6 @@ fn show_dto(t: TaskDetail, history: Vec<crate::store::lifecycle::TaskHistory>) -
         created_at: iso(t.created_at),
         updated_at: iso(t.updated_at),
         state: t.state.as_upper(),
-        error: t.error_code.map(|code| TaskErrorDto {
-            code,
-            message: t.error_message.unwrap_or_default(),
-        }),
         schedule: t.schedule,
         input,
         task_config: t.config.as_ref().map(Value::to_string),
@@ -525,22 +520,6 @@ pub(super) struct CreateTaskReply {
 #[derive(Serialize)]
 struct CreatedTask {
     id: String,
-}
-
-fn check_order_id(v: &Option<String>) -> Result<(), FieldError> {
-    if let Some(o) = v {
-        let ok = (4..=36).contains(&o.len())
-            && o.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || (b','..=b'_').contains(&b)
-            });
-        if !ok {
-            return Err(FieldError::new(
-                "resource_order_id",
-                "resource_order_id must match ^[a-z0-9-_]{4,36}$",
-            ));
-        }
-    }
-    Ok(())
 }
 
 pub(super) async fn create_task(
