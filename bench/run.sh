@@ -9,8 +9,10 @@
 # bench/queries.tsv with wrk at 32 connections, serves a static JSON body of
 # the same size from a bare axum handler as the ceiling, and prints per query
 # and backend: requests/s, p50, p99 and the ratio to the ceiling. Also the
-# import throughput and the peak RSS growth of `serve` during is_paged=false
-# on the largest project. Results land in bench/results/<N>.tsv.
+# import throughput, the peak RSS growth of `serve` during is_paged=false
+# on the largest project, and signed (AK/SK) against token requests on the
+# same query, back to back (the `signed_vs_token` line: signed rps, token rps
+# in the ceiling column, their ratio). Results land in bench/results/<N>.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,10 @@ for port in 18098 18099; do
 done
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+python3 -c 'import huaweicloudsdkcore' 2>/dev/null || python3 -m pip install -q huaweicloudsdkcore
+# Signed requests need a master key to seal access keys; one for this run.
+TASKCENTER_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export TASKCENTER_MASTER_KEY
 cargo build --release --quiet --bin taskcenter --example ceiling
 BIN=target/release/taskcenter
 CEILING=target/release/examples/ceiling
@@ -58,8 +64,14 @@ trap cleanup EXIT
 # wrk's latency figures in milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
 drive() { # url token → "rps p50 p99"
-    local r
-    r=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "X-Auth-Token: $2" "$1")
+    drive_with "$1" "X-Auth-Token: $2"
+}
+drive_with() { # url header... → "rps p50 p99"
+    local url=$1 r h
+    shift
+    local args=()
+    for h in "$@"; do args+=(-H "$h"); done
+    r=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}" "$url")
     echo "$(echo "$r" | awk '/Requests\/sec/ {print $2}') $(echo "$r" | awk '$1=="50%" {print $2}' | to_ms) $(echo "$r" | awk '$1=="99%" {print $2}' | to_ms)"
 }
 wait_port() { for _ in $(seq 1 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
@@ -103,6 +115,22 @@ for backend in ${BACKENDS//,/ }; do
         ratio=$(awk -v a="$rps" -v b="$ceil" 'BEGIN {printf "%.2f", a/b}')
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$name" "$bytes" "$rps" "$p50" "$p99" "$ceil" "$ratio" | tee -a "$OUT"
     done < bench/queries.tsv
+    # Signed requests against token requests, same query, back to back. The
+    # signature is made once and replayed (valid for its 15-minute window),
+    # so every request pays the full verification: canonical request, two
+    # SHA-256 and an HMAC.
+    printf 'bench-password\n' | "$BIN" --database-url "$URL" user create --project p0 bench > /dev/null
+    keys=$("$BIN" --database-url "$URL" access-key create --user bench)
+    ak=$(echo "$keys" | awk '$1=="access_key:" {print $2}')
+    sk=$(echo "$keys" | awk '$1=="secret_key:" {print $2}')
+    url="http://127.0.0.1:18098/v2/p0/batch-tasks"
+    mapfile -t signed < <(python3 bench/sign.py "$ak" "$sk" 127.0.0.1:18098 /v2/p0/batch-tasks p0)
+    bytes=$(curl -s "${signed[@]/#/-H}" "$url" | wc -c)
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "${signed[@]/#/-H}" "$url")" = 200 ] || { echo "signed request refused" >&2; exit 1; }
+    read -r trps _ _ <<< "$(drive "$url" "${TOKEN[p0]}")"
+    read -r srps sp50 sp99 <<< "$(drive_with "$url" "${signed[@]}")"
+    ratio=$(awk -v a="$srps" -v b="$trps" 'BEGIN {printf "%.2f", a/b}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" signed_vs_token "$bytes" "$srps" "$sp50" "$sp99" "$trps" "$ratio" | tee -a "$OUT"
     # Peak RSS growth of serve while it answers is_paged=false on p0.
     token=${TOKEN[p0]}
     rss_before=$(awk '/VmRSS/ {print $2}' /proc/$SERVER_PID/status)
