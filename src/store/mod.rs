@@ -19,12 +19,13 @@ mod sql_store;
 pub mod sqlite;
 pub mod tick_tx;
 mod traits;
+mod video;
 
 pub use model::*;
 
 pub use traits::{
     BatchStore, CatalogueStore, DumpStore, IdentityStore, PoolStore, SchedulerStore, Store,
-    TaskStore, WorkerStore,
+    TaskStore, VideoStore, WorkerStore,
 };
 
 /// The store's traits, for `use crate::store::prelude::*`.

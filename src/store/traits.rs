@@ -55,7 +55,7 @@ pub trait IdentityStore: Send + Sync {
     async fn touch_access_key(&self, pk: i64, at: i64, since: i64) -> StoreResult<()>;
 }
 
-/// Algorithm services, video groups and video sources.
+/// Algorithm services: what tasks run.
 #[async_trait]
 pub trait CatalogueStore: Send + Sync {
     async fn create_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service>;
@@ -76,6 +76,11 @@ pub trait CatalogueStore: Send + Sync {
     ) -> StoreResult<Service>;
     /// StopDeployAlgorithm: not deployed (ticks stop its live tasks).
     async fn undeploy_service(&self, project_pk: i64, key: &str) -> StoreResult<Service>;
+}
+
+/// Video groups and video sources.
+#[async_trait]
+pub trait VideoStore: Send + Sync {
     async fn create_video_group(
         &self,
         project_pk: i64,
@@ -287,6 +292,7 @@ pub trait DumpStore: Send + Sync {
 pub trait Store:
     IdentityStore
     + CatalogueStore
+    + VideoStore
     + PoolStore
     + BatchStore
     + TaskStore
