@@ -151,6 +151,84 @@ both_backends! {
         assert_error(&ctx.send(req("POST", "/v3/auth/tokens", None, "not json")).await, 400, "VIAS.00010001", None);
     }
 
+    async fn revoked_credentials_are_refused_everywhere_within_a_second(ctx: Ctx) {
+        use tower::ServiceExt;
+        // A second server process on the same database.
+        let other_store = taskcenter::store::open_sql(&ctx.db.url).await.unwrap();
+        let other = taskcenter::api::app(taskcenter::api::AppState::new(
+            other_store.clone(), Duration::from_secs(3600), Duration::from_secs(15)));
+        let on_other = |token: String| {
+            let router = other.router.clone();
+            async move { router.oneshot(req("GET", "/v2/p1/batch-tasks", Some(&token), "")).await.unwrap().status().as_u16() }
+        };
+        let refused_within_a_second = |token: String| {
+            let on_other = &on_other;
+            async move {
+                let start = std::time::Instant::now();
+                while on_other(token.clone()).await != 401 {
+                    assert!(start.elapsed() < Duration::from_secs(1), "the other server still takes the revoked credential");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let hash = identity::hash_password("correct horse").unwrap();
+        ctx.store.create_user("alice", &hash, &["p1".to_owned()]).await.unwrap();
+        let login = |pw: &'static str| {
+            let ctx = &ctx;
+            async move {
+                let r = ctx.send(req("POST", "/v3/auth/tokens", None, &password_body("alice", pw, json!({"id": "p1"})).to_string())).await;
+                (r.status.as_u16(), r.headers.get("x-subject-token").map(|h| h.to_str().unwrap().to_owned()))
+            }
+        };
+        let revoke = |caller: Option<&str>, subject: Option<&str>| {
+            let mut b = Request::builder().method("DELETE").uri("/v3/auth/tokens");
+            if let Some(c) = caller { b = b.header("x-auth-token", c); }
+            if let Some(s) = subject { b = b.header("x-subject-token", s); }
+            ctx.send(b.body(Body::empty()).unwrap())
+        };
+        let a = login("correct horse").await.1.unwrap();
+        let b = login("correct horse").await.1.unwrap();
+        assert_eq!(on_other(a.clone()).await, 200, "the other server has seen the token");
+        // Revoke a with b; then b logs itself out.
+        let r = revoke(Some(&b), Some(&a)).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert_eq!(ctx.send(req("GET", "/v2/p1/batch-tasks", Some(&a), "")).await.status, 401);
+        refused_within_a_second(a.clone()).await;
+        assert_error(&revoke(Some(&b), Some(&a)).await, 400, "VIAS.00010002", Some("X-Subject-Token"));
+        assert_error(&revoke(Some(&b), Some("tc1.nonsense")).await, 400, "VIAS.00010002", Some("X-Subject-Token"));
+        assert_error(&revoke(Some(&b), None).await, 400, "VIAS.00010001", Some("X-Subject-Token"));
+        assert_error(&revoke(None, Some(&b)).await, 401, "VIAS.00010005", None);
+        assert_error(&revoke(Some(&a), Some(&b)).await, 401, "VIAS.00010005", None);
+        assert_eq!(revoke(Some(&b), Some(&b)).await.status, 204);
+        refused_within_a_second(b.clone()).await;
+        // A new password revokes the user's tokens; deleting the user, the rest.
+        let c = login("correct horse").await.1.unwrap();
+        assert_eq!(on_other(c.clone()).await, 200);
+        ctx.store.set_user_password("alice", &identity::hash_password("battery staple").unwrap()).await.unwrap();
+        refused_within_a_second(c).await;
+        assert_eq!(login("correct horse").await.0, 401);
+        let d = login("battery staple").await.1.unwrap();
+        assert_eq!(on_other(d.clone()).await, 200);
+        ctx.store.delete_user("alice").await.unwrap();
+        refused_within_a_second(d).await;
+        assert_eq!(login("battery staple").await.0, 401);
+        assert!(matches!(ctx.store.delete_user("alice").await, Err(taskcenter::store::StoreError::NotFound { .. })));
+        // A revoked worker credential is refused at once.
+        let w = identity::create_worker(&*ctx.store, "w1").await.unwrap();
+        let register = |cred: String| {
+            let ctx = &ctx;
+            async move {
+                ctx.send(Request::post("/worker/v1/register").header("authorization", format!("Bearer {cred}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"kind":"cloud","slots":1}"#)).unwrap()).await.status.as_u16()
+            }
+        };
+        assert_eq!(register(w.credential.clone()).await, 200);
+        ctx.store.revoke_worker("w1").await.unwrap();
+        assert_eq!(register(w.credential.clone()).await, 401);
+        assert!(ctx.store.list_workers().await.unwrap()[0].lease_expires_at <= taskcenter::domain::now_millis());
+    }
+
     async fn unknown_routes_wrong_methods_and_bad_bodies(ctx: Ctx) {
         assert_error(&ctx.get("/v2/p1/nowhere").await, 404, "VIAS.00010002", None);
         assert_error(&ctx.send(req("GET", "/nowhere", None, "")).await, 404, "VIAS.00010002", None);
@@ -318,10 +396,9 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
                 op["operationId"].is_string(),
                 "{method} {path} has an operationId"
             );
-            assert!(
-                op["responses"].as_object().unwrap().contains_key("200")
-                    || op["responses"].as_object().unwrap().contains_key("201")
-            );
+            assert!(["200", "201", "204"]
+                .iter()
+                .any(|s| op["responses"].as_object().unwrap().contains_key(*s)));
             if path.starts_with("/v2/") {
                 for code in ["400", "401", "403", "500"] {
                     assert!(

@@ -369,3 +369,68 @@ fn cli_export_import_export_round_trips() {
     );
     assert!(first.stdout.len() > 1000);
 }
+
+/// Credentials taken back through the CLI: tokens listed and revoked, a
+/// password changed, a user deleted, a worker revoked.
+#[test]
+fn the_cli_revokes_what_it_issues() {
+    let dir = TempDir::new();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let out = cli(&dir.0, "c.db", args, stdin);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["project", "create", "one", "--id", "p1"], None).0);
+    // The database holds password hashes: its files are the owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["c.db", "c.db-wal", "c.db-shm"] {
+            if let Ok(m) = std::fs::metadata(dir.0.join(f)) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+            } else {
+                assert_ne!(f, "c.db", "the database file exists");
+            }
+        }
+    }
+    let (ok, token, _) = run(&["token", "issue", "--project", "p1"], None);
+    assert!(ok);
+    let id = token.trim().split('.').nth(1).unwrap().to_owned();
+    let (ok, listed, _) = run(&["token", "list"], None);
+    assert!(
+        ok && listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{id}\tp1\t-\t"))),
+        "{listed}"
+    );
+    assert!(!listed.contains(token.trim()), "no secret in the list");
+    assert!(run(&["token", "revoke", &id], None).0);
+    assert!(!run(&["token", "list"], None).1.contains(&id));
+    let (ok, _, err) = run(&["token", "revoke", &id], None);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+
+    assert!(
+        run(
+            &["user", "create", "alice", "--project", "p1"],
+            Some("pw-one\n")
+        )
+        .0
+    );
+    assert!(run(&["user", "passwd", "alice"], Some("pw-two\n")).0);
+    let (ok, _, err) = run(&["user", "passwd", "nobody"], Some("x\n"));
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    assert!(run(&["user", "delete", "alice"], None).0);
+    assert!(!run(&["user", "delete", "alice"], None).0);
+
+    let (ok, cred, _) = run(&["workers", "add", "w1"], None);
+    assert!(ok && cred.starts_with("tcw1."));
+    assert!(run(&["workers", "revoke", "w1"], None).0);
+    let (_, listed, _) = run(&["workers", "list"], None);
+    assert!(
+        listed.contains("\tw1\t") && listed.trim_end().ends_with("lost"),
+        "{listed}"
+    );
+    assert!(!run(&["workers", "revoke", "w2"], None).0);
+}

@@ -113,7 +113,11 @@ fn metrics_move(db: &str) {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let before = scrape(&metrics_addr);
-    let list = [("route", "/v2/{project_id}/batch-tasks"), ("status", "200")];
+    let list = [
+        ("method", "GET"),
+        ("route", "/v2/{project_id}/batch-tasks"),
+        ("status", "200"),
+    ];
     let lists_before = value(
         &before,
         "taskcenter_http_request_duration_seconds_count",
@@ -134,6 +138,52 @@ fn metrics_move(db: &str) {
         );
         assert_eq!(status, 200);
     }
+    // Two tasks: with no worker they wait, and the gauge counts them.
+    assert_eq!(
+        value(&before, "taskcenter_tasks", &[("state", "pending")]),
+        0.0
+    );
+    assert!(cli(
+        &dir.0,
+        db,
+        &[
+            "service",
+            "add",
+            "--project",
+            "default",
+            "--name",
+            "helmet",
+            "--version",
+            "1.0.0",
+            "--alg-name",
+            "Helmet",
+            "--company",
+            "Acme"
+        ],
+        None
+    )
+    .status
+    .success());
+    let post = |path: &str, body: serde_json::Value| {
+        let (status, _, reply) = http(&server.addr, "POST", path, Some(&token), Some(&body));
+        assert_eq!(status, 200, "{path}: {reply:?}");
+    };
+    post(
+        "/v2/default/video-group",
+        json!({"id": "gate", "video_group_name": "gate", "access_type": "cloud"}),
+    );
+    for cam in ["cam-1", "cam-2"] {
+        post(
+            "/v2/default/source",
+            json!({"id": cam, "video_source_name": cam, "access_type": "cloud",
+            "url": format!("rtsp://{cam}/live"), "video_group_ids": ["gate"]}),
+        );
+    }
+    post(
+        "/v2/default/batch-tasks",
+        json!({"name": "gate-helmet", "service_name": "helmet", "service_version": "1.0.0",
+        "batch_input": {"video_source_group": [{"video_source_group_id": "gate"}]}, "output": {"event_center": true}}),
+    );
     let wrong = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": "wrong", "domain": {"name": "d"}}}},
                               "scope": {"project": {"id": "default"}}}});
     let (status, _, _) = http(&server.addr, "POST", "/v3/auth/tokens", None, Some(&wrong));
@@ -166,6 +216,17 @@ fn metrics_move(db: &str) {
         "ticks happen and are timed"
     );
     assert!(after.iter().any(|s| s.0 == "taskcenter_workers"));
+    let waiting: f64 = ["pending", "scheduling", "lack_of_resources"]
+        .iter()
+        .map(|s| value(&after, "taskcenter_tasks", &[("state", s)]))
+        .sum();
+    assert_eq!(
+        waiting, 2.0,
+        "the two new tasks, pending or already found waiting"
+    );
+    assert!(after
+        .iter()
+        .any(|s| s.0 == "taskcenter_db_pool_connections"));
     assert!(
         value(&after, "taskcenter_open_connections", &[]) >= 0.0
             && after.iter().any(|s| s.0 == "taskcenter_open_connections")

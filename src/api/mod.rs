@@ -141,6 +141,7 @@ pub fn app(state: AppState) -> App {
     .add(Method::GET, "/readyz", readyz)
     .add(Method::GET, "/openapi.json", openapi::serve)
     .add(Method::POST, "/v3/auth/tokens", token::issue)
+    .add(Method::DELETE, "/v3/auth/tokens", token::revoke)
     .add(
         Method::GET,
         "/v2/{project_id}/batch-tasks",
@@ -506,6 +507,21 @@ pub async fn metrics_reply(st: &AppState) -> Response {
             .get_or_create(&status("live"))
             .set((workers.len() - lost) as i64);
     }
+    if let Ok(counts) = st.store.count_tasks_by_state().await {
+        for (state, n) in counts {
+            m.tasks
+                .get_or_create(&crate::metrics::StateLabels {
+                    state: state.as_str(),
+                })
+                .set(n);
+        }
+    }
+    let (open, idle) = st.store.pool_connections();
+    let pool = |s: &'static str| crate::metrics::PoolLabels { state: s };
+    m.db_pool.get_or_create(&pool("idle")).set(idle as i64);
+    m.db_pool
+        .get_or_create(&pool("in_use"))
+        .set(i64::from(open).saturating_sub(idle as i64));
     m.scrape_seconds.set(started.elapsed().as_secs_f64());
     (
         [(
@@ -521,8 +537,16 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// How long `/readyz` waits for the database before answering 503: a load
+/// balancer wants a prompt answer during an outage, not the pool's wait.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.store.ping().await {
+    let outcome = match tokio::time::timeout(READY_WAIT, st.store.ping()).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from the database within {READY_WAIT:?}")),
+    };
+    match outcome {
         Ok(()) => {
             Json(serde_json::json!({"status": "ok", "backend": st.store.backend()})).into_response()
         }

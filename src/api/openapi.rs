@@ -455,6 +455,7 @@ get  /readyz             Readyz         -               200 Probe         -     
 get  /metrics            Metrics        -               200 -             401,503                     MetricsToken     | Metrics in the Prometheus text format; on the API port only with the metrics token, refused to everyone when none is configured
 get  /openapi.json       OpenApi        -               200 OpenApi       503                         -                | This document
 post /v3/auth/tokens     IssueToken     TokenRequest    201 TokenReply    400,401,408,413,429,500,503 -                | Obtain a project-scoped token (IAM's password flow); it comes in the X-Subject-Token header
+delete /v3/auth/tokens   RevokeToken    -               204 -             400,401,500,503             XAuthToken       | Revoke the token in X-Subject-Token (send the caller's own to log out); every server sharing the database refuses it within a second
 post /worker/v1/register WorkerRegister RegisterRequest 200 RegisterReply 400,401,408,413,500,503     WorkerCredential | A worker starts: its type and task slots
 post /worker/v1/sync     WorkerSync     SyncRequest     200 SyncReply     400,401,408,413,500,503     WorkerCredential | Heartbeat and long-poll: the tasks the worker runs; what to start, stop and upgrade
 post /worker/v1/report   WorkerReport   ReportRequest   200 ReportReply   400,401,408,413,500,503     WorkerCredential | A worker's report on a task it holds
@@ -497,6 +498,10 @@ fn own_paths(p: &mut Paths) {
     );
     p["/v3/auth/tokens"]["post"]["responses"]["201"]["headers"] = json!({"X-Subject-Token":
         {"schema": {"type": "string"}, "description": "the token: send it as X-Auth-Token"}});
+    let revoke = &mut p["/v3/auth/tokens"]["delete"];
+    revoke["responses"]["204"] = json!({"description": "Revoked"});
+    revoke["parameters"] = json!([{"name": "X-Subject-Token", "in": "header", "required": true,
+        "schema": {"type": "string"}, "description": "the token to revoke"}]);
 }
 
 fn security_schemes() -> Value {

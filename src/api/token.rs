@@ -135,3 +135,45 @@ pub(super) async fn issue(
     resp.headers_mut().insert("x-subject-token", v);
     Ok(resp)
 }
+
+/// `DELETE /v3/auth/tokens`, the IAM way: the caller's token in
+/// `X-Auth-Token`, the token to revoke in `X-Subject-Token` (the same one
+/// to log out). 204; every `serve` sharing the database refuses the revoked
+/// token within a second.
+pub(super) async fn revoke(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<StatusCode> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let caller = header("x-auth-token");
+    if caller.is_empty() {
+        return Err(ApiError::Unauthenticated("X-Auth-Token is missing".into()));
+    }
+    match identity::authenticate(&*st.store, &caller).await {
+        Ok(_) => {}
+        Err(identity::AuthError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(ApiError::Unauthenticated(e.to_string())),
+    }
+    let subject = header("x-subject-token");
+    if subject.is_empty() {
+        return Err(ApiError::Invalid {
+            param: Some("X-Subject-Token".into()),
+            detail: "X-Subject-Token names the token to revoke".into(),
+        });
+    }
+    match identity::revoke_token(&*st.store, &subject).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(identity::AuthError::Store(e)) => Err(e.into()),
+        Err(_) => Err(ApiError::NotFound {
+            param: Some("X-Subject-Token".into()),
+            detail: "X-Subject-Token is not a valid token".into(),
+        }),
+    }
+}

@@ -161,6 +161,22 @@ pub async fn authenticate(store: &dyn Store, token: &str) -> Result<Project, Aut
     Ok(row.project)
 }
 
+/// Revokes `token` if it is one (its secret checked, expired or not).
+/// `Unknown`/`Malformed` when it is not.
+pub async fn revoke_token(store: &dyn Store, token: &str) -> Result<(), AuthError> {
+    match authenticate(store, token).await {
+        Ok(_) | Err(AuthError::Expired) => {}
+        Err(e) => return Err(e),
+    }
+    let (id, _) = split(token).ok_or(AuthError::Malformed)?;
+    match store.delete_token(id).await {
+        Ok(()) => Ok(()),
+        // Revoked meanwhile by someone else: the same outcome.
+        Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use super::sql_store::SqlStore;
 use super::{
     AccessKeyInfo, AccessKeyRow, NewAccessKey, NewToken, Project, ProjectRef, StoreError,
-    StoreResult, TokenRow, UserRow,
+    StoreResult, TokenInfo, TokenRow, UserRow,
 };
 use crate::domain::{field, now_millis};
 use crate::store::prelude::*;
@@ -216,10 +216,10 @@ impl IdentityStore for SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug")]
     async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
-        // Tokens cannot be revoked, only expire, so a row once read stays right
-        // until its expiry.
-        if let Some(t) = self.tokens.read().ok().and_then(|m| m.get(id).cloned()) {
-            if t.expires_at > now_millis() {
+        // A token may be revoked by any process: trust a cached row only
+        // briefly.
+        if let Some((t, read_at)) = self.tokens.read().ok().and_then(|m| m.get(id).cloned()) {
+            if t.expires_at > now_millis() && read_at.elapsed() < super::TOKEN_RECHECK {
                 return Ok(Some(t));
             }
         }
@@ -241,9 +241,94 @@ impl IdentityStore for SqlStore {
             if m.len() >= super::TOKEN_CACHE_MAX {
                 m.clear();
             }
-            m.insert(id.to_owned(), t.clone());
+            m.insert(id.to_owned(), (t.clone(), std::time::Instant::now()));
         }
         Ok(Some(t))
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "select t.id as id, p.id as project_id, u.name as user_name, t.issued_at as issued_at, \
+             t.expires_at as expires_at from tokens t join projects p on p.pk = t.project_pk \
+             left join users u on u.pk = t.user_pk where t.expires_at > $1 \
+             order by t.issued_at, t.id",
+        )
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    id: r.try_get("id")?,
+                    project_id: r.try_get("project_id")?,
+                    user_name: r.try_get("user_name")?,
+                    issued_at: r.try_get("issued_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn delete_token(&self, id: &str) -> StoreResult<()> {
+        let n = sqlx::query("delete from tokens where id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if let Ok(mut m) = self.tokens.write() {
+            m.remove(id);
+        }
+        if n == 0 {
+            return Err(StoreError::not_found(Entity::Token, "X-Subject-Token"));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn delete_user(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let pk: Option<i64> = sqlx::query_scalar("select pk from users where name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let pk = pk.ok_or_else(|| StoreError::not_found(Entity::User, "name"))?;
+        // Spelled out rather than left to cascades, which SQLite applies
+        // only with foreign keys on.
+        for sql in [
+            "delete from tokens where user_pk = $1",
+            "delete from access_keys where user_pk = $1",
+            "delete from user_projects where user_pk = $1",
+            "delete from users where pk = $1",
+        ] {
+            sqlx::query(sql).bind(pk).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.forget_tokens();
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn set_user_password(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let pk: Option<i64> = sqlx::query_scalar("select pk from users where name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let pk = pk.ok_or_else(|| StoreError::not_found(Entity::User, "name"))?;
+        sqlx::query("update users set password_hash = $1 where pk = $2")
+            .bind(password_hash)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("delete from tokens where user_pk = $1")
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.forget_tokens();
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, level = "debug")]

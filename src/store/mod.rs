@@ -42,6 +42,9 @@ use std::sync::Arc;
 
 /// Cached token rows above this many are dropped wholesale and re-read.
 pub(crate) const TOKEN_CACHE_MAX: usize = 100_000;
+/// How long a cached token is trusted before its row is read again, so a
+/// revocation reaches every process sharing the database within a second.
+pub(crate) const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -101,6 +104,7 @@ pub enum Entity {
     Worker,
     EdgePool,
     AccessKey,
+    Token,
 }
 
 impl std::fmt::Display for Entity {
@@ -116,6 +120,7 @@ impl std::fmt::Display for Entity {
             Entity::Worker => "worker",
             Entity::EdgePool => "edge pool",
             Entity::AccessKey => "access key",
+            Entity::Token => "token",
         })
     }
 }

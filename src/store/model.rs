@@ -42,6 +42,17 @@ pub struct TokenRow {
     pub expires_at: i64,
 }
 
+/// A token as `token list` shows it (never its secret).
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub id: String,
+    pub project_id: String,
+    /// `None`: issued by the CLI, not by a login.
+    pub user_name: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewService {
     pub id: String,

@@ -8,7 +8,7 @@ use super::backend::{Backend, Migration};
 use super::read_model::{BatchEntry, ProjectView, ReadModel};
 use super::sql::{self, Arg};
 use super::{batch, Store, StoreResult, TokenRow};
-use crate::domain::now_millis;
+use crate::domain::{now_millis, TaskState};
 use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
@@ -25,7 +25,8 @@ pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) backend: Arc<dyn Backend>,
     pub(super) model: Arc<ReadModel>,
-    pub(super) tokens: RwLock<HashMap<String, TokenRow>>,
+    /// Tokens read recently, with when their row was last read.
+    pub(super) tokens: RwLock<HashMap<String, (TokenRow, std::time::Instant)>>,
     /// Tags this process's changes so its feed skips what it applied already.
     pub(super) origin: i64,
 }
@@ -51,6 +52,13 @@ impl SqlStore {
         };
         s.run_migrations().await?;
         Ok(s)
+    }
+
+    /// Drops every cached token (after a change that revokes several).
+    pub(super) fn forget_tokens(&self) {
+        if let Ok(mut m) = self.tokens.write() {
+            m.clear();
+        }
     }
 
     pub(super) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
@@ -315,6 +323,43 @@ impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn count_tasks_by_state(&self) -> StoreResult<Vec<(TaskState, i64)>> {
+        let sums: Vec<String> = TaskState::ALL
+            .iter()
+            .map(|s| {
+                let c = s.counter_column();
+                format!("cast(coalesce(sum({c}), 0) as bigint) as {c}")
+            })
+            .collect();
+        let mut tx = self.begin_read().await?;
+        let row = sqlx::query(&format!("select {} from batch_tasks", sums.join(", ")))
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(TaskState::ALL.len());
+        for s in TaskState::ALL {
+            out.push((s, row.try_get::<i64, _>(s.counter_column())?));
+        }
+        let single = sqlx::query(
+            "select state, count(*) as n from tasks where batch_pk is null group by state",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for r in single {
+            let state: String = r.try_get("state")?;
+            let n: i64 = r.try_get("n")?;
+            if let Some(e) = out.iter_mut().find(|(s, _)| s.as_str() == state) {
+                e.1 += n;
+            }
+        }
+        Ok(out)
+    }
+
+    fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     fn start_change_feed(&self) {

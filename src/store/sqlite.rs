@@ -64,9 +64,29 @@ fn url_of(path: &str) -> String {
     format!("sqlite:{escaped}?mode=rwc")
 }
 
-/// Opens (creating if missing) the database file at `path`.
+/// Creates the database file, if missing, readable by its owner only: it
+/// holds password hashes and sealed secrets. SQLite gives the `-wal` and
+/// `-shm` files it makes the database file's mode.
+fn create_private(path: &str) -> std::io::Result<()> {
+    if path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        // Made meanwhile by another process: its mode stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens (creating if missing, mode 0600) the database file at `path`.
 pub(crate) async fn connect(path: &str) -> Result<(AnyPool, Arc<dyn Backend>), sqlx::Error> {
     sqlx::any::install_default_drivers();
+    create_private(path)?;
     let opts = AnyConnectOptions::from_str(&url_of(path))?;
     let pool = AnyPoolOptions::new()
         .max_connections(8)

@@ -14,11 +14,11 @@ use super::{
     GroupSort, GroupUpdate, Importer, Listed, Listing, NewAccessKey, NewBatchTask, NewEdgePool,
     NewService, NewToken, NewVideoGroup, NewVideoSource, PoolFilter, PoolSort, Project, ProjectRef,
     Service, ServiceFilter, ServiceSort, SourceFilter, SourceList, SourceSort, SourceUpdate,
-    StoreResult, TokenRow, UserRow, VideoGroup, VideoSource,
+    StoreResult, TokenInfo, TokenRow, UserRow, VideoGroup, VideoSource,
 };
 use crate::domain::dump::DumpRecord;
 use crate::domain::transition::Event;
-use crate::domain::{DeployType, ListBatchTasksParams};
+use crate::domain::{DeployType, ListBatchTasksParams, TaskState};
 use crate::protocol::{Held, SyncReply};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -38,7 +38,17 @@ pub trait IdentityStore: Send + Sync {
     async fn find_user(&self, name: &str) -> StoreResult<Option<UserRow>>;
     async fn user_has_project(&self, user_pk: i64, project_pk: i64) -> StoreResult<bool>;
     async fn create_token(&self, token: &NewToken) -> StoreResult<()>;
+    /// A token's row; a cached row is read again after at most 500 ms, so
+    /// revocations by other processes hold within a second.
     async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
+    /// Unexpired tokens, oldest first.
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenInfo>>;
+    /// Revokes a token. An unknown id is `NotFound`.
+    async fn delete_token(&self, id: &str) -> StoreResult<()>;
+    /// Deletes a user with its tokens, access keys and memberships.
+    async fn delete_user(&self, name: &str) -> StoreResult<()>;
+    /// Sets a user's password hash and revokes the user's tokens.
+    async fn set_user_password(&self, name: &str, password_hash: &str) -> StoreResult<()>;
     /// Stores a new access key (its secret already sealed).
     async fn create_access_key(&self, key: &NewAccessKey) -> StoreResult<()>;
     /// The access key with this AK, revoked or not; never cached.
@@ -219,6 +229,10 @@ pub trait WorkerStore: Send + Sync {
     async fn create_worker(&self, id: &str, name: &str, secret_hash: &[u8]) -> StoreResult<()>;
     async fn find_worker_credential(&self, id: &str) -> StoreResult<Option<WorkerCredential>>;
     async fn list_workers(&self) -> StoreResult<Vec<WorkerRow>>;
+    /// Revokes a worker's credential (by worker id or name): its next
+    /// request is refused, and its lease ends so the next tick handles its
+    /// tasks as a lost worker's. An unknown worker is `NotFound`.
+    async fn revoke_worker(&self, key: &str) -> StoreResult<()>;
     /// A worker (re)starts: its kind and slots, and a fresh lease.
     async fn register_worker(
         &self,
@@ -307,6 +321,11 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
+    /// Tasks by state, over every project: the batches' counters plus the
+    /// tasks without a batch (cheap at millions of tasks: one row per batch).
+    async fn count_tasks_by_state(&self) -> StoreResult<Vec<(TaskState, i64)>>;
+    /// Database pool connections: (open, idle).
+    fn pool_connections(&self) -> (u32, usize);
     /// Starts following other processes' writes (for `serve`; one-shot
     /// commands do not need it).
     fn start_change_feed(&self);

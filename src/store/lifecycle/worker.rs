@@ -115,6 +115,25 @@ impl WorkerStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all, level = "debug")]
+    async fn revoke_worker(&self, key: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        // An empty hash matches no credential; the lease ends now.
+        let n = sqlx::query(
+            "update workers set secret_hash = $1, lease_expires_at = 0 where id = $2 or name = $2",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::not_found(Entity::Worker, "worker"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
     async fn list_workers(&self) -> StoreResult<Vec<WorkerRow>> {
         let mut tx = self.begin_read().await?;
         let rows = sqlx::query(&format!(

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
+mod credentials;
+use credentials::{AccessKeyCmd, TokenCmd, UserCmd, WorkersCmd};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "taskcenter",
@@ -65,7 +68,7 @@ enum Command {
     /// Register algorithm services.
     #[command(subcommand)]
     Service(ServiceCmd),
-    /// Issue API tokens.
+    /// Issue, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
     /// Run a worker agent: executes the tasks the scheduler places on it.
@@ -76,26 +79,6 @@ enum Command {
     /// Manage access keys (AK/SK) that sign requests as Huawei's SDKs do.
     #[command(subcommand)]
     AccessKey(AccessKeyCmd),
-}
-
-#[derive(Debug, Subcommand)]
-enum AccessKeyCmd {
-    /// Create an access key for a user; prints `access_key: AK` and
-    /// `secret_key: SK` on stdout, once (the SK cannot be shown again).
-    Create {
-        #[arg(long)]
-        user: String,
-    },
-    /// List access keys: AK, user, created, last used, revoked (never a
-    /// secret), tab-separated.
-    List {
-        /// Only this user's keys.
-        #[arg(long)]
-        user: Option<String>,
-    },
-    /// Revoke an access key: requests signed with it are refused within a
-    /// second by every server sharing the database.
-    Delete { access_key: String },
 }
 
 #[derive(Debug, Args)]
@@ -123,14 +106,6 @@ struct WorkerArgs {
     /// Between SIGTERM and SIGKILL when a task is stopped.
     #[arg(long, default_value = "10s")]
     grace: String,
-}
-
-#[derive(Debug, Subcommand)]
-enum WorkersCmd {
-    /// Create a worker credential; prints it alone on stdout, once.
-    Add { name: String },
-    /// List workers: id, name, type, slots, tasks held, live or lost.
-    List,
 }
 
 #[derive(Debug, Args)]
@@ -206,18 +181,6 @@ enum ProjectCmd {
 }
 
 #[derive(Debug, Subcommand)]
-enum UserCmd {
-    /// Create a user. The password is read from stdin when stdin is not a
-    /// terminal; otherwise one is generated and printed once.
-    Create {
-        name: String,
-        /// Project the user may act in (repeatable).
-        #[arg(long = "project", required = true)]
-        projects: Vec<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum ServiceCmd {
     /// Register an algorithm service in a project; prints its id.
     Add {
@@ -272,17 +235,6 @@ struct ServiceVersion {
     version: String,
 }
 
-#[derive(Debug, Subcommand)]
-enum TokenCmd {
-    /// Issue a token for a project and print it alone on stdout.
-    Issue {
-        #[arg(long)]
-        project: String,
-        #[arg(long, default_value = "24h")]
-        ttl: String,
-    },
-}
-
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -316,14 +268,14 @@ fn parse_kind(s: &str) -> Result<WorkerKind, String> {
     WorkerKind::parse(s).ok_or_else(|| "cloud or edge".to_owned())
 }
 
-fn ttl(s: &str) -> Result<Duration> {
+pub(crate) fn ttl(s: &str) -> Result<Duration> {
     match humantime::parse_duration(s.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         _ => bail!("{s:?} is not a duration like 500ms, 90s, 15m, 24h or 7d"),
     }
 }
 
-async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
+pub(crate) async fn project_pk(store: &dyn Store, id: &str) -> Result<i64> {
     Ok(store
         .find_project(&ProjectRef::Id(id.to_owned()))
         .await?
@@ -370,28 +322,6 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let p = store.create_project(&id, &name, now_millis()).await?;
             println!("{}", p.id);
-            Ok(())
-        }
-        Command::User(UserCmd::Create { name, projects }) => {
-            let stdin = std::io::stdin();
-            let (password, generated) = if stdin.is_terminal() {
-                (identity::generate_password()?, true)
-            } else {
-                let mut line = String::new();
-                stdin.read_line(&mut line)?;
-                let pw = line.trim_end_matches(['\r', '\n']).to_owned();
-                if pw.is_empty() {
-                    (identity::generate_password()?, true)
-                } else {
-                    (pw, false)
-                }
-            };
-            let hash = identity::hash_password(&password)?;
-            store.create_user(&name, &hash, &projects).await?;
-            if generated {
-                println!("{password}");
-            }
-            eprintln!("user {name:?} created");
             Ok(())
         }
         Command::Service(ServiceCmd::Add {
@@ -450,119 +380,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Worker(_) => Ok(()),
-        Command::Workers(WorkersCmd::Add { name }) => {
-            let w = identity::create_worker(&*store, &name).await?;
-            println!("{}", w.credential);
-            eprintln!("worker {name:?} ({}) created", w.id);
-            Ok(())
-        }
-        Command::Workers(WorkersCmd::List) => {
-            let now = now_millis();
-            for w in store.list_workers().await? {
-                let live = if w.lost || w.lease_expires_at < now {
-                    "lost"
-                } else {
-                    "live"
-                };
-                println!(
-                    "{}\t{}\t{}\t{}/{}\t{live}",
-                    w.id, w.name, w.kind, w.held, w.slots
-                );
-            }
-            Ok(())
-        }
-        Command::AccessKey(cmd) => access_key(&*store, cmd).await,
-        Command::Token(TokenCmd::Issue { project, ttl: t }) => {
-            let pk = project_pk(&*store, &project).await?;
-            let issued = identity::issue_token(&*store, pk, None, ttl(&t)?).await?;
-            println!("{}", issued.token);
-            Ok(())
-        }
-    }
-}
-
-async fn access_key(store: &dyn Store, cmd: AccessKeyCmd) -> Result<()> {
-    use identity::access_key::{MasterKey, MASTER_KEY_ENV, MASTER_KEY_FILE};
-    match cmd {
-        AccessKeyCmd::Create { user } => {
-            let from_env = std::env::var(MASTER_KEY_ENV).is_ok_and(|v| !v.is_empty());
-            let had_file = std::path::Path::new(MASTER_KEY_FILE).exists();
-            let key =
-                MasterKey::load(true)?.ok_or_else(|| anyhow!("no master key could be made"))?;
-            if !from_env && !had_file {
-                eprintln!(
-                    "created the master key file ./{MASTER_KEY_FILE} (mode 0600): every serve \
-                     sharing this database needs this key (the file, or its contents in \
-                     {MASTER_KEY_ENV})"
-                );
-            }
-            let issued = identity::access_key::create_access_key(store, &key, &user)
-                .await
-                .map_err(|e| match e {
-                    identity::access_key::CreateError::Store(store::StoreError::NotFound {
-                        ..
-                    }) => anyhow!("user {user:?} does not exist"),
-                    other => other.into(),
-                })?;
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "access_key: {}\nsecret_key: {}",
-                issued.access_key,
-                issued.secret_key.as_str()
-            )?;
-            out.flush()?;
-            eprintln!(
-                "access key {} created for user {user:?}; the secret key is shown only this once",
-                issued.access_key
-            );
-            Ok(())
-        }
-        AccessKeyCmd::List { user } => {
-            let keys = store
-                .list_access_keys(user.as_deref())
-                .await
-                .map_err(|e| match e {
-                    store::StoreError::NotFound { .. } => {
-                        anyhow!("user {:?} does not exist", user.as_deref().unwrap_or(""))
-                    }
-                    other => other.into(),
-                })?;
-            let time = |t: Option<i64>| match t {
-                Some(ms) => humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
-                )
-                .to_string(),
-                None => "-".to_owned(),
-            };
-            let mut out = std::io::stdout().lock();
-            for k in keys {
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}",
-                    k.id,
-                    k.user_name,
-                    time(Some(k.created_at)),
-                    time(k.last_used_at),
-                    time(k.revoked_at)
-                )?;
-            }
-            out.flush()?;
-            Ok(())
-        }
-        AccessKeyCmd::Delete { access_key } => {
-            store
-                .delete_access_key(&access_key, now_millis())
-                .await
-                .map_err(|e| match e {
-                    store::StoreError::NotFound { .. } => {
-                        anyhow!("access key {access_key:?} does not exist")
-                    }
-                    other => other.into(),
-                })?;
-            eprintln!("access key {access_key} revoked");
-            Ok(())
-        }
+        Command::AccessKey(cmd) => credentials::access_key(&*store, cmd).await,
+        Command::User(cmd) => credentials::user(&*store, cmd).await,
+        Command::Workers(cmd) => credentials::workers(&*store, cmd).await,
+        Command::Token(cmd) => credentials::token(&*store, cmd).await,
     }
 }
 
