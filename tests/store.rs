@@ -266,6 +266,13 @@ async fn round_trip(src: Ctx, dst: TestDb) {
             "video_group_ids": ["g1"]}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let pending = |c: Vec<(TaskState, i64)>| {
+        c.into_iter()
+            .find(|(s, _)| *s == TaskState::Pending)
+            .unwrap()
+            .1
+    };
+    let pending_before = pending(src.store.count_tasks_by_state().await.unwrap());
     let r = src
         .post("/v2/p1/services/fire.x/tasks", json!({"name": "single_1", "description": "one camera",
             "service_version": "1.0.0", "input": {"type": "video_source", "data": [{"video_source_id": "s9"}]},
@@ -275,6 +282,11 @@ async fn round_trip(src: Ctx, dst: TestDb) {
             "resource_order_id": "order-1"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        pending(src.store.count_tasks_by_state().await.unwrap()),
+        pending_before + 1,
+        "a single task counts too"
+    );
     let first = export_lines(&src.store).await;
     assert!(first.lines().count() > 20);
     assert!(first.contains(r#""kind":"user","name":"carol""#));
@@ -516,5 +528,164 @@ mod read_model_matches_sql {
             return;
         };
         run(ctx, &rt, 32);
+    }
+}
+
+/// A database written by the version before the VIAS wire (migrations
+/// 0001–0004): its rows as that version wrote them.
+const OLD_ROWS: &str = "
+insert into projects (id, name, created_at) values ('p1', 'one', 1);
+insert into services (project_pk, id, service_name, service_version, alg_name, company, deploy_type, deployed, created_at)
+    select pk, 'svc1', 'helmet.det', '1.0.0', 'Helmet', 'Acme', 'cloud', 1, 1 from projects;
+insert into video_groups (project_pk, id, name, created_at) select pk, 'g1', 'gate', 1 from projects;
+insert into video_sources (project_pk, id, name, url, created_at) select pk, 's1', 'cam-1', 'rtsp://cam1/live', 1 from projects;
+insert into video_sources (project_pk, id, name, url, created_at) select pk, 's2', 'cam-2', 'rtsp://cam2/live', 2 from projects;
+insert into video_source_groups (source_pk, position, group_pk)
+    select s.pk, 0, g.pk from video_sources s, video_groups g;
+insert into batch_tasks (project_pk, id, name, name_lc, service_pk, service_name, service_name_lc, service_version,
+    alg_name, company, task_type, priority, config, output, created_at, num_task, c_running, c_pending)
+    select p.pk, '000000000000000000000000000000b1', 'alpha', 'alpha', v.pk, 'helmet.det', 'helmet.det', '1.0.0', 'Helmet', 'Acme', '1', 'high',
+    '{}', '{\"event_center\":true}', 1, 2, 1, 1 from projects p, services v;
+insert into batch_task_groups (batch_pk, position, group_pk) select b.pk, 0, g.pk from batch_tasks b, video_groups g;
+insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at)
+    select b.project_pk, 't1', b.pk, s.pk, RUNNING, 1, 1 from batch_tasks b, video_sources s where s.id = 's1';
+insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at)
+    select b.project_pk, 't2', b.pk, s.pk, PENDING, 1, 1 from batch_tasks b, video_sources s where s.id = 's2';
+";
+
+/// Migrations 0001–0004 by hand, the old rows, then today's `open`: the
+/// data comes through 0005 and later, readable in the new shapes.
+async fn carried_forward(db: TestDb, kind: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let (connect, old): (String, [(&str, &str); 4]) = if kind == "sqlite" {
+        (
+            format!("sqlite:{}?mode=rwc", db.url),
+            [
+                (
+                    "0001_init",
+                    include_str!("../migrations/sqlite/0001_init.sql"),
+                ),
+                (
+                    "0002_change_feed",
+                    include_str!("../migrations/sqlite/0002_change_feed.sql"),
+                ),
+                (
+                    "0003_lifecycle",
+                    include_str!("../migrations/sqlite/0003_lifecycle.sql"),
+                ),
+                (
+                    "0004_task_ids",
+                    include_str!("../migrations/sqlite/0004_task_ids.sql"),
+                ),
+            ],
+        )
+    } else {
+        (
+            db.url.clone(),
+            [
+                (
+                    "0001_init",
+                    include_str!("../migrations/postgres/0001_init.sql"),
+                ),
+                (
+                    "0002_change_feed",
+                    include_str!("../migrations/postgres/0002_change_feed.sql"),
+                ),
+                (
+                    "0003_lifecycle",
+                    include_str!("../migrations/postgres/0003_lifecycle.sql"),
+                ),
+                (
+                    "0004_task_ids",
+                    include_str!("../migrations/postgres/0004_task_ids.sql"),
+                ),
+            ],
+        )
+    };
+    let mut conn = sqlx::AnyConnection::connect(&connect).await.unwrap();
+    sqlx::raw_sql(
+        "create table schema_migrations (name text primary key, applied_at bigint not null)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for (name, body) in old {
+        sqlx::raw_sql(body).execute(&mut conn).await.unwrap();
+        sqlx::query("insert into schema_migrations (name, applied_at) values ($1, 1)")
+            .bind(name)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let rows = OLD_ROWS
+        .replace("RUNNING", &TaskState::Running.index().to_string())
+        .replace("PENDING", &TaskState::Pending.index().to_string());
+    sqlx::raw_sql(&rows).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let st = open(&db).await;
+    let p = st
+        .find_project(&store::ProjectRef::Id("p1".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let (s1, groups) = st.find_video_source(p.pk, "s1").await.unwrap().unwrap();
+    assert!(
+        s1.type_config.contains("rtsp://cam1/live"),
+        "the URL becomes the source's type_config: {}",
+        s1.type_config
+    );
+    assert_eq!(groups.len(), 1);
+    let svc = st.find_service(p.pk, "svc1").await.unwrap().unwrap();
+    assert_eq!(
+        (svc.service_name.as_str(), svc.deployed),
+        ("helmet.det", true)
+    );
+    let t1 = st.find_task(p.pk, "t1").await.unwrap().unwrap();
+    assert_eq!(t1.state, TaskState::Running);
+    let c = st.check_counters(p.pk, "000000000000000000000000000000b1").await.unwrap();
+    assert_eq!(c.stored, c.counted, "counters survive the table rebuild");
+    // The migrated data travels through a dump like new data does.
+    let dump = export_lines(&st).await;
+    assert!(
+        dump.contains("rtsp://cam2/live") && dump.contains("\"t2\""),
+        "{dump}"
+    );
+    let again = if kind == "sqlite" {
+        TestDb::sqlite()
+    } else {
+        TestDb::postgres().await.unwrap()
+    };
+    let dst = open(&again).await;
+    import_lines(&dst, &dump).await;
+    assert_eq!(export_lines(&dst).await, dump);
+    // A restore into an empty database builds the by-source index at the end:
+    // it is there afterwards.
+    let connect = if kind == "sqlite" {
+        format!("sqlite:{}", again.url)
+    } else {
+        again.url.clone()
+    };
+    let mut conn = sqlx::AnyConnection::connect(&connect).await.unwrap();
+    let sql = if kind == "sqlite" {
+        "select count(*) from sqlite_master where type = 'index' and name = 'tasks_by_source'"
+    } else {
+        "select count(*) from pg_indexes where indexname = 'tasks_by_source'"
+    };
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(n, 1, "tasks_by_source exists after a restore");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_version_is_carried_forward_on_sqlite() {
+    carried_forward(TestDb::sqlite(), "sqlite").await;
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_version_is_carried_forward_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        carried_forward(db, "postgres").await;
     }
 }

@@ -1,5 +1,5 @@
 //! The wire contract as the official Huawei Java SDK sees it
-//! (`/work/shared/VIAS-WIRE.md`, machine-readable in
+//! (the field-by-field VIAS wire contract, machine-readable in
 //! `tests/wire/vias_fields.tsv`), checked against the real binary.
 //!
 //! The suite is written from the contract, not from the implementation:

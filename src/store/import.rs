@@ -107,13 +107,34 @@ pub(super) struct SqlImporter {
     backend: Arc<dyn Backend>,
     positional: bool,
     origin: i64,
+    /// The by-source index of tasks was dropped for this load (the table was
+    /// empty) and is built once at commit.
+    rebuild_source_index: bool,
 }
+
+/// The tasks' by-source index, as the migrations define it. Kept up row by
+/// row it costs a restore about a fifth of its speed; built once over the
+/// loaded rows it costs a sort.
+const SOURCE_INDEX: &str =
+    "create index tasks_by_source on tasks (video_source_pk) where video_source_pk is not null";
 
 /// Opens the import transaction.
 #[tracing::instrument(skip_all, level = "debug")]
 pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
     let mut tx = s.begin_write().await?;
     s.backend.tune_for_import(&mut tx).await?;
+    // A restore into an empty database (the bulk case) builds the index
+    // at the end instead; a load next to existing tasks keeps it, so other
+    // processes reading those tasks are never without it.
+    let any_task: Option<i64> = sqlx::query_scalar("select pk from tasks limit 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let rebuild_source_index = any_task.is_none();
+    if rebuild_source_index {
+        sqlx::query("drop index if exists tasks_by_source")
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(Box::new(SqlImporter {
         tx,
         projects: HashMap::new(),
@@ -130,6 +151,7 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
         backend: s.backend.clone(),
         positional: s.backend.positional(),
         origin: s.origin,
+        rebuild_source_index,
     }))
 }
 
@@ -728,6 +750,12 @@ impl Importer for SqlImporter {
         let mut this = *self;
         this.flush_all().await?;
         let last = |e: StoreError| ImportError { line: 0, error: e };
+        if this.rebuild_source_index {
+            sqlx::query(SOURCE_INDEX)
+                .execute(&mut *this.tx)
+                .await
+                .map_err(|e| last(e.into()))?;
+        }
         for p in &this.touched {
             this.backend
                 .record_change(&mut this.tx, this.origin, *p, 0)

@@ -123,8 +123,14 @@ impl Backend for Postgres {
     /// statistics, and the planner, still seeing them as small, scans them
     /// whole for each bulk uniqueness check: quadratic. Index lookups are
     /// always right here, so scans are switched off for this transaction.
+    /// That makes any plan that still has a scan (a tiny table without an
+    /// index) look costly enough for the JIT compiler, which then spends
+    /// tens of milliseconds on every such statement: JIT is switched off too.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()> {
         sqlx::query("set local enable_seqscan = off")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("set local jit = off")
             .execute(&mut *conn)
             .await?;
         sqlx::query("set local synchronous_commit = off")

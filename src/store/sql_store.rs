@@ -349,9 +349,9 @@ impl Store for SqlStore {
         .await?;
         tx.commit().await?;
         for r in single {
-            let state: String = r.try_get("state")?;
+            let state = super::stored_state(r.try_get("state")?)?;
             let n: i64 = r.try_get("n")?;
-            if let Some(e) = out.iter_mut().find(|(s, _)| s.as_str() == state) {
+            if let Some(e) = out.iter_mut().find(|(s, _)| *s == state) {
                 e.1 += n;
             }
         }
