@@ -644,7 +644,10 @@ async fn carried_forward(db: TestDb, kind: &str) {
     );
     let t1 = st.find_task(p.pk, "t1").await.unwrap().unwrap();
     assert_eq!(t1.state, TaskState::Running);
-    let c = st.check_counters(p.pk, "000000000000000000000000000000b1").await.unwrap();
+    let c = st
+        .check_counters(p.pk, "000000000000000000000000000000b1")
+        .await
+        .unwrap();
     assert_eq!(c.stored, c.counted, "counters survive the table rebuild");
     // The migrated data travels through a dump like new data does.
     let dump = export_lines(&st).await;
