@@ -434,3 +434,58 @@ fn the_cli_revokes_what_it_issues() {
     );
     assert!(!run(&["workers", "revoke", "w2"], None).0);
 }
+
+/// `--log-format json`: every log line on stderr is one JSON object a log
+/// shipper can read, with the message and its fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = TempDir::new();
+    let mut child = Command::new(BIN)
+        .current_dir(&dir.0)
+        .env("TASKCENTER_DATABASE_URL", "j.db")
+        .env("TASKCENTER_ADMIN_PASSWORD", "not-logged")
+        .env("RUST_LOG", "debug")
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-scheduler",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in err.lines() {
+        let line = line.unwrap();
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(
+            !line.contains("not-logged"),
+            "the admin password is never logged: {line}"
+        );
+        let serving = v["fields"]["message"] == "taskcenter serving";
+        seen.push(v);
+        if serving {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let last = seen.last().expect("serve logged something");
+    assert_eq!(last["fields"]["message"], "taskcenter serving", "{seen:?}");
+    assert!(
+        last["fields"]["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{last}"
+    );
+}
