@@ -172,16 +172,46 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
 /// [`open`], as the concrete store: with the checks tests and diagnosis use
 /// ([`SqlStore::check_counters`], [`SqlStore::add_task`]).
 pub async fn open_sql(url: &str) -> StoreResult<Arc<SqlStore>> {
-    let (pool, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        postgres::connect(url).await?
-    } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        sqlite::connect(path).await?
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (pool, backend) = postgres::connect(url).await?;
+        return Ok(Arc::new(SqlStore::start(pool, backend).await?));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    // A process opening a SQLite file that a busy server writes can be
+    // refused with SQLITE_BUSY while it sets itself up (seen once under the
+    // stress test, past the busy timeout). Opening is idempotent: try again
+    // for a while rather than fail a CLI command or a second server.
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = async {
+            let (pool, backend) = sqlite::connect(path).await?;
+            SqlStore::start(pool, backend).await
+        };
+        match attempt.await {
+            Ok(s) => return Ok(Arc::new(s)),
+            Err(e) if sqlite_busy(&e) && started.elapsed() < OPEN_BUSY_WAIT => {
+                tracing::warn!(error = %e, "the database is busy; opening it again");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long opening a busy SQLite database is retried.
+const OPEN_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// SQLITE_BUSY or SQLITE_LOCKED, extended codes included.
+fn sqlite_busy(e: &StoreError) -> bool {
+    let StoreError::Db(sqlx::Error::Database(d)) = e else {
+        return false;
     };
-    Ok(Arc::new(SqlStore::start(pool, backend).await?))
+    d.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// A random tag for this store instance's entries in the change feed.
