@@ -97,17 +97,21 @@ pub fn check_batch_id(param: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
-/// Batch task names: 1–100 characters of CJK, letters, digits, `-` and `_`.
-pub fn check_batch_name(param: &str, value: &str) -> Result<(), FieldError> {
-    let n = value.chars().count();
-    let ok = (1..=100).contains(&n)
+/// VIAS's `^[\u4E00-\u9FA5a-zA-Z0-9_-]{1,100}$`, which batch and service
+/// names share.
+fn is_cjk_word(value: &str) -> bool {
+    (1..=100).contains(&value.chars().count())
         && value.chars().all(|c| {
             c.is_ascii_alphanumeric()
                 || c == '-'
                 || c == '_'
                 || ('\u{4e00}'..='\u{9fa5}').contains(&c)
-        });
-    if ok {
+        })
+}
+
+/// Batch task names: 1–100 characters of CJK, letters, digits, `-` and `_`.
+pub fn check_batch_name(param: &str, value: &str) -> Result<(), FieldError> {
+    if is_cjk_word(value) {
         Ok(())
     } else {
         Err(FieldError::new(
@@ -119,15 +123,7 @@ pub fn check_batch_name(param: &str, value: &str) -> Result<(), FieldError> {
 
 /// Service names as VIAS has them: `^[\u4E00-\u9FA5a-zA-Z0-9_-]{1,100}$`.
 pub fn check_service_name(param: &str, value: &str) -> Result<(), FieldError> {
-    let n = value.chars().count();
-    let ok = (1..=100).contains(&n)
-        && value.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || c == '_'
-                || c == '-'
-                || ('\u{4e00}'..='\u{9fa5}').contains(&c)
-        });
-    if ok {
+    if is_cjk_word(value) {
         Ok(())
     } else {
         Err(FieldError::new(
