@@ -3,7 +3,7 @@
 //! a generic message and the request id, the cause goes to the log once.
 
 use crate::domain::FieldError;
-use crate::store::{Entity, StoreError};
+use crate::store::{write_health, DbFault, Entity, StoreError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -60,6 +60,9 @@ pub enum ApiError {
     RequestTimeout(String),
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// The database has no space left for the write.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     #[error("too many requests: {detail}")]
     TooManyRequests {
         detail: String,
@@ -172,6 +175,12 @@ impl ApiError {
                 "The service is temporarily unavailable.",
                 "Retry after the time in Retry-After, with backoff.",
             ),
+            StorageFull(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "VIAS.TC.STORAGE_FULL",
+                "The service has no storage space left for this change.",
+                "Nothing of this request was stored. Retry once the operator has freed space.",
+            ),
             TooManyRequests { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "VIAS.TC.TOO_MANY_REQUESTS",
@@ -202,9 +211,10 @@ impl ApiError {
                 vec!["name".into()],
                 "batch task names are unique in a project".into(),
             ),
-            ApiError::NotAllowed(d) | ApiError::RequestTimeout(d) | ApiError::Overloaded(d) => {
-                (d.clone(), vec![], d.clone())
-            }
+            ApiError::NotAllowed(d)
+            | ApiError::RequestTimeout(d)
+            | ApiError::Overloaded(d)
+            | ApiError::StorageFull(d) => (d.clone(), vec![], d.clone()),
             ApiError::TooManyRequests { detail, .. } => (detail.clone(), vec![], detail.clone()),
             ApiError::Unauthenticated(d) => (d.clone(), vec!["X-Auth-Token".into()], d.clone()),
             ApiError::BadSignature { param, detail } => {
@@ -307,7 +317,19 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(f) => ApiError::invalid(f),
             StoreError::Db(e) => {
                 crate::metrics::metrics().db_errors.inc();
-                ApiError::Internal(e.to_string())
+                let fault = DbFault::of(&e);
+                write_health::note(fault);
+                match fault {
+                    DbFault::StorageFull => {
+                        tracing::error!(error = %e, "a write failed: the database's storage is full");
+                        ApiError::StorageFull("the database's storage is full".into())
+                    }
+                    DbFault::Unreachable => {
+                        tracing::warn!(error = %e, "the database cannot be reached");
+                        ApiError::Overloaded("the database cannot be reached at the moment".into())
+                    }
+                    DbFault::Other => ApiError::Internal(e.to_string()),
+                }
             }
             StoreError::Internal(e) => ApiError::Internal(e),
         }

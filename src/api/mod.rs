@@ -327,6 +327,10 @@ async fn request_context(req: Request, next: Next) -> Response {
         .await;
     let _in = span.enter();
     let status = resp.status().as_u16();
+    if method != Method::GET && resp.status().is_success() {
+        // A change went through: the write path works.
+        crate::store::write_health::recovered();
+    }
     let elapsed = start.elapsed().as_secs_f64();
     crate::metrics::metrics()
         .requests
@@ -541,8 +545,34 @@ async fn healthz() -> Json<serde_json::Value> {
 /// balancer wants a prompt answer during an outage, not the pool's wait.
 const READY_WAIT: Duration = Duration::from_secs(1);
 
+/// After a write failed for lack of space, how long `/readyz` reports it
+/// before it tries a probe write of its own (writes that go through clear
+/// it sooner).
+const FULL_PROBE_AFTER_MS: i64 = 5_000;
+
+/// Ready when the database answers and the last write did not fail for lack
+/// of space (or a probe write since went through).
 async fn readyz(State(st): State<AppState>) -> Response {
-    let outcome = match tokio::time::timeout(READY_WAIT, st.store.ping()).await {
+    use crate::store::{write_health, StoreError};
+    let check = async {
+        st.store.ping().await?;
+        if let Some(at) = write_health::storage_full_at() {
+            if crate::domain::now_millis() - at < FULL_PROBE_AFTER_MS {
+                return Err(StoreError::Internal(
+                    "the last write found the storage full".into(),
+                ));
+            }
+            if let Err(e) = st.store.probe_write().await {
+                if let StoreError::Db(d) = &e {
+                    write_health::note(crate::store::DbFault::of(d));
+                }
+                return Err(e);
+            }
+            write_health::recovered();
+        }
+        Ok::<(), StoreError>(())
+    };
+    let outcome = match tokio::time::timeout(READY_WAIT, check).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer from the database within {READY_WAIT:?}")),
     };

@@ -207,6 +207,7 @@ impl Scheduler {
                                 .inc_by(*n);
                         }
                         if r.total() > 0 {
+                            crate::store::write_health::recovered();
                             tracing::debug!(moved = ?r.moved, "scheduler tick");
                         }
                         let full = r
@@ -217,6 +218,9 @@ impl Scheduler {
                     }
                     Err(e) => {
                         m.tick_failures.inc();
+                        if let crate::store::StoreError::Db(d) = &e {
+                            crate::store::write_health::note(crate::store::DbFault::of(d));
+                        }
                         tracing::warn!(error = %e, "scheduler tick failed");
                         self.cfg.interval
                     }

@@ -7,8 +7,31 @@
 use super::read_model::ReadModel;
 use super::StoreResult;
 use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool};
 use std::sync::Weak;
+use std::time::Duration;
+
+/// Pool settings both backends share. A connection whose transaction could
+/// not be closed is never handed out again: when a commit fails (a full
+/// disk, say) the database may have rolled the transaction back itself, the
+/// driver's own rollback then fails, and the driver goes on counting the
+/// connection as inside a transaction, refusing every later `BEGIN` on it.
+/// Such a connection is closed at acquire and replaced by a fresh one.
+pub(crate) fn pool_options(max: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire_timeout)
+        .before_acquire(|conn, _meta| {
+            Box::pin(async move {
+                let stuck = sqlx::Connection::is_in_transaction(conn);
+                if stuck {
+                    tracing::warn!("closing a pooled connection left inside a failed transaction");
+                }
+                Ok(!stuck)
+            })
+        })
+}
 
 /// One migration: its name (recorded in `schema_migrations`) and its SQL.
 pub(crate) type Migration = (&'static str, &'static str);

@@ -81,6 +81,70 @@ impl StoreError {
     }
 }
 
+/// What a database failure means to the one who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFault {
+    /// The disk (or the database's quota) is full: SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full` (53100). Nothing of the write was kept.
+    StorageFull,
+    /// The database cannot be reached now: no connection within the pool's
+    /// wait, the connection broke, or the server is shutting down or
+    /// starting (PostgreSQL's classes 08 and 57P).
+    Unreachable,
+    Other,
+}
+
+impl DbFault {
+    pub fn of(e: &sqlx::Error) -> DbFault {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => DbFault::Unreachable,
+            sqlx::Error::Database(d) => {
+                let code = d.code().unwrap_or_default();
+                if code == "53100" || code.parse::<i32>().is_ok_and(|c| c & 0xff == 13) {
+                    DbFault::StorageFull
+                } else if code.starts_with("08") || code.starts_with("57P") {
+                    DbFault::Unreachable
+                } else {
+                    DbFault::Other
+                }
+            }
+            _ => DbFault::Other,
+        }
+    }
+}
+
+/// The write path's health as the last writes found it, for `/readyz`: the
+/// time of the last write that failed for lack of space, cleared by a write
+/// that went through (a request's, or a probe `/readyz` makes).
+pub mod write_health {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// Milliseconds since the epoch of the last storage-full failure; 0
+    /// when the last write went through.
+    static FULL_AT: AtomicI64 = AtomicI64::new(0);
+
+    pub fn note(fault: super::DbFault) {
+        if fault == super::DbFault::StorageFull {
+            FULL_AT.store(crate::domain::now_millis().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// When the last write failed for lack of space, if it did.
+    pub fn storage_full_at() -> Option<i64> {
+        Some(FULL_AT.load(Ordering::Relaxed)).filter(|t| *t != 0)
+    }
+
+    pub fn recovered() {
+        if FULL_AT.load(Ordering::Relaxed) != 0 {
+            FULL_AT.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A unique-constraint violation is a conflict on `param` (a racing writer
 /// got there between our check and our insert); anything else stays a
 /// database error.

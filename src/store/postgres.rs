@@ -8,7 +8,7 @@ use super::read_model::ReadModel;
 use super::sql_store::refresh_batches;
 use super::StoreResult;
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::postgres::PgListener;
 use sqlx::{AnyConnection, AnyPool};
 use std::str::FromStr;
@@ -48,13 +48,17 @@ const CHANNEL: &str = "taskcenter_changes";
 /// Arbitrary constant naming taskcenter's migration lock.
 const MIGRATION_LOCK: i64 = 0x7461_736b_6365_6e74;
 
+/// How long a request waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Connects to the database `url` names.
 pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Arc<dyn Backend>), sqlx::Error> {
     sqlx::any::install_default_drivers();
     let opts = AnyConnectOptions::from_str(url)?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(30))
+    // A short acquire timeout: when the server is unreachable a request
+    // waits this long for a connection and is answered 503, rather than
+    // hanging for the length of an outage.
+    let pool = super::backend::pool_options(16, ACQUIRE_TIMEOUT)
         .connect_with(opts)
         .await?;
     Ok((

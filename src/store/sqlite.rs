@@ -7,7 +7,7 @@ use super::read_model::ReadModel;
 use super::sql_store::refresh_batches;
 use super::StoreResult;
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -88,9 +88,7 @@ pub(crate) async fn connect(path: &str) -> Result<(AnyPool, Arc<dyn Backend>), s
     sqlx::any::install_default_drivers();
     create_private(path)?;
     let opts = AnyConnectOptions::from_str(&url_of(path))?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(30))
+    let pool = super::backend::pool_options(8, Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 for p in PRAGMAS {

@@ -321,6 +321,9 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
+    /// A small committed write, to learn whether writes go through (after a
+    /// full disk, say). It changes no data.
+    async fn probe_write(&self) -> StoreResult<()>;
     /// Tasks by state, over every project: the batches' counters plus the
     /// tasks without a batch (cheap at millions of tasks: one row per batch).
     async fn count_tasks_by_state(&self) -> StoreResult<Vec<(TaskState, i64)>>;
