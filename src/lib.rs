@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod datagen;
 pub mod domain;
+pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod protocol;

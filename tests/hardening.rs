@@ -821,3 +821,55 @@ fn no_secret_in_debug_logs_on_sqlite() {
 fn no_secret_in_debug_logs_on_postgres() {
     common::on_postgres(no_secret_in_debug_logs);
 }
+
+/// Sends `bytes` as they are and reads the answer to the end.
+fn raw_exchange(addr: &str, bytes: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no answer: {text:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn requests_the_http_layer_cannot_read_get_the_error_body() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, "h.db");
+    let addr = server.addr.clone();
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let big_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..6000)
+            .map(|i| format!("X-Filler-{i}: {}\r\n", "v".repeat(80)))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("a bad request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "VIAS.TC.BAD_REQUEST"),
+        ("raw bytes in the path", b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400, "VIAS.TC.BAD_REQUEST"),
+        (
+            "conflicting lengths",
+            b"POST /v2/p1/video-group HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(),
+            400,
+            "VIAS.TC.BAD_REQUEST",
+        ),
+        ("a URI too long", long_uri.into_bytes(), 414, "VIAS.TC.URI_TOO_LONG"),
+        ("headers too large", big_headers.into_bytes(), 431, "VIAS.TC.HEADERS_TOO_LARGE"),
+    ];
+    for (what, bytes, status, code) in cases {
+        let (got, body) = raw_exchange(&addr, &bytes);
+        assert_eq!(got, status, "{what}: {body}");
+        assert_error_body(&body, code);
+    }
+    // A normal request on a new connection is unaffected.
+    assert_eq!(healthz(&addr), 200);
+}

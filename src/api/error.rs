@@ -68,8 +68,24 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// A request the HTTP layer could not read (answered by the server
+    /// loop, before any route).
+    #[error("unreadable request: {0:?}")]
+    Unreadable(HttpFault),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why the HTTP layer refused a request before routing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFault {
+    /// A malformed request line or header, bytes that are not text, or
+    /// conflicting framing (400).
+    Malformed,
+    /// 414.
+    UriTooLong,
+    /// 431.
+    HeadersTooLarge,
 }
 
 /// The contract's error body; all six fields are always present.
@@ -187,6 +203,24 @@ impl ApiError {
                 "Too many attempts.",
                 "Wait for the time in Retry-After before trying again.",
             ),
+            Unreadable(HttpFault::Malformed) => (
+                StatusCode::BAD_REQUEST,
+                "VIAS.TC.BAD_REQUEST",
+                "The request is not well-formed HTTP.",
+                "Send a valid HTTP/1.1 request line and ASCII header lines, with one of Content-Length or Transfer-Encoding.",
+            ),
+            Unreadable(HttpFault::UriTooLong) => (
+                StatusCode::URI_TOO_LONG,
+                "VIAS.TC.URI_TOO_LONG",
+                "The request URI is too long.",
+                "Shorten the query: send fewer filter values per request.",
+            ),
+            Unreadable(HttpFault::HeadersTooLarge) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "VIAS.TC.HEADERS_TOO_LARGE",
+                "The request headers are too large.",
+                "Send fewer or shorter headers.",
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "VIAS.00010006",
@@ -243,6 +277,11 @@ impl ApiError {
                 "the request body exceeds 1 MiB".into(),
                 vec![],
                 "body too large".into(),
+            ),
+            ApiError::Unreadable(_) => (
+                "the server could not read the request".into(),
+                vec![],
+                "unreadable request".into(),
             ),
             ApiError::Internal(_) => (
                 format!("request id {}", current_request_id()),

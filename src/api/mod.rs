@@ -6,6 +6,7 @@ mod batch_task;
 mod catalogue;
 pub mod error;
 mod extract;
+mod http_fault;
 pub mod openapi;
 pub mod server;
 mod signed;
@@ -19,7 +20,7 @@ use crate::identity::{self, AuthError};
 use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
@@ -582,11 +583,12 @@ async fn readyz(State(st): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable"})),
-            )
-                .into_response()
+            let why = if write_health::storage_full_at().is_some() {
+                "not ready: the last write found the database's storage full"
+            } else {
+                "not ready: the database does not answer"
+            };
+            ApiError::Overloaded(why.into()).into_response()
         }
     }
 }
@@ -618,7 +620,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         let rid = resp
             .headers()
             .get("x-request-id")

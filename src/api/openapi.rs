@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 const V2: &str = "/v2/{project_id}";
 
 /// The error statuses a route can answer, each a shared response.
-const ERRORS_V2: [&str; 5] = ["400", "401", "403", "500", "503"];
+const ERRORS_V2: [&str; 6] = ["400", "401", "403", "500", "503", "507"];
 const ERRORS_BODY: [&str; 2] = ["408", "413"];
 
 fn error_response(desc: &str) -> Value {
@@ -42,7 +42,9 @@ fn responses() -> Value {
         ("413", "VIAS.00010001: the request body is larger than 1 MiB."),
         ("429", "VIAS.TC.TOO_MANY_REQUESTS: too many failed logins for this user or address; see Retry-After."),
         ("500", "VIAS.00010006: internal error; detail carries the request id, the cause is only logged."),
-        ("503", "VIAS.TC.UNAVAILABLE: connection cap reached or password checkers busy; see Retry-After."),
+        ("503", "VIAS.TC.UNAVAILABLE: connection cap reached, password checkers busy, or the database \
+                 unreachable; see Retry-After."),
+        ("507", "VIAS.TC.STORAGE_FULL: the database has no space left for the change; nothing of it was stored."),
     ] {
         let mut e = error_response(desc);
         if ["429", "503"].contains(&code) {
@@ -451,14 +453,14 @@ fn vias_paths(p: &mut Paths) {
 /// columns before the `|`: the error statuses and the security scheme.
 const OWN_OPS: &str = "
 get  /healthz            Healthz        -               200 Probe         503                         -                | The process is alive
-get  /readyz             Readyz         -               200 Probe         -                           -                | The database is reachable
+get  /readyz             Readyz         -               200 Probe         503                         -                | The database is reachable and the last write did not find the storage full
 get  /metrics            Metrics        -               200 -             401,503                     MetricsToken     | Metrics in the Prometheus text format; on the API port only with the metrics token, refused to everyone when none is configured
 get  /openapi.json       OpenApi        -               200 OpenApi       503                         -                | This document
-post /v3/auth/tokens     IssueToken     TokenRequest    201 TokenReply    400,401,408,413,429,500,503 -                | Obtain a project-scoped token (IAM's password flow); it comes in the X-Subject-Token header
-delete /v3/auth/tokens   RevokeToken    -               204 -             400,401,500,503             XAuthToken       | Revoke the token in X-Subject-Token (send the caller's own to log out); every server sharing the database refuses it within a second
-post /worker/v1/register WorkerRegister RegisterRequest 200 RegisterReply 400,401,408,413,500,503     WorkerCredential | A worker starts: its type and task slots
-post /worker/v1/sync     WorkerSync     SyncRequest     200 SyncReply     400,401,408,413,500,503     WorkerCredential | Heartbeat and long-poll: the tasks the worker runs; what to start, stop and upgrade
-post /worker/v1/report   WorkerReport   ReportRequest   200 ReportReply   400,401,408,413,500,503     WorkerCredential | A worker's report on a task it holds
+post /v3/auth/tokens     IssueToken     TokenRequest    201 TokenReply    400,401,408,413,429,500,503,507 -                | Obtain a project-scoped token (IAM's password flow); it comes in the X-Subject-Token header
+delete /v3/auth/tokens   RevokeToken    -               204 -             400,401,500,503,507         XAuthToken       | Revoke the token in X-Subject-Token (send the caller's own to log out); every server sharing the database refuses it within a second
+post /worker/v1/register WorkerRegister RegisterRequest 200 RegisterReply 400,401,408,413,500,503,507 WorkerCredential | A worker starts: its type and task slots
+post /worker/v1/sync     WorkerSync     SyncRequest     200 SyncReply     400,401,408,413,500,503,507 WorkerCredential | Heartbeat and long-poll: the tasks the worker runs; what to start, stop and upgrade
+post /worker/v1/report   WorkerReport   ReportRequest   200 ReportReply   400,401,408,413,500,503,507 WorkerCredential | A worker's report on a task it holds
 ";
 
 fn own_op(line: &str) -> Option<(String, String, Value)> {

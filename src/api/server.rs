@@ -9,6 +9,7 @@
 //! closed: a prompt refusal, never a hang.
 
 use super::error::ApiError;
+use super::http_fault::WithErrorBodies;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::server::conn::http1;
@@ -123,7 +124,10 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            .serve_connection(
+                TokioIo::new(WithErrorBodies::new(stream)),
+                TowerToHyperService::new(service),
+            );
         let conn = graceful.watch(conn);
         let open = &crate::metrics::metrics().open_connections;
         open.inc();
