@@ -13,6 +13,9 @@ use axum::Json;
 use schemas::{arr, choice, int, r, str_max, str_pat, ALG_STATUSES, ID_PATTERN};
 use serde_json::{json, Map, Value};
 
+/// Tokens as `POST /v3/auth/tokens` issues them.
+const TOKEN_PATTERN: &str = "^tc1\\.[0-9a-f]{1,64}\\.[0-9a-f]{1,128}$";
+
 /// VIAS's path prefix: every VIAS operation names its project.
 const V2: &str = "/v2/{project_id}";
 
@@ -149,9 +152,12 @@ fn states_param(upper: bool) -> Value {
             }
         })
         .collect();
+    // Comma-separated states, any case; empty items and repeats are
+    // ignored, but at least one state must be there.
+    let one = format!("(?i:{})", names.join("|"));
     query(
         "task_state",
-        json!({"type": "string", "minLength": 1, "x-case-insensitive": true}),
+        json!({"type": "string", "pattern": format!("^,*{one}(,+{one})*,*$"), "x-case-insensitive": true}),
         &format!(
             "one task state, or several comma-separated (any case): {}",
             names.join(", ")
@@ -495,15 +501,15 @@ fn own_paths(p: &mut Paths) {
         add(p, &method, &path, op);
     }
     p["/readyz"]["get"]["responses"]["503"] = ok(
-        "The database is unreachable (or the connection cap is reached: then the Error body)",
-        json!({"oneOf": [r("Probe"), r("Error")]}),
+        "Not ready: the database does not answer, or the last write found its storage full",
+        r("Error"),
     );
     p["/v3/auth/tokens"]["post"]["responses"]["201"]["headers"] = json!({"X-Subject-Token":
         {"schema": {"type": "string"}, "description": "the token: send it as X-Auth-Token"}});
     let revoke = &mut p["/v3/auth/tokens"]["delete"];
     revoke["responses"]["204"] = json!({"description": "Revoked"});
     revoke["parameters"] = json!([{"name": "X-Subject-Token", "in": "header", "required": true,
-        "schema": {"type": "string"}, "description": "the token to revoke"}]);
+        "schema": str_pat(TOKEN_PATTERN), "description": "the token to revoke"}]);
 }
 
 fn security_schemes() -> Value {

@@ -16,7 +16,10 @@ const NAME: &str = "^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,100}$";
 const VERSION: &str = "^[a-z0-9.]{3,32}$";
 /// The handler reads VIAS's `[a-z0-9-_]` as the range `,-_` (U+002C–U+005F).
 const ORDER_ID: &str = "^[a-z0-9,-_]{4,36}$";
-const COORDINATE: &str = "^-?[0-9]{1,3}(\\.[0-9]{1,5})?$";
+/// `vias::check_coordinate`: up to three integer digits (leading zeros
+/// allowed), up to five decimals, within ±90 (latitude) or ±180 (longitude).
+const LATITUDE: &str = "^-?(0?[0-8]?[0-9](\\.[0-9]{1,5})?|0?90(\\.0{1,5})?)$";
+const LONGITUDE: &str = "^-?((1[0-7][0-9]|0?[0-9]?[0-9])(\\.[0-9]{1,5})?|180(\\.0{1,5})?)$";
 /// The `alg_status` values VIAS lists.
 pub(super) const ALG_STATUSES: [&str; 9] = [
     "service_running",
@@ -61,8 +64,10 @@ pub(super) fn str_pat(pattern: &str) -> Value {
     json!({"type": "string", "pattern": pattern})
 }
 
+/// Free text: at most `max` characters, no control characters (the
+/// handlers refuse them).
 pub(super) fn str_max(max: u32) -> Value {
-    json!({"type": "string", "maxLength": max})
+    json!({"type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"})
 }
 
 /// An object schema with its required properties named in `required`
@@ -95,6 +100,12 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
+/// An optional field the handler also takes as `null`.
+fn nullable(mut v: Value) -> Value {
+    v["nullable"] = json!(true);
+    v
+}
+
 fn s() -> Value {
     json!({"type": "string"})
 }
@@ -119,7 +130,8 @@ fn boolean() -> Value {
 /// newlines and tabs (`field::check_text`).
 fn text(max: u32) -> Value {
     desc(
-        str_max(max),
+        json!({"type": "string", "maxLength": max,
+               "pattern": "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"}),
         "no control characters other than newline and tab",
     )
 }
@@ -268,12 +280,13 @@ fn tasks() -> Value {
     );
     list_item["error"] = ext(r("TaskInfoDtoError"), "the last error");
     json!({
-        "TaskInput": obj("type data", json!({
+        "TaskInput": merge(obj("type data", json!({
             "type": choice(&INPUT_TYPES),
             "data": {"type": "array", "minItems": 1, "maxItems": 100, "items": r("TaskInputData"),
                      "description": "1–100 entries on CreateTask (one task each), exactly one on UpdateTask"},
             "vcn": desc(obj("", json!({"ip": s(), "port": i32_(), "username": s(), "password": s()})),
                         "the VCN server's login, stored as given (not checked)")})),
+            json!({"anyOf": input_needs()})),
         "TaskInputData": desc(obj("", json!({
             "video_source_id": str_pat(ID_PATTERN), "stream_name": s(), "bucket": s(), "path": s(),
             "url": {"type": "string", "format": "uri", "minLength": 1, "maxLength": 1000, "pattern": "^[a-zA-Z0-9+.-]+://\\S*$"},
@@ -340,8 +353,9 @@ fn video_groups() -> Value {
             "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)")})),
         "CreateVideoGroupResponse": obj("video_group_id", json!({"video_group_id": s()})),
         "UpdateVideoGroupDto": desc(obj("", json!({
-            "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,20}$"), "description": text(100),
-            "video_source_ids": ids("the full member set")})), "the body may be absent; absent fields stay as they are"),
+            "video_group_name": nullable(str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,20}$")), "description": nullable(text(100)),
+            "video_source_ids": nullable(ids("the full member set"))})),
+            "the body may be absent; absent (or null) fields stay as they are"),
         "ListVideoGroupsResponse": obj("video_group_number total_number quota_number video_group_list", json!({
             "video_group_number": desc(i32_(), "matching groups"), "total_number": desc(i32_(), "all the project's groups"),
             "quota_number": desc(i32_(), "taskcenter sets no quota: 1000000"),
@@ -372,7 +386,7 @@ fn video_sources() -> Value {
     let name = str_pat("^(?! )(?!.* $)[a-zA-Z0-9\\u4e00-\\u9fa5 .()（）_-]{1,100}$");
     let coordinate = |limit| {
         desc(
-            str_pat(COORDINATE),
+            str_pat(if limit == 90 { LATITUDE } else { LONGITUDE }),
             &format!("numeric text from -{limit} to {limit}, at most 5 decimals"),
         )
     };
@@ -388,18 +402,20 @@ fn video_sources() -> Value {
             "video_source_id": s(), "num_tasks": i32_(), "num_service_config_templates": desc(i32_(), "always 0")})),
         "VideoSourceDetail": desc(source("service_config_templates", json!({
             "service_config_templates": desc(arr(json!({"type": "object"})), "always empty")})), "it carries no id, as VIAS's"),
-        "CreateVideoSourceDto": obj("video_source_name access_type", json!({
+        "CreateVideoSourceDto": merge(obj("video_source_name access_type", json!({
             "video_source_name": name.clone(), "access_type": choice(&["cloud", "edge"]),
             "type": desc(choice(&SOURCE_TYPES), "required unless a stream URL is given (by url, or in type_config): then url"),
             "latitude": coordinate(90), "longitude": coordinate(180),
             "video_group_ids": {"type": "array", "maxItems": 100, "items": str_pat(ID_PATTERN)},
             "type_config": desc(type_config.clone(), "required unless url is given"), "tag": tags.clone(),
-            "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)"),
+            "id": nullable(ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)")),
             "url": ext(json!({"type": "string", "minLength": 1, "maxLength": 2048}),
                 "shorthand for type url with a URL type_config; ignored when type_config is given")})),
+            json!({"anyOf": [{"required": ["type_config"]}, {"required": ["url"]}]})),
         "CreateVideoSourceResponse": obj("video_source_id", json!({"video_source_id": s()})),
-        "UpdateVideoSourceDto": desc(obj("", json!({"video_source_name": name, "latitude": coordinate(90),
-            "longitude": coordinate(180), "type_config": type_config, "tag": tags})), "absent fields stay as they are"),
+        "UpdateVideoSourceDto": desc(obj("", json!({"video_source_name": nullable(name), "latitude": nullable(coordinate(90)),
+            "longitude": nullable(coordinate(180)), "type_config": nullable(type_config), "tag": nullable(tags)})),
+            "absent (or null) fields stay as they are"),
         "ListVideoSourcesResponse": obj("video_source_number total_number quota_number video_source_list", json!({
             "video_source_number": desc(i32_(), "matching sources"), "total_number": desc(i32_(), "all the project's sources"),
             "quota_number": desc(i32_(), "taskcenter sets no quota: 1000000"),
@@ -478,10 +494,12 @@ fn own() -> Value {
     json!({
         "TokenRequest": obj("auth", json!({"auth": obj("identity scope", json!({
             "identity": obj("methods password", json!({
-                "methods": desc(arr(s()), "must include \"password\""),
+                "methods": desc(json!({"type": "array", "minItems": 1, "items": one_of(&["password"])}),
+                    "must include \"password\""),
                 "password": obj("user", json!({"user": obj("name password", json!({
                     "name": s(), "password": s(), "domain": desc(json!({}), "accepted; taskcenter has one domain")}))}))})),
-            "scope": obj("project", json!({"project": desc(obj("", json!({"id": s(), "name": s()})), "id or name")}))}))})),
+            "scope": obj("project", json!({"project": desc(merge(obj("", json!({"id": s(), "name": s()})),
+                json!({"anyOf": [{"required": ["id"]}, {"required": ["name"]}]})), "id or name")}))}))})),
         "TokenReply": obj("token", json!({"token": obj("expires_at issued_at methods project user", json!({
             "expires_at": {"type": "string", "format": "date-time"}, "issued_at": {"type": "string", "format": "date-time"},
             "methods": arr(s()), "project": named(), "user": named()}))})),
@@ -494,20 +512,44 @@ fn own() -> Value {
             "source_config": desc(s(), "the source's type_config"), "input": desc(s(), "CreateTask's input as JSON text"),
             "config": s(), "service_name": s(), "service_version": s()})),
         "RegisterRequest": strict("kind slots", json!({"kind": one_of(&["cloud", "edge"]),
-            "slots": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000}})),
+            "slots": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000},
+            "pool": nullable(desc(str_pat("^[a-z][a-z0-9-]{2,30}[a-z0-9]$"), "the edge pool this worker serves, by name"))})),
         "RegisterReply": obj("lease_ms max_wait_ms", json!({"lease_ms": i64_(), "max_wait_ms": i64_()})),
         "SyncRequest": strict("running", json!({
             "running": {"type": "array", "maxItems": 100_000, "items": r("Held")},
-            "wait_ms": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
+            "wait_ms": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "default": 0,
                         "description": "long-poll; capped at 20000 and at half the lease"}})),
         "SyncReply": obj("assign stop upgrade", json!({"assign": arr(r("Assignment")), "stop": arr(r("Held")),
             "upgrade": arr(r("Assignment"))})),
         "ReportRequest": strict("task attempt event", json!({"task": i64_(), "attempt": i64_(),
             "event": one_of(&["started", "spawn_failed", "exited", "crashed", "released", "upgraded"]),
-            "error_code": clipped(), "error_message": clipped()})),
+            "error_code": nullable(clipped()), "error_message": nullable(clipped())})),
         "ReportReply": obj("applied state", json!({"applied": boolean(),
             "state": {"type": "string", "nullable": true, "description": "the task's state; null once it is gone"}}))
     })
+}
+
+/// What each task input type needs in its data entries (the handler's
+/// check), as the alternatives of `TaskInput`.
+fn input_needs() -> Vec<Value> {
+    [
+        ("video_source", &["video_source_id"][..]),
+        ("url", &["url"]),
+        (
+            "restful",
+            &["url", "rtsp_path_in_response", "certificate_check"],
+        ),
+        ("obs", &["bucket", "path"]),
+        ("vcn", &["device_id"]),
+        ("edgecamera", &["id"]),
+    ]
+    .into_iter()
+    .map(|(t, needs)| {
+        json!({"properties": {
+            "type": {"type": "string", "pattern": format!("^(?i:{t})$")},
+            "data": {"type": "array", "items": {"required": needs}}}})
+    })
+    .collect()
 }
 
 pub(super) fn schemas() -> Value {
