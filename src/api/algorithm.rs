@@ -302,11 +302,10 @@ pub(super) async fn deploy_algorithm(
     if let Some(pool) = &b.pool_id {
         crate::domain::field::check_id("pool_id", pool)?;
         if s.deploy_type != crate::domain::DeployType::Edge {
-            return Err(FieldError::new(
-                "pool_id",
-                "only an edge service deploys onto an edge pool",
-            )
-            .into());
+            // A valid request the service cannot take: it is a cloud service.
+            return Err(ApiError::NotAllowed(
+                "only an edge service deploys onto an edge pool".into(),
+            ));
         }
     }
     let d = Deployment {

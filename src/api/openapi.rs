@@ -213,8 +213,8 @@ fn list_tasks_params() -> Vec<Value> {
         query("batch_id", str_pat(ID_PATTERN), "only this batch's tasks"),
         query(
             "video_group_id",
-            json!({"type": "string", "minLength": 4, "maxLength": 2048}),
-            "comma-joined group ids",
+            json!({"type": "string", "minLength": 1, "maxLength": 2048}),
+            "comma-joined group ids (VIAS: at least 4 characters; taskcenter's ids may be shorter)",
         ),
         query("company", json!({"type": "string"}), "comma-joined vendors"),
         query(

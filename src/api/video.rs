@@ -411,15 +411,16 @@ pub(super) async fn create_video_source(
     let name = required(b.video_source_name, "video_source_name")?;
     vias::check_source_name("video_source_name", &name)?;
     let access = access_type("access_type", &required(b.access_type, "access_type")?)?;
+    // A url is checked even when type_config makes it unused.
+    if let Some(u) = &b.url {
+        crate::domain::field::check_text("url", u, 2048)?;
+        if u.trim().is_empty() {
+            return Err(FieldError::new("url", "url must not be empty").into());
+        }
+    }
     let (type_config, url) = match (b.type_config, b.url) {
         (Some(tc), _) => config_and_url(&tc)?,
-        (None, Some(u)) => {
-            crate::domain::field::check_text("url", &u, 2048)?;
-            if u.trim().is_empty() {
-                return Err(FieldError::new("url", "url must not be empty").into());
-            }
-            (vias::url_type_config(&u), u)
-        }
+        (None, Some(u)) => (vias::url_type_config(&u), u),
         (None, None) => {
             return Err(FieldError::new("type_config", "type_config is required").into())
         }

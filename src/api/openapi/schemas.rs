@@ -14,8 +14,8 @@ pub(super) const SERVICE_NAME: &str = "^[\\u4e00-\\u9fa5a-zA-Z0-9_-]{1,100}$";
 /// Batch and task names (`field::check_batch_name`).
 const NAME: &str = "^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,100}$";
 const VERSION: &str = "^[a-z0-9.]{3,32}$";
-/// The handler reads VIAS's `[a-z0-9-_]` as the range `,-_` (U+002C–U+005F).
-const ORDER_ID: &str = "^[a-z0-9,-_]{4,36}$";
+/// VIAS's `^[a-z0-9-_]{4,36}$`, `-` and `_` as characters.
+const ORDER_ID: &str = "^[a-z0-9_-]{4,36}$";
 /// `vias::check_coordinate`: up to three integer digits (leading zeros
 /// allowed), up to five decimals, within ±90 (latitude) or ±180 (longitude).
 const LATITUDE: &str = "^-?(0?[0-8]?[0-9](\\.[0-9]{1,5})?|0?90(\\.0{1,5})?)$";
@@ -98,6 +98,11 @@ fn merge(mut a: Value, b: Value) -> Value {
         m.extend(extra);
     }
     a
+}
+
+/// An object alternative: `field` is present and not `null`.
+fn given(field: &str) -> Value {
+    json!({"required": [field], "properties": {field: {"type": "string"}}})
 }
 
 /// An optional field the handler also takes as `null`.
@@ -207,7 +212,7 @@ fn body(required: &str, own: Value) -> Value {
         "name": str_pat(NAME), "description": text(500), "schedule": r("TaskSchedule"), "output": r("TaskOutput"),
         "config": r("TaskServiceConfig"),
         "is_saved_as_template": {"type": "boolean", "default": false, "description": "accepted; taskcenter keeps no templates"},
-        "resource_order_id": desc(str_pat(ORDER_ID), "VIAS: ^[a-z0-9-_]{4,36}$, which the handler reads with `,-_` as a range")}),
+        "resource_order_id": desc(str_pat(ORDER_ID), "lowercase letters, digits, - and _")}),
             own,
         ),
     )
@@ -238,10 +243,13 @@ fn batch_tasks() -> Value {
             "service_name": str_pat(SERVICE_NAME), "service_version": str_pat(VERSION),
             "priority": priority("the batch's priority (VIAS's console shows it; the SDK cannot send it)"),
             "batch_input": r("BatchTaskInputDto")})),
-        "UpdateBatchTaskRequestBody": desc(body("", json!({
+        "UpdateBatchTaskRequestBody": merge(desc(body("", json!({
             "service_name": ext(str_pat(SERVICE_NAME), fixed), "service_version": ext(str_pat(VERSION), fixed),
             "priority": priority("the batch's new priority"),
-            "batch_input": desc(r("BatchTaskInputDto"), "replaces the groups and sources")})), "every field optional"),
+            "batch_input": desc(r("BatchTaskInputDto"), "replaces the groups and sources")})),
+            "every field optional; service_name and service_version come together"),
+            json!({"anyOf": [{"required": ["service_name", "service_version"]},
+                {"not": {"anyOf": [{"required": ["service_name"]}, {"required": ["service_version"]}]}}]})),
         "BatchOpResult": obj("id total_count succeed_count failed_count error_list", json!({
             "id": desc(s(), "the batch task's id"), "total_count": i32_(), "succeed_count": i32_(), "failed_count": i32_(),
             "error_list": desc(arr(s()), "one string per failure, `<video_source_id or task_id>: <error_code> <message>`")})),
@@ -348,9 +356,9 @@ fn video_groups() -> Value {
         "VideoGroupInfoDto": group(json!({"description": desc(s(), "absent when empty")})),
         "VideoGroupListInfoDto": group(json!({"type": desc(s(), "the types of its sources, comma-joined; absent when none")})),
         "CreateVideoGroupDto": obj("video_group_name access_type", json!({
-            "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5]{1,20}$"), "description": text(100),
-            "access_type": choice(&["cloud", "edge"]), "video_source_ids": ids("initial members"),
-            "id": ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)")})),
+            "video_group_name": str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5]{1,20}$"), "description": nullable(text(100)),
+            "access_type": choice(&["cloud", "edge"]), "video_source_ids": nullable(ids("initial members")),
+            "id": nullable(ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)"))})),
         "CreateVideoGroupResponse": obj("video_group_id", json!({"video_group_id": s()})),
         "UpdateVideoGroupDto": desc(obj("", json!({
             "video_group_name": nullable(str_pat("^[a-zA-Z0-9\\u4e00-\\u9fa5_-]{1,20}$")), "description": nullable(text(100)),
@@ -404,14 +412,19 @@ fn video_sources() -> Value {
             "service_config_templates": desc(arr(json!({"type": "object"})), "always empty")})), "it carries no id, as VIAS's"),
         "CreateVideoSourceDto": merge(obj("video_source_name access_type", json!({
             "video_source_name": name.clone(), "access_type": choice(&["cloud", "edge"]),
-            "type": desc(choice(&SOURCE_TYPES), "required unless a stream URL is given (by url, or in type_config): then url"),
-            "latitude": coordinate(90), "longitude": coordinate(180),
-            "video_group_ids": {"type": "array", "maxItems": 100, "items": str_pat(ID_PATTERN)},
-            "type_config": desc(type_config.clone(), "required unless url is given"), "tag": tags.clone(),
+            "type": nullable(desc(choice(&SOURCE_TYPES), "required unless a stream URL is given (by url, or in type_config): then url")),
+            "latitude": nullable(coordinate(90)), "longitude": nullable(coordinate(180)),
+            "video_group_ids": nullable(json!({"type": "array", "maxItems": 100, "items": str_pat(ID_PATTERN)})),
+            "type_config": nullable(desc(type_config.clone(), "required unless url is given")), "tag": nullable(tags.clone()),
             "id": nullable(ext(str_pat(ID_PATTERN), "a client-chosen id (VIAS generates ids)")),
-            "url": ext(json!({"type": "string", "minLength": 1, "maxLength": 2048}),
-                "shorthand for type url with a URL type_config; ignored when type_config is given")})),
-            json!({"anyOf": [{"required": ["type_config"]}, {"required": ["url"]}]})),
+            "url": nullable(ext(json!({"type": "string", "minLength": 1, "maxLength": 2048,
+                    "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"}),
+                "shorthand for type url with a URL type_config; ignored when type_config is given"))})),
+            // type_config or url; type unless url stands for the type_config
+            // (a URL inside a given type_config also spares it, which a
+            // schema cannot see).
+            json!({"allOf": [{"anyOf": [given("type_config"), given("url")]},
+                             {"anyOf": [given("type"), {"allOf": [given("url"), {"not": given("type_config")}]}]}]})),
         "CreateVideoSourceResponse": obj("video_source_id", json!({"video_source_id": s()})),
         "UpdateVideoSourceDto": desc(obj("", json!({"video_source_name": nullable(name), "latitude": nullable(coordinate(90)),
             "longitude": nullable(coordinate(180)), "type_config": nullable(type_config), "tag": nullable(tags)})),
@@ -545,9 +558,14 @@ fn input_needs() -> Vec<Value> {
     ]
     .into_iter()
     .map(|(t, needs)| {
+        let present: Map<String, Value> = needs
+            .iter()
+            .filter(|n| **n != "certificate_check")
+            .map(|n| ((*n).to_owned(), json!({"minLength": 1, "pattern": "\\S"})))
+            .collect();
         json!({"properties": {
             "type": {"type": "string", "pattern": format!("^(?i:{t})$")},
-            "data": {"type": "array", "items": {"required": needs}}}})
+            "data": {"type": "array", "items": {"required": needs, "properties": present}}}})
     })
     .collect()
 }
