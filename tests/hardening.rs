@@ -873,3 +873,37 @@ fn requests_the_http_layer_cannot_read_get_the_error_body() {
     // A normal request on a new connection is unaffected.
     assert_eq!(healthz(&addr), 200);
 }
+
+/// A NUL in a login's user name (which PostgreSQL cannot even compare) is an
+/// unknown user: 401, not a server error.
+fn nul_in_a_login(db: &str) {
+    let dir = TempDir::new();
+    assert!(cli(
+        &dir.0,
+        db,
+        &["project", "create", "one", "--id", "p1"],
+        None
+    )
+    .status
+    .success());
+    let server = Server::start(&dir.0, db);
+    let (status, _, body) = http(
+        &server.addr,
+        "POST",
+        "/v3/auth/tokens",
+        None,
+        Some(&login_body("a\u{0}b", "x\u{0}y")),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert_error_body(&body, "VIAS.00010005");
+}
+
+#[test]
+fn a_nul_in_a_login_is_an_unknown_user_on_sqlite() {
+    nul_in_a_login("n.db");
+}
+
+#[test]
+fn a_nul_in_a_login_is_an_unknown_user_on_postgres() {
+    common::on_postgres(nul_in_a_login);
+}

@@ -12,7 +12,7 @@ use crate::store::{
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::ser::SerializeMap;
@@ -74,6 +74,7 @@ pub(super) async fn list_batch_tasks(
     State(st): State<AppState>,
     Authed(project): Authed,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     let params = ListBatchTasksParams::parse(raw.as_deref())?;
     let page = if st.list_from_db {
@@ -84,6 +85,23 @@ pub(super) async fn list_batch_tasks(
         st.store.list_batch_tasks(project.pk, &params).await?
     };
     if params.paging.is_some() {
+        // Conditional requests (our extension): a page of the in-memory view
+        // carries an ETag naming the view's version and the query; a client
+        // that sends it back in If-None-Match gets 304 until either changes.
+        let etag = (page.generation != 0).then(|| list_etag(page.generation, raw.as_deref()));
+        if let Some(tag) = &etag {
+            let seen = headers
+                .get_all(header::IF_NONE_MATCH)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim() == tag);
+            if seen {
+                return Ok(
+                    (StatusCode::NOT_MODIFIED, [(header::ETAG, tag.clone())]).into_response()
+                );
+            }
+        }
         let mut body = head(page.count);
         for (i, r) in page.rows.iter().enumerate() {
             if i > 0 {
@@ -92,9 +110,23 @@ pub(super) async fn list_batch_tasks(
             body.extend_from_slice(render(r));
         }
         body.extend_from_slice(b"]}");
-        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if let Some(tag) = etag.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+            resp.headers_mut().insert(header::ETAG, tag);
+        }
+        return Ok(resp);
     }
     Ok(stream_reply(page))
+}
+
+/// A weak ETag for a list page: this process, the view's version, the query.
+fn list_etag(generation: u64, query: Option<&str>) -> String {
+    use std::hash::{Hash, Hasher};
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| random_hex(4).unwrap_or_default());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    query.unwrap_or("").hash(&mut h);
+    format!("W/\"{process}.{generation:x}.{:x}\"", h.finish())
 }
 
 fn head(count: u64) -> Vec<u8> {

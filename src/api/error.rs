@@ -367,6 +367,10 @@ impl From<StoreError> for ApiError {
                         tracing::warn!(error = %e, "the database cannot be reached");
                         ApiError::Overloaded("the database cannot be reached at the moment".into())
                     }
+                    DbFault::BadText => ApiError::Invalid {
+                        param: None,
+                        detail: "the request holds a character that cannot be stored (NUL)".into(),
+                    },
                     DbFault::Other => ApiError::Internal(e.to_string()),
                 }
             }

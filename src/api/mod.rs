@@ -4,6 +4,7 @@
 mod algorithm;
 mod batch_task;
 mod catalogue;
+mod console;
 pub mod error;
 mod extract;
 mod http_fault;
@@ -140,6 +141,10 @@ pub fn app(state: AppState) -> App {
     .add(Method::GET, "/healthz", healthz)
     .add(Method::GET, "/metrics", metrics_on_api_port)
     .add(Method::GET, "/readyz", readyz)
+    .add(Method::GET, "/", console::root)
+    .add(Method::GET, "/console/", console::index)
+    .add(Method::GET, "/console/app.js", console::script)
+    .add(Method::GET, "/console/app.css", console::style)
     .add(Method::GET, "/openapi.json", openapi::serve)
     .add(Method::POST, "/v3/auth/tokens", token::issue)
     .add(Method::DELETE, "/v3/auth/tokens", token::revoke)

@@ -462,6 +462,10 @@ get  /healthz            Healthz        -               200 Probe         503   
 get  /readyz             Readyz         -               200 Probe         503                         -                | The database is reachable and the last write did not find the storage full
 get  /metrics            Metrics        -               200 -             401,503                     MetricsToken     | Metrics in the Prometheus text format; on the API port only with the metrics token, refused to everyone when none is configured
 get  /openapi.json       OpenApi        -               200 OpenApi       503                         -                | This document
+get  /                   ConsoleRoot    -               200 -             -                           -                | The web console's page, as at /console/
+get  /console/           Console        -               200 -             -                           -                | The web console's page
+get  /console/app.js     ConsoleScript  -               200 -             -                           -                | The web console's script
+get  /console/app.css    ConsoleStyle   -               200 -             -                           -                | The web console's style sheet
 post /v3/auth/tokens     IssueToken     TokenRequest    201 TokenReply    400,401,408,413,429,500,503,507 -                | Obtain a project-scoped token (IAM's password flow); it comes in the X-Subject-Token header
 delete /v3/auth/tokens   RevokeToken    -               204 -             400,401,500,503,507         XAuthToken       | Revoke the token in X-Subject-Token (send the caller's own to log out); every server sharing the database refuses it within a second
 post /worker/v1/register WorkerRegister RegisterRequest 200 RegisterReply 400,401,408,413,500,503,507 WorkerCredential | A worker starts: its type and task slots
@@ -504,6 +508,26 @@ fn own_paths(p: &mut Paths) {
         "Not ready: the database does not answer, or the last write found its storage full",
         r("Error"),
     );
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        p[path]["get"]["responses"]["200"]["content"] =
+            json!({kind: {"schema": {"type": "string"}}});
+    }
+    // Conditional list requests (our extension): the ETag of a page, and 304
+    // while neither the project's batches nor the query changed.
+    let list = &mut p["/v2/{project_id}/batch-tasks"]["get"];
+    if let Some(params) = list["parameters"].as_array_mut() {
+        params.push(json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"},
+            "description": "an ETag of an earlier page of this list (our extension)", "x-taskcenter-extension": true}));
+    }
+    list["responses"]["200"]["headers"] = json!({"ETag": {"schema": {"type": "string"},
+        "description": "names this page's content (paged requests): send it back in If-None-Match"}});
+    list["responses"]["304"] = json!({"description": "Not modified: the page named by If-None-Match is still current (our extension)",
+        "headers": {"ETag": {"schema": {"type": "string"}}}});
     p["/v3/auth/tokens"]["post"]["responses"]["201"]["headers"] = json!({"X-Subject-Token":
         {"schema": {"type": "string"}, "description": "the token: send it as X-Auth-Token"}});
     let revoke = &mut p["/v3/auth/tokens"]["delete"];

@@ -438,6 +438,7 @@ impl BatchStore for SqlStore {
         };
         tx.commit().await?;
         Ok(BatchTaskPage {
+            generation: 0,
             count: count as u64,
             rows,
         })

@@ -91,6 +91,9 @@ pub enum DbFault {
     /// wait, the connection broke, or the server is shutting down or
     /// starting (PostgreSQL's classes 08 and 57P).
     Unreachable,
+    /// Text the database cannot store: PostgreSQL refuses a NUL character
+    /// in text (22021, 22P05). The client sent it.
+    BadText,
     Other,
 }
 
@@ -108,6 +111,8 @@ impl DbFault {
                     DbFault::StorageFull
                 } else if code.starts_with("08") || code.starts_with("57P") {
                     DbFault::Unreachable
+                } else if code == "22021" || code == "22P05" {
+                    DbFault::BadText
                 } else {
                     DbFault::Other
                 }

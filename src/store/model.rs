@@ -424,11 +424,25 @@ impl std::fmt::Debug for RenderCache {
 
 /// One list answer: `count` batches match; `rows` are the requested page,
 /// or every match when the query is not paged. Rows are shared, not copied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchTaskPage {
     pub count: u64,
     pub rows: Vec<Arc<BatchTaskRow>>,
+    /// The version of the project's batches this page was read from: it
+    /// changes with every change to them in this process (0: not known,
+    /// when the page comes straight from the database).
+    pub generation: u64,
 }
+
+/// Two pages are equal when they answer the same: the view's version they
+/// were read from does not matter.
+impl PartialEq for BatchTaskPage {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.rows == other.rows
+    }
+}
+
+impl Eq for BatchTaskPage {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRow {

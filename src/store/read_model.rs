@@ -154,9 +154,19 @@ impl NameText {
     }
 }
 
+/// Versions of project views: every view and every change to one takes the
+/// next, so a version names one state of one view in this process.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One project's batches.
 #[derive(Debug, Default)]
 pub struct ProjectView {
+    /// This state's version (see `BatchTaskPage::generation`).
+    generation: u64,
     entries: Vec<Option<(Arc<BatchEntry>, Keys)>>,
     free: Vec<u32>,
     by_pk: HashMap<i64, u32>,
@@ -179,7 +189,10 @@ pub struct ProjectView {
 
 impl ProjectView {
     pub fn new(entries: Vec<BatchEntry>) -> ProjectView {
-        let mut v = ProjectView::default();
+        let mut v = ProjectView {
+            generation: next_generation(),
+            ..ProjectView::default()
+        };
         for e in entries {
             let idx = v.entries.len() as u32;
             v.by_pk.insert(e.pk, idx);
@@ -300,6 +313,7 @@ impl ProjectView {
 
     /// Replaces (or adds) the batch `pk`; `None` removes it.
     pub fn put(&mut self, pk: i64, entry: Option<BatchEntry>) {
+        self.generation = next_generation();
         let mut names_changed = false;
         let reuse = self.by_pk.get(&pk).copied();
         if let Some(idx) = reuse {
@@ -392,6 +406,7 @@ impl ProjectView {
             return BatchTaskPage {
                 count: list.len() as u64,
                 rows,
+                generation: self.generation,
             };
         };
         let count = matching.count();
@@ -411,7 +426,11 @@ impl ProjectView {
                 rows.len() < want
             });
         }
-        BatchTaskPage { count, rows }
+        BatchTaskPage {
+            count,
+            rows,
+            generation: self.generation,
+        }
     }
 
     /// The entries every filter of `p` admits; `None` without filters.
