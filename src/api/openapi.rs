@@ -13,6 +13,9 @@ use axum::Json;
 use schemas::{arr, choice, int, r, str_max, str_pat, ALG_STATUSES, ID_PATTERN};
 use serde_json::{json, Map, Value};
 
+/// Text without control characters.
+const NO_CONTROL: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
 /// Tokens as `POST /v3/auth/tokens` issues them.
 const TOKEN_PATTERN: &str = "^tc1\\.[0-9a-f]{1,64}\\.[0-9a-f]{1,128}$";
 
@@ -193,7 +196,7 @@ fn list_tasks_params() -> Vec<Value> {
         ),
         query(
             "title",
-            json!({"type": "string", "minLength": 2, "maxLength": 64}),
+            json!({"type": "string", "minLength": 2, "maxLength": 64, "pattern": NO_CONTROL}),
             "comma-separated algorithm names (VIAS's pattern is not checked)",
         ),
         query(
@@ -213,13 +216,17 @@ fn list_tasks_params() -> Vec<Value> {
         query("batch_id", str_pat(ID_PATTERN), "only this batch's tasks"),
         query(
             "video_group_id",
-            json!({"type": "string", "minLength": 1, "maxLength": 2048}),
+            json!({"type": "string", "minLength": 1, "maxLength": 2048, "pattern": NO_CONTROL}),
             "comma-joined group ids (VIAS: at least 4 characters; taskcenter's ids may be shorter)",
         ),
-        query("company", json!({"type": "string"}), "comma-joined vendors"),
+        query(
+            "company",
+            json!({"type": "string", "pattern": NO_CONTROL}),
+            "comma-joined vendors",
+        ),
         query(
             "alg_id",
-            json!({"type": "string"}),
+            json!({"type": "string", "pattern": NO_CONTROL}),
             "an algorithm's alg_id (or its service_id); not checked against VIAS's UUID pattern",
         ),
     ]

@@ -152,6 +152,18 @@ fn list_query(raw: Option<&str>) -> Result<(ListTasksQuery, bool), FieldError> {
             ));
         }
     }
+    // Free-text filters take no control characters (a NUL cannot even be
+    // compared by PostgreSQL).
+    for param in ["title", "company", "video_group_id", "alg_id"] {
+        if q.get(param)
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(FieldError::new(
+                param,
+                format!("{param} must not contain control characters"),
+            ));
+        }
+    }
     let titles = match q.get("title") {
         Some(t) => {
             field::check_length("title", t, 2, 64)?;
