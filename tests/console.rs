@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::process::{cli, free_port, http, Server, TempDir};
+use common::process::{cli_ok, free_port, http, Server, TempDir};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -198,15 +198,7 @@ fn the_batch_page_signs_in_filters_pages_follows_changes_and_renders_names_as_te
     let dir = TempDir::new();
     let db = "console.db";
     let vendor = "<img src=x onerror=window.__x=1>";
-    let run = |args: &[&str]| {
-        let out = cli(&dir.0, db, args, None);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let run = |args: &[&str]| cli_ok(&dir.0, db, args, None);
     run(&["project", "create", "default", "--id", "default"]);
     run(&[
         "service",
@@ -223,16 +215,11 @@ fn the_batch_page_signs_in_filters_pages_follows_changes_and_renders_names_as_te
         vendor,
     ]);
     let token = run(&["token", "issue", "--project", "default"]);
-    let out = cli(
+    cli_ok(
         &dir.0,
         db,
         &["user", "create", "ops", "--project", "default"],
         Some("ops-password-1\n"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let server = Server::start_with(&dir.0, db, &["--no-scheduler"]);
     let base = format!("http://{}", server.addr);

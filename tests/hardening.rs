@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::process::{cli, free_port, http, Server, TempDir, BIN};
+use common::process::{cli, cli_ok, free_port, http, Server, TempDir, BIN};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -47,14 +47,12 @@ fn assert_error_body(body: &Value, code: &str) {
 
 fn login_flood(db: &str) {
     let dir = TempDir::new();
-    assert!(cli(
+    cli_ok(
         &dir.0,
         db,
         &["project", "create", "one", "--id", "p1"],
-        None
-    )
-    .status
-    .success());
+        None,
+    );
     let server = Server::start(&dir.0, db);
     let pid = server.child.id();
     let addr = server.addr.clone();
@@ -333,15 +331,7 @@ fn a_full_disk_answers_507_and_writes_resume_when_space_is_back_on_sqlite() {
     let fs = Tmpfs::mount("24m");
     let db = fs.0.join("t.db").to_str().unwrap().to_owned();
     let dir = TempDir::new();
-    let run = |args: &[&str]| {
-        let out = cli(&dir.0, &db, args, None);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let run = |args: &[&str]| cli_ok(&dir.0, &db, args, None);
     run(&["project", "create", "one", "--id", "p1"]);
     run(&[
         "service",
@@ -616,15 +606,7 @@ fn a_postgres_outage_answers_503_fast_and_everything_recovers() {
     cluster.start();
     let db = cluster.url();
     let dir = TempDir::new();
-    let run = |args: &[&str]| {
-        let out = cli(&dir.0, &db, args, None);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let run = |args: &[&str]| cli_ok(&dir.0, &db, args, None);
     run(&["project", "create", "one", "--id", "p1"]);
     let token = run(&["token", "issue", "--project", "p1"]);
     let server = Server::start(&dir.0, &db);
@@ -878,14 +860,12 @@ fn requests_the_http_layer_cannot_read_get_the_error_body() {
 /// unknown user: 401, not a server error.
 fn nul_in_a_login(db: &str) {
     let dir = TempDir::new();
-    assert!(cli(
+    cli_ok(
         &dir.0,
         db,
         &["project", "create", "one", "--id", "p1"],
-        None
-    )
-    .status
-    .success());
+        None,
+    );
     let server = Server::start(&dir.0, db);
     let (status, _, body) = http(
         &server.addr,

@@ -81,19 +81,6 @@ pub(super) struct ServiceListReply {
     total: u64,
 }
 
-/// The `alg_status` values VIAS lists.
-const ALG_STATUSES: [&str; 9] = [
-    "service_running",
-    "service_deploying",
-    "service_failed",
-    "service_stopping",
-    "service_stopped",
-    "service_upgrading",
-    "service_finished",
-    "service_concerning",
-    "not_deployed",
-];
-
 pub(super) async fn list_services(
     State(st): State<AppState>,
     Authed(p): Authed,
@@ -123,7 +110,7 @@ pub(super) async fn list_services(
     let statuses: Vec<&'static str> = q
         .all("alg_status")
         .iter()
-        .map(|s| vias::one_of("alg_status", s, &ALG_STATUSES))
+        .map(|s| vias::one_of("alg_status", s, &vias::ALG_STATUSES))
         .collect::<Result<_, _>>()?;
     let filter = ServiceFilter {
         name_like: text("name_like", q.get("name_like").map(str::to_owned), 100)?

@@ -7,10 +7,11 @@
 
 mod schemas;
 
+use crate::domain::vias::ALG_STATUSES;
 use crate::domain::vias::{SOURCE_TYPES, SOURCE_TYPE_FILTERS};
 use crate::domain::TaskState;
 use axum::Json;
-use schemas::{arr, choice, int, r, str_max, str_pat, ALG_STATUSES, ID_PATTERN};
+use schemas::{arr, choice, int, r, str_max, str_pat, ID_PATTERN};
 use serde_json::{json, Map, Value};
 
 /// Text without control characters.

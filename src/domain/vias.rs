@@ -4,6 +4,19 @@
 
 use super::field::{check_length, FieldError};
 
+/// The `alg_status` values VIAS lists (ListUserServices).
+pub const ALG_STATUSES: [&str; 9] = [
+    "service_running",
+    "service_deploying",
+    "service_failed",
+    "service_stopping",
+    "service_stopped",
+    "service_upgrading",
+    "service_finished",
+    "service_concerning",
+    "not_deployed",
+];
+
 /// Video source types VIAS lists (the HCS variant's too). Compared
 /// case-insensitively; stored as listed here.
 pub const SOURCE_TYPES: [&str; 8] = [

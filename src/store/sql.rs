@@ -51,17 +51,23 @@ impl Query {
         self
     }
 
-    /// Appends `(p1, p2, ...)` for a non-empty list of texts.
-    pub(super) fn bind_list(&mut self, items: &[String]) -> &mut Self {
+    /// Appends `(p1, p2, ...)`, one placeholder per argument: a row of a
+    /// multi-row insert.
+    pub(super) fn bind_row(&mut self, args: impl IntoIterator<Item = Arg>) -> &mut Self {
         self.sql.push('(');
-        for (i, it) in items.iter().enumerate() {
+        for (i, a) in args.into_iter().enumerate() {
             if i > 0 {
                 self.sql.push_str(", ");
             }
-            self.bind(Arg::Text(it.clone()));
+            self.bind(a);
         }
         self.sql.push(')');
         self
+    }
+
+    /// Appends `(p1, p2, ...)` for a non-empty list of texts.
+    pub(super) fn bind_list(&mut self, items: &[String]) -> &mut Self {
+        self.bind_row(items.iter().map(|it| Arg::Text(it.clone())))
     }
 }
 

@@ -51,6 +51,17 @@ pub(crate) fn cli(
     c.wait_with_output().unwrap()
 }
 
+/// Runs a CLI command that must succeed; its stdout, trimmed.
+pub(crate) fn cli_ok(dir: &Path, db: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cli(dir, db, args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub(crate) struct Server {
     pub child: Child,
     pub addr: String,

@@ -3,7 +3,7 @@
 //! additions marked `x-taskcenter-extension`. A reply field the handler
 //! leaves out when empty (`skip_serializing_if`) is not `required`.
 
-use crate::domain::vias::SOURCE_TYPES;
+use crate::domain::vias::{ALG_STATUSES, SOURCE_TYPES};
 use crate::domain::TaskState;
 use serde_json::{json, Map, Value};
 
@@ -20,18 +20,6 @@ const ORDER_ID: &str = "^[a-z0-9_-]{4,36}$";
 /// allowed), up to five decimals, within ±90 (latitude) or ±180 (longitude).
 const LATITUDE: &str = "^-?(0?[0-8]?[0-9](\\.[0-9]{1,5})?|0?90(\\.0{1,5})?)$";
 const LONGITUDE: &str = "^-?((1[0-7][0-9]|0?[0-9]?[0-9])(\\.[0-9]{1,5})?|180(\\.0{1,5})?)$";
-/// The `alg_status` values VIAS lists.
-pub(super) const ALG_STATUSES: [&str; 9] = [
-    "service_running",
-    "service_deploying",
-    "service_failed",
-    "service_stopping",
-    "service_stopped",
-    "service_upgrading",
-    "service_finished",
-    "service_concerning",
-    "not_deployed",
-];
 const INPUT_TYPES: [&str; 6] = ["video_source", "obs", "url", "edgecamera", "restful", "vcn"];
 
 pub(super) fn r(name: &str) -> Value {

@@ -273,13 +273,10 @@ impl SqlImporter {
             let mut q = sql::Query::new(self.positional);
             q.push(head);
             for (i, (a, b, c)) in chunk.iter().enumerate() {
-                q.push(if i > 0 { ", (" } else { "(" });
-                q.bind(Arg::Int(*a))
-                    .push(", ")
-                    .bind(Arg::Int(*b))
-                    .push(", ")
-                    .bind(Arg::Int(*c))
-                    .push(")");
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind_row([Arg::Int(*a), Arg::Int(*b), Arg::Int(*c)]);
             }
             bound(&q).execute(&mut *self.tx).await?;
         }
@@ -319,9 +316,11 @@ impl SqlImporter {
                  updated_at, access_type, source_type, type_config, latitude, longitude, tags) values ",
             );
             for (i, s) in chunk.iter().enumerate() {
-                q.push(if i > 0 { ", (" } else { "(" });
+                if i > 0 {
+                    q.push(", ");
+                }
                 let text = |v: &Option<String>| v.clone().map_or(Arg::Null, Arg::Text);
-                for (k, a) in [
+                q.bind_row([
                     Arg::Int(s.ppk),
                     Arg::Text(s.id.clone()),
                     Arg::Text(s.name.clone()),
@@ -335,16 +334,7 @@ impl SqlImporter {
                     text(&s.latitude),
                     text(&s.longitude),
                     Arg::Text(s.tags.clone()),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    if k > 0 {
-                        q.push(", ");
-                    }
-                    q.bind(a);
-                }
-                q.push(")");
+                ]);
             }
             q.push(INSERTED_COLS);
             let line = chunk[0].line;
@@ -433,36 +423,32 @@ impl SqlImporter {
                 for t in &b.tasks {
                     counts[t.state.index()] += 1;
                 }
-                q.push(if i > 0 { ", (" } else { "(" });
-                for (k, a) in [
-                    Arg::Int(b.ppk),
-                    Arg::Text(b.id.clone()),
-                    Arg::Text(b.name.clone()),
-                    Arg::Text(b.name.to_lowercase()),
-                    Arg::Text(b.description.clone()),
-                    Arg::Int(b.service.pk),
-                    Arg::Text(b.service_name.clone()),
-                    Arg::Text(b.service_name.to_lowercase()),
-                    Arg::Text(b.service_version.clone()),
-                    Arg::Text(b.service.alg_name.clone()),
-                    Arg::Text(b.service.company.clone()),
-                    Arg::Text(b.service.task_type.to_owned()),
-                    Arg::Text(b.priority.to_owned()),
-                    Arg::Text(b.config.clone()),
-                    Arg::Text(b.output.clone()),
-                    Arg::Int(b.created_at),
-                    Arg::Int(b.tasks.len() as i64),
-                ]
-                .into_iter()
-                .chain(counts.into_iter().map(Arg::Int))
-                .enumerate()
-                {
-                    if k > 0 {
-                        q.push(", ");
-                    }
-                    q.bind(a);
+                if i > 0 {
+                    q.push(", ");
                 }
-                q.push(")");
+                q.bind_row(
+                    [
+                        Arg::Int(b.ppk),
+                        Arg::Text(b.id.clone()),
+                        Arg::Text(b.name.clone()),
+                        Arg::Text(b.name.to_lowercase()),
+                        Arg::Text(b.description.clone()),
+                        Arg::Int(b.service.pk),
+                        Arg::Text(b.service_name.clone()),
+                        Arg::Text(b.service_name.to_lowercase()),
+                        Arg::Text(b.service_version.clone()),
+                        Arg::Text(b.service.alg_name.clone()),
+                        Arg::Text(b.service.company.clone()),
+                        Arg::Text(b.service.task_type.to_owned()),
+                        Arg::Text(b.priority.to_owned()),
+                        Arg::Text(b.config.clone()),
+                        Arg::Text(b.output.clone()),
+                        Arg::Int(b.created_at),
+                        Arg::Int(b.tasks.len() as i64),
+                    ]
+                    .into_iter()
+                    .chain(counts.into_iter().map(Arg::Int)),
+                );
             }
             q.push(INSERTED_COLS);
             let line = chunk[0].line;
@@ -516,21 +502,18 @@ impl SqlImporter {
             let mut q = sql::Query::new(self.positional);
             q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
             for (i, (_, ppk, bpk, t)) in chunk.iter().enumerate() {
-                q.push(if i > 0 { ", (" } else { "(" });
-                q.bind(Arg::Int(*ppk))
-                    .push(", ")
-                    .bind(Arg::Text(t.id.clone()))
-                    .push(", ")
-                    .bind(Arg::Int(*bpk))
-                    .push(", ");
-                q.bind(Arg::Int(t.source_pk))
-                    .push(", ")
-                    .bind(Arg::Int(t.state.index() as i64))
-                    .push(", ");
-                q.bind(Arg::Int(t.created_at))
-                    .push(", ")
-                    .bind(Arg::Int(t.updated_at))
-                    .push(")");
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind_row([
+                    Arg::Int(*ppk),
+                    Arg::Text(t.id.clone()),
+                    Arg::Int(*bpk),
+                    Arg::Int(t.source_pk),
+                    Arg::Int(t.state.index() as i64),
+                    Arg::Int(t.created_at),
+                    Arg::Int(t.updated_at),
+                ]);
             }
             let (from, to) = (chunk[0].0, chunk[chunk.len() - 1].0);
             bound(&q).execute(&mut *self.tx).await.map_err(|e| {
