@@ -13,6 +13,7 @@ const STATES = [
 const LIST_KEYS = ["video_group", "task_state", "manufacturer", "title", "name_like",
   "type_like", "sort_name", "order_by", "page_size", "page_num"];
 const POLL_MS = 1000;
+const VIEWS = ["batches", "new", "tasks", "catalogue", "capacity"];
 
 const $ = (sel) => document.querySelector(sel);
 const session = {
@@ -28,12 +29,12 @@ const session = {
 };
 
 /// One API call; the error body's error_msg and advice become the message.
-async function api(method, path, body, headers = {}) {
+async function api(method, path, body, headers = {}, signal = undefined) {
   const h = Object.assign({}, headers);
   if (session.token) h["X-Auth-Token"] = session.token;
   if (body !== undefined) h["Content-Type"] = "application/json";
   const resp = await fetch(path, {
-    method, headers: h, body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal,
   });
   let json = null;
   if (resp.status !== 204 && resp.status !== 304) {
@@ -45,6 +46,10 @@ async function api(method, path, body, headers = {}) {
   }
   return { status: resp.status, headers: resp.headers, json };
 }
+
+let switching = false;
+const proj = () => `/v2/${encodeURIComponent(session.project)}`;
+const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 19);
 
 function describe(r) {
   const b = r.json || {};
@@ -64,6 +69,7 @@ function el(tag, text, cls) {
 async function signIn(ev) {
   ev.preventDefault();
   const f = ev.target;
+  const previous = session.token;
   const user = f.user.value, project = f.project.value;
   $("#signin-error").textContent = "";
   const r = await api("POST", "/v3/auth/tokens", {
@@ -77,7 +83,11 @@ async function signIn(ev) {
     $("#signin-error").textContent = describe(r);
     return;
   }
+  // Switching projects: the new token replaces the old, which is revoked.
+  if (previous) await api("DELETE", "/v3/auth/tokens", undefined, { "X-Subject-Token": previous });
   session.set(r.headers.get("X-Subject-Token"), project, user);
+  switching = false;
+  history.pushState(null, "", "/console/");
   route();
 }
 
@@ -143,7 +153,7 @@ function applyFilters(ev) {
 
 function navigate(p) {
   history.pushState(null, "", `/console/?${p.toString()}`);
-  load(true);
+  route();
 }
 
 function goPage(delta) {
@@ -153,13 +163,21 @@ function goPage(delta) {
   navigate(p);
 }
 
-async function load(fresh) {
+// The page shown, then a long poll for changes to it: the request carries
+// the page's ETag and `Prefer: wait=20`, and the server answers when the
+// page's content changes (200) or after 20 s (304). One watch at a time.
+let watching = null;
+
+function stopWatching() {
+  if (watching) watching.abort();
+  watching = null;
+}
+
+async function load() {
+  stopWatching();
   const p = viewParams();
   const q = listQuery(p);
-  const headers = {};
-  if (!fresh && q === lastQuery && lastEtag) headers["If-None-Match"] = lastEtag;
-  const r = await api("GET", `/v2/${encodeURIComponent(session.project)}/batch-tasks?${q}`, undefined, headers);
-  if (r.status === 304) return;
+  const r = await api("GET", `${proj()}/batch-tasks?${q}`);
   if (r.status !== 200) {
     $("#list-error").textContent = describe(r);
     return;
@@ -169,6 +187,34 @@ async function load(fresh) {
   lastEtag = r.headers.get("ETag");
   lastPage = r.json;
   render(p, r.json);
+  watch(p, q);
+}
+
+async function watch(p, q) {
+  const ctl = new AbortController();
+  watching = ctl;
+  while (!ctl.signal.aborted && lastEtag) {
+    let r;
+    try {
+      r = await api("GET", `${proj()}/batch-tasks?${q}`, undefined,
+        { "If-None-Match": lastEtag, "Prefer": "wait=20" }, ctl.signal);
+    } catch (_) {
+      if (ctl.signal.aborted) return;
+      await new Promise((done) => setTimeout(done, POLL_MS));
+      continue;
+    }
+    if (ctl.signal.aborted) return;
+    if (r.status === 200) {
+      lastEtag = r.headers.get("ETag");
+      lastPage = r.json;
+      render(p, r.json);
+    } else if (r.status === 304) {
+      lastEtag = r.headers.get("ETag") || lastEtag;
+    } else {
+      $("#list-error").textContent = describe(r);
+      await new Promise((done) => setTimeout(done, POLL_MS));
+    }
+  }
 }
 
 function stateBar(info) {
@@ -203,11 +249,16 @@ function render(p, page) {
     pick.setAttribute("aria-label", `Select ${b.batch_task_name}`);
     const c = el("td");
     c.appendChild(pick);
-    tr.append(c, el("td", b.batch_task_name, "name"), el("td", b.video_source_name || ""),
+    const name = el("td", null, "name");
+    const link = el("a", b.batch_task_name);
+    link.href = `/console/?view=tasks&batch=${encodeURIComponent(b.id)}`;
+    link.dataset.nav = "";
+    name.appendChild(link);
+    tr.dataset.id = b.id;
+    tr.append(c, name, el("td", `${b.service_name || ""} ${b.service_version || ""}`.trim()),
       el("td", b.company), el("td", b.alg_name), el("td", b.video_group_name || ""),
-      el("td", b.type), el("td", b.priority), el("td", b.num_task),
-      el("td", new Date(b.created_at).toISOString().replace("T", " ").slice(0, 19)),
-      stateBar(b.batch_task_status_info || {}));
+      el("td", b.type === "1" ? "edge" : "cloud"), el("td", b.priority), el("td", b.num_task),
+      el("td", when(b.created_at)), stateBar(b.batch_task_status_info || {}));
     tbody.appendChild(tr);
   }
   const size = parseInt(p.get("page_size") || "10", 10);
@@ -218,6 +269,7 @@ function render(p, page) {
   $("#prev").disabled = num <= 1;
   $("#next").disabled = num >= pages;
   $("#empty").hidden = rows.length > 0;
+  if (!performance.getEntriesByName("rows-drawn").length) performance.mark("rows-drawn");
 }
 
 async function act(action) {
@@ -228,24 +280,25 @@ async function act(action) {
   }
   if (!confirm(`${action} ${ids.length} batch task(s)?`)) return;
   const lines = [];
+  const nameOf = (id) => ((lastPage && lastPage.batch_task_list) || []).find((b) => b.id === id)?.batch_task_name || id;
   for (const id of ids) {
-    const path = `/v2/${encodeURIComponent(session.project)}/batch-tasks/${encodeURIComponent(id)}`;
+    const path = `${proj()}/batch-tasks/${encodeURIComponent(id)}`;
     const r = action === "delete" ? await api("DELETE", path)
       : await api("PUT", `${path}/action/${action}`);
     if (r.status >= 300) {
-      lines.push(`${id}: ${describe(r)}`);
+      lines.push(`${nameOf(id)}: ${describe(r)}`);
     } else {
       const b = r.json || {};
       const refused = (b.error_list || []).join("; ");
-      lines.push(`${id}: ${b.succeed_count ?? "?"} of ${b.total_count ?? "?"} tasks${refused ? `; refused: ${refused}` : ""}`);
+      lines.push(`${nameOf(id)}: ${b.succeed_count ?? "?"} of ${b.total_count ?? "?"} tasks${refused ? `; refused: ${refused}` : ""}`);
     }
   }
   $("#action-result").textContent = lines.join("\n");
-  load(true);
+  load();
 }
 
 async function loadGroups() {
-  const r = await api("GET", `/v2/${encodeURIComponent(session.project)}/video-group/groups?is_paged=false`);
+  const r = await api("GET", `${proj()}/video-group/groups?is_paged=false`);
   const sel = $("#f-groups");
   sel.replaceChildren();
   for (const g of (r.json && r.json.video_group_list) || []) {
@@ -255,41 +308,523 @@ async function loadGroups() {
   }
 }
 
+// ---- create a batch task ----
+
+async function loadCreateForm() {
+  const [svc, groups] = await Promise.all([
+    api("GET", `${proj()}/algorithm/services/user?is_paged=false`),
+    api("GET", `${proj()}/video-group/groups?is_paged=false`),
+  ]);
+  if (svc.status !== 200 || groups.status !== 200) {
+    $("#create-error").textContent = describe(svc.status !== 200 ? svc : groups);
+    return;
+  }
+  const sel = $("#c-service");
+  sel.replaceChildren();
+  const services = svc.json.service_list || [];
+  for (const s of services) {
+    const o = el("option", `${s.service_name} ${s.function_version} (${s.alg_name || ""}, ${s.company}, ${s.deploy_type}, ${s.alg_status})`);
+    o.value = JSON.stringify([s.service_name, s.function_version]);
+    sel.appendChild(o);
+  }
+  if (!services.length) {
+    $("#create-error").textContent = "No algorithm service is registered in this project: an operator adds one with `taskcenter service add`.";
+  }
+  const box = $("#c-groups");
+  box.replaceChildren();
+  const list = groups.json.video_group_list || [];
+  if (!list.length) box.appendChild(el("p", "No video group yet: create groups and sources in the Catalogue first."));
+  for (const g of list) {
+    const wrap = el("div", null, "group-pick");
+    wrap.dataset.group = g.video_group_id;
+    const label = el("label", null, "inline");
+    const tick = el("input");
+    tick.type = "checkbox";
+    tick.name = "group";
+    tick.value = g.video_group_id;
+    label.append(tick, el("span", ` ${g.video_group_name} (${g.num_video_source} sources)`));
+    const open = el("button", "Pick sources");
+    open.type = "button";
+    open.setAttribute("aria-expanded", "false");
+    const sources = el("ul", null, "source-pick");
+    sources.hidden = true;
+    open.addEventListener("click", () => pickSources(g.video_group_id, sources, open, tick));
+    wrap.append(label, open, sources);
+    box.appendChild(wrap);
+  }
+}
+
+async function pickSources(groupId, list, button, tick) {
+  if (!list.hidden) {
+    list.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    return;
+  }
+  const r = await api("GET", `${proj()}/source/sources?is_paged=false&video_group_id=${encodeURIComponent(groupId)}`);
+  if (r.status !== 200) {
+    $("#create-error").textContent = describe(r);
+    return;
+  }
+  list.replaceChildren();
+  for (const s of r.json.video_source_list || []) {
+    const li = el("li");
+    li.dataset.source = s.video_source_id;
+    const label = el("label", null, "inline");
+    const box = el("input");
+    box.type = "checkbox";
+    box.name = "source";
+    box.value = s.video_source_id;
+    box.addEventListener("change", () => { if (box.checked) tick.checked = true; });
+    label.append(box, el("span", ` ${s.video_source_name}`));
+    li.append(label, el("span", "", "source-error"));
+    list.appendChild(li);
+  }
+  list.hidden = false;
+  button.setAttribute("aria-expanded", "true");
+}
+
+function parseConfig(text) {
+  let v;
+  try { v = JSON.parse(text || "{}"); } catch (e) { return { error: `Config is not JSON: ${e.message}` }; }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return { error: "Config must be a JSON object, such as {\"common\": {}}." };
+  return { value: v };
+}
+
+async function createBatch(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  for (const e of document.querySelectorAll("#c-groups .source-error")) e.textContent = "";
+  $("#create-error").textContent = "";
+  $("#create-result").textContent = "";
+  const config = parseConfig(f.config.value);
+  $("#c-config-error").textContent = config.error || "";
+  if (config.error) { f.config.focus(); return; }
+  const groups = [];
+  for (const wrap of document.querySelectorAll("#c-groups .group-pick")) {
+    if (!wrap.querySelector("input[name=group]").checked) continue;
+    const picked = Array.from(wrap.querySelectorAll("input[name=source]:checked")).map((b) => ({ video_source_id: b.value }));
+    const g = { video_source_group_id: wrap.dataset.group };
+    if (picked.length) g.video_source_list = picked;
+    groups.push(g);
+  }
+  if (!groups.length) { $("#create-error").textContent = "Pick at least one video group."; return; }
+  const output = {};
+  if (f.event_center.checked) output.event_center = true;
+  if (f.webhook.value.trim()) output.webhook = { url: f.webhook.value.trim(), headers: { "Content-Type": "application/json" } };
+  if (!Object.keys(output).length) { $("#create-error").textContent = "Choose at least one output."; return; }
+  const [service, version] = JSON.parse(f.service.value || "[]");
+  const body = {
+    name: f.name.value.trim(), service_name: service, service_version: version, priority: f.priority.value,
+    batch_input: { video_source_group: groups }, config: config.value, output,
+  };
+  if (f.description.value.trim()) body.description = f.description.value.trim();
+  const r = await api("POST", `${proj()}/batch-tasks`, body);
+  if (r.status !== 200) { $("#create-error").textContent = describe(r); return; }
+  const b = r.json;
+  // Each refused source's error goes next to it (the entries read
+  // `<video_source_id>: <code> <why>`).
+  const unplaced = [];
+  for (const line of b.error_list || []) {
+    const at = line.indexOf(": ");
+    const id = at > 0 ? line.slice(0, at) : "";
+    const slot = id && document.querySelector(`#c-groups li[data-source="${CSS.escape(id)}"] .source-error`);
+    if (slot) slot.textContent = ` ${line.slice(at + 2)}`;
+    else unplaced.push(line);
+  }
+  const out = $("#create-result");
+  out.replaceChildren(el("span", `Created ${body.name}: ${b.succeed_count} tasks, ${b.failed_count} sources refused. `));
+  if (unplaced.length) out.appendChild(el("span", unplaced.join("; ") + " "));
+  const link = el("a", "Show its tasks");
+  link.href = `/console/?view=tasks&batch=${encodeURIComponent(b.id)}`;
+  link.dataset.nav = "";
+  out.appendChild(link);
+}
+
+// ---- a batch's tasks ----
+
+const TASK_PAGE = 20;
+
+function taskParams() {
+  const u = new URLSearchParams(location.search);
+  return { batch: u.get("batch") || "", state: u.get("state") || "", page: Math.max(1, parseInt(u.get("page") || "1", 10) || 1), task: u.get("task") || "" };
+}
+
+function taskUrl(t) {
+  const p = new URLSearchParams({ view: "tasks", batch: t.batch });
+  if (t.state) p.set("state", t.state);
+  if (t.page > 1) p.set("page", String(t.page));
+  if (t.task) p.set("task", t.task);
+  return `/console/?${p}`;
+}
+
+async function loadTasks() {
+  const t = taskParams();
+  $("#t-state").value = t.state;
+  const q = new URLSearchParams({ batch_id: t.batch, page: String(t.page), page_size: String(TASK_PAGE) });
+  if (t.state) q.set("task_state", t.state);
+  const r = await api("GET", `${proj()}/tasks?${q}`);
+  if (r.status !== 200) { $("#tasks-error").textContent = describe(r); return; }
+  $("#tasks-error").textContent = "";
+  const tbody = $("#tasks tbody");
+  tbody.replaceChildren();
+  for (const k of r.json.tasks || []) {
+    const tr = el("tr");
+    tr.dataset.id = k.id;
+    const name = el("td", null, "name");
+    const link = el("a", k.name);
+    link.href = taskUrl(Object.assign({}, t, { task: k.id }));
+    link.dataset.nav = "";
+    name.appendChild(link);
+    const err = k.error ? `${k.error.code} ${k.error.message}` : "";
+    const acts = el("td");
+    for (const a of ["start", "stop", "delete"]) {
+      const btn = el("button", a);
+      btn.type = "button";
+      btn.dataset.taskAction = a;
+      btn.setAttribute("aria-label", `${a} ${k.name}`);
+      btn.addEventListener("click", () => taskAct(k, a));
+      acts.appendChild(btn);
+    }
+    const state = el("td", k.state.toLowerCase(), "state");
+    state.prepend(el("span", null, `swatch s-${k.state.toLowerCase()}`));
+    tr.append(name, el("td", k.video_source_name || ""), state, el("td", k.worker_name || ""),
+      el("td", k.attempt), el("td", err), el("td", k.created_at.replace("T", " ").slice(0, 19)), acts);
+    tbody.appendChild(tr);
+  }
+  const n = (r.json.tasks || []).length;
+  // A batch's tasks carry its name.
+  if (n) $("#tasks-title").textContent = `Tasks of ${r.json.tasks[0].name}`;
+  $("#tasks-empty").hidden = n > 0;
+  $("#t-pageinfo").textContent = `Page ${t.page}`;
+  $("#t-prev").disabled = t.page <= 1;
+  $("#t-next").disabled = n < TASK_PAGE;
+  if (t.task) await loadTaskDetail(t.task); else $("#task-detail").hidden = true;
+}
+
+async function loadTaskDetail(id) {
+  const r = await api("GET", `${proj()}/tasks/${encodeURIComponent(id)}`);
+  if (r.status !== 200) { $("#tasks-error").textContent = describe(r); return; }
+  const k = r.json;
+  $("#task-detail-title").textContent = `${k.name}: ${k.state.toLowerCase()}${k.worker_name ? ` on ${k.worker_name}` : ""}, attempt ${k.attempt}`;
+  const ol = $("#timeline");
+  ol.replaceChildren();
+  for (const h of k.history || []) {
+    const li = el("li");
+    li.append(el("time", when(h.at)), el("span", ` ${h.from.toLowerCase()} → ${h.event} → ${(h.to || h.from).toLowerCase()}`));
+    ol.appendChild(li);
+  }
+  $("#task-detail").hidden = false;
+}
+
+async function taskAct(k, action) {
+  if (!confirm(`${action} task ${k.name}?`)) return;
+  const path = `${proj()}/tasks/${encodeURIComponent(k.id)}`;
+  const r = action === "delete" ? await api("DELETE", path) : await api("PUT", `${path}/action/${action}`);
+  $("#task-action-result").textContent = r.status >= 300 ? `${k.name}: ${describe(r)}` : `${k.name}: ${action} accepted`;
+  loadTasks();
+}
+
+// ---- catalogue ----
+
+function actionButton(text, label, onClick) {
+  const b = el("button", text);
+  b.type = "button";
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+async function catalogueCall(method, path, body, done) {
+  const r = await api(method, path, body);
+  if (r.status >= 300) { $("#catalogue-error").textContent = describe(r); return false; }
+  $("#catalogue-error").textContent = "";
+  $("#catalogue-result").textContent = done;
+  await loadCatalogue();
+  return true;
+}
+
+async function loadCatalogue() {
+  const [g, s, v] = await Promise.all([
+    api("GET", `${proj()}/video-group/groups?is_paged=false`),
+    api("GET", `${proj()}/source/sources?is_paged=false`),
+    api("GET", `${proj()}/algorithm/services/user?is_paged=false`),
+  ]);
+  const bad = [g, s, v].find((r) => r.status !== 200);
+  if (bad) { $("#catalogue-error").textContent = describe(bad); return; }
+  const groups = g.json.video_group_list || [];
+  const gbody = $("#groups tbody");
+  gbody.replaceChildren();
+  const pick = $("#s-groups");
+  pick.replaceChildren();
+  for (const x of groups) {
+    const tr = el("tr");
+    const acts = el("td");
+    acts.append(
+      actionButton("Edit", `Edit ${x.video_group_name}`, () => {
+        const f = $("#group-form");
+        f.id.value = x.video_group_id;
+        f.name.value = x.video_group_name;
+        f.access_type.value = x.access_type;
+        f.access_type.disabled = true;
+        f.querySelector("button[type=submit]").textContent = "Save group";
+        $("#group-cancel").hidden = false;
+        f.name.focus();
+      }),
+      actionButton("Delete", `Delete ${x.video_group_name}`, () => {
+        if (confirm(`Delete group ${x.video_group_name}?`)) {
+          catalogueCall("DELETE", `${proj()}/video-group/${encodeURIComponent(x.video_group_id)}`, undefined, `Deleted group ${x.video_group_name}.`);
+        }
+      }));
+    tr.append(el("td", x.video_group_name), el("td", x.video_group_id), el("td", x.access_type),
+      el("td", x.num_video_source), el("td", x.num_batch_task), acts);
+    gbody.appendChild(tr);
+    const o = el("option", x.video_group_name);
+    o.value = x.video_group_id;
+    pick.appendChild(o);
+  }
+  $("#groups-empty").hidden = groups.length > 0;
+
+  const sources = s.json.video_source_list || [];
+  const sbody = $("#sources tbody");
+  sbody.replaceChildren();
+  for (const x of sources) {
+    const tr = el("tr");
+    const acts = el("td");
+    acts.append(
+      actionButton("Edit", `Edit ${x.video_source_name}`, () => {
+        const f = $("#source-form");
+        f.id.value = x.video_source_id;
+        f.name.value = x.video_source_name;
+        f.url.value = x.stream_path || "";
+        f.access_type.value = x.access_type;
+        f.access_type.disabled = true;
+        f.groups.disabled = true;
+        f.querySelector("button[type=submit]").textContent = "Save source";
+        $("#source-cancel").hidden = false;
+        f.name.focus();
+      }),
+      actionButton("Delete", `Delete ${x.video_source_name}`, () => {
+        if (confirm(`Delete source ${x.video_source_name}?`)) {
+          catalogueCall("DELETE", `${proj()}/source/${encodeURIComponent(x.video_source_id)}`, undefined, `Deleted source ${x.video_source_name}.`);
+        }
+      }));
+    tr.append(el("td", x.video_source_name), el("td", x.video_source_id), el("td", x.type), el("td", x.access_type),
+      el("td", (x.video_packages || []).map((p) => p.video_group_name).join(", ")), el("td", x.stream_path || ""), acts);
+    sbody.appendChild(tr);
+  }
+  $("#sources-empty").hidden = sources.length > 0;
+
+  const services = v.json.service_list || [];
+  const vbody = $("#services tbody");
+  vbody.replaceChildren();
+  for (const x of services) {
+    const tr = el("tr");
+    const acts = el("td");
+    const alg = encodeURIComponent(x.alg_id);
+    acts.append(
+      actionButton("Deploy", `Deploy ${x.service_name} ${x.function_version}`, () =>
+        catalogueCall("POST", `${proj()}/algorithm/${alg}/deploy`, { stream_count: 1 }, `Deployed ${x.service_name}.`)),
+      actionButton("Undeploy", `Undeploy ${x.service_name} ${x.function_version}`, () => {
+        if (confirm(`Undeploy ${x.service_name}? Its live tasks stop.`)) {
+          catalogueCall("PUT", `${proj()}/algorithm/${alg}/deploy/stop`, undefined, `Undeployed ${x.service_name}.`);
+        }
+      }));
+    tr.append(el("td", x.service_name), el("td", x.function_version), el("td", x.alg_name || ""), el("td", x.company),
+      el("td", x.deploy_type), el("td", x.alg_status), acts);
+    vbody.appendChild(tr);
+  }
+  $("#services-empty").hidden = services.length > 0;
+}
+
+function resetForm(f, submitText, cancel) {
+  f.reset();
+  f.id.value = "";
+  for (const e of f.elements) e.disabled = false;
+  f.querySelector("button[type=submit]").textContent = submitText;
+  $(cancel).hidden = true;
+}
+
+async function saveGroup(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const id = f.id.value;
+  if (id) {
+    // UpdateVideoGroup takes the full member set: keep today's members.
+    const m = await api("GET", `${proj()}/source/sources?is_paged=false&video_group_id=${encodeURIComponent(id)}`);
+    if (m.status !== 200) { $("#catalogue-error").textContent = describe(m); return; }
+    const body = { video_group_name: f.name.value.trim(), video_source_ids: (m.json.video_source_list || []).map((s) => s.video_source_id) };
+    if (f.description.value.trim()) body.description = f.description.value.trim();
+    if (await catalogueCall("PUT", `${proj()}/video-group/${encodeURIComponent(id)}`, body, `Saved group ${body.video_group_name}.`)) {
+      resetForm(f, "Create group", "#group-cancel");
+    }
+    return;
+  }
+  const body = { video_group_name: f.name.value.trim(), access_type: f.access_type.value };
+  if (f.description.value.trim()) body.description = f.description.value.trim();
+  if (await catalogueCall("POST", `${proj()}/video-group`, body, `Created group ${body.video_group_name}.`)) f.reset();
+}
+
+async function saveSource(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const id = f.id.value;
+  const url = f.url.value.trim();
+  const typeConfig = `<type>URL</type><config><URL_ADDRESS>${url.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</URL_ADDRESS></config>`;
+  if (id) {
+    const body = { video_source_name: f.name.value.trim(), type_config: typeConfig };
+    if (await catalogueCall("PUT", `${proj()}/source/${encodeURIComponent(id)}`, body, `Saved source ${body.video_source_name}.`)) {
+      resetForm(f, "Create source", "#source-cancel");
+    }
+    return;
+  }
+  const body = { video_source_name: f.name.value.trim(), access_type: f.access_type.value, type: "url", type_config: typeConfig };
+  const groups = Array.from(f.groups.selectedOptions).map((o) => o.value);
+  if (groups.length) body.video_group_ids = groups;
+  if (await catalogueCall("POST", `${proj()}/source`, body, `Created source ${body.video_source_name}.`)) f.reset();
+}
+
+// ---- capacity ----
+
+async function loadCapacity() {
+  const [w, p] = await Promise.all([api("GET", `${proj()}/workers`), api("GET", `${proj()}/edge-pools?is_paged=false`)]);
+  const bad = [w, p].find((r) => r.status !== 200);
+  if (bad) { $("#capacity-error").textContent = describe(bad); return; }
+  $("#capacity-error").textContent = "";
+  const wbody = $("#workers tbody");
+  wbody.replaceChildren();
+  for (const x of w.json.workers || []) {
+    const tr = el("tr");
+    tr.append(el("td", x.name), el("td", x.id), el("td", x.type), el("td", x.pool || ""),
+      el("td", `${x.held} of ${x.slots}`), el("td", x.state, `worker-${x.state}`));
+    wbody.appendChild(tr);
+  }
+  $("#workers-empty").hidden = (w.json.workers || []).length > 0;
+  const pbody = $("#pools tbody");
+  pbody.replaceChildren();
+  for (const x of p.json.edge_pools || []) {
+    const tr = el("tr");
+    const acts = el("td");
+    acts.appendChild(actionButton("Delete", `Delete pool ${x.name}`, async () => {
+      if (!confirm(`Delete pool ${x.name}?`)) return;
+      const r = await api("DELETE", `${proj()}/edge-pools/${encodeURIComponent(x.id)}`);
+      $("#capacity-error").textContent = r.status >= 300 ? describe(r) : "";
+      loadCapacity();
+    }));
+    tr.append(el("td", x.name), el("td", x.id), el("td", x.state), el("td", x.description || ""), acts);
+    pbody.appendChild(tr);
+  }
+  $("#pools-empty").hidden = (p.json.edge_pools || []).length > 0;
+}
+
+async function createPool(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const body = { name: f.name.value.trim(), nodes: f.nodes.value.split(",").map((n) => n.trim()).filter(Boolean) };
+  if (f.description.value.trim()) body.description = f.description.value.trim();
+  const r = await api("POST", `${proj()}/edge-pools`, body);
+  $("#capacity-error").textContent = r.status >= 300 ? describe(r) : "";
+  if (r.status < 300) f.reset();
+  loadCapacity();
+}
+
 // ---- the page ----
+
+function currentView() {
+  const v = new URLSearchParams(location.search).get("view");
+  return VIEWS.includes(v) ? v : "batches";
+}
 
 async function route() {
   clearInterval(timer);
-  const signedIn = Boolean(session.token);
+  stopWatching();
+  const signedIn = Boolean(session.token) && !switching;
   $("#signin-view").hidden = signedIn;
-  $("#batches-view").hidden = !signedIn;
+  $("#signin-title").textContent = switching ? "Switch project" : "Sign in";
+  $("#switch-cancel").hidden = !switching;
+  $("#nav").hidden = !signedIn;
   $("#signout").hidden = !signedIn;
-  $("#who").textContent = signedIn ? `${session.user} in project ${session.project}` : "";
+  $("#switch").hidden = !signedIn;
+  $("#who").textContent = session.token ? `${session.user} in project ${session.project}` : "";
+  const view = currentView();
+  for (const v of VIEWS) $(`#${v}-view`).hidden = !signedIn || v !== view;
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.dataset.view === view) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
   if (!signedIn) return;
-  await loadGroups();
-  fillFilters(viewParams());
-  await load(true);
-  timer = setInterval(() => load(false), POLL_MS);
+  if (view === "batches") {
+    // The groups (for the filter) and the page load side by side.
+    fillFilters(viewParams());
+    await Promise.all([loadGroups(), load()]);
+    fillFilters(viewParams());
+  } else if (view === "new") {
+    await loadCreateForm();
+  } else if (view === "tasks") {
+    $("#tasks-title").textContent = "Tasks of the batch";
+    await loadTasks();
+    timer = setInterval(loadTasks, POLL_MS);
+  } else if (view === "catalogue") {
+    await loadCatalogue();
+  } else {
+    await loadCapacity();
+    timer = setInterval(loadCapacity, 2 * POLL_MS);
+  }
 }
 
 function setup() {
-  const states = $("#f-states"), legend = $("#legend");
+  const states = $("#f-states"), legend = $("#legend"), tstate = $("#t-state");
   for (const s of STATES) {
     const o = el("option", s);
     o.value = s;
     states.appendChild(o);
+    const t = el("option", s);
+    t.value = s.toUpperCase();
+    tstate.appendChild(t);
     const li = el("li");
     li.append(el("span", null, `swatch s-${s}`), el("span", s));
     legend.appendChild(li);
   }
   $("#signin").addEventListener("submit", signIn);
   $("#signout").addEventListener("click", signOut);
+  $("#switch").addEventListener("click", () => {
+    switching = true;
+    $("#signin").user.value = session.user || "";
+    route();
+    $("#signin").project.focus();
+  });
+  $("#switch-cancel").addEventListener("click", () => { switching = false; route(); });
   $("#filters").addEventListener("submit", applyFilters);
   $("#prev").addEventListener("click", () => goPage(-1));
   $("#next").addEventListener("click", () => goPage(1));
   for (const b of document.querySelectorAll("[data-action]")) {
     b.addEventListener("click", () => act(b.dataset.action));
   }
-  window.addEventListener("popstate", () => { fillFilters(viewParams()); load(true); });
+  $("#create").addEventListener("submit", createBatch);
+  $("#task-filter").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    history.pushState(null, "", taskUrl(Object.assign(taskParams(), { state: $("#t-state").value, page: 1, task: "" })));
+    route();
+  });
+  const taskPage = (d) => {
+    const t = taskParams();
+    history.pushState(null, "", taskUrl(Object.assign(t, { page: Math.max(1, t.page + d), task: "" })));
+    route();
+  };
+  $("#t-prev").addEventListener("click", () => taskPage(-1));
+  $("#t-next").addEventListener("click", () => taskPage(1));
+  $("#group-form").addEventListener("submit", saveGroup);
+  $("#source-form").addEventListener("submit", saveSource);
+  $("#group-cancel").addEventListener("click", () => resetForm($("#group-form"), "Create group", "#group-cancel"));
+  $("#source-cancel").addEventListener("click", () => resetForm($("#source-form"), "Create source", "#source-cancel"));
+  $("#pool-form").addEventListener("submit", createPool);
+  // Links inside the console change the URL and the view without a reload.
+  document.addEventListener("click", (ev) => {
+    const a = ev.target.closest("a[href^='/console/']");
+    if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    ev.preventDefault();
+    history.pushState(null, "", a.getAttribute("href"));
+    route();
+  });
+  window.addEventListener("popstate", route);
   route();
 }
 

@@ -31,6 +31,7 @@ both_backends! {
         assert_eq!(rows[0], json!({
             "id": bid(1), "batch_task_name": "alpha", "video_group_name": "gate",
             "alg_name": "Helmet", "company": "Acme", "type": "0", "priority": "low",
+            "service_name": "helmet", "service_version": "1.0.0",
             "num_task": 3, "created_at": 1000,
             "batch_task_status_info": {"running": 2, "stopped": 1}
         }));
@@ -38,6 +39,7 @@ both_backends! {
         assert_eq!(rows[1], json!({
             "id": bid(2), "batch_task_name": "Beta_1", "video_source_name": "cam-4",
             "video_group_name": "北门,gate", "alg_name": "烟火检测", "company": "华为云",
+            "service_name": "smoke.det", "service_version": "2.0.0",
             "type": "0", "priority": "high", "num_task": 1, "created_at": 2000,
             "batch_task_status_info": {"pending": 1}
         }));

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use std::time::Duration;
 
 /// Counters of the states with at least one task, in contract order.
 pub(super) struct StatusInfo<'a>(&'a [i64; 18]);
@@ -44,6 +45,10 @@ pub(super) struct BatchTaskDto<'a> {
     video_group_name: Option<&'a str>,
     alg_name: &'a str,
     company: &'a str,
+    /// Ours: the service the batch runs (BatchTaskDto names only the
+    /// algorithm).
+    service_name: &'a str,
+    service_version: &'a str,
     #[serde(rename = "type")]
     task_type: &'a str,
     priority: &'a str,
@@ -61,6 +66,8 @@ impl<'a> From<&'a BatchTaskRow> for BatchTaskDto<'a> {
             video_group_name: r.video_group_name.as_deref().filter(|s| !s.is_empty()),
             alg_name: &r.alg_name,
             company: &r.company,
+            service_name: &r.service_name,
+            service_version: &r.service_version,
             task_type: &r.task_type,
             priority: &r.priority,
             num_task: r.num_task,
@@ -88,7 +95,10 @@ pub(super) async fn list_batch_tasks(
         // Conditional requests (our extension): a page of the in-memory view
         // carries an ETag naming the view's version and the query; a client
         // that sends it back in If-None-Match gets 304 until either changes.
-        let etag = (page.generation != 0).then(|| list_etag(page.generation, raw.as_deref()));
+        // With `Prefer: wait=N` it is a long poll: the answer comes when the
+        // page's content changes, or as 304 after N seconds.
+        let mut page = page;
+        let mut etag = (page.generation != 0).then(|| list_etag(page.generation, raw.as_deref()));
         if let Some(tag) = &etag {
             let seen = headers
                 .get_all(header::IF_NONE_MATCH)
@@ -97,9 +107,22 @@ pub(super) async fn list_batch_tasks(
                 .flat_map(|v| v.split(','))
                 .any(|t| t.trim() == tag);
             if seen {
-                return Ok(
-                    (StatusCode::NOT_MODIFIED, [(header::ETAG, tag.clone())]).into_response()
-                );
+                let waited = match preferred_wait(&headers) {
+                    Some(wait) => wait_for_change(&st, project.pk, &params, page, wait).await?,
+                    None => Waited::Same(page.generation),
+                };
+                match waited {
+                    Waited::Same(generation) => {
+                        let tag = list_etag(generation, raw.as_deref());
+                        return Ok(
+                            (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response()
+                        );
+                    }
+                    Waited::Changed(newer) => {
+                        etag = Some(list_etag(newer.generation, raw.as_deref()));
+                        page = newer;
+                    }
+                }
             }
         }
         let mut body = head(page.count);
@@ -117,6 +140,69 @@ pub(super) async fn list_batch_tasks(
         return Ok(resp);
     }
     Ok(stream_reply(page))
+}
+
+/// The longest a list long poll waits (`Prefer: wait=N` asks for N seconds).
+const MAX_LIST_WAIT: Duration = Duration::from_secs(20);
+/// A long poll looks again at most this often, so a burst of changes costs
+/// one recomputation per waiter.
+const LIST_WAIT_STEP: Duration = Duration::from_millis(100);
+
+/// `Prefer: wait=N` (RFC 7240), N whole seconds from 1, at most 20.
+fn preferred_wait(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            (k.trim().eq_ignore_ascii_case("wait"))
+                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s).min(MAX_LIST_WAIT))
+}
+
+enum Waited {
+    /// Nothing on the page changed; the view's version now.
+    Same(u64),
+    Changed(BatchTaskPage),
+}
+
+/// Waits until the page `seen` (which the client holds) differs, up to
+/// `wait`, or until the server drains.
+async fn wait_for_change(
+    st: &AppState,
+    project_pk: i64,
+    params: &ListBatchTasksParams,
+    mut seen: BatchTaskPage,
+    wait: Duration,
+) -> ApiResult<Waited> {
+    let Some(changes) = st.store.list_changes(project_pk) else {
+        return Ok(Waited::Same(seen.generation));
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut next_look = tokio::time::Instant::now();
+    loop {
+        let notified = changes.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // A look at once after a quiet spell, at most one per step in a burst.
+        tokio::time::sleep_until(next_look.min(deadline)).await;
+        next_look = tokio::time::Instant::now() + LIST_WAIT_STEP;
+        // Read after enabling, so no change between the two is missed.
+        let now = st.store.list_batch_tasks(project_pk, params).await?;
+        if now != seen {
+            return Ok(Waited::Changed(now));
+        }
+        seen = now;
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(Waited::Same(seen.generation)),
+            _ = super::server::draining() => return Ok(Waited::Same(seen.generation)),
+        }
+    }
 }
 
 /// A weak ETag for a list page: this process, the view's version, the query.

@@ -289,6 +289,7 @@ pub fn app(state: AppState) -> App {
         "/v2/{project_id}/edge-pools/{id}",
         algorithm::delete_edge_pool,
     )
+    .add(Method::GET, "/v2/{project_id}/workers", worker::list)
     .add(Method::POST, "/worker/v1/register", worker::register)
     .add(Method::POST, "/worker/v1/sync", worker::sync)
     .add(Method::POST, "/worker/v1/report", worker::report);

@@ -476,6 +476,7 @@ get  /console/app.js     ConsoleScript  -               200 -             -     
 get  /console/app.css    ConsoleStyle   -               200 -             -                           -                | The web console's style sheet
 post /v3/auth/tokens     IssueToken     TokenRequest    201 TokenReply    400,401,408,413,429,500,503,507 -                | Obtain a project-scoped token (IAM's password flow); it comes in the X-Subject-Token header
 delete /v3/auth/tokens   RevokeToken    -               204 -             400,401,500,503,507         XAuthToken       | Revoke the token in X-Subject-Token (send the caller's own to log out); every server sharing the database refuses it within a second
+get  /v2/{project_id}/workers ListWorkers -        200 WorkerList    400,401,403,500,503         XAuthToken       | Every worker (shared by all projects): slots held of total, live or lost, type, pool
 post /worker/v1/register WorkerRegister RegisterRequest 200 RegisterReply 400,401,408,413,500,503,507 WorkerCredential | A worker starts: its type and task slots
 post /worker/v1/sync     WorkerSync     SyncRequest     200 SyncReply     400,401,408,413,500,503,507 WorkerCredential | Heartbeat and long-poll: the tasks the worker runs; what to start, stop and upgrade
 post /worker/v1/report   WorkerReport   ReportRequest   200 ReportReply   400,401,408,413,500,503,507 WorkerCredential | A worker's report on a task it holds
@@ -531,6 +532,11 @@ fn own_paths(p: &mut Paths) {
     if let Some(params) = list["parameters"].as_array_mut() {
         params.push(json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"},
             "description": "an ETag of an earlier page of this list (our extension)", "x-taskcenter-extension": true}));
+        params.push(json!({"name": "Prefer", "in": "header", "required": false,
+            "schema": {"type": "string"},
+            "description": "with If-None-Match, `wait=N` (RFC 7240; N seconds, at most 20) makes the request a long poll: \
+                the answer comes as soon as the page's content changes (200 with the new page), or as 304 after N seconds \
+                (our extension). Other preferences are ignored, as RFC 7240 asks", "x-taskcenter-extension": true}));
     }
     list["responses"]["200"]["headers"] = json!({"ETag": {"schema": {"type": "string"},
         "description": "names this page's content (paged requests): send it back in If-None-Match"}});
@@ -538,6 +544,9 @@ fn own_paths(p: &mut Paths) {
         "headers": {"ETag": {"schema": {"type": "string"}}}});
     p["/v3/auth/tokens"]["post"]["responses"]["201"]["headers"] = json!({"X-Subject-Token":
         {"schema": {"type": "string"}, "description": "the token: send it as X-Auth-Token"}});
+    p["/v2/{project_id}/workers"]["get"]["parameters"] = json!([
+        path_segment_param("project_id", "/workers"),
+        {"$ref": "#/components/parameters/XAuthToken"}]);
     let revoke = &mut p["/v3/auth/tokens"]["delete"];
     revoke["responses"]["204"] = json!({"description": "Revoked"});
     revoke["parameters"] = json!([{"name": "X-Subject-Token", "in": "header", "required": true,

@@ -65,6 +65,26 @@ pub fn fit_connection_cap(wanted: usize) -> usize {
     wanted.min(room.max(1))
 }
 
+/// Set once a server starts draining; long polls answer at once from then on.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn drain_signal() -> &'static tokio::sync::Notify {
+    static N: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    N.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Resolves when this process's server starts its graceful shutdown, so a
+/// request that waits (a long poll) can answer instead of holding the drain.
+pub(crate) async fn draining() {
+    let n = drain_signal().notified();
+    tokio::pin!(n);
+    n.as_mut().enable();
+    if DRAINING.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    n.await;
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the
 /// requests in flight finish (up to `limits.drain_timeout`).
 pub async fn serve(
@@ -140,6 +160,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    DRAINING.store(true, std::sync::atomic::Ordering::Release);
+    drain_signal().notify_waiters();
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
         .await
         .is_err()

@@ -35,6 +35,64 @@ impl<S: Send + Sync> FromRequestParts<S> for WorkerAuthed {
     }
 }
 
+/// A worker as `GET /v2/{project_id}/workers` shows it (our extension):
+/// workers are shared by every project, so any project's token may read
+/// them; credentials never appear.
+#[derive(serde::Serialize)]
+pub(super) struct WorkerDto {
+    id: String,
+    name: String,
+    /// `cloud` or `edge`.
+    #[serde(rename = "type")]
+    kind: String,
+    slots: i64,
+    held: i64,
+    /// `live` while its lease holds, else `lost`.
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    lease_expires_at: i64,
+}
+
+#[derive(serde::Serialize)]
+pub(super) struct WorkerList {
+    count: usize,
+    workers: Vec<WorkerDto>,
+}
+
+/// `GET /v2/{project_id}/workers` (ours): every worker, its slots held of
+/// total, live or lost, type and pool.
+pub(super) async fn list(
+    State(st): State<AppState>,
+    super::extract::Authed(_): super::extract::Authed,
+) -> ApiResult<Json<WorkerList>> {
+    let now = now_millis();
+    let workers: Vec<WorkerDto> = st
+        .store
+        .list_workers()
+        .await?
+        .into_iter()
+        .map(|w| WorkerDto {
+            state: if w.lost || w.lease_expires_at < now {
+                "lost"
+            } else {
+                "live"
+            },
+            id: w.id,
+            name: w.name,
+            kind: w.kind,
+            slots: w.slots,
+            held: w.held,
+            pool: w.pool,
+            lease_expires_at: w.lease_expires_at,
+        })
+        .collect();
+    Ok(Json(WorkerList {
+        count: workers.len(),
+        workers,
+    }))
+}
+
 /// Longest a sync waits for instructions.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// How often a waiting sync looks again.

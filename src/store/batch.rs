@@ -35,6 +35,8 @@ pub(super) fn batch_row_named(
         name: row.try_get("name")?,
         alg_name: row.try_get("alg_name")?,
         company: row.try_get("company")?,
+        service_name: row.try_get("service_name")?,
+        service_version: row.try_get("service_version")?,
         task_type: row.try_get("task_type")?,
         priority: row.try_get("priority")?,
         num_task: row.try_get("num_task")?,
@@ -409,6 +411,10 @@ impl BatchStore for SqlStore {
             .map_err(|_| StoreError::Internal("read model lock poisoned".into()))?
             .query(q);
         Ok(page)
+    }
+
+    fn list_changes(&self, project_pk: i64) -> Option<Arc<tokio::sync::Notify>> {
+        self.model.changes(project_pk)
     }
 
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]

@@ -377,6 +377,8 @@ pub struct BatchTaskRow {
     pub video_group_name: Option<String>,
     pub alg_name: String,
     pub company: String,
+    pub service_name: String,
+    pub service_version: String,
     pub task_type: String,
     pub priority: String,
     pub num_task: i64,

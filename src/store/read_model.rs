@@ -495,9 +495,32 @@ pub struct ReadModel {
     /// Serializes loads and refreshes, so a refresh that read the database
     /// later is also applied later, and a load never hides a newer write.
     pub refresh: tokio::sync::Mutex<()>,
+    /// Woken on every change to a project's view (and when it is dropped),
+    /// for the list's long polls.
+    changes: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Notify>>>,
 }
 
 impl ReadModel {
+    /// What a long poll on project `project_pk`'s list waits on: notified
+    /// after every change to the project's view.
+    pub fn changes(&self, project_pk: i64) -> Option<Arc<tokio::sync::Notify>> {
+        let mut m = self.changes.lock().ok()?;
+        Some(m.entry(project_pk).or_default().clone())
+    }
+
+    fn changed(&self, project_pk: Option<i64>) {
+        if let Ok(m) = self.changes.lock() {
+            match project_pk {
+                Some(pk) => {
+                    if let Some(n) = m.get(&pk) {
+                        n.notify_waiters();
+                    }
+                }
+                None => m.values().for_each(|n| n.notify_waiters()),
+            }
+        }
+    }
+
     pub fn view(&self, project_pk: i64) -> Option<Arc<RwLock<ProjectView>>> {
         self.views.read().ok()?.get(&project_pk).cloned()
     }
@@ -507,6 +530,7 @@ impl ReadModel {
         if let Ok(mut m) = self.views.write() {
             m.insert(project_pk, v.clone());
         }
+        self.changed(Some(project_pk));
         v
     }
 
@@ -522,6 +546,7 @@ impl ReadModel {
         if let Ok(mut m) = self.views.write() {
             m.remove(&project_pk);
         }
+        self.changed(Some(project_pk));
     }
 
     /// Forgets every project (after a gap in the change feed).
@@ -529,6 +554,7 @@ impl ReadModel {
         if let Ok(mut m) = self.views.write() {
             m.clear();
         }
+        self.changed(None);
     }
 
     pub fn apply(&self, project_pk: i64, changes: Vec<(i64, Option<BatchEntry>)>) {
@@ -538,6 +564,7 @@ impl ReadModel {
                     view.put(pk, e);
                 }
             }
+            self.changed(Some(project_pk));
         }
     }
 }
@@ -566,6 +593,8 @@ mod tests {
                 video_source_name: None,
                 video_group_name: Some("g".into()),
                 alg_name: "A".into(),
+                service_name: "s".into(),
+                service_version: "1.0".into(),
                 company: if pk % 2 == 0 {
                     "Even".into()
                 } else {

@@ -81,6 +81,8 @@ pub(super) fn batch_fields() -> String {
         "name",
         "alg_name",
         "company",
+        "service_name",
+        "service_version",
         "task_type",
         "priority",
         "num_task",

@@ -168,6 +168,11 @@ pub trait BatchStore: Send + Sync {
         project_pk: i64,
         q: &ListBatchTasksParams,
     ) -> StoreResult<BatchTaskPage>;
+    /// Notified after every change to the project's list in this process
+    /// (for long polls); `None` where the list has no in-memory view.
+    fn list_changes(&self, _project_pk: i64) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
     /// The same answer computed by SQL from the tables: `serve
     /// --list-source database`, and the reference the read model is
     /// checked against.

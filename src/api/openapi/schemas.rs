@@ -242,14 +242,20 @@ fn batch_tasks() -> Value {
             "id": desc(s(), "the batch task's id"), "total_count": i32_(), "succeed_count": i32_(), "failed_count": i32_(),
             "error_list": desc(arr(s()), "one string per failure, `<video_source_id or task_id>: <error_code> <message>`")})),
         "BatchTaskStatusInfoDto": desc(obj("", Value::Object(counters)), "tasks per state; states with none are omitted"),
-        "BatchTaskDto": obj("id batch_task_name alg_name company type priority num_task created_at batch_task_status_info", json!({
+        "BatchTaskDto": obj("id batch_task_name alg_name company service_name service_version type priority num_task created_at batch_task_status_info", json!({
             "id": s(), "batch_task_name": s(),
             "video_source_name": desc(s(), "present when the tasks cover exactly one source"),
             "video_group_name": desc(s(), "group names, comma-joined in batch order; absent when none"),
             "alg_name": s(), "company": s(),
+            "service_name": ext(s(), "the service the batch runs"),
+            "service_version": ext(s(), "its version"),
             "type": desc(one_of(&["0", "1"]), "0 cloud, 1 edge"),
             "priority": ext(one_of(&["low", "medium", "high"]), "the batch's priority"),
             "num_task": i32_(), "created_at": millis(), "batch_task_status_info": r("BatchTaskStatusInfoDto")})),
+        "WorkerList": ext(obj("count workers", json!({"count": i32_(), "workers": arr(r("Worker"))})), "every worker"),
+        "Worker": ext(obj("id name type slots held state lease_expires_at", json!({
+            "id": s(), "name": s(), "type": one_of(&["cloud", "edge"]), "slots": i32_(), "held": i32_(),
+            "state": one_of(&["live", "lost"]), "pool": s(), "lease_expires_at": millis()})), "a worker"),
         "ListBatchTasksResponse": obj("count batch_task_list", json!({
             "count": desc(i32_(), "the number of matching batches"), "batch_task_list": arr(r("BatchTaskDto"))}))
     })

@@ -170,4 +170,6 @@ pub struct WorkerRow {
     pub lost: bool,
     pub lease_expires_at: i64,
     pub held: i64,
+    /// The edge pool it registered in, if any.
+    pub pool: Option<String>,
 }

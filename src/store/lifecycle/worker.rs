@@ -49,7 +49,7 @@ fn assignment_from(r: &AnyRow) -> StoreResult<(Assignment, TaskState)> {
 fn worker_cols() -> String {
     format!(
         "w.id as id, w.name as name, w.kind as kind, w.slots as slots, w.lost as lost, \
-         w.lease_expires_at as lease_expires_at, (select count(*) from tasks t \
+         w.lease_expires_at as lease_expires_at, w.pool as pool, (select count(*) from tasks t \
          where t.worker_pk = w.pk and t.state in ({})) as held",
         in_list(&HELD)
     )
@@ -64,6 +64,7 @@ fn worker_from(r: &AnyRow) -> StoreResult<WorkerRow> {
         lost: r.try_get::<i64, _>("lost")? != 0,
         lease_expires_at: r.try_get("lease_expires_at")?,
         held: r.try_get("held")?,
+        pool: r.try_get("pool")?,
     })
 }
 
