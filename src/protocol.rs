@@ -119,6 +119,19 @@ pub struct ReportReply {
     pub state: Option<String>,
 }
 
+/// `POST /worker/v1/reports`: several reports, applied in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBatch {
+    pub reports: Vec<ReportRequest>,
+}
+
+/// One reply per report, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportBatchReply {
+    pub replies: Vec<ReportReply>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

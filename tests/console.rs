@@ -644,6 +644,13 @@ fn a_batch_created_in_the_form_runs_on_a_real_worker_live_and_is_stopped_and_del
         .unwrap()
         .contains("task="));
     b.screenshot("console-tasks.png");
+    // Stop one task, then start it again: the row follows.
+    let first_state = "document.querySelector('#tasks tbody tr:first-child td.state').textContent";
+    b.js("window.confirm = () => true; return true");
+    b.click("#tasks tbody tr:first-child button[data-task-action=stop]");
+    b.wait(10, &format!("return {first_state} === 'stopped'"));
+    b.click("#tasks tbody tr:first-child button[data-task-action=start]");
+    b.wait(20, &format!("return {first_state} === 'running'"));
     // Filter the tasks by state.
     b.js("document.querySelector('#t-state').value = 'FAILED'; return true");
     b.click("#task-filter button[type=submit]");
@@ -706,6 +713,35 @@ fn a_batch_created_in_the_form_runs_on_a_real_worker_live_and_is_stopped_and_del
     b.wait(
         10,
         "return document.querySelector('#catalogue-error').textContent.includes('video_group_name')",
+    );
+
+    // A source refused at creation shows its error next to it: the form
+    // lists yard-cam, which is deleted before the form is sent.
+    b.click("#nav a[data-view=new]");
+    b.wait(
+        10,
+        "return document.querySelectorAll('#c-groups .group-pick').length === 2",
+    );
+    b.js("Array.from(document.querySelectorAll('#c-groups .group-pick'))
+            .find(g => g.textContent.includes('yardB')).querySelector('button').click(); return true");
+    b.wait(
+        10,
+        "return document.querySelectorAll('#c-groups li[data-source]').length === 1",
+    );
+    b.js("document.querySelector('#c-groups li[data-source] input').click(); return true");
+    let yard_cam = b
+        .js("return document.querySelector('#c-groups li[data-source]').dataset.source")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.call("DELETE", &format!("/v2/default/source/{yard_cam}"), None);
+    b.type_into("#create input[name=name]", "late");
+    b.click("#create button[type=submit]");
+    b.wait(10, "return document.querySelector('#c-groups li[data-source] .source-error').textContent.includes('does not exist')");
+    assert!(
+        b.text("#create-result").contains("1 sources refused"),
+        "{}",
+        b.text("#create-result")
     );
 
     // Capacity: the worker, live, with its slots.

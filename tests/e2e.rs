@@ -161,6 +161,19 @@ fn every_state_is_reached(db: &str) {
             .count();
         assert_eq!(n, 2, "{id} attempt {attempt}: {starts:?}");
     }
+    // Each start has its own run id, so output keyed by it is never
+    // overwritten by the restart.
+    let runs = env.runs();
+    for id in &run {
+        let ids: std::collections::HashSet<&str> = runs
+            .iter()
+            .filter(|(t, _, _)| t == id)
+            .map(|(_, _, r)| r.as_str())
+            .collect();
+        let starts = runs.iter().filter(|(t, _, _)| t == id).count();
+        assert_eq!(ids.len(), starts, "{id}: {runs:?}");
+        assert!(ids.iter().all(|r| r.len() == 16), "{runs:?}");
+    }
 
     // Kill the worker: its tasks are abnormal, recover, wait for capacity,
     // and run on a new worker.

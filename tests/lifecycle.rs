@@ -239,12 +239,21 @@ both_backends! {
         let low = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
         now += 100;
         scheduler::tick(&**st, now, &cfg).await.unwrap();
-        // One slot: the high-priority task is picked first, the low one waits.
-        assert_eq!(state(&ctx, "t21").await, Scheduling);
-        assert_eq!(state(&ctx, &low).await, Pending);
-        now += 100;
-        scheduler::tick(&**st, now, &cfg).await.unwrap();
+        // One slot: the high-priority task is picked first and placed in the
+        // same pass (its history keeps both stages); the low one waits.
         assert_eq!(state(&ctx, "t21").await, Starting);
+        assert_eq!(state(&ctx, &low).await, Pending);
+        let moves: Vec<(TaskState, String)> = st
+            .list_task_history(ctx.project_pk, "t21")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.from, h.event))
+            .collect();
+        assert!(
+            moves.ends_with(&[(Pending, "Schedule".into()), (Scheduling, "Place".into())]),
+            "{moves:?}"
+        );
         let d = st.find_task(ctx.project_pk, "t21").await.unwrap().unwrap();
         assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w1"), 1));
 
@@ -278,7 +287,19 @@ both_backends! {
         st.report_task(w, held, Event::Crashed, Some(("VIAS.TC.EXIT".into(), "exit status 1".into()))).await.unwrap();
         let d = st.find_task(ctx.project_pk, &low).await.unwrap().unwrap();
         assert_eq!((d.state, d.error_code.as_deref()), (Failed, Some("VIAS.TC.EXIT")));
-        assert_eq!(d.worker_id, None, "a finished task frees its slot");
+        // A finished task frees its slot and keeps the worker it ran on.
+        assert_eq!(d.worker_id.as_deref(), Some("w1"));
+        let held: i64 = st.list_workers().await.unwrap().iter().map(|w| w.held).sum();
+        assert_eq!(held, 0, "a finished task frees its slot");
+        let placed: Vec<Option<String>> = st
+            .list_task_history(ctx.project_pk, &low)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|h| h.event == "Place")
+            .map(|h| h.worker_id)
+            .collect();
+        assert_eq!(placed, vec![Some("w1".to_owned())], "the history names the placement's worker");
         counters_are_exact(&ctx).await;
     }
 
@@ -302,7 +323,7 @@ both_backends! {
         worker(st, "edge-1", "edge", 1, now).await;
         now += 100;
         scheduler::tick(&**st, now, &cfg).await.unwrap();
-        assert_eq!(state(&ctx, &edge).await, Scheduling, "the edge task is picked past the cloud backlog");
+        assert_eq!(state(&ctx, &edge).await, Starting, "the edge task is placed past the cloud backlog");
         for id in &cloud {
             assert_eq!(state(&ctx, id).await, Pending);
         }
@@ -335,7 +356,17 @@ both_backends! {
             }
             now += 100;
         }
-        assert_eq!(seen, vec![Running, Abnormal, Recovering, Pending, Scheduling, Starting]);
+        // Scheduling lasts no longer than the pass that placed it: the
+        // history has it, a look between passes does not.
+        assert_eq!(seen, vec![Running, Abnormal, Recovering, Pending, Starting]);
+        let events: Vec<String> = st
+            .list_task_history(ctx.project_pk, "t21")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.event)
+            .collect();
+        assert!(events.ends_with(&["Schedule".into(), "Place".into()]), "{events:?}");
         let d = st.find_task(ctx.project_pk, "t21").await.unwrap().unwrap();
         assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w2"), 2));
         // A report from the old holder is refused; w1 is told to stop it.

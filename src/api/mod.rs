@@ -292,7 +292,8 @@ pub fn app(state: AppState) -> App {
     .add(Method::GET, "/v2/{project_id}/workers", worker::list)
     .add(Method::POST, "/worker/v1/register", worker::register)
     .add(Method::POST, "/worker/v1/sync", worker::sync)
-    .add(Method::POST, "/worker/v1/report", worker::report);
+    .add(Method::POST, "/worker/v1/report", worker::report)
+    .add(Method::POST, "/worker/v1/reports", worker::reports);
     let _ = ROUTES.set(t.routes.iter().map(|(_, p)| *p).collect());
     App {
         router: with_edge(t.router, state),
@@ -335,8 +336,12 @@ async fn request_context(req: Request, next: Next) -> Response {
     let _in = span.enter();
     let status = resp.status().as_u16();
     if method != Method::GET && resp.status().is_success() {
-        // A change went through: the write path works.
+        // A change went through: the write path works, and the scheduler
+        // looks at once (a heartbeat changes no placement).
         crate::store::write_health::recovered();
+        if route != "/worker/v1/sync" {
+            crate::scheduler::wake::scheduler();
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     crate::metrics::metrics()

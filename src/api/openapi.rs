@@ -480,6 +480,7 @@ get  /v2/{project_id}/workers ListWorkers -        200 WorkerList    400,401,403
 post /worker/v1/register WorkerRegister RegisterRequest 200 RegisterReply 400,401,408,413,500,503,507 WorkerCredential | A worker starts: its type and task slots
 post /worker/v1/sync     WorkerSync     SyncRequest     200 SyncReply     400,401,408,413,500,503,507 WorkerCredential | Heartbeat and long-poll: the tasks the worker runs; what to start, stop and upgrade
 post /worker/v1/report   WorkerReport   ReportRequest   200 ReportReply   400,401,408,413,500,503,507 WorkerCredential | A worker's report on a task it holds
+post /worker/v1/reports  WorkerReports  ReportBatch     200 ReportBatchReply 400,401,408,413,500,503,507 WorkerCredential | A worker's reports (1 to 1000), applied in order in one transaction; one reply each
 ";
 
 fn own_op(line: &str) -> Option<(String, String, Value)> {

@@ -297,6 +297,9 @@ struct HistoryDto {
     event: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<String>,
+    /// A placement's worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_id: Option<String>,
 }
 
 pub(super) async fn show_task(
@@ -356,6 +359,7 @@ fn show_dto(t: TaskDetail, history: Vec<crate::store::lifecycle::TaskHistory>) -
                 from: h.from.as_upper(),
                 event: h.event,
                 to: h.to.map(|s| s.as_upper()),
+                worker_id: h.worker_id,
             })
             .collect(),
     }

@@ -8,10 +8,10 @@ use super::AppState;
 use crate::domain::now_millis;
 use crate::domain::transition::{Event, Outcome};
 use crate::protocol::{
-    Held, RegisterReply, RegisterRequest, Report, ReportReply, ReportRequest, SyncReply,
-    SyncRequest,
+    Held, RegisterReply, RegisterRequest, Report, ReportBatch, ReportBatchReply, ReportReply,
+    ReportRequest, SyncReply, SyncRequest,
 };
-use crate::store::lifecycle::Applied;
+use crate::store::lifecycle::{Applied, WorkerReport};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::Json;
@@ -149,7 +149,11 @@ pub async fn sync(
         .min(MAX_WAIT)
         .min(st.lease / 2);
     let start = Instant::now();
+    let placed = crate::scheduler::wake::worker(w);
     loop {
+        let notified = placed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         let reply = st
             .store
             .sync_worker(w, now_millis(), lease_ms(&st), &b.running)
@@ -157,15 +161,17 @@ pub async fn sync(
         if !reply.is_empty() || start.elapsed() + WAIT_STEP > wait {
             return Ok(Json(reply));
         }
-        tokio::time::sleep(WAIT_STEP).await;
+        // A pass of this process that places a task here wakes the sync at
+        // once; the step covers other processes and stop requests.
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(WAIT_STEP) => {}
+        }
     }
 }
 
-pub async fn report(
-    State(st): State<AppState>,
-    WorkerAuthed(w): WorkerAuthed,
-    ApiJson(b): ApiJson<ReportRequest>,
-) -> ApiResult<Json<ReportReply>> {
+/// A report as the store takes it; the error text clipped and cleaned.
+fn worker_report(b: ReportRequest) -> WorkerReport {
     let event = match b.event {
         Report::Started => Event::Started,
         Report::SpawnFailed => Event::SpawnFailed,
@@ -180,31 +186,67 @@ pub async fn report(
             .take(500)
             .collect::<String>()
     };
-    let error = b
-        .error_code
-        .map(|c| (clip(c), clip(b.error_message.unwrap_or_default())));
-    let held = Held {
-        task: b.task,
-        attempt: b.attempt,
-    };
-    let reply = match st.store.report_task(w, held, event, error).await {
-        Ok(Applied::Moved { to, .. }) => ReportReply {
+    WorkerReport {
+        held: Held {
+            task: b.task,
+            attempt: b.attempt,
+        },
+        event,
+        error: b
+            .error_code
+            .map(|c| (clip(c), clip(b.error_message.unwrap_or_default()))),
+    }
+}
+
+/// `None`: the task was deleted meanwhile; nothing left to report on.
+fn report_reply(applied: Option<Applied>) -> ReportReply {
+    match applied {
+        Some(Applied::Moved { to, .. }) => ReportReply {
             applied: true,
             state: match to {
                 Outcome::To(s) => Some(s.as_upper()),
                 Outcome::Gone => None,
             },
         },
-        Ok(Applied::Refused { state }) => ReportReply {
+        Some(Applied::Refused { state }) => ReportReply {
             applied: false,
             state: Some(state.as_upper()),
         },
-        // A task deleted meanwhile: nothing left to report on.
-        Err(crate::store::StoreError::NotFound { .. }) => ReportReply {
+        None => ReportReply {
             applied: false,
             state: None,
         },
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Json(reply))
+    }
+}
+
+pub async fn report(
+    State(st): State<AppState>,
+    WorkerAuthed(w): WorkerAuthed,
+    ApiJson(b): ApiJson<ReportRequest>,
+) -> ApiResult<Json<ReportReply>> {
+    let mut applied = st.store.report_tasks(w, &[worker_report(b)]).await?;
+    Ok(Json(report_reply(applied.pop().flatten())))
+}
+
+/// Most reports one request carries.
+const MAX_REPORTS: usize = 1000;
+
+/// Several reports at once, applied in order in one transaction (the worker
+/// sends what piled up while its previous request was in flight).
+pub async fn reports(
+    State(st): State<AppState>,
+    WorkerAuthed(w): WorkerAuthed,
+    ApiJson(b): ApiJson<ReportBatch>,
+) -> ApiResult<Json<ReportBatchReply>> {
+    if b.reports.is_empty() || b.reports.len() > MAX_REPORTS {
+        return Err(ApiError::Invalid {
+            param: Some("reports".into()),
+            detail: format!("reports holds 1 to {MAX_REPORTS} reports"),
+        });
+    }
+    let reports: Vec<WorkerReport> = b.reports.into_iter().map(worker_report).collect();
+    let applied = st.store.report_tasks(w, &reports).await?;
+    Ok(Json(ReportBatchReply {
+        replies: applied.into_iter().map(report_reply).collect(),
+    }))
 }

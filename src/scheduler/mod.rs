@@ -6,6 +6,7 @@
 //! call [`tick`] with their own clock.
 
 pub mod decide;
+pub mod wake;
 
 use crate::domain::transition::Event;
 use crate::domain::{now_millis, DeployType, TaskState};
@@ -39,9 +40,11 @@ impl Default for TickConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickReport {
     pub moved: Vec<(Event, u64)>,
-    /// Tasks this tick moved already: each task moves one stage per tick,
-    /// so every stage is visible for at least one tick.
+    /// Tasks this tick moved already (a task moves once per maintenance
+    /// step and once per placement stage).
     pub moved_tasks: HashSet<i64>,
+    /// The workers this tick placed tasks on.
+    pub placed_on: HashSet<i64>,
 }
 
 impl TickReport {
@@ -96,29 +99,11 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
     // Each worker type on its own, so a backlog of one type never hides the
     // other's tasks from the pick.
     for kind in DeployType::ALL {
-        // Place what the last tick picked.
-        for w in tx.waiting(TaskState::Scheduling, kind, true, n).await? {
-            if report.moved_tasks.contains(&w.key.pk) {
-                continue;
-            }
-            let placement = decide::place(&mut cap, kind, w.pool);
-            let (worker, error) = match placement {
-                Placement::On(w) => (Some(w), None),
-                Placement::Requeue => (None, None),
-                Placement::Never(e) => (None, Some(e)),
-            };
-            if tx
-                .apply(&w.key, placement.event(), worker, error, now)
-                .await?
-            {
-                report.add(placement.event(), w.key.pk);
-            }
-        }
-
         // As many tasks back from lack_of_resources as there are free slots
         // for them (by pool, for services deployed onto one), then pending
         // ones up to what is left.
         let mut budgets: HashMap<Option<i64>, i64> = HashMap::new();
+        let mut scheduled: HashSet<i64> = HashSet::new();
         if cap.free(kind, None) > 0 {
             for w in tx
                 .waiting(TaskState::LackOfResources, kind, true, n)
@@ -153,6 +138,33 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
             };
             if tx.apply(&w.key, event, None, error, now).await? {
                 report.add(event, w.key.pk);
+                if event == Event::Schedule {
+                    scheduled.insert(w.key.pk);
+                }
+            }
+        }
+
+        // Place what is scheduling, this pass's picks included: a task
+        // passes pending → scheduling → starting in one pass when a slot is
+        // free (history records both moves).
+        for w in tx.waiting(TaskState::Scheduling, kind, true, n).await? {
+            if report.moved_tasks.contains(&w.key.pk) && !scheduled.contains(&w.key.pk) {
+                continue;
+            }
+            let placement = decide::place(&mut cap, kind, w.pool);
+            let (worker, error) = match placement {
+                Placement::On(w) => (Some(w), None),
+                Placement::Requeue => (None, None),
+                Placement::Never(e) => (None, Some(e)),
+            };
+            if tx
+                .apply(&w.key, placement.event(), worker, error, now)
+                .await?
+            {
+                report.add(placement.event(), w.key.pk);
+                if let Some(worker) = worker {
+                    report.placed_on.insert(worker);
+                }
             }
         }
     }
@@ -206,6 +218,7 @@ impl Scheduler {
                                 })
                                 .inc_by(*n);
                         }
+                        wake::workers_placed(r.placed_on.iter().copied());
                         if r.total() > 0 {
                             crate::store::write_health::recovered();
                             tracing::debug!(moved = ?r.moved, "scheduler tick");
@@ -225,8 +238,17 @@ impl Scheduler {
                         self.cfg.interval
                     }
                 };
+                // A wake-up cuts the pause short, but not below the time the
+                // pass took: the scheduler holds the write lock at most about
+                // half the time, whatever the rate of wake-ups.
+                let gap = started.elapsed().min(pause);
+                let woken = async {
+                    tokio::time::sleep(gap).await;
+                    wake::scheduler_woken().await;
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
+                    _ = woken => {}
                     changed = stop.changed() => if changed.is_err() { break },
                 }
             }

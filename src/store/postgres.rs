@@ -40,6 +40,10 @@ const MIGRATIONS: &[Migration] = &[
         "0006_access_keys",
         include_str!("../../migrations/postgres/0006_access_keys.sql"),
     ),
+    (
+        "0007_last_worker",
+        include_str!("../../migrations/postgres/0007_last_worker.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

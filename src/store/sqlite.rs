@@ -38,6 +38,10 @@ const MIGRATIONS: &[Migration] = &[
         "0006_access_keys",
         include_str!("../../migrations/sqlite/0006_access_keys.sql"),
     ),
+    (
+        "0007_last_worker",
+        include_str!("../../migrations/sqlite/0007_last_worker.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

@@ -6,7 +6,7 @@
 
 use super::lifecycle::{
     Applied, BatchUpdate, ListTasksQuery, NewTasks, TaskDetail, TaskHistory, TaskUpdate,
-    WorkerCredential, WorkerRow,
+    WorkerCredential, WorkerReport, WorkerRow,
 };
 use super::tick_tx::TickTx;
 use super::{
@@ -14,7 +14,7 @@ use super::{
     GroupSort, GroupUpdate, Importer, Listed, Listing, NewAccessKey, NewBatchTask, NewEdgePool,
     NewService, NewToken, NewVideoGroup, NewVideoSource, PoolFilter, PoolSort, Project, ProjectRef,
     Service, ServiceFilter, ServiceSort, SourceFilter, SourceList, SourceSort, SourceUpdate,
-    StoreResult, TokenInfo, TokenRow, UserRow, VideoGroup, VideoSource,
+    StoreError, StoreResult, TokenInfo, TokenRow, UserRow, VideoGroup, VideoSource,
 };
 use crate::domain::dump::DumpRecord;
 use crate::domain::transition::Event;
@@ -258,14 +258,28 @@ pub trait WorkerStore: Send + Sync {
         lease_ms: i64,
         running: &[Held],
     ) -> StoreResult<SyncReply>;
-    /// A worker's report on a task it holds.
+    /// A worker's reports on tasks it holds, applied in order in one
+    /// transaction; `None` for a task that is gone.
+    async fn report_tasks(
+        &self,
+        worker_pk: i64,
+        reports: &[WorkerReport],
+    ) -> StoreResult<Vec<Option<Applied>>>;
+    /// One report; a task that is gone is `NotFound`.
     async fn report_task(
         &self,
         worker_pk: i64,
         held: Held,
         event: Event,
         error: Option<(String, String)>,
-    ) -> StoreResult<Applied>;
+    ) -> StoreResult<Applied> {
+        let report = WorkerReport { held, event, error };
+        self.report_tasks(worker_pk, std::slice::from_ref(&report))
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| StoreError::not_found(super::Entity::Task, "task"))
+    }
 }
 
 /// What the scheduler and operators change: ticks, leases, frozen

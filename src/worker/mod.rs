@@ -10,8 +10,8 @@
 pub mod client;
 
 use crate::protocol::{
-    Assignment, Held, RegisterReply, RegisterRequest, Report, ReportReply, ReportRequest,
-    SyncReply, SyncRequest, WorkerKind,
+    Assignment, Held, RegisterReply, RegisterRequest, Report, ReportBatch, ReportBatchReply,
+    ReportRequest, SyncReply, SyncRequest, WorkerKind,
 };
 use client::{Client, ClientError};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -95,6 +95,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     }
     tracing::info!(server = %cfg.server, kind = cfg.kind.as_str(), slots = cfg.slots, "worker registered");
     let tasks: Tasks = Arc::default();
+    let reporter = Reporter::start(client.clone());
     backoff = Backoff::default();
     loop {
         let running: Vec<Held> = lock(&tasks).keys().copied().collect();
@@ -108,7 +109,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         match reply {
             Ok(reply) => {
                 backoff = Backoff::default();
-                let acted = act(&cfg, &argv, &client, &tasks, reply);
+                let acted = act(&cfg, &argv, &reporter, &tasks, reply);
                 if !acted {
                     // Only instructions already in hand (a stop in its grace
                     // period): do not spin.
@@ -129,7 +130,13 @@ fn lock(t: &Tasks) -> std::sync::MutexGuard<'_, HashMap<Held, Entry>> {
 }
 
 /// Carries out a sync reply; whether anything new was done.
-fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: SyncReply) -> bool {
+fn act(
+    cfg: &WorkerConfig,
+    argv: &[String],
+    reporter: &Reporter,
+    tasks: &Tasks,
+    r: SyncReply,
+) -> bool {
     let mut acted = false;
     let mut map = lock(tasks);
     for a in r.assign {
@@ -149,7 +156,7 @@ fn act(cfg: &WorkerConfig, argv: &[String], client: &Client, tasks: &Tasks, r: S
         tokio::spawn(run_task(
             cfg.clone(),
             argv.to_vec(),
-            client.clone(),
+            reporter.clone(),
             tasks.clone(),
             a,
             rx,
@@ -183,7 +190,7 @@ enum End {
 async fn run_task(
     cfg: WorkerConfig,
     argv: Vec<String>,
-    client: Client,
+    reporter: Reporter,
     tasks: Tasks,
     mut current: Assignment,
     mut ctl: mpsc::UnboundedReceiver<Control>,
@@ -196,7 +203,7 @@ async fn run_task(
             Err(e) => {
                 let msg = format!("could not start {}: {e}", argv[0]);
                 report(
-                    &client,
+                    &reporter,
                     held,
                     Report::SpawnFailed,
                     Some(("VIAS.TC.SPAWN", &msg)),
@@ -206,7 +213,7 @@ async fn run_task(
             }
         };
         tracing::info!(task = %current.task_id, attempt = held.attempt, "task started");
-        report(&client, held, first, None).await;
+        report(&reporter, held, first, None).await;
         if first == Report::Upgraded {
             // Done: a later upgrade, to any version, is a new instruction.
             if let Some(e) = lock(&tasks).get_mut(&held) {
@@ -234,16 +241,28 @@ async fn run_task(
             },
         };
         match end {
-            End::Exit(Ok(s)) if s.success() => report(&client, held, Report::Exited, None).await,
+            End::Exit(Ok(s)) if s.success() => report(&reporter, held, Report::Exited, None).await,
             End::Exit(Ok(s)) => {
                 let msg = format!("the executor ended with {s}");
-                report(&client, held, Report::Crashed, Some(("VIAS.TC.EXIT", &msg))).await
+                report(
+                    &reporter,
+                    held,
+                    Report::Crashed,
+                    Some(("VIAS.TC.EXIT", &msg)),
+                )
+                .await
             }
             End::Exit(Err(e)) => {
                 let msg = format!("waiting for the executor failed: {e}");
-                report(&client, held, Report::Crashed, Some(("VIAS.TC.EXIT", &msg))).await
+                report(
+                    &reporter,
+                    held,
+                    Report::Crashed,
+                    Some(("VIAS.TC.EXIT", &msg)),
+                )
+                .await
             }
-            End::Stopped => report(&client, held, Report::Released, None).await,
+            End::Stopped => report(&reporter, held, Report::Released, None).await,
         }
         break;
     }
@@ -251,6 +270,10 @@ async fn run_task(
 }
 
 fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
+    // Names this start of the executor: an upgrade restarts it under the
+    // same attempt, so output keyed by task and run never overwrites an
+    // earlier run's.
+    let run_id = crate::domain::random_hex(8).map_err(std::io::Error::other)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env("TASKCENTER_TASK_ID", &a.task_id)
@@ -263,6 +286,7 @@ fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
         .env("TASKCENTER_SERVICE_NAME", &a.service_name)
         .env("TASKCENTER_SERVICE_VERSION", &a.service_version)
         .env("TASKCENTER_ATTEMPT", a.attempt.to_string())
+        .env("TASKCENTER_RUN_ID", run_id)
         .stdin(std::process::Stdio::null())
         // Its own process group, so a stop reaches whatever it started too.
         .process_group(0)
@@ -291,7 +315,65 @@ async fn terminate(child: &mut Child, grace: Duration) {
 
 /// Reports until the server answers (a refusal is an answer: the task moved
 /// on without this worker).
-async fn report(client: &Client, held: Held, event: Report, error: Option<(&str, &str)>) {
+/// Sends the worker's reports: whatever piled up while the previous
+/// request was in flight goes in the next one (`/worker/v1/reports`), in
+/// the order they were made, so many tasks' moves cost one request and one
+/// transaction.
+#[derive(Clone)]
+struct Reporter(mpsc::UnboundedSender<(ReportRequest, oneshot::Sender<()>)>);
+
+/// Most reports in one request.
+const REPORT_BATCH: usize = 256;
+
+impl Reporter {
+    fn start(client: Client) -> Reporter {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(ReportRequest, oneshot::Sender<()>)>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < REPORT_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let body = ReportBatch {
+                    reports: batch.iter().map(|(r, _)| r.clone()).collect(),
+                };
+                send_reports(&client, &body).await;
+                for (_, done) in batch {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Reporter(tx)
+    }
+}
+
+async fn send_reports(client: &Client, body: &ReportBatch) {
+    let mut backoff = Backoff::default();
+    loop {
+        match client
+            .post::<_, ReportBatchReply>("/worker/v1/reports", body, Duration::from_secs(10))
+            .await
+        {
+            Ok(_) => return,
+            Err(e @ ClientError::Status { status, .. })
+                if status.is_client_error() && !e.is_auth() =>
+            {
+                tracing::warn!(error = %e, reports = body.reports.len(), "reports refused");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reports = body.reports.len(), "reports failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Reports on a task and waits until the server has it (or refused it).
+async fn report(reporter: &Reporter, held: Held, event: Report, error: Option<(&str, &str)>) {
     let body = ReportRequest {
         task: held.task,
         attempt: held.attempt,
@@ -299,24 +381,9 @@ async fn report(client: &Client, held: Held, event: Report, error: Option<(&str,
         error_code: error.map(|e| e.0.to_owned()),
         error_message: error.map(|e| e.1.to_owned()),
     };
-    let mut backoff = Backoff::default();
-    loop {
-        match client
-            .post::<_, ReportReply>("/worker/v1/report", &body, Duration::from_secs(10))
-            .await
-        {
-            Ok(_) => return,
-            Err(e @ ClientError::Status { status, .. })
-                if status.is_client_error() && !e.is_auth() =>
-            {
-                tracing::warn!(error = %e, ?event, "report refused");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, ?event, "report failed; retrying");
-                backoff.wait().await;
-            }
-        }
+    let (done, sent) = oneshot::channel();
+    if reporter.0.send((body, done)).is_ok() {
+        let _ = sent.await;
     }
 }
 

@@ -228,7 +228,7 @@ pub(crate) fn password_token(addr: &str, user: &str, password: &str, project: &s
 
 /// The executor: what it does depends on the batch's config.
 pub(crate) const EXEC: &str = r#"#!/bin/sh
-echo "$TASKCENTER_TASK_ID $TASKCENTER_ATTEMPT" >> starts.log
+echo "$TASKCENTER_TASK_ID $TASKCENTER_ATTEMPT $TASKCENTER_RUN_ID" >> starts.log
 case "$TASKCENTER_CONFIG" in
   *brief*) exec sleep 1 ;;
   *sleep*) exec sleep 30 ;;
@@ -398,12 +398,19 @@ impl Env {
 
     /// `(task id, attempt)` of every executor start, in order.
     pub(crate) fn starts(&self) -> Vec<(String, i64)> {
+        self.runs().into_iter().map(|(id, a, _)| (id, a)).collect()
+    }
+
+    /// `(task id, attempt, TASKCENTER_RUN_ID)` of every executor start.
+    pub(crate) fn runs(&self) -> Vec<(String, i64, String)> {
         std::fs::read_to_string(self.dir.0.join("starts.log"))
             .unwrap_or_default()
             .lines()
             .map(|l| {
-                let (id, attempt) = l.split_once(' ').unwrap();
-                (id.to_owned(), attempt.parse().unwrap())
+                let mut f = l.split(' ');
+                let id = f.next().unwrap().to_owned();
+                let attempt = f.next().unwrap().parse().unwrap();
+                (id, attempt, f.next().unwrap_or_default().to_owned())
             })
             .collect()
     }

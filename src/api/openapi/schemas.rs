@@ -266,7 +266,7 @@ fn task_extras() -> Value {
     json!({
         "batch_id": ext(s(), "the batch the task belongs to; absent for CreateTask's tasks"),
         "video_source_id": ext(s(), "the video source it reads, if one"),
-        "worker_id": ext(s(), "the worker running it, if any"),
+        "worker_id": ext(s(), "the worker it runs on or, once it let its slot go, last ran on; absent if it never ran"),
         "worker_name": ext(s(), "that worker's name"),
         "attempt": ext(i64_(), "how many times it was placed on a worker"),
         "error": r("TaskInfoDtoError")})
@@ -305,7 +305,8 @@ fn tasks() -> Value {
         "TaskOpReply": obj("id", json!({"id": s(), "state": desc(upper_state(), "the task's state now; absent once it is gone")})),
         "TaskInfoDtoError": obj("code message", json!({"code": s(), "message": s()})),
         "TaskHistory": obj("at from event", json!({"at": millis(), "from": upper_state(), "event": s(),
-            "to": desc(upper_state(), "absent: the task was deleted")})),
+            "to": desc(upper_state(), "absent: the task was deleted"),
+            "worker_id": desc(s(), "a placement's worker")})),
         "TaskInfo": obj("id name service_id created_at state title type algorithm_publish_id attempt", list_item),
         "ListTasksResponse": obj("count tasks page page_size", json!({
             "count": desc(i32_(), "the number of entries on this page"), "tasks": arr(r("TaskInfo")),
@@ -532,7 +533,9 @@ fn own() -> Value {
             "event": one_of(&["started", "spawn_failed", "exited", "crashed", "released", "upgraded"]),
             "error_code": nullable(clipped()), "error_message": nullable(clipped())})),
         "ReportReply": obj("applied state", json!({"applied": boolean(),
-            "state": {"type": "string", "nullable": true, "description": "the task's state; null once it is gone"}}))
+            "state": {"type": "string", "nullable": true, "description": "the task's state; null once it is gone"}})),
+        "ReportBatch": strict("reports", json!({"reports": {"type": "array", "items": r("ReportRequest"), "minItems": 1, "maxItems": 1000}})),
+        "ReportBatchReply": obj("replies", json!({"replies": arr(r("ReportReply"))}))
     })
 }
 

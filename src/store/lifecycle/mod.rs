@@ -96,6 +96,17 @@ pub struct TaskHistory {
     pub event: String,
     /// `None`: the task was deleted.
     pub to: Option<TaskState>,
+    /// The worker a placement went to.
+    pub worker_id: Option<String>,
+}
+
+/// A worker's report on a task it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub held: Held,
+    pub event: crate::domain::transition::Event,
+    /// Error code and message.
+    pub error: Option<(String, String)>,
 }
 
 /// What an event did.

@@ -96,7 +96,7 @@ pub(super) async fn move_task(
             };
             let n = sqlx::query(
                 "update tasks set state = $1, updated_at = $2, worker_pk = $3, attempt = $4, \
-                 error_code = case when $5 = 1 then null else coalesce($6, error_code) end, \
+                 last_worker_pk = coalesce($3, last_worker_pk), error_code = case when $5 = 1 then null else coalesce($6, error_code) end, \
                  error_message = case when $5 = 1 then null else coalesce($7, error_message) end \
                  where pk = $8 and state = $9",
             )
@@ -135,8 +135,8 @@ pub(super) async fn move_task(
         }
     }
     sqlx::query(
-        "insert into task_events (task_pk, project_pk, at, from_state, event, to_state) \
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into task_events (task_pk, project_pk, at, from_state, event, to_state, worker_pk) \
+         values ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(t.pk)
     .bind(t.project_pk)
@@ -147,6 +147,7 @@ pub(super) async fn move_task(
         Outcome::To(s) => Some(s.index() as i64),
         Outcome::Gone => None,
     })
+    .bind(if event == Event::Place { worker } else { None })
     .execute(&mut *conn)
     .await?;
     if let Some(b) = t.batch_pk {

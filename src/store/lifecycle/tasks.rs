@@ -49,7 +49,7 @@ const DETAIL_COLS: &str = "t.id as task_id, p.id as project_id, b.id as batch_id
      left join batch_tasks b on b.pk = t.batch_pk \
      join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
      left join video_sources s on s.pk = t.video_source_pk \
-     left join workers w on w.pk = t.worker_pk";
+     left join workers w on w.pk = coalesce(t.worker_pk, t.last_worker_pk)";
 
 fn json_col(r: &AnyRow, col: &str) -> StoreResult<Option<serde_json::Value>> {
     let text: Option<String> = r.try_get(col)?;
@@ -155,7 +155,8 @@ async fn resolve_entry(
 }
 
 /// Columns `history_from` decodes.
-const HISTORY_COLS: &str = "at, from_state, event, to_state";
+const HISTORY_COLS: &str = "e.at as at, e.from_state as from_state, e.event as event, \
+     e.to_state as to_state, w.id as worker_id";
 
 fn history_from(r: &AnyRow) -> StoreResult<TaskHistory> {
     Ok(TaskHistory {
@@ -166,6 +167,7 @@ fn history_from(r: &AnyRow) -> StoreResult<TaskHistory> {
             .try_get::<Option<i64>, _>("to_state")?
             .map(stored_state)
             .transpose()?,
+        worker_id: r.try_get("worker_id")?,
     })
 }
 
@@ -562,7 +564,8 @@ impl TaskStore for SqlStore {
         let mut tx = self.begin_read().await?;
         let t = task_key(&mut tx, project_pk, task_id).await?;
         let rows = sqlx::query(&format!(
-            "select {HISTORY_COLS} from task_events where task_pk = $1 order by pk"
+            "select {HISTORY_COLS} from task_events e left join workers w on w.pk = e.worker_pk \
+             where e.task_pk = $1 order by e.pk"
         ))
         .bind(t.pk)
         .fetch_all(&mut *tx)

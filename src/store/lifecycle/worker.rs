@@ -2,8 +2,8 @@
 //! what a worker runs with what it holds, and its reports on tasks.
 
 use super::moves::{in_list, key_from, move_task, TaskKey, Touched, KEY_COLS};
-use super::{Applied, Assignment, Held, SyncReply, WorkerCredential, WorkerRow};
-use crate::domain::transition::{Cause, Event, HELD};
+use super::{Applied, Assignment, Held, SyncReply, WorkerCredential, WorkerReport, WorkerRow};
+use crate::domain::transition::{Cause, HELD};
 use crate::domain::{field, now_millis, DeployType, TaskState};
 use crate::scheduler::decide;
 use crate::store::prelude::*;
@@ -249,30 +249,48 @@ impl WorkerStore for SqlStore {
         Ok(reply)
     }
 
-    #[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk, task = held.task, %event))]
-    async fn report_task(
+    #[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk, reports = reports.len()))]
+    async fn report_tasks(
         &self,
         worker_pk: i64,
-        held: Held,
-        event: Event,
-        error: Option<(String, String)>,
-    ) -> StoreResult<Applied> {
-        if event.cause() != Cause::Worker {
+        reports: &[WorkerReport],
+    ) -> StoreResult<Vec<Option<Applied>>> {
+        if let Some(r) = reports.iter().find(|r| r.event.cause() != Cause::Worker) {
             return Err(StoreError::NotAllowed(format!(
-                "{event} is not a worker report"
+                "{} is not a worker report",
+                r.event
             )));
         }
+        // Every report in one transaction, in order: one commit for many
+        // moves.
         let mut tx = self.begin_lifecycle().await?;
-        let r = sqlx::query(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
-            .bind(held.task)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::not_found(Entity::Task, "task"))?;
-        let t = key_from(&r)?;
-        if t.worker_pk != Some(worker_pk) || t.attempt != held.attempt {
-            return Ok(Applied::Refused { state: t.state });
+        let mut touched = Touched::new();
+        let now = now_millis();
+        let mut out = Vec::with_capacity(reports.len());
+        for r in reports {
+            let row = sqlx::query(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
+                .bind(r.held.task)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                out.push(None);
+                continue;
+            };
+            let t = key_from(&row)?;
+            if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
+                out.push(Some(Applied::Refused { state: t.state }));
+                continue;
+            }
+            let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+            let moved = move_task(&mut tx, &t, r.event, None, err, now, &mut touched).await?;
+            out.push(Some(match moved {
+                Some(to) => Applied::Moved { from: t.state, to },
+                None => Applied::Refused { state: t.state },
+            }));
         }
-        let err = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-        self.move_one(tx, &t, event, err).await
+        self.finish(&mut tx, &touched).await?;
+        tx.commit().await?;
+        self.publish(&touched).await;
+        Ok(out)
     }
 }

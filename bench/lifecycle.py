@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""The lifecycle's speed, against a baseline taken in the same run.
+
+    bench/lifecycle.py BIN DATABASE_URL [--latency N] [--tasks N] [--slots S] [--workers W]
+
+Starts `BIN serve` (default settings) on DATABASE_URL (a fresh database), registers a service,
+a group and sources, and starts W real `taskcenter worker` processes.
+
+- latency: N single-source batches, one at a time on an idle system, each executor `sleep 600`;
+  for each, the time from sending CreateBatchTask to the task's `Started` move (its history's
+  timestamp, on the same clock). Prints p50, p99 and max.
+- throughput: one batch per group over TASKS sources whose executor is `true`, on W workers of
+  S/W slots each; the time from the create to the last task succeeded, against
+  `xargs -P S` running `true` TASKS times (the baseline: the same executor, the same
+  parallelism, no taskcenter). Prints both rates and their ratio.
+"""
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("bin")
+ap.add_argument("db")
+ap.add_argument("--latency", type=int, default=50)
+ap.add_argument("--tasks", type=int, default=2000)
+ap.add_argument("--slots", type=int, default=64)
+ap.add_argument("--workers", type=int, default=4)
+ap.add_argument("--port", type=int, default=18096)
+a = ap.parse_args()
+a.bin = os.path.abspath(a.bin)
+if "://" not in a.db:
+    a.db = os.path.abspath(a.db)
+env = dict(os.environ, TASKCENTER_DATABASE_URL=a.db, RUST_LOG="warn")
+work = tempfile.mkdtemp(prefix="tc-lifecycle-")
+procs = []
+
+
+def cli(*args, stdin=None):
+    return subprocess.run([a.bin, *args], env=env, cwd=work, check=True, capture_output=True,
+                          text=True, input=stdin).stdout.strip()
+
+
+def start(*args):
+    p = subprocess.Popen([a.bin, *args], env=env, cwd=work, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    procs.append(p)
+    return p
+
+
+conn = None
+
+
+def call(method, path, body=None):
+    global conn
+    for _ in range(2):
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+            headers = {"X-Auth-Token": token}
+            data = None
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+                data = json.dumps(body)
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            raw = r.read()
+            if r.status != 200:
+                sys.exit(f"{method} {path}: {r.status} {raw[:300]!r}")
+            return json.loads(raw) if raw else None
+        except (ConnectionError, http.client.HTTPException):
+            conn = None
+    sys.exit(f"{method} {path}: no connection")
+
+
+def cpu_s(p):
+    """User + system CPU seconds of process p so far."""
+    f = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, round((len(v) - 1) * q))]
+
+
+try:
+    start("serve", "--listen", f"127.0.0.1:{a.port}")
+    deadline = time.time() + 30
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=1)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            sys.exit("serve did not start")
+        time.sleep(0.1)
+    token = cli("token", "issue", "--project", "default")
+    for name, mode in (("probe", "cloud"),):
+        cli("service", "add", "--project", "default", "--name", name, "--version", "1.0.0",
+            "--alg-name", "Probe", "--company", "Bench", "--deploy-type", mode)
+    groups = max(1, a.tasks // 1000)
+    for g in range(groups):
+        call("POST", "/v2/default/video-group", {"id": f"g{g}", "video_group_name": f"group{g}", "access_type": "cloud"})
+    call("POST", "/v2/default/video-group", {"id": "lat", "video_group_name": "latency", "access_type": "cloud"})
+    for i in range(a.latency):
+        call("POST", "/v2/default/source", {"id": f"l{i}", "video_source_name": f"l{i}", "access_type": "cloud",
+                                             "url": f"rtsp://l{i}/live", "video_group_ids": ["lat"]})
+    for i in range(a.tasks):
+        call("POST", "/v2/default/source", {"id": f"s{i}", "video_source_name": f"s{i}", "access_type": "cloud",
+                                             "url": f"rtsp://s{i}/live", "video_group_ids": [f"g{i % groups}"]})
+    per = max(1, a.slots // a.workers)
+    # Latency: one worker whose executor keeps running.
+    cred = cli("workers", "add", "lat-worker")
+    start("worker", "--server", f"http://127.0.0.1:{a.port}", "--token", cred, "--slots", str(a.latency),
+          "--type", "cloud", "--exec", "sleep 600")
+    time.sleep(2)
+    lat = []
+    for i in range(a.latency):
+        t0 = time.time() * 1000
+        r = call("POST", "/v2/default/batch-tasks", {
+            "name": f"lat{i}", "service_name": "probe", "service_version": "1.0.0",
+            "batch_input": {"video_source_group": [{"video_source_group_id": "lat",
+                                                    "video_source_list": [{"video_source_id": f"l{i}"}]}]},
+            "output": {"event_center": True}})
+        task = call("GET", f"/v2/default/tasks?batch_id={r['id']}")["tasks"][0]["id"]
+        while True:
+            h = call("GET", f"/v2/default/tasks/{task}")["history"]
+            started = [m["at"] for m in h if m["event"] == "Started"]
+            if started:
+                lat.append(started[0] - t0)
+                break
+            if time.time() * 1000 - t0 > 30000:
+                sys.exit(f"task {task} did not start: {h}")
+            time.sleep(0.005)
+        time.sleep(0.2)
+    print(f"create_to_running n={len(lat)} p50={pct(lat, .5):.0f} ms p99={pct(lat, .99):.0f} ms max={max(lat):.0f} ms")
+    # The latency worker stays, every slot of it held by a sleeping task.
+
+    # Throughput against xargs -P.
+    t = time.time()
+    subprocess.run(f"seq {a.tasks} | xargs -P {a.slots} -I{{}} true", shell=True, check=True)
+    base = a.tasks / (time.time() - t)
+    for w in range(a.workers):
+        cred = cli("workers", "add", f"tp{w}")
+        start("worker", "--server", f"http://127.0.0.1:{a.port}", "--token", cred, "--slots", str(per),
+              "--type", "cloud", "--exec", "true")
+    time.sleep(2)
+    workers = procs[-a.workers:]
+    cpu0 = (cpu_s(procs[0]), sum(cpu_s(p) for p in workers))
+    t = time.time()
+    ids = []
+    for g in range(groups):
+        r = call("POST", "/v2/default/batch-tasks", {
+            "name": f"tp{g}", "service_name": "probe", "service_version": "1.0.0",
+            "batch_input": {"video_source_group": [{"video_source_group_id": f"g{g}"}]},
+            "output": {"event_center": True}})
+        ids.append(r["id"])
+    while True:
+        page = call("GET", "/v2/default/batch-tasks?is_paged=false")
+        done = sum(b["batch_task_status_info"].get("succeeded", 0) for b in page["batch_task_list"] if b["id"] in ids)
+        if done >= a.tasks:
+            break
+        if time.time() - t > 600:
+            sys.exit(f"only {done} of {a.tasks} succeeded in 600 s")
+        time.sleep(0.02)
+    took = time.time() - t
+    rate = a.tasks / took
+    serve_cpu = cpu_s(procs[0]) - cpu0[0]
+    worker_cpu = sum(cpu_s(p) for p in workers) - cpu0[1]
+    print(f"throughput tasks={a.tasks} slots={a.slots} taskcenter={rate:.0f}/s xargs={base:.0f}/s ratio={rate / base:.3f} "
+          f"serve_cpu={serve_cpu / took:.2f} cores workers_cpu={worker_cpu / took:.2f} cores")
+finally:
+    for p in procs:
+        p.kill()
