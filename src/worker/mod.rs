@@ -213,7 +213,16 @@ async fn run_task(
             }
         };
         tracing::info!(task = %current.task_id, attempt = held.attempt, "task started");
-        report(&reporter, held, first, None).await;
+        if first == Report::Started {
+            // Queued, not awaited: the executor is already running, and the
+            // reporter keeps this ahead of the task's next report.
+            drop(send_report(&reporter, held, first, None));
+        } else {
+            // An upgrade is done only once the server has it: until then its
+            // syncs still ask for the upgrade, which must not restart the
+            // executor again.
+            report(&reporter, held, first, None).await;
+        }
         if first == Report::Upgraded {
             // Done: a later upgrade, to any version, is a new instruction.
             if let Some(e) = lock(&tasks).get_mut(&held) {
@@ -372,8 +381,14 @@ async fn send_reports(client: &Client, body: &ReportBatch) {
     }
 }
 
-/// Reports on a task and waits until the server has it (or refused it).
-async fn report(reporter: &Reporter, held: Held, event: Report, error: Option<(&str, &str)>) {
+/// Queues a report; the receiver resolves once the server has it (or
+/// refused it).
+fn send_report(
+    reporter: &Reporter,
+    held: Held,
+    event: Report,
+    error: Option<(&str, &str)>,
+) -> oneshot::Receiver<()> {
     let body = ReportRequest {
         task: held.task,
         attempt: held.attempt,
@@ -382,9 +397,13 @@ async fn report(reporter: &Reporter, held: Held, event: Report, error: Option<(&
         error_message: error.map(|e| e.1.to_owned()),
     };
     let (done, sent) = oneshot::channel();
-    if reporter.0.send((body, done)).is_ok() {
-        let _ = sent.await;
-    }
+    let _ = reporter.0.send((body, done));
+    sent
+}
+
+/// Reports on a task and waits until the server has it (or refused it).
+async fn report(reporter: &Reporter, held: Held, event: Report, error: Option<(&str, &str)>) {
+    let _ = send_report(reporter, held, event, error).await;
 }
 
 struct Backoff(Duration);
