@@ -510,7 +510,7 @@ async function loadTaskDetail(id) {
   ol.replaceChildren();
   for (const h of k.history || []) {
     const li = el("li");
-    li.append(el("time", when(h.at)), el("span", ` ${h.from.toLowerCase()} → ${h.event} → ${(h.to || h.from).toLowerCase()}${h.worker_id ? ` on ${h.worker_id}` : ""}`));
+    li.append(el("time", when(h.at)), el("span", ` ${h.from.toLowerCase()} → ${h.event} → ${(h.to || h.from).toLowerCase()}${h.worker_id ? ` on ${h.worker_name || h.worker_id}` : ""}`));
     ol.appendChild(li);
   }
   $("#task-detail").hidden = false;

@@ -640,6 +640,10 @@ fn a_batch_created_in_the_form_runs_on_a_real_worker_live_and_is_stopped_and_del
         timeline.contains("pending") && timeline.contains("running"),
         "{timeline}"
     );
+    assert!(
+        timeline.contains("starting on w1"),
+        "the placement names its worker: {timeline}"
+    );
     assert!(b
         .js("return location.search")
         .as_str()

@@ -300,6 +300,8 @@ struct HistoryDto {
     /// A placement's worker.
     #[serde(skip_serializing_if = "Option::is_none")]
     worker_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_name: Option<String>,
 }
 
 pub(super) async fn show_task(
@@ -360,6 +362,7 @@ fn show_dto(t: TaskDetail, history: Vec<crate::store::lifecycle::TaskHistory>) -
                 event: h.event,
                 to: h.to.map(|s| s.as_upper()),
                 worker_id: h.worker_id,
+                worker_name: h.worker_name,
             })
             .collect(),
     }

@@ -306,7 +306,8 @@ fn tasks() -> Value {
         "TaskInfoDtoError": obj("code message", json!({"code": s(), "message": s()})),
         "TaskHistory": obj("at from event", json!({"at": millis(), "from": upper_state(), "event": s(),
             "to": desc(upper_state(), "absent: the task was deleted"),
-            "worker_id": desc(s(), "a placement's worker")})),
+            "worker_id": desc(s(), "a placement's worker"),
+            "worker_name": desc(s(), "that worker's name")})),
         "TaskInfo": obj("id name service_id created_at state title type algorithm_publish_id attempt", list_item),
         "ListTasksResponse": obj("count tasks page page_size", json!({
             "count": desc(i32_(), "the number of entries on this page"), "tasks": arr(r("TaskInfo")),

@@ -96,8 +96,9 @@ pub struct TaskHistory {
     pub event: String,
     /// `None`: the task was deleted.
     pub to: Option<TaskState>,
-    /// The worker a placement went to.
+    /// The worker a placement went to: its id and name.
     pub worker_id: Option<String>,
+    pub worker_name: Option<String>,
 }
 
 /// A worker's report on a task it holds.

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::domain::transition::Event;
 use crate::domain::{now_millis, random_hex, DeployType, FieldError, TaskState};
-use crate::store::batch::{bump, insert_batch_groups, insert_task, resolve_sources};
+use crate::store::batch::{bump, insert_batch_groups, insert_pending_tasks, resolve_sources};
 use crate::store::catalogue::source_pk;
 use crate::store::prelude::*;
 use crate::store::sql::{like_contains, Arg, Query};
@@ -156,7 +156,7 @@ async fn resolve_entry(
 
 /// Columns `history_from` decodes.
 const HISTORY_COLS: &str = "e.at as at, e.from_state as from_state, e.event as event, \
-     e.to_state as to_state, w.id as worker_id";
+     e.to_state as to_state, w.id as worker_id, w.name as worker_name";
 
 fn history_from(r: &AnyRow) -> StoreResult<TaskHistory> {
     Ok(TaskHistory {
@@ -168,6 +168,7 @@ fn history_from(r: &AnyRow) -> StoreResult<TaskHistory> {
             .map(stored_state)
             .transpose()?,
         worker_id: r.try_get("worker_id")?,
+        worker_name: r.try_get("worker_name")?,
     })
 }
 
@@ -348,26 +349,22 @@ impl TaskStore for SqlStore {
                     move_task(&mut tx, &t, Event::Delete, None, None, now, &mut touched).await?;
                 }
             }
-            let mut added = 0;
-            for (spk, roi) in &resolved.wanted {
-                if have.contains(spk) {
-                    continue;
-                }
-                let tid = random_hex(16)?;
-                insert_task(
-                    &mut tx,
-                    project_pk,
-                    &tid,
-                    bpk,
-                    *spk,
-                    TaskState::Pending,
-                    roi.clone(),
-                    now,
-                    now,
-                )
-                .await?;
-                added += 1;
-            }
+            let new: Vec<(i64, Option<String>)> = resolved
+                .wanted
+                .iter()
+                .filter(|(spk, _)| !have.contains(spk))
+                .cloned()
+                .collect();
+            insert_pending_tasks(
+                &mut tx,
+                self.backend.positional(),
+                project_pk,
+                bpk,
+                &new,
+                now,
+            )
+            .await?;
+            let added = new.len() as i64;
             bump(&mut tx, bpk, TaskState::Pending, added).await?;
             kept += added as u64;
             sqlx::query("delete from batch_task_groups where batch_pk = $1")
