@@ -31,6 +31,8 @@ ap.add_argument("--tasks", type=int, default=2000)
 ap.add_argument("--slots", type=int, default=64)
 ap.add_argument("--workers", type=int, default=4)
 ap.add_argument("--port", type=int, default=18096)
+ap.add_argument("--list-load", type=int, default=0, metavar="SECONDS",
+                help="also run wrk on the batch list for SECONDS at rest and while the tasks churn")
 a = ap.parse_args()
 a.bin = os.path.abspath(a.bin)
 if "://" not in a.db:
@@ -144,6 +146,13 @@ try:
     print(f"create_to_running n={len(lat)} p50={pct(lat, .5):.0f} ms p99={pct(lat, .99):.0f} ms max={max(lat):.0f} ms")
     # The latency worker stays, every slot of it held by a sleeping task.
 
+    def list_rps():
+        out = subprocess.run(["wrk", "-t1", "-c32", f"-d{a.list_load}s", "-H", f"X-Auth-Token: {token}",
+                              f"http://127.0.0.1:{a.port}/v2/default/batch-tasks"],
+                             check=True, capture_output=True, text=True).stdout
+        return float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
+
+    rest_rps = list_rps() if a.list_load else None
     # Throughput against xargs -P.
     t = time.time()
     subprocess.run(f"seq {a.tasks} | xargs -P {a.slots} -I{{}} true", shell=True, check=True)
@@ -156,6 +165,16 @@ try:
     workers = procs[-a.workers:]
     cpu0 = (cpu_s(procs[0]), sum(cpu_s(p) for p in workers))
     t = time.time()
+    churn_rps = None
+    if a.list_load:
+        import threading
+
+        def measure():
+            nonlocal_box["rps"] = list_rps()
+
+        nonlocal_box = {}
+        loader = threading.Thread(target=measure)
+        loader.start()
     ids = []
     for g in range(groups):
         r = call("POST", "/v2/default/batch-tasks", {
@@ -172,6 +191,11 @@ try:
             sys.exit(f"only {done} of {a.tasks} succeeded in 600 s")
         time.sleep(0.02)
     took = time.time() - t
+    if a.list_load:
+        loader.join()
+        churn_rps = nonlocal_box["rps"]
+        print(f"list_rps at_rest={rest_rps:.0f} while_churning={churn_rps:.0f} ratio={churn_rps / rest_rps:.3f} "
+              f"(the churn lasted {took:.1f} s of the {a.list_load} s measured)")
     rate = a.tasks / took
     serve_cpu = cpu_s(procs[0]) - cpu0[0]
     worker_cpu = sum(cpu_s(p) for p in workers) - cpu0[1]
