@@ -513,10 +513,7 @@ pub async fn metrics_reply(st: &AppState) -> Response {
     let started = Instant::now();
     if let Ok(workers) = st.store.list_workers().await {
         let now = crate::domain::now_millis();
-        let lost = workers
-            .iter()
-            .filter(|w| w.lost || w.lease_expires_at < now)
-            .count();
+        let lost = workers.iter().filter(|w| !w.is_live(now)).count();
         let status = |s: &'static str| crate::metrics::WorkerLabels { status: s };
         m.workers.get_or_create(&status("lost")).set(lost as i64);
         m.workers

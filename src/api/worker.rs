@@ -73,11 +73,7 @@ pub(super) async fn list(
         .await?
         .into_iter()
         .map(|w| WorkerDto {
-            state: if w.lost || w.lease_expires_at < now {
-                "lost"
-            } else {
-                "live"
-            },
+            state: if w.is_live(now) { "live" } else { "lost" },
             id: w.id,
             name: w.name,
             kind: w.kind,

@@ -189,11 +189,7 @@ pub(super) async fn workers(store: &dyn Store, cmd: WorkersCmd) -> Result<()> {
         WorkersCmd::List => {
             let now = now_millis();
             for w in store.list_workers().await? {
-                let live = if w.lost || w.lease_expires_at < now {
-                    "lost"
-                } else {
-                    "live"
-                };
+                let live = if w.is_live(now) { "live" } else { "lost" };
                 println!(
                     "{}\t{}\t{}\t{}/{}\t{live}",
                     w.id, w.name, w.kind, w.held, w.slots

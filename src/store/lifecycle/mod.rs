@@ -185,3 +185,10 @@ pub struct WorkerRow {
     /// The edge pool it registered in, if any.
     pub pool: Option<String>,
 }
+
+impl WorkerRow {
+    /// Not marked lost, and its lease still holds at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        !self.lost && self.lease_expires_at >= now
+    }
+}
