@@ -14,7 +14,7 @@ use taskcenter::domain::TaskState::{self, *};
 use taskcenter::protocol::Held;
 use taskcenter::scheduler::{self, TickConfig};
 use taskcenter::store;
-use taskcenter::store::lifecycle::Applied;
+use taskcenter::store::lifecycle::{Applied, TaskDetail};
 #[allow(unused_imports)]
 use taskcenter::store::prelude::*;
 
@@ -428,6 +428,88 @@ both_backends! {
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, StoppedNoService);
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn a_schedule_runs_its_task_only_inside_its_windows(ctx: Ctx) {
+        // Mondays 09:00–10:00 at +08:00, that is 01:00–02:00 UTC.
+        const MONDAY: i64 = 1_795_996_800_000; // 2026-11-30 00:00 UTC
+        const H: i64 = 3_600_000;
+        let mut recs = calm_fixture();
+        let mut b = batch("p1", 60, "nightly", ("helmet", "1.0.0"), &["g1"], 9_000, vec![task("sch", "s1", "pending")]);
+        if let DumpRecord::BatchTask(r) = &mut b {
+            r.schedule = Some(serde_json::json!({"type": "weekly", "timezone": "+08:00", "days_of_week": [1],
+                "periods": [[{"begin_at": "09:00:00", "end_at": "10:00:00"}]]}));
+        }
+        recs.push(b);
+        ctx.import(recs).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let w = worker(st, "w1", "cloud", 10, MONDAY).await;
+        let held = |d: &TaskDetail| (d.state, d.schedule_held);
+        let show = || async { st.find_task(ctx.project_pk, "sch").await.unwrap().unwrap() };
+        // A pass at `at`, the worker alive then.
+        let pass = |at: i64| async move {
+            st.extend_leases(at, LEASE).await.unwrap();
+            scheduler::tick(&**st, at, &cfg).await.unwrap()
+        };
+
+        // 08:30 local: outside the window, the task is stopped and held;
+        // an unscheduled task is placed as usual.
+        let r = pass(MONDAY + H / 2).await;
+        assert_eq!(r.count(Event::WindowClosed), 1, "{r:?}");
+        assert_eq!(held(&show().await), (Stopped, true));
+        assert_eq!(state(&ctx, "t21").await, Starting);
+        // 09:00:01: the window opened; the next pass places it.
+        let r = pass(MONDAY + H + 1_000).await;
+        assert_eq!(r.count(Event::WindowOpened), 1, "{r:?}");
+        assert_eq!(held(&show().await), (Pending, false));
+        pass(MONDAY + H + 2_000).await;
+        assert_eq!(state(&ctx, "sch").await, Starting);
+        let a = st.sync_worker(w, MONDAY + H + 3_000, LEASE, &[]).await.unwrap().assign;
+        let h = a.iter().find(|a| a.task_id == "sch").map(|a| Held { task: a.task, attempt: a.attempt }).unwrap();
+        st.report_task(w, h, Event::Started, None).await.unwrap();
+        // 09:59:59 it still runs; 10:00:00 the window is over: stopped, held.
+        pass(MONDAY + 2 * H - 1_000).await;
+        assert_eq!(state(&ctx, "sch").await, Running);
+        pass(MONDAY + 2 * H).await;
+        assert_eq!(held(&show().await), (Stopping, true));
+        assert!(st.sync_worker(w, MONDAY + 2 * H, LEASE, &[h]).await.unwrap().stop.contains(&h));
+        st.report_task(w, h, Event::Released, None).await.unwrap();
+        assert_eq!(held(&show().await), (Stopped, true), "held for the next window");
+        pass(MONDAY + 3 * H).await;
+        assert_eq!(state(&ctx, "sch").await, Stopped, "no window on Monday afternoon");
+        let moves: Vec<(TaskState, String)> = st.list_task_history(ctx.project_pk, "sch").await.unwrap()
+            .into_iter().map(|h| (h.from, h.event)).collect();
+        assert_eq!(moves, [(Pending, "WindowClosed".into()), (Stopped, "WindowOpened".into()), (Pending, "Schedule".into()),
+            (Scheduling, "Place".into()), (Starting, "Started".into()), (Running, "WindowClosed".into()), (Stopping, "Released".into())]);
+
+        // The next Monday's window starts it again, and ends it again.
+        let week = 7 * 24 * H;
+        pass(week + MONDAY + H).await;
+        pass(week + MONDAY + H + 1_000).await;
+        assert_eq!(held(&show().await), (Starting, false));
+        pass(week + MONDAY + 2 * H).await;
+        assert_eq!(held(&show().await), (Stopping, true));
+        let h = Held { task: h.task, attempt: h.attempt + 1 };
+        st.report_task(w, h, Event::Released, None).await.unwrap();
+
+        // A user's stop on a held task ends the hold: no window starts it.
+        let stop = st.apply_task_event(ctx.project_pk, "sch", Event::Stop).await.unwrap();
+        assert_eq!(stop, Applied::Moved { from: Stopped, to: Outcome::To(Stopped) });
+        assert_eq!(held(&show().await), (Stopped, false));
+        assert!(matches!(st.apply_task_event(ctx.project_pk, "sch", Event::Stop).await.unwrap(), Applied::Refused { .. }));
+        let two_weeks = 2 * week;
+        pass(two_weeks + MONDAY + H + 1_000).await;
+        assert_eq!(held(&show().await), (Stopped, false));
+        // A user's start outside a window: the schedule holds it until one.
+        st.apply_task_event(ctx.project_pk, "sch", Event::Start).await.unwrap();
+        pass(two_weeks + MONDAY + 5 * H).await;
+        assert_eq!(held(&show().await), (Stopped, true));
+        // Inside one it runs at once, in one pass.
+        st.apply_task_event(ctx.project_pk, "sch", Event::Start).await.unwrap();
+        pass(3 * week + MONDAY + H + 1_000).await;
+        assert_eq!(held(&show().await), (Starting, false));
         counters_are_exact(&ctx).await;
     }
 

@@ -109,4 +109,38 @@ both_backends! {
         let r = ctx.call("PUT", &uri, Some(json!({"batch_input": {"video_source_group": [{"video_source_group_id": "g1"}, {"video_source_group_id": "g1"}]}}))).await;
         assert_error(&r, 400, "VIAS.00010001", Some("video_source_group_id"));
     }
+
+    async fn schedules_are_checked_and_show_their_status(ctx: Ctx) {
+        ctx.import(fixture()).await;
+        // Batch 1 has t11 and t12 running and t13 stopped.
+        let uri = format!("/v2/p1/batch-tasks/{}", bid(1));
+        let plan = json!({"type": "weekly", "timezone": "+08:00", "days_of_week": [1, 5],
+            "periods": [[{"begin_at": "09:00:00", "end_at": "12:00:00"}, {"begin_at": "14:00:00", "end_at": "24:00:00"}]]});
+        let r = ctx.call("PUT", &uri, Some(json!({"schedule": plan}))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let c = &ctx;
+        let show = |id: &'static str| async move { c.get(&format!("/v2/p1/tasks/{id}")).await.body };
+        let t11 = show("t11").await;
+        assert_eq!((t11["schedule"].clone(), t11["schedule_status"].clone()), (plan.clone(), json!("ACTIVATED")), "{t11}");
+        assert_eq!(show("t13").await["schedule_status"], "INACTIVATED", "a stopped task's schedule waits for a start");
+        let t21 = show("t21").await;
+        assert!(t21.get("schedule_status").is_none() && t21.get("schedule").is_none(), "no schedule, no status: {t21}");
+        // Windows and zones that cannot be read are refused, naming the field.
+        for (bad, param) in [
+            (json!({"periods": [[{"begin_at": "12:00:00", "end_at": "09:00:00"}]]}), "schedule.periods"),
+            (json!({"periods": [[{"begin_at": "9:00", "end_at": "10:00:00"}]]}), "schedule.periods"),
+            (json!({"periods": [[], []]}), "schedule.periods"),
+            (json!({"periods": [[{"begin_at": "09:00:00", "end_at": "10:00:00"}], [], []]}), "schedule.periods"),
+            (json!({"timezone": "+15:00"}), "schedule.timezone"),
+            (json!({"days_of_week": [0]}), "schedule.days_of_week"),
+        ] {
+            let mut body = plan.clone();
+            for (k, v) in bad.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let r = ctx.call("PUT", &uri, Some(json!({"schedule": body}))).await;
+            assert_error(&r, 400, "VIAS.00010001", Some(param));
+        }
+        assert_eq!(show("t11").await["schedule"], plan, "a refused update changes nothing");
+    }
 }

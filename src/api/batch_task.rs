@@ -4,6 +4,7 @@ use super::catalogue::required;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Authed};
 use super::AppState;
+use crate::domain::schedule::Schedule;
 use crate::domain::{field, now_millis, random_hex, FieldError, ListBatchTasksParams, TaskState};
 use crate::store::lifecycle::BatchUpdate;
 use crate::store::{
@@ -352,39 +353,12 @@ pub(super) struct TaskSchedule {
     periods: Option<Vec<Vec<serde_json::Value>>>,
 }
 
-/// Checks a schedule: `weekly`, a `±HH:MM` time zone, days 1–7.
+/// Checks a schedule as [`Schedule::parse`] reads it (weekly, a `±HH:MM`
+/// time zone, days 1–7, windows `hh:mm:ss`) and keeps it as sent.
 pub(super) fn parse_schedule(s: TaskSchedule) -> Result<serde_json::Value, FieldError> {
-    match s.plan.as_deref() {
-        Some(p) if p.eq_ignore_ascii_case("weekly") => {}
-        _ => {
-            return Err(FieldError::new(
-                "schedule.type",
-                "schedule.type must be weekly",
-            ))
-        }
-    }
-    let tz = s.timezone.as_deref().unwrap_or("");
-    let b = tz.as_bytes();
-    let tz_ok = b.len() == 6
-        && (b[0] == b'+' || b[0] == b'-')
-        && b[3] == b':'
-        && [1, 2, 4, 5].iter().all(|i| b[*i].is_ascii_digit());
-    if !tz_ok {
-        return Err(FieldError::new(
-            "schedule.timezone",
-            "schedule.timezone must be like +08:00",
-        ));
-    }
-    match &s.days_of_week {
-        Some(d) if !d.is_empty() && d.iter().all(|x| (1..=7).contains(x)) => {}
-        _ => {
-            return Err(FieldError::new(
-                "schedule.days_of_week",
-                "schedule.days_of_week must list days 1 (Monday) to 7 (Sunday)",
-            ))
-        }
-    }
-    serde_json::to_value(&s).map_err(|e| FieldError::new("schedule", e.to_string()))
+    let v = serde_json::to_value(&s).map_err(|e| FieldError::new("schedule", e.to_string()))?;
+    Schedule::parse(&v)?;
+    Ok(v)
 }
 
 /// Limits where VIAS documents none: at most this many groups per batch and

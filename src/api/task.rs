@@ -262,6 +262,11 @@ pub(super) struct TaskShowDto {
     updated_at: String,
     state: String,
     // `error` is VIAS's too; it comes once, with `ours`.
+    /// `ACTIVATED` while the schedule runs the task in its windows (it is
+    /// live, or held stopped until the next window); `INACTIVATED` once a
+    /// user stopped it or it ended. Absent without a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule_status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule: Option<Value>,
     input: Value,
@@ -341,6 +346,13 @@ fn show_dto(t: TaskDetail, history: Vec<crate::store::lifecycle::TaskHistory>) -
         created_at: iso(t.created_at),
         updated_at: iso(t.updated_at),
         state: t.state.as_upper(),
+        schedule_status: t.schedule.as_ref().map(|_| {
+            if t.schedule_held || !t.state.at_rest() {
+                "ACTIVATED"
+            } else {
+                "INACTIVATED"
+            }
+        }),
         schedule: t.schedule,
         input,
         task_config: t.config.as_ref().map(Value::to_string),

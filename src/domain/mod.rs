@@ -5,6 +5,7 @@ pub mod field;
 pub mod kind;
 pub mod list;
 pub mod query;
+pub mod schedule;
 pub mod state;
 pub mod transition;
 pub mod vias;

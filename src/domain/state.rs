@@ -73,6 +73,20 @@ impl TaskState {
         }
     }
 
+    /// At rest: no worker holds it and nothing moves it until a user
+    /// starts it again (or deletes it).
+    pub fn at_rest(self) -> bool {
+        matches!(
+            self,
+            TaskState::Stopped
+                | TaskState::Succeeded
+                | TaskState::Failed
+                | TaskState::StartFailed
+                | TaskState::CreateFailed
+                | TaskState::StoppedNoService
+        )
+    }
+
     /// Uppercase wire name, as used in task objects.
     pub fn as_upper(self) -> String {
         self.as_str().to_ascii_uppercase()

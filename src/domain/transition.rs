@@ -34,6 +34,11 @@ pub enum Event {
     Recover,
     /// A `recovering` task is queued again.
     Requeued,
+    /// Its schedule's window ended (or it was started outside one): the
+    /// scheduler stops it and holds it for the next window.
+    WindowClosed,
+    /// A window of its schedule began: the scheduler starts a task it held.
+    WindowOpened,
     // Worker reports.
     /// The command was spawned.
     Started,
@@ -58,7 +63,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 24] = [
         Event::Start,
         Event::Stop,
         Event::Delete,
@@ -70,6 +75,8 @@ impl Event {
         Event::SourceGone,
         Event::Recover,
         Event::Requeued,
+        Event::WindowClosed,
+        Event::WindowOpened,
         Event::Started,
         Event::SpawnFailed,
         Event::Exited,
@@ -97,6 +104,8 @@ impl Event {
             Event::SourceGone => "SourceGone",
             Event::Recover => "Recover",
             Event::Requeued => "Requeued",
+            Event::WindowClosed => "WindowClosed",
+            Event::WindowOpened => "WindowOpened",
             Event::Started => "Started",
             Event::SpawnFailed => "SpawnFailed",
             Event::Exited => "Exited",
@@ -122,7 +131,9 @@ impl Event {
             | Event::CapacityBack
             | Event::SourceGone
             | Event::Recover
-            | Event::Requeued => Cause::Scheduler,
+            | Event::Requeued
+            | Event::WindowClosed
+            | Event::WindowOpened => Cause::Scheduler,
             Event::Started
             | Event::SpawnFailed
             | Event::Exited
@@ -197,6 +208,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Pending, Event::Delete, Gone),
     (Pending, Event::Freeze, To(Frozen)),
     (Pending, Event::Undeploy, To(StoppedNoService)),
+    (Pending, Event::WindowClosed, To(Stopped)),
     (Scheduling, Event::Place, To(Starting)),
     (Scheduling, Event::Requeue, To(Pending)),
     (Scheduling, Event::NoCapacity, To(LackOfResources)),
@@ -205,6 +217,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Scheduling, Event::Delete, Gone),
     (Scheduling, Event::Freeze, To(Frozen)),
     (Scheduling, Event::Undeploy, To(StoppedNoService)),
+    (Scheduling, Event::WindowClosed, To(Stopped)),
     (LackOfResources, Event::CapacityBack, To(Pending)),
     (LackOfResources, Event::SourceGone, To(CreateFailed)),
     (LackOfResources, Event::Start, To(Pending)),
@@ -212,6 +225,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (LackOfResources, Event::Delete, Gone),
     (LackOfResources, Event::Freeze, To(Frozen)),
     (LackOfResources, Event::Undeploy, To(StoppedNoService)),
+    (LackOfResources, Event::WindowClosed, To(Stopped)),
     // On a worker.
     (Starting, Event::Started, To(Running)),
     (Starting, Event::SpawnFailed, To(StartFailed)),
@@ -222,6 +236,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Starting, Event::LeaseExpired, To(Abnormal)),
     (Starting, Event::Freeze, To(Freezing)),
     (Starting, Event::Undeploy, To(StoppedNoService)),
+    (Starting, Event::WindowClosed, To(Stopping)),
     (Running, Event::Exited, To(Succeeded)),
     (Running, Event::Crashed, To(Failed)),
     (Running, Event::Stop, To(Stopping)),
@@ -230,6 +245,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Running, Event::Freeze, To(Freezing)),
     (Running, Event::Undeploy, To(StoppedNoService)),
     (Running, Event::Upgrade, To(Upgrading)),
+    (Running, Event::WindowClosed, To(Stopping)),
     (Upgrading, Event::Upgraded, To(Running)),
     (Upgrading, Event::SpawnFailed, To(StartFailed)),
     (Upgrading, Event::Exited, To(Succeeded)),
@@ -239,6 +255,7 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Upgrading, Event::LeaseExpired, To(Abnormal)),
     (Upgrading, Event::Freeze, To(Freezing)),
     (Upgrading, Event::Undeploy, To(StoppedNoService)),
+    (Upgrading, Event::WindowClosed, To(Stopping)),
     (Stopping, Event::Released, To(Stopped)),
     (Stopping, Event::Exited, To(Stopped)),
     (Stopping, Event::Crashed, To(Stopped)),
@@ -257,15 +274,18 @@ pub const TRANSITIONS: &[(TaskState, Event, Outcome)] = &[
     (Abnormal, Event::Recover, To(Recovering)),
     (Abnormal, Event::Stop, To(Stopped)),
     (Abnormal, Event::Delete, Gone),
+    (Abnormal, Event::WindowClosed, To(Stopped)),
     (Recovering, Event::Requeued, To(Pending)),
     (Recovering, Event::Stop, To(Stopped)),
     (Recovering, Event::Delete, Gone),
+    (Recovering, Event::WindowClosed, To(Stopped)),
     // Frozen projects.
     (Frozen, Event::Unfreeze, To(Recovering)),
     (Frozen, Event::Delete, Gone),
     // At rest: start again or delete.
     (Stopped, Event::Start, To(Pending)),
     (Stopped, Event::Delete, Gone),
+    (Stopped, Event::WindowOpened, To(Pending)),
     (Succeeded, Event::Start, To(Pending)),
     (Succeeded, Event::Delete, Gone),
     (Failed, Event::Start, To(Pending)),
@@ -391,5 +411,16 @@ mod tests {
         assert_eq!(next(Stopped, Event::Stop), None);
         assert!(allowed(Pending, Scheduling));
         assert!(!allowed(Pending, Running));
+    }
+
+    #[test]
+    fn a_closing_window_stops_what_a_user_stop_stops() {
+        for s in TaskState::ALL {
+            assert_eq!(next(s, Event::WindowClosed), next(s, Event::Stop), "{s}");
+        }
+        assert_eq!(
+            next(Stopped, Event::WindowOpened),
+            next(Stopped, Event::Start)
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! long, and what a worker's sync reply tells it. Nothing here touches a
 //! database, so every rule is tested on its own below.
 
-use crate::domain::transition::Event;
+use crate::domain::schedule::{Schedule, PARKED};
+use crate::domain::transition::{self, Event, Outcome};
 use crate::domain::{DeployType, TaskState};
 use crate::protocol::Held;
 use std::collections::HashSet;
@@ -227,6 +228,39 @@ pub fn pending(
     } else {
         None
     }
+}
+
+/// What the scheduler does with a task whose schedule windows are due at
+/// `now`: the move to make, if any, and when to look again (`None`: the
+/// task has no schedule; [`PARKED`]: not until something moves it). Outside
+/// a window a live task is stopped and held; inside one a held task is
+/// started. A task at rest that its schedule does not hold (a user stopped
+/// it, or it ended) is left alone.
+pub fn window(
+    schedule: Option<&Schedule>,
+    state: TaskState,
+    held: bool,
+    now: i64,
+) -> (Option<Event>, Option<i64>) {
+    let open = held && state == TaskState::Stopped;
+    let Some(s) = schedule else {
+        return (open.then_some(Event::WindowOpened), None);
+    };
+    let event = if s.contains(now) {
+        open.then_some(Event::WindowOpened)
+    } else {
+        transition::next(state, Event::WindowClosed).map(|_| Event::WindowClosed)
+    };
+    let (state, held) = match event.and_then(|e| transition::next(state, e).map(|o| (e, o))) {
+        Some((e, Outcome::To(to))) => (to, e == Event::WindowClosed),
+        _ => (state, held),
+    };
+    let due = if state.at_rest() && !held {
+        PARKED
+    } else {
+        s.next_change(now).unwrap_or(PARKED)
+    };
+    (event, Some(due))
 }
 
 /// What a worker's sync settles, task by task.

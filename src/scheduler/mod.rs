@@ -8,6 +8,7 @@
 pub mod decide;
 pub mod wake;
 
+use crate::domain::schedule::Schedule;
 use crate::domain::transition::Event;
 use crate::domain::{now_millis, DeployType, TaskState};
 use crate::store::prelude::*;
@@ -95,6 +96,8 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
         }
     }
 
+    windows(tx, now, n, &mut report).await?;
+
     let mut cap = Capacity::new(tx.capacity().await?);
     // Each worker type on its own, so a backlog of one type never hides the
     // other's tasks from the pick.
@@ -106,7 +109,7 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
         let mut scheduled: HashSet<i64> = HashSet::new();
         if cap.free(kind, None) > 0 {
             for w in tx
-                .waiting(TaskState::LackOfResources, kind, true, n)
+                .waiting(TaskState::LackOfResources, kind, true, now, n)
                 .await?
             {
                 let budget = budgets
@@ -123,7 +126,7 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
                 }
             }
         }
-        for w in tx.waiting(TaskState::Pending, kind, false, n).await? {
+        for w in tx.waiting(TaskState::Pending, kind, false, now, n).await? {
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
             }
@@ -147,7 +150,10 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
         // Place what is scheduling, this pass's picks included: a task
         // passes pending → scheduling → starting in one pass when a slot is
         // free (history records both moves).
-        for w in tx.waiting(TaskState::Scheduling, kind, true, n).await? {
+        for w in tx
+            .waiting(TaskState::Scheduling, kind, true, now, n)
+            .await?
+        {
             if report.moved_tasks.contains(&w.key.pk) && !scheduled.contains(&w.key.pk) {
                 continue;
             }
@@ -169,6 +175,32 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
         }
     }
     Ok(report)
+}
+
+/// Tasks whose schedule windows are due: stopped when a window closed,
+/// started when one opened, and given the time of their next look. A task
+/// this pass moved already waits for the next pass (and is not placed
+/// before then).
+async fn windows(
+    tx: &mut dyn TickTx,
+    now: i64,
+    n: i64,
+    report: &mut TickReport,
+) -> StoreResult<()> {
+    for d in tx.due_windows(now, n).await? {
+        if report.moved_tasks.contains(&d.key.pk) {
+            continue;
+        }
+        let schedule = d.schedule.as_ref().and_then(|v| Schedule::parse(v).ok());
+        let (event, due) = decide::window(schedule.as_ref(), d.key.state, d.held, now);
+        if let Some(e) = event {
+            if tx.apply(&d.key, e, None, None, now).await? {
+                report.add(e, d.key.pk);
+            }
+        }
+        tx.set_window_due(d.key.pk, due).await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy)]

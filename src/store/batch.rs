@@ -425,6 +425,9 @@ impl BatchStore for SqlStore {
         )
         .await?;
         let added = resolved.wanted.len();
+        if b.schedule.is_some() {
+            arm_windows(conn, pk, true).await?;
+        }
         bump(conn, pk, TaskState::Pending, added as i64).await?;
         self.record_change(conn, project_pk, pk).await?;
         tx.commit().await?;
@@ -577,4 +580,24 @@ impl SqlStore {
             counted,
         })
     }
+}
+
+/// Has the next scheduler pass look at the schedule windows of a batch's
+/// tasks, when the batch has a schedule: every task's (`all`, after the
+/// schedule changed or the batch was created) or only those never looked at
+/// (tasks just added).
+pub(crate) async fn arm_windows(
+    conn: &mut AnyConnection,
+    batch_pk: i64,
+    all: bool,
+) -> StoreResult<()> {
+    sqlx::query(
+        "update tasks set window_due = 0 where batch_pk = $1 and ($2 = 1 or window_due is null) \
+         and exists (select 1 from batch_tasks b where b.pk = $1 and b.schedule is not null)",
+    )
+    .bind(batch_pk)
+    .bind(i64::from(all))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

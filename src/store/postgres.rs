@@ -44,6 +44,10 @@ const MIGRATIONS: &[Migration] = &[
         "0007_last_worker",
         include_str!("../../migrations/postgres/0007_last_worker.sql"),
     ),
+    (
+        "0008_schedule_windows",
+        include_str!("../../migrations/postgres/0008_schedule_windows.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

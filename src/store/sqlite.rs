@@ -42,6 +42,10 @@ const MIGRATIONS: &[Migration] = &[
         "0007_last_worker",
         include_str!("../../migrations/sqlite/0007_last_worker.sql"),
     ),
+    (
+        "0008_schedule_windows",
+        include_str!("../../migrations/sqlite/0008_schedule_windows.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

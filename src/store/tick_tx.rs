@@ -30,6 +30,16 @@ pub struct Waiting {
     pub pool: Option<i64>,
 }
 
+/// A task whose schedule windows are due for a look: its schedule (`None`
+/// when it has none, or none that parses) and whether the schedule holds it
+/// stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueWindow {
+    pub key: TaskKey,
+    pub schedule: Option<serde_json::Value>,
+    pub held: bool,
+}
+
 /// One tick's transaction. It holds the lifecycle lock from
 /// [`Lifecycle::begin_tick`](super::lifecycle::Lifecycle::begin_tick) until
 /// `commit` (or until dropped, which rolls back), so capacity read in it
@@ -42,14 +52,23 @@ pub trait TickTx: Send {
     /// Up to `limit` tasks a maintenance step acts on, oldest key first.
     async fn select(&mut self, which: Selector, limit: i64) -> StoreResult<Vec<TaskKey>>;
     /// Up to `limit` tasks in `state` needing a worker of `kind`, by batch
-    /// priority then age. `frozen_too`: include tasks of frozen projects.
+    /// priority then age, leaving out those whose schedule windows are due
+    /// at `now` (they are looked at first). `frozen_too`: include tasks of
+    /// frozen projects.
     async fn waiting(
         &mut self,
         state: TaskState,
         kind: DeployType,
         frozen_too: bool,
+        now: i64,
         limit: i64,
     ) -> StoreResult<Vec<Waiting>>;
+    /// Up to `limit` tasks whose schedule windows are due at `now`, the
+    /// longest due first.
+    async fn due_windows(&mut self, now: i64, limit: i64) -> StoreResult<Vec<DueWindow>>;
+    /// When the scheduler next looks at a task's windows (`None`: never, it
+    /// has no schedule).
+    async fn set_window_due(&mut self, task_pk: i64, due: Option<i64>) -> StoreResult<()>;
     /// Every live worker's free slots.
     async fn capacity(&mut self) -> StoreResult<Vec<WorkerSlots>>;
     /// Moves `task` by `event` if the table allows it from the state it was

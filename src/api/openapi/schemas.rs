@@ -157,11 +157,16 @@ fn shared() -> Value {
             "reason": s(), "advice": s()})),
         "TaskSchedule": obj("type timezone days_of_week", json!({
             "type": choice(&["weekly"]),
-            "timezone": desc(str_pat("^[+-][0-9]{2}:[0-9]{2}$"), "the user's time zone, e.g. +08:00"),
+            "timezone": desc(str_pat("^[+-](0[0-9]|1[0-4]):[0-5][0-9]$"),
+                "a fixed offset from UTC, -14:00 to +14:00 (e.g. +08:00): days and windows are read on its clock, with no daylight saving"),
             "days_of_week": {"type": "array", "minItems": 1, "description": "1 Monday … 7 Sunday",
                              "items": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 7}},
             "days_of_month": desc(arr(i32_()), "stored as given (VIAS: monthly plans are not supported)"),
-            "periods": desc(arr(arr(json!({}))), "daily time windows, one inner array per day, stored as given")})),
+            "periods": desc(arr(json!({"type": "array", "minItems": 1, "items": obj("begin_at end_at", json!({
+                    "begin_at": str_pat("^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"),
+                    "end_at": desc(str_pat("^(([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]|24:00:00)$"), "after begin_at; the window ends just before it")}))})),
+                "daily windows: one list for every listed day, or one list per entry of days_of_week in its order; \
+                 absent or empty, the whole day. Outside its windows the scheduler stops the task, and starts it at the next window's beginning")})),
         "TaskOutput": merge(obj("", json!({
             "obs": obj("bucket path", json!({
                 "bucket": str_pat("^[a-z0-9.-]{3,63}$"),
@@ -317,6 +322,8 @@ fn tasks() -> Value {
             merge(json!({"id": s(), "name": s(), "creator": s(), "project_id": s(), "description": s(),
                 "release_id": s(), "service_id": s(), "created_at": time_text(),
                 "updated_at": desc(time_text(), "time of the last change"), "state": upper_state(),
+                "schedule_status": desc(one_of(&["ACTIVATED", "INACTIVATED"]),
+                    "with a schedule only: ACTIVATED while the scheduler runs the task in its windows, INACTIVATED once a user stopped it or it ended"),
                 "schedule": r("TaskSchedule"), "input": r("TaskInput"), "output": r("TaskOutput"), "config": r("TaskServiceConfig"),
                 "video_source_name": s(), "title": s(), "group_name": desc(s(), "comma-joined"), "company": s(),
                 "task_config": desc(s(), "config as JSON text"), "type": one_of(&["cloud", "edge"]),

@@ -532,6 +532,12 @@ impl SqlImporter {
                 }
             })?;
         }
+        for b in pending.iter().filter(|b| b.schedule.is_some()) {
+            let bpk = pks.get(&(b.ppk, b.id.clone())).copied().unwrap_or(0);
+            crate::store::batch::arm_windows(&mut self.tx, bpk, true)
+                .await
+                .map_err(at(b.line))?;
+        }
         for (line, ppk, _, t) in &task_rows {
             if let Some(roi) = &t.target_roi {
                 sqlx::query("update tasks set target_roi = $1 where project_pk = $2 and id = $3")

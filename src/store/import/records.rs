@@ -28,8 +28,8 @@ impl SqlImporter {
         sqlx::query(
             "insert into tasks (project_pk, id, video_source_pk, state, created_at, updated_at, \
              name, description, service_pk, task_type, service_version, input, output, config, \
-             schedule, resource_order_id, creator, source_url) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             schedule, resource_order_id, creator, source_url, window_due) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(ppk)
         .bind(&t.id)
@@ -49,6 +49,7 @@ impl SqlImporter {
         .bind(&t.resource_order_id)
         .bind(&t.creator)
         .bind(&t.source_url)
+        .bind(t.schedule.as_ref().map(|_| 0i64))
         .execute(&mut *self.tx)
         .await
         .map_err(|e| crate::store::conflict_if_unique(e, Entity::Task, "id"))?;

@@ -42,6 +42,8 @@ pub struct TaskDetail {
     pub output: Option<serde_json::Value>,
     pub config: Option<serde_json::Value>,
     pub schedule: Option<serde_json::Value>,
+    /// Its schedule holds it stopped until a window opens.
+    pub schedule_held: bool,
     pub resource_order_id: Option<String>,
     pub creator: Option<String>,
     /// A batch source's region of interest (JSON text).

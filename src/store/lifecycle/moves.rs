@@ -3,6 +3,7 @@
 //! and batches, including UpdateBatchTask.
 
 use super::Applied;
+use crate::domain::schedule::PARKED;
 use crate::domain::transition::{self, Event, Outcome};
 use crate::domain::{now_millis, TaskState};
 use crate::store::sql_store::{SqlStore, Tx, Writer};
@@ -53,6 +54,9 @@ pub(super) async fn move_task(
     touched: &mut Touched,
 ) -> StoreResult<Option<Outcome>> {
     let Some(outcome) = transition::next(t.state, event) else {
+        if (t.state, event) == (TaskState::Stopped, Event::Stop) {
+            return release_hold(conn, t, now, touched).await;
+        }
         return Ok(None);
     };
     match outcome {
@@ -90,6 +94,16 @@ pub(super) async fn move_task(
                 (None, t.attempt)
             };
             let clear = i64::from(matches!(event, Event::Start | Event::Place));
+            // The schedule's hold: a closing window sets it, a user's
+            // intent or an opening window clears it (-1: kept).
+            let hold: i64 = match event {
+                Event::WindowClosed => 1,
+                Event::Start | Event::Stop | Event::WindowOpened => 0,
+                _ => -1,
+            };
+            // A scheduled task that comes to rest or waits again has its
+            // windows looked at by the next pass.
+            let recheck = i64::from(matches!(to, TaskState::Pending | TaskState::Stopped));
             let (code, msg) = match error {
                 Some((c, m)) => (Some(c), Some(m)),
                 None => (None, None),
@@ -97,7 +111,9 @@ pub(super) async fn move_task(
             let n = sqlx::query(
                 "update tasks set state = $1, updated_at = $2, worker_pk = $3, attempt = $4, \
                  last_worker_pk = coalesce($3, last_worker_pk), error_code = case when $5 = 1 then null else coalesce($6, error_code) end, \
-                 error_message = case when $5 = 1 then null else coalesce($7, error_message) end \
+                 error_message = case when $5 = 1 then null else coalesce($7, error_message) end, \
+                 schedule_hold = case when $10 < 0 then schedule_hold else $10 end, \
+                 window_due = case when window_due is null or $11 = 0 then window_due else $2 end \
                  where pk = $8 and state = $9",
             )
             .bind(to.index() as i64)
@@ -109,6 +125,8 @@ pub(super) async fn move_task(
             .bind(msg)
             .bind(t.pk)
             .bind(t.state.index() as i64)
+            .bind(hold)
+            .bind(recheck)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -134,6 +152,20 @@ pub(super) async fn move_task(
             }
         }
     }
+    record(conn, t, event, outcome, worker, now, touched).await?;
+    Ok(Some(outcome))
+}
+
+/// A move's history entry; its batch is touched.
+async fn record(
+    conn: &mut AnyConnection,
+    t: &TaskKey,
+    event: Event,
+    outcome: Outcome,
+    worker: Option<i64>,
+    now: i64,
+    touched: &mut Touched,
+) -> StoreResult<()> {
     sqlx::query(
         "insert into task_events (task_pk, project_pk, at, from_state, event, to_state, worker_pk) \
          values ($1, $2, $3, $4, $5, $6, $7)",
@@ -153,6 +185,34 @@ pub(super) async fn move_task(
     if let Some(b) = t.batch_pk {
         touched.insert((t.project_pk, b));
     }
+    Ok(())
+}
+
+/// A user's stop on a task its schedule holds stopped: the state stays
+/// `stopped`, the hold goes, so no window starts it again (its schedule
+/// becomes INACTIVATED). The table has no (stopped, Stop) move; this is the
+/// one intent on a stopped task that changes something.
+async fn release_hold(
+    conn: &mut AnyConnection,
+    t: &TaskKey,
+    now: i64,
+    touched: &mut Touched,
+) -> StoreResult<Option<Outcome>> {
+    let n = sqlx::query(
+        "update tasks set schedule_hold = 0, window_due = $1 \
+         where pk = $2 and state = $3 and schedule_hold = 1",
+    )
+    .bind(PARKED)
+    .bind(t.pk)
+    .bind(t.state.index() as i64)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(None);
+    }
+    let outcome = Outcome::To(t.state);
+    record(conn, t, Event::Stop, outcome, None, now, touched).await?;
     Ok(Some(outcome))
 }
 

@@ -11,7 +11,9 @@ use super::{
 };
 use crate::domain::transition::Event;
 use crate::domain::{now_millis, random_hex, DeployType, FieldError, TaskState};
-use crate::store::batch::{bump, insert_batch_groups, insert_pending_tasks, resolve_sources};
+use crate::store::batch::{
+    arm_windows, bump, insert_batch_groups, insert_pending_tasks, resolve_sources,
+};
 use crate::store::catalogue::source_pk;
 use crate::store::prelude::*;
 use crate::store::sql::{like_contains, Arg, Query};
@@ -41,7 +43,7 @@ const DETAIL_COLS: &str = "t.id as task_id, p.id as project_id, b.id as batch_id
      t.state as state, w.id as worker_id, w.name as worker_name, t.attempt as attempt, \
      t.error_code as error_code, t.error_message as error_message, t.input as input, \
      coalesce(t.output, b.output) as output, coalesce(t.config, b.config) as config, \
-     coalesce(t.schedule, b.schedule) as schedule, \
+     coalesce(t.schedule, b.schedule) as schedule, t.schedule_hold as schedule_hold, \
      coalesce(t.resource_order_id, b.resource_order_id) as resource_order_id, \
      t.creator as creator, t.target_roi as target_roi, \
      t.created_at as created_at, t.updated_at as updated_at \
@@ -83,6 +85,7 @@ fn detail_from(r: &AnyRow) -> StoreResult<TaskDetail> {
         output: json_col(r, "output")?,
         config: json_col(r, "config")?,
         schedule: json_col(r, "schedule")?,
+        schedule_held: r.try_get::<i64, _>("schedule_hold")? != 0,
         resource_order_id: r.try_get("resource_order_id")?,
         creator: r.try_get("creator")?,
         target_roi: r.try_get("target_roi")?,
@@ -373,6 +376,7 @@ impl TaskStore for SqlStore {
                 .await?;
             insert_batch_groups(&mut tx, bpk, &resolved.group_pks).await?;
         }
+        arm_windows(&mut tx, bpk, u.schedule.is_some()).await?;
         self.finish(&mut tx, &touched).await?;
         tx.commit().await?;
         self.publish(&touched).await;
@@ -414,8 +418,8 @@ impl TaskStore for SqlStore {
             sqlx::query(
                 "insert into tasks (project_pk, id, video_source_pk, state, created_at, updated_at, \
                  name, description, service_pk, task_type, service_version, input, output, config, \
-                 schedule, resource_order_id, creator, source_url) \
-                 values ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                 schedule, resource_order_id, creator, source_url, window_due) \
+                 values ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             )
             .bind(project_pk)
             .bind(&id)
@@ -434,6 +438,7 @@ impl TaskStore for SqlStore {
             .bind(&t.resource_order_id)
             .bind(&t.creator)
             .bind(url)
+            .bind(t.schedule.as_ref().map(|_| 0i64))
             .execute(&mut *tx)
             .await?;
             ids.push(id);
@@ -501,6 +506,12 @@ impl TaskStore for SqlStore {
                     .execute(&mut *tx)
                     .await?;
             }
+        }
+        if u.schedule.is_some() {
+            sqlx::query("update tasks set window_due = 0 where pk = $1")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
         }
         let r = sqlx::query(&format!("select {DETAIL_COLS} where t.pk = $1"))
             .bind(pk)

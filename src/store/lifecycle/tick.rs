@@ -8,7 +8,7 @@ use crate::domain::{DeployType, TaskState};
 use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
 use crate::store::prelude::*;
 use crate::store::sql_store::{SqlStore, Tx, Writer};
-use crate::store::tick_tx::{TickTx, Waiting};
+use crate::store::tick_tx::{DueWindow, TickTx, Waiting};
 use crate::store::Entity;
 use crate::store::{StoreError, StoreResult};
 use async_trait::async_trait;
@@ -103,6 +103,7 @@ impl TickTx for SqlTickTx {
         state: TaskState,
         kind: DeployType,
         frozen_too: bool,
+        now: i64,
         limit: i64,
     ) -> StoreResult<Vec<Waiting>> {
         if limit <= 0 {
@@ -114,11 +115,13 @@ impl TickTx for SqlTickTx {
              left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
              left join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
              where t.state = {} and coalesce(b.task_type, t.task_type, '0') = $2{frozen} \
+             and (t.window_due is null or t.window_due > $3) \
              order by {BY_PRIORITY} limit $1",
             state.index()
         ))
         .bind(limit)
         .bind(kind.task_type())
+        .bind(now)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter()
@@ -130,6 +133,37 @@ impl TickTx for SqlTickTx {
                 })
             })
             .collect()
+    }
+
+    async fn due_windows(&mut self, now: i64, limit: i64) -> StoreResult<Vec<DueWindow>> {
+        let rows = sqlx::query(&format!(
+            "select {KEY_COLS}, coalesce(t.schedule, b.schedule) as schedule, \
+             t.schedule_hold as hold from tasks t left join batch_tasks b on b.pk = t.batch_pk \
+             where t.window_due <= $1 order by t.window_due limit $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let schedule: Option<String> = r.try_get("schedule")?;
+                Ok(DueWindow {
+                    key: key_from(r)?,
+                    schedule: schedule.and_then(|s| serde_json::from_str(&s).ok()),
+                    held: r.try_get::<i64, _>("hold")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_window_due(&mut self, task_pk: i64, due: Option<i64>) -> StoreResult<()> {
+        sqlx::query("update tasks set window_due = $1 where pk = $2")
+            .bind(due)
+            .bind(task_pk)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn capacity(&mut self) -> StoreResult<Vec<WorkerSlots>> {
