@@ -1129,6 +1129,9 @@ fn task_body(sid: &str, with_version: bool) -> Value {
         "output": {"event_center": true,
                    "webhook": {"url": "http://hooks.example/vias?from=sdk", "headers": {"X-Hook-Token": "abc"}}},
         "config": {"common": {"threshold": 0.5}},
+        // Every day, all day: the schedule never holds the task.
+        "schedule": {"type": "weekly", "timezone": "+08:00", "days_of_week": [1, 2, 3, 4, 5, 6, 7],
+                     "periods": [[{"begin_at": "00:00:00", "end_at": "24:00:00"}]]},
     });
     if with_version {
         b["service_version"] = json!("1.0.0");
@@ -1424,6 +1427,10 @@ fn all_operations(backend: &'static str, db: &str) {
             c.expect(
                 r.as_ref().and_then(|v| v.get("name")) == Some(&json!("北门烟火检测")),
                 "name is not the one sent on CreateTask",
+            );
+            c.expect(
+                r.as_ref().and_then(|v| v.get("schedule_status")) == Some(&json!("ACTIVATED")),
+                "schedule_status of a live scheduled task is not ACTIVATED",
             );
         }
         c.call(
