@@ -185,8 +185,10 @@ pub(super) async fn insert_task(
     updated_at: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, target_roi, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, target_roi, created_at, updated_at, \
+         prio, task_type) select $1, $2, $3, $4, $5, $6, $7, $8, \
+         case b.priority when 'high' then 0 when 'medium' then 1 else 2 end, b.task_type \
+         from batch_tasks b where b.pk = $3",
     )
     .bind(project_pk)
     .bind(id)
@@ -214,11 +216,21 @@ pub(super) async fn insert_pending_tasks(
     at: i64,
 ) -> StoreResult<()> {
     const CHUNK: usize = 500;
+    if sources.is_empty() {
+        return Ok(());
+    }
+    // Each task carries what the scheduler's pick order needs.
+    let b = sqlx::query("select priority, task_type from batch_tasks where pk = $1")
+        .bind(batch_pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    let prio = sql::prio_rank(&b.try_get::<String, _>("priority")?);
+    let task_type: String = b.try_get("task_type")?;
     for chunk in sources.chunks(CHUNK) {
         let mut q = sql::Query::new(positional);
         q.push(
             "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, target_roi, \
-             created_at, updated_at) values ",
+             created_at, updated_at, prio, task_type) values ",
         );
         for (i, (spk, roi)) in chunk.iter().enumerate() {
             if i > 0 {
@@ -233,6 +245,8 @@ pub(super) async fn insert_pending_tasks(
                 roi.clone().map_or(sql::Arg::Null, sql::Arg::Text),
                 sql::Arg::Int(at),
                 sql::Arg::Int(at),
+                sql::Arg::Int(prio),
+                sql::Arg::Text(task_type.clone()),
             ]);
         }
         bound(&q)

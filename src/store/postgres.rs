@@ -48,6 +48,10 @@ const MIGRATIONS: &[Migration] = &[
         "0008_schedule_windows",
         include_str!("../../migrations/postgres/0008_schedule_windows.sql"),
     ),
+    (
+        "0009_pick_order",
+        include_str!("../../migrations/postgres/0009_pick_order.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

@@ -11,7 +11,11 @@ use crate::domain::{ListBatchTasksParams, NameField, SortField, SortOrder};
 pub(super) enum Arg {
     Int(i64),
     Text(String),
+    /// A null where text goes.
     Null,
+    /// A null where an integer goes (PostgreSQL types a multi-row insert's
+    /// column by its first row).
+    NullInt,
 }
 
 /// Builds a statement's text and its arguments together, so placeholder
@@ -221,10 +225,14 @@ pub(super) fn bump_counter(state: crate::domain::TaskState) -> String {
     format!("update batch_tasks set {c} = {c} + $1, num_task = num_task + $1 where pk = $2")
 }
 
-/// Moves one task's count from one counter to another.
-pub(super) fn move_counter(from: crate::domain::TaskState, to: crate::domain::TaskState) -> String {
-    let (f, t) = (from.counter_column(), to.counter_column());
-    format!("update batch_tasks set {f} = {f} - 1, {t} = {t} + 1 where pk = $1")
+/// A batch priority's rank in the scheduler's pick order (`tasks.prio`):
+/// high first, then medium, then low (and anything else).
+pub(crate) fn prio_rank(priority: &str) -> i64 {
+    match priority {
+        "high" => 0,
+        "medium" => 1,
+        _ => 2,
+    }
 }
 
 #[cfg(test)]

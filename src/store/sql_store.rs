@@ -142,6 +142,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Placeholder style for built statements (see `sql::Query`).
+    pub(super) fn positional(&self) -> bool {
+        self.backend.positional()
+    }
+
     /// Records a change of `batch_pk` (0: the whole project) for the feed.
     pub(super) async fn record_change(
         &self,
@@ -200,6 +205,7 @@ pub(crate) fn bound(q: &sql::Query) -> BoundQuery<'_> {
             Arg::Int(v) => out.bind(*v),
             Arg::Text(s) => out.bind(s.as_str()),
             Arg::Null => out.bind(None::<String>),
+            Arg::NullInt => out.bind(None::<i64>),
         };
     }
     out

@@ -46,6 +46,10 @@ const MIGRATIONS: &[Migration] = &[
         "0008_schedule_windows",
         include_str!("../../migrations/sqlite/0008_schedule_windows.sql"),
     ),
+    (
+        "0009_pick_order",
+        include_str!("../../migrations/sqlite/0009_pick_order.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

@@ -464,14 +464,14 @@ impl SqlImporter {
             }
         }
         let mut group_rows: Vec<(i64, i64, i64)> = Vec::new();
-        let mut task_rows: Vec<(u64, i64, i64, &PendingTask)> = Vec::new();
+        let mut task_rows: Vec<(u64, i64, i64, &PendingTask, &PendingBatch)> = Vec::new();
         for b in &pending {
             let bpk = pks.get(&(b.ppk, b.id.clone())).copied().unwrap_or(0);
             for (pos, g) in b.group_pks.iter().enumerate() {
                 group_rows.push((bpk, pos as i64, *g));
             }
             for t in &b.tasks {
-                task_rows.push((b.line, b.ppk, bpk, t));
+                task_rows.push((b.line, b.ppk, bpk, t, b));
             }
             self.touched.insert(b.ppk);
         }
@@ -500,8 +500,8 @@ impl SqlImporter {
         }
         for chunk in task_rows.chunks(TASK_CHUNK) {
             let mut q = sql::Query::new(self.positional);
-            q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) values ");
-            for (i, (_, ppk, bpk, t)) in chunk.iter().enumerate() {
+            q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at, prio, task_type) values ");
+            for (i, (_, ppk, bpk, t, b)) in chunk.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");
                 }
@@ -513,6 +513,8 @@ impl SqlImporter {
                     Arg::Int(t.state.index() as i64),
                     Arg::Int(t.created_at),
                     Arg::Int(t.updated_at),
+                    Arg::Int(sql::prio_rank(b.priority)),
+                    Arg::Text(b.service.task_type.to_owned()),
                 ]);
             }
             let (from, to) = (chunk[0].0, chunk[chunk.len() - 1].0);
@@ -538,7 +540,7 @@ impl SqlImporter {
                 .await
                 .map_err(at(b.line))?;
         }
-        for (line, ppk, _, t) in &task_rows {
+        for (line, ppk, _, t, _) in &task_rows {
             if let Some(roi) = &t.target_roi {
                 sqlx::query("update tasks set target_roi = $1 where project_pk = $2 and id = $3")
                     .bind(roi)

@@ -308,6 +308,13 @@ impl TaskStore for SqlStore {
                     .await?;
             }
         }
+        if let Some(p) = &u.priority {
+            sqlx::query("update tasks set prio = $1 where batch_pk = $2")
+                .bind(crate::store::sql::prio_rank(p))
+                .bind(bpk)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut touched = Touched::new();
         touched.insert((project_pk, bpk));
         let existing = sqlx::query(&format!(

@@ -14,9 +14,9 @@ use crate::store::{StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::Row;
 
-/// Batch priority first (high, medium, low), then age.
-const BY_PRIORITY: &str =
-    "case b.priority when 'high' then 0 when 'medium' then 1 else 2 end, t.created_at, t.pk";
+/// Batch priority first (high, medium, low), then age: the order of the
+/// `tasks_by_pick` index after its state and worker type.
+const BY_PRIORITY: &str = "t.prio, t.created_at, t.pk";
 
 /// The tasks each maintenance step selects, after `from tasks t`.
 fn selector_sql(which: Selector) -> String {
@@ -41,21 +41,31 @@ fn selector_sql(which: Selector) -> String {
              where (w.lost = 1 or t.worker_pk is null) and t.state in ({})",
             in_list(&HELD)
         ),
+        // The steps that usually find nothing start from the rare rows
+        // (deleted sources, frozen projects, undeployed services) through
+        // indexes, so a million waiting tasks cost them nothing. The unary
+        // `+` keeps a planner without statistics (SQLite's, until it
+        // analyzes) from reading every waiting task through the state index
+        // instead; it changes no value.
         Selector::SourceGone => format!(
-            "join video_sources s on s.pk = t.video_source_pk \
-             where s.deleted = 1 and t.state in ({waiting})"
+            "where t.video_source_pk is not null \
+             and t.video_source_pk in (select pk from video_sources where deleted = 1) \
+             and +t.state in ({waiting})"
         ),
         Selector::FrozenProject => format!(
-            "join projects p on p.pk = t.project_pk where p.frozen = 1 and t.state in ({live})"
+            "where t.project_pk in (select pk from projects where frozen = 1) \
+             and +t.state in ({live})"
         ),
         Selector::UnfrozenProject => format!(
-            "join projects p on p.pk = t.project_pk where p.frozen = 0 and t.state = {}",
+            "where t.state = {} and t.project_pk in (select pk from projects where frozen = 0)",
             TaskState::Frozen.index()
         ),
         Selector::Undeployed => format!(
-            "left join batch_tasks b on b.pk = t.batch_pk \
-             join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
-             where v.deployed = 0 and t.state in ({live})"
+            "where t.state in ({live}) and t.pk in ( \
+             select t2.pk from tasks t2 where t2.batch_pk in (select b.pk from batch_tasks b \
+             join services v on v.pk = b.service_pk where v.deployed = 0) \
+             union all select t3.pk from tasks t3 where t3.service_pk is not null \
+             and t3.service_pk in (select pk from services where deployed = 0))"
         ),
         Selector::VersionBehind => format!(
             "join batch_tasks b on b.pk = t.batch_pk \
@@ -109,12 +119,18 @@ impl TickTx for SqlTickTx {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        let frozen = if frozen_too { "" } else { " and p.frozen = 0" };
+        let frozen = if frozen_too {
+            ""
+        } else {
+            " and t.project_pk not in (select pk from projects where frozen = 1)"
+        };
+        // Read through `tasks_by_pick`: only what this pick returns (joins by
+        // key, not as the outer loop, so the index order holds).
         let rows = sqlx::query(&format!(
-            "select {KEY_COLS}, t.updated_at as updated_at, v.pool_pk as pool_pk from tasks t \
-             left join batch_tasks b on b.pk = t.batch_pk join projects p on p.pk = t.project_pk \
-             left join services v on v.pk = coalesce(b.service_pk, t.service_pk) \
-             where t.state = {} and coalesce(b.task_type, t.task_type, '0') = $2{frozen} \
+            "select {KEY_COLS}, t.updated_at as updated_at, \
+             (select v.pool_pk from services v where v.pk = coalesce( \
+             (select b.service_pk from batch_tasks b where b.pk = t.batch_pk), t.service_pk)) as pool_pk \
+             from tasks t where t.state = {} and t.task_type = $2{frozen} \
              and (t.window_due is null or t.window_due > $3) \
              order by {BY_PRIORITY} limit $1",
             state.index()

@@ -3,7 +3,7 @@
 
 use super::moves::{in_list, key_from, move_task, TaskKey, Touched, KEY_COLS};
 use super::{Applied, Assignment, Held, SyncReply, WorkerCredential, WorkerReport, WorkerRow};
-use crate::domain::transition::{Cause, HELD};
+use crate::domain::transition::{self, Cause, Outcome, HELD};
 use crate::domain::{field, now_millis, DeployType, TaskState};
 use crate::scheduler::decide;
 use crate::store::prelude::*;
@@ -261,28 +261,55 @@ impl WorkerStore for SqlStore {
                 r.event
             )));
         }
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
         // Every report in one transaction, in order: one commit for many
         // moves.
         let mut tx = self.begin_lifecycle().await?;
         let mut touched = Touched::new();
         let now = now_millis();
         let mut out = Vec::with_capacity(reports.len());
+        // The reported tasks, read at once (task pks are integers, written
+        // as literals); each move then updates its key here, so a later
+        // report on the same task sees the state the earlier one left.
+        let pks: Vec<String> = reports.iter().map(|r| r.held.task.to_string()).collect();
+        let mut keys: HashMap<i64, TaskKey> = HashMap::with_capacity(reports.len());
+        for row in sqlx::query(&format!(
+            "select {KEY_COLS} from tasks t where t.pk in ({})",
+            pks.join(", ")
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let k = key_from(&row)?;
+            keys.insert(k.pk, k);
+        }
         for r in reports {
-            let row = sqlx::query(&format!("select {KEY_COLS} from tasks t where t.pk = $1"))
-                .bind(r.held.task)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
+            let Some(t) = keys.get(&r.held.task).cloned() else {
                 out.push(None);
                 continue;
             };
-            let t = key_from(&row)?;
             if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
                 out.push(Some(Applied::Refused { state: t.state }));
                 continue;
             }
             let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
             let moved = move_task(&mut tx, &t, r.event, None, err, now, &mut touched).await?;
+            match moved {
+                Some(Outcome::To(to)) => {
+                    let k = TaskKey {
+                        state: to,
+                        worker_pk: t.worker_pk.filter(|_| transition::is_held(to)),
+                        ..t.clone()
+                    };
+                    keys.insert(t.pk, k);
+                }
+                Some(Outcome::Gone) => {
+                    keys.remove(&t.pk);
+                }
+                None => {}
+            }
             out.push(Some(match moved {
                 Some(to) => Applied::Moved { from: t.state, to },
                 None => Applied::Refused { state: t.state },
