@@ -74,8 +74,11 @@ async fn check_counters(store: &Arc<store::SqlStore>, ops: &[Op]) {
     }
     imp.commit().await.unwrap();
 
-    // Model: (task id, batch, source, state).
+    // Model: (task id, batch, source, state), and the tasks a schedule holds
+    // stopped (a closing window holds; a user's intent or an opening window
+    // lets go; a user's stop on a held stopped task only lets go).
     let mut model: Vec<(String, usize, usize, TaskState)> = Vec::new();
+    let mut held: std::collections::HashSet<String> = Default::default();
     for op in ops {
         match op.clone() {
             Op::Insert { batch, source } => {
@@ -112,9 +115,28 @@ async fn check_counters(store: &Arc<store::SqlStore>, ops: &[Op]) {
                     continue;
                 }
                 let r = r.unwrap();
+                let id = model[i].0.clone();
+                let release = (cur, event) == (TaskState::Stopped, Event::Stop) && held.remove(&id);
                 match transition::next(cur, event) {
+                    None if release => assert_eq!(
+                        r,
+                        Applied::Moved {
+                            from: cur,
+                            to: Outcome::To(cur)
+                        },
+                        "held {cur} + {event}"
+                    ),
                     None => assert_eq!(r, Applied::Refused { state: cur }, "{cur} + {event}"),
                     Some(to) => {
+                        match event {
+                            Event::WindowClosed => {
+                                held.insert(id);
+                            }
+                            Event::Start | Event::Stop | Event::WindowOpened => {
+                                held.remove(&id);
+                            }
+                            _ => {}
+                        }
                         assert_eq!(r, Applied::Moved { from: cur, to }, "{cur} + {event}");
                         match to {
                             Outcome::To(s) => model[i].3 = s,

@@ -49,7 +49,8 @@ pub struct DueWindow {
 pub trait TickTx: Send {
     /// Marks workers whose lease expired before `now` as lost.
     async fn mark_lost_workers(&mut self, now: i64) -> StoreResult<()>;
-    /// Up to `limit` tasks a maintenance step acts on, oldest key first.
+    /// Up to `limit` tasks a maintenance step acts on (oldest key first for
+    /// the steps on one state; the rest next pass).
     async fn select(&mut self, which: Selector, limit: i64) -> StoreResult<Vec<TaskKey>>;
     /// Up to `limit` tasks in `state` needing a worker of `kind`, by batch
     /// priority then age, leaving out those whose schedule windows are due

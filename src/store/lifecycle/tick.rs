@@ -18,8 +18,20 @@ use sqlx::Row;
 /// `tasks_by_pick` index after its state and worker type.
 const BY_PRIORITY: &str = "t.prio, t.created_at, t.pk";
 
-/// The tasks each maintenance step selects, after `from tasks t`.
-fn selector_sql(which: Selector) -> String {
+/// For the steps that start from rare rows: the query for those rows'
+/// keys. No rows, nothing to select.
+fn rare_rows(which: Selector) -> Option<&'static str> {
+    match which {
+        Selector::SourceGone => Some("select pk from video_sources where deleted = 1"),
+        Selector::FrozenProject => Some("select pk from projects where frozen = 1"),
+        Selector::Undeployed => Some("select pk from services where deployed = 0"),
+        _ => None,
+    }
+}
+
+/// The tasks each maintenance step selects, after `from tasks t`, with
+/// their order where one helps; `rare` lists the keys [`rare_rows`] found.
+fn selector_sql(which: Selector, rare: &str) -> String {
     let live = in_list(&[
         TaskState::Pending,
         TaskState::Scheduling,
@@ -34,42 +46,49 @@ fn selector_sql(which: Selector) -> String {
         TaskState::LackOfResources,
     ]);
     match which {
-        Selector::Recovering => format!("where t.state = {}", TaskState::Recovering.index()),
-        Selector::Abnormal => format!("where t.state = {}", TaskState::Abnormal.index()),
+        Selector::Recovering => format!(
+            "where t.state = {} order by t.pk",
+            TaskState::Recovering.index()
+        ),
+        Selector::Abnormal => format!(
+            "where t.state = {} order by t.pk",
+            TaskState::Abnormal.index()
+        ),
         Selector::HeldByLostWorker => format!(
             "left join workers w on w.pk = t.worker_pk \
-             where (w.lost = 1 or t.worker_pk is null) and t.state in ({})",
+             where (w.lost = 1 or t.worker_pk is null) and t.state in ({}) order by t.pk",
             in_list(&HELD)
         ),
         // The steps that usually find nothing start from the rare rows
-        // (deleted sources, frozen projects, undeployed services) through
-        // indexes, so a million waiting tasks cost them nothing. The unary
-        // `+` keeps a planner without statistics (SQLite's, until it
-        // analyzes) from reading every waiting task through the state index
-        // instead; it changes no value.
-        Selector::SourceGone => format!(
-            "where t.video_source_pk is not null \
-             and t.video_source_pk in (select pk from video_sources where deleted = 1) \
-             and +t.state in ({waiting})"
-        ),
-        Selector::FrozenProject => format!(
-            "where t.project_pk in (select pk from projects where frozen = 1) \
-             and +t.state in ({live})"
-        ),
+        // (deleted sources, frozen projects, undeployed services), found
+        // first and written into the query as literal keys: none, and the
+        // step costs one small query; some, and the tasks are read through
+        // the index on that key. The unary `+` keeps a planner without
+        // statistics (SQLite's, until it analyzes) from reading every
+        // waiting task through the state index instead; it changes no value.
+        // No order: `order by pk limit n` tempts a planner into walking the
+        // whole table in key order.
+        Selector::SourceGone => {
+            format!("where t.video_source_pk in ({rare}) and +t.state in ({waiting})")
+        }
+        Selector::FrozenProject => {
+            format!("where t.project_pk in ({rare}) and +t.state in ({live})")
+        }
         Selector::UnfrozenProject => format!(
-            "where t.state = {} and t.project_pk in (select pk from projects where frozen = 0)",
+            "where t.state = {} and t.project_pk in (select pk from projects where frozen = 0) \
+             order by t.pk",
             TaskState::Frozen.index()
         ),
         Selector::Undeployed => format!(
-            "where t.state in ({live}) and t.pk in ( \
-             select t2.pk from tasks t2 where t2.batch_pk in (select b.pk from batch_tasks b \
-             join services v on v.pk = b.service_pk where v.deployed = 0) \
+            "where +t.state in ({live}) and t.pk in ( \
+             select t2.pk from tasks t2 where t2.batch_pk in \
+             (select b.pk from batch_tasks b where b.service_pk in ({rare})) \
              union all select t3.pk from tasks t3 where t3.service_pk is not null \
-             and t3.service_pk in (select pk from services where deployed = 0))"
+             and t3.service_pk in ({rare}))"
         ),
         Selector::VersionBehind => format!(
             "join batch_tasks b on b.pk = t.batch_pk \
-             where t.state = {} and t.service_version <> b.service_version",
+             where t.state = {} and t.service_version <> b.service_version order by t.pk",
             TaskState::Running.index()
         ),
     }
@@ -95,9 +114,22 @@ impl TickTx for SqlTickTx {
     }
 
     async fn select(&mut self, which: Selector, limit: i64) -> StoreResult<Vec<TaskKey>> {
+        let mut rare = String::new();
+        if let Some(q) = rare_rows(which) {
+            let pks: Vec<i64> = sqlx::query_scalar(q).fetch_all(&mut *self.tx).await?;
+            if pks.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Keys this query just read: integers, written as literals.
+            rare = pks
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
         let sql = format!(
-            "select {KEY_COLS} from tasks t {} order by t.pk limit $1",
-            selector_sql(which)
+            "select {KEY_COLS} from tasks t {} limit $1",
+            selector_sql(which, &rare)
         );
         sqlx::query(&sql)
             .bind(limit)
