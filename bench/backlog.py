@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Placement with a big backlog, against the same run with a small one.
+"""Placement with a big backlog (or many idle workers), against the same run without.
 
-    bench/backlog.py BIN [--backend sqlite|postgres] [--backlogs 10000,1000000] [--slots 100]
+    bench/backlog.py BIN [--backend sqlite|postgres] [--cases 10000:0,1000000:0] [--slots 100]
                          [--workers 4] [--seconds 20]
+
+Each case is BACKLOG:IDLE. IDLE simulated edge workers (the agent's protocol: register, then
+long-polling syncs with nothing running) stay connected throughout; with IDLE > 0 the case first
+measures serve's CPU for SECONDS with only them connected (what idle workers cost).
 
 For each backlog N, on a fresh database: imports N pending tasks (batches of 1,000 over 1,000
 sources of one cloud service), starts `BIN serve` (default settings) and W real workers whose
@@ -25,7 +29,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("bin")
 ap.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
 ap.add_argument("--pg-admin", default=os.environ.get("PG_ADMIN", "postgres://postgres@127.0.0.1:5432/postgres"))
-ap.add_argument("--backlogs", default="10000,1000000")
+ap.add_argument("--cases", default="10000:0,1000000:0")
 ap.add_argument("--slots", type=int, default=100)
 ap.add_argument("--workers", type=int, default=4)
 ap.add_argument("--seconds", type=int, default=20)
@@ -61,12 +65,42 @@ def cpu_s(p):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(n):
+def idle_workers(port, creds, stop):
+    """Long-polls a sync per credential until `stop` is set: edge workers with nothing to run."""
+    import asyncio
+
+    async def one(cred):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+
+        async def post(path, body):
+            data = json.dumps(body).encode()
+            w.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {cred}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+            await w.drain()
+            head = await r.readuntil(b"\r\n\r\n")
+            length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length")))
+            await r.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"{path}: {head[:60]!r}")
+
+        await post("/worker/v1/register", {"kind": "edge", "slots": 4})
+        while not stop.is_set():
+            await post("/worker/v1/sync", {"running": [], "wait_ms": 20000})
+        w.close()
+
+    async def main():
+        await asyncio.gather(*(one(c) for c in creds))
+
+    asyncio.run(main())
+
+
+def run(n, idle):
     if a.backend == "sqlite":
-        db = os.path.join(work, f"backlog-{n}.db")
+        db = os.path.join(work, f"backlog-{n}-{idle}.db")
         drop = lambda: None
     else:
-        name = f"tc_backlog_{os.getpid()}_{n}"
+        name = f"tc_backlog_{os.getpid()}_{n}_{idle}"
         subprocess.run(["psql", a.pg_admin, "-qc", f"create database {name}"], check=True)
         db = a.pg_admin.rsplit("/", 1)[0] + "/" + name
         drop = lambda: subprocess.run(["psql", a.pg_admin, "-qc", f"drop database if exists {name} with (force)"],
@@ -108,6 +142,19 @@ def run(n):
             c.close()
             return sum(b["batch_task_status_info"].get("succeeded", 0) for b in page["batch_task_list"])
 
+        idle_cores = None
+        if idle:
+            import threading
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(4) as ex:
+                creds = list(ex.map(lambda i: cli("workers", "add", f"idle{i}"), range(idle)))
+            stop = threading.Event()
+            sims = threading.Thread(target=idle_workers, args=(a.port, creds, stop), daemon=True)
+            sims.start()
+            time.sleep(5)
+            c0, t0 = cpu_s(procs[0]), time.time()
+            time.sleep(a.seconds)
+            idle_cores = (cpu_s(procs[0]) - c0) / (time.time() - t0)
         per = max(1, a.slots // a.workers)
         for w in range(a.workers):
             cred = cli("workers", "add", f"w{w}")
@@ -125,8 +172,10 @@ def run(n):
         time.sleep(a.seconds)
         s1, c1, t1 = succeeded(), cpu_s(procs[0]), time.time()
         placed, took, cpu = s1 - s0, t1 - t0, c1 - c0
-        return {"n": n, "import_s": imported, "rate": placed / took, "cpu_ms_per": 1000 * cpu / max(placed, 1),
-                "cores": cpu / took}
+        if idle:
+            stop.set()
+        return {"n": n, "idle": idle, "idle_cores": idle_cores, "import_s": imported, "rate": placed / took,
+                "cpu_ms_per": 1000 * cpu / max(placed, 1), "cores": cpu / took}
     finally:
         for p in procs:
             p.kill()
@@ -136,12 +185,15 @@ def run(n):
 
 
 out = []
-for n in [int(x) for x in a.backlogs.split(",")]:
-    r = run(n)
+for case in a.cases.split(","):
+    n, idle = (int(x) for x in case.split(":"))
+    r = run(n, idle)
     out.append(r)
-    print(f"backlog={r['n']} import={r['import_s']:.1f} s placements={r['rate']:.1f}/s (slots allow {a.slots}/s) "
-          f"serve_cpu={r['cores']:.2f} cores = {r['cpu_ms_per']:.2f} ms per placement", flush=True)
+    idle_note = f" idle_workers={idle} cost serve {r['idle_cores']:.3f} cores;" if idle else ""
+    print(f"backlog={n}{idle_note} import={r['import_s']:.1f} s placements={r['rate']:.1f}/s "
+          f"(slots allow {a.slots}/s) serve_cpu={r['cores']:.2f} cores = {r['cpu_ms_per']:.2f} ms per placement",
+          flush=True)
 base = out[0]
 for r in out[1:]:
-    print(f"backlog {r['n']} vs {base['n']}: rate ratio={r['rate'] / base['rate']:.3f} "
+    print(f"{r['n']}:{r['idle']} vs {base['n']}:{base['idle']}: rate ratio={r['rate'] / base['rate']:.3f} "
           f"cpu per placement ratio={r['cpu_ms_per'] / base['cpu_ms_per']:.3f}")

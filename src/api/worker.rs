@@ -145,9 +145,9 @@ pub async fn sync(
         .min(MAX_WAIT)
         .min(st.lease / 2);
     let start = Instant::now();
-    let placed = crate::scheduler::wake::worker(w);
+    let changed = crate::scheduler::wake::worker(w);
     loop {
-        let notified = placed.notified();
+        let notified = changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let reply = st
@@ -157,11 +157,12 @@ pub async fn sync(
         if !reply.is_empty() || start.elapsed() + WAIT_STEP > wait {
             return Ok(Json(reply));
         }
-        // A pass of this process that places a task here wakes the sync at
-        // once; the step covers other processes and stop requests.
+        // A committed move on one of its tasks wakes the sync: at once for
+        // this process's moves, within a step for other processes' (see
+        // `wake::watch_held`). Nothing else costs a waiting sync anything.
         tokio::select! {
             _ = &mut notified => {}
-            _ = tokio::time::sleep(WAIT_STEP) => {}
+            _ = tokio::time::sleep(wait.saturating_sub(start.elapsed())) => {}
         }
     }
 }

@@ -510,6 +510,10 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "taskcenter serving");
     let lease = ttl(&a.lease)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::scheduler::wake::watch_held(
+        store.clone(),
+        stop.subscribe(),
+    ));
     let scheduler = if a.no_scheduler {
         None
     } else {

@@ -250,7 +250,6 @@ impl Scheduler {
                                 })
                                 .inc_by(*n);
                         }
-                        wake::workers_placed(r.placed_on.iter().copied());
                         if r.total() > 0 {
                             crate::store::write_health::recovered();
                             tracing::debug!(moved = ?r.moved, "scheduler tick");

@@ -2,12 +2,15 @@
 //! something that can change a placement happened (a write through the API:
 //! a task created, started or stopped, a worker registering or reporting),
 //! instead of waiting for its interval; a worker's waiting sync answers as
-//! soon as a pass placed a task on it. Other `serve` processes sharing the
-//! database still find the change on their next interval or sync step.
+//! soon as a committed move touched a task it holds or was given (a
+//! placement, a stop, a freeze, an upgrade). Other `serve` processes sharing
+//! the database still find the change on their next interval or sync step.
 
+use crate::store::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
 
 fn scheduler_signal() -> &'static Notify {
     static N: OnceLock<Notify> = OnceLock::new();
@@ -37,12 +40,46 @@ pub fn worker(worker_pk: i64) -> Arc<Notify> {
     m.entry(worker_pk).or_default().clone()
 }
 
-/// Wakes the waiting syncs of these workers (a pass placed tasks on them).
-pub fn workers_placed(worker_pks: impl IntoIterator<Item = i64>) {
+/// Wakes the waiting syncs of these workers (tasks they hold or were given
+/// moved).
+pub fn workers_changed(worker_pks: impl IntoIterator<Item = i64>) {
     let m = workers().lock().unwrap_or_else(|e| e.into_inner());
     for pk in worker_pks {
         if let Some(n) = m.get(&pk) {
             n.notify_waiters();
+        }
+    }
+}
+
+/// How often [`watch_held`] looks for other processes' moves.
+pub const WATCH_STEP: Duration = Duration::from_millis(200);
+
+/// Until `stop`: every [`WATCH_STEP`], one lock-free read of what every
+/// worker holds (`held_fingerprints`), waking the syncs of the workers
+/// whose tasks changed since the last look. Moves made by this process
+/// wake them at once already; this catches the moves of other `serve`
+/// processes on the database, at one query per step however many workers
+/// wait.
+pub async fn watch_held(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let mut last: HashMap<i64, [i64; 3]> = HashMap::new();
+    while !*stop.borrow() {
+        match store.held_fingerprints().await {
+            Ok(now) => {
+                let now: HashMap<i64, [i64; 3]> = now.into_iter().collect();
+                let changed: Vec<i64> = now
+                    .iter()
+                    .filter(|(w, f)| last.get(w) != Some(f))
+                    .map(|(w, _)| *w)
+                    .chain(last.keys().filter(|w| !now.contains_key(w)).copied())
+                    .collect();
+                workers_changed(changed);
+                last = now;
+            }
+            Err(e) => tracing::debug!(error = %e, "held tasks watch failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(WATCH_STEP) => {}
         }
     }
 }

@@ -258,6 +258,11 @@ pub trait WorkerStore: Send + Sync {
         lease_ms: i64,
         running: &[Held],
     ) -> StoreResult<SyncReply>;
+    /// Per worker holding tasks, a summary of them (how many, their states,
+    /// their last move), in one read without the lifecycle lock: a waiting
+    /// sync looks at its whole picture again only when its summary changed
+    /// (another process moved one of its tasks).
+    async fn held_fingerprints(&self) -> StoreResult<Vec<(i64, [i64; 3])>>;
     /// A worker's reports on tasks it holds, applied in order in one
     /// transaction; `None` for a task that is gone.
     async fn report_tasks(

@@ -54,6 +54,9 @@ pub(super) struct Touched {
     /// by their sum).
     counters: BTreeMap<i64, [i64; 18]>,
     history: Vec<HistoryRow>,
+    /// Workers holding (or given) a task that moved: their waiting syncs
+    /// have something to say.
+    workers: BTreeSet<i64>,
 }
 
 #[derive(Debug)]
@@ -224,6 +227,10 @@ fn record(
         },
         worker_pk: if event == Event::Place { worker } else { None },
     });
+    touched.workers.extend(t.worker_pk);
+    if event == Event::Place {
+        touched.workers.extend(worker);
+    }
     if let Some(b) = t.batch_pk {
         touched.insert((t.project_pk, b));
     }
@@ -390,11 +397,13 @@ pub(super) async fn finish(
     Ok(())
 }
 
-/// After commit: the read model follows, before the write returns.
+/// After commit: the read model follows, before the write returns, and
+/// the waiting syncs of the workers whose tasks moved answer.
 pub(super) async fn publish(w: &Writer, touched: &Touched) {
     for (project_pk, batch_pk) in touched {
         w.after_write(*project_pk, *batch_pk).await;
     }
+    crate::scheduler::wake::workers_changed(touched.workers.iter().copied());
 }
 
 /// The task `task_id` of a project.

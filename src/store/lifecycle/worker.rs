@@ -249,6 +249,23 @@ impl WorkerStore for SqlStore {
         Ok(reply)
     }
 
+    async fn held_fingerprints(&self) -> StoreResult<Vec<(i64, [i64; 3])>> {
+        let rows = sqlx::query(
+            "select worker_pk, count(*) as n, sum(state) as states, max(updated_at) as last \
+             from tasks where worker_pk is not null group by worker_pk",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("worker_pk")?,
+                    [r.try_get("n")?, r.try_get("states")?, r.try_get("last")?],
+                ))
+            })
+            .collect()
+    }
+
     #[tracing::instrument(skip_all, level = "debug", fields(worker_pk = worker_pk, reports = reports.len()))]
     async fn report_tasks(
         &self,
