@@ -151,7 +151,8 @@ def run(n, idle):
             stop = threading.Event()
             sims = threading.Thread(target=idle_workers, args=(a.port, creds, stop), daemon=True)
             sims.start()
-            time.sleep(5)
+            # Past the registrations and the first long polls' return (20 s).
+            time.sleep(25)
             c0, t0 = cpu_s(procs[0]), time.time()
             time.sleep(a.seconds)
             idle_cores = (cpu_s(procs[0]) - c0) / (time.time() - t0)

@@ -74,6 +74,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Settings for the one transaction a bulk load runs in.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()>;
 
+    /// After a bulk load, before its commit: whatever the planner needs to
+    /// see the new rows (PostgreSQL: fresh statistics, or it plans for an
+    /// empty table until autovacuum comes by).
+    async fn after_import(&self, _conn: &mut AnyConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Starts following other processes' changes and applying them to
     /// `model` (skipping those tagged `origin`); ends once `model` is gone.
     fn spawn_change_feed(&self, pool: AnyPool, model: Weak<ReadModel>, origin: i64);

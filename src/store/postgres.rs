@@ -155,6 +155,13 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn after_import(&self, conn: &mut AnyConnection) -> StoreResult<()> {
+        sqlx::query("analyze tasks, batch_tasks")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// Listens for other processes' writes and applies them to the loaded
     /// views; a lost connection may have lost notifications, so every view
     /// is dropped and reloaded on demand. Ends when the store is dropped.
