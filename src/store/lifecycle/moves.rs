@@ -4,7 +4,7 @@
 
 use super::Applied;
 use crate::domain::schedule::PARKED;
-use crate::domain::transition::{self, Event, Outcome};
+use crate::domain::transition::{self, Cause, Event, Outcome};
 use crate::domain::{now_millis, TaskState};
 use crate::store::sql::Arg;
 use crate::store::sql_store::bound;
@@ -227,9 +227,13 @@ fn record(
         },
         worker_pk: if event == Event::Place { worker } else { None },
     });
-    touched.workers.extend(t.worker_pk);
-    if event == Event::Place {
-        touched.workers.extend(worker);
+    // A worker's own report tells it nothing new (and waking its sync then
+    // would answer with the running list it sent before the report).
+    if event.cause() != Cause::Worker {
+        touched.workers.extend(t.worker_pk);
+        if event == Event::Place {
+            touched.workers.extend(worker);
+        }
     }
     if let Some(b) = t.batch_pk {
         touched.insert((t.project_pk, b));
