@@ -159,10 +159,14 @@ pub async fn sync(
         }
         // A committed move on one of its tasks wakes the sync: at once for
         // this process's moves, within a step for other processes' (see
-        // `wake::watch_held`). Nothing else costs a waiting sync anything.
+        // `wake::watch_held`). Nothing else costs a waiting sync anything,
+        // and a wait that ends unwoken found nothing new: the lease renewed
+        // at its start still has at least half its length to run.
         tokio::select! {
             _ = &mut notified => {}
-            _ = tokio::time::sleep(wait.saturating_sub(start.elapsed())) => {}
+            _ = tokio::time::sleep(wait.saturating_sub(start.elapsed())) => {
+                return Ok(Json(SyncReply::default()));
+            }
         }
     }
 }

@@ -182,6 +182,25 @@ impl WorkerStore for SqlStore {
         lease_ms: i64,
         running: &[Held],
     ) -> StoreResult<SyncReply> {
+        // An idle worker (it runs nothing, holds nothing, is not lost) has
+        // nothing to reconcile: its lease is renewed without the lifecycle
+        // lock. Anything else takes the full path below.
+        if running.is_empty() {
+            let mut tx = self.begin_write().await?;
+            let renewed = sqlx::query(
+                "update workers set lease_expires_at = $1 where pk = $2 and lost = 0 \
+                 and not exists (select 1 from tasks where worker_pk = $2)",
+            )
+            .bind(now + lease_ms)
+            .bind(worker_pk)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if renewed == 1 {
+                tx.commit().await?;
+                return Ok(SyncReply::default());
+            }
+        }
         let mut tx = self.begin_lifecycle().await?;
         let renewed =
             sqlx::query("update workers set lease_expires_at = $1, lost = 0 where pk = $2")
