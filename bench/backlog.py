@@ -85,8 +85,12 @@ def idle_workers(port, creds, stop):
                 raise SystemExit(f"{path}: {head[:60]!r}")
 
         await post("/worker/v1/register", {"kind": "edge", "slots": 4})
-        while not stop.is_set():
-            await post("/worker/v1/sync", {"running": [], "wait_ms": 20000})
+        try:
+            while not stop.is_set():
+                await post("/worker/v1/sync", {"running": [], "wait_ms": 20000})
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not stop.is_set():
+                raise
         w.close()
 
     async def main():
