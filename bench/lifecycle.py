@@ -31,6 +31,9 @@ ap.add_argument("--tasks", type=int, default=2000)
 ap.add_argument("--slots", type=int, default=64)
 ap.add_argument("--workers", type=int, default=4)
 ap.add_argument("--port", type=int, default=18096)
+ap.add_argument("--second-serve", action="store_true",
+                help="latency only: attach the worker to a second serve on the same database, "
+                     "send the API calls to the first (several serve processes share PostgreSQL)")
 ap.add_argument("--list-load", type=int, default=0, metavar="SECONDS",
                 help="also run wrk on the batch list for SECONDS at rest and while the tasks churn")
 a = ap.parse_args()
@@ -90,12 +93,12 @@ def pct(v, q):
     return v[min(len(v) - 1, round((len(v) - 1) * q))]
 
 
-try:
-    start("serve", "--listen", f"127.0.0.1:{a.port}")
+def serve(port):
+    start("serve", "--listen", f"127.0.0.1:{port}")
     deadline = time.time() + 30
     while True:
         try:
-            c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=1)
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             c.request("GET", "/healthz")
             if c.getresponse().status == 200:
                 break
@@ -104,6 +107,14 @@ try:
         if time.time() > deadline:
             sys.exit("serve did not start")
         time.sleep(0.1)
+
+
+try:
+    serve(a.port)
+    worker_port = a.port
+    if a.second_serve:
+        worker_port = a.port + 1
+        serve(worker_port)
     token = cli("token", "issue", "--project", "default")
     for name, mode in (("probe", "cloud"),):
         cli("service", "add", "--project", "default", "--name", name, "--version", "1.0.0",
@@ -121,7 +132,7 @@ try:
     per = max(1, a.slots // a.workers)
     # Latency: one worker whose executor keeps running.
     cred = cli("workers", "add", "lat-worker")
-    start("worker", "--server", f"http://127.0.0.1:{a.port}", "--token", cred, "--slots", str(a.latency),
+    start("worker", "--server", f"http://127.0.0.1:{worker_port}", "--token", cred, "--slots", str(a.latency),
           "--type", "cloud", "--exec", "sleep 600")
     time.sleep(2)
     lat = []
@@ -143,7 +154,10 @@ try:
                 sys.exit(f"task {task} did not start: {h}")
             time.sleep(0.005)
         time.sleep(0.2)
-    print(f"create_to_running n={len(lat)} p50={pct(lat, .5):.0f} ms p99={pct(lat, .99):.0f} ms max={max(lat):.0f} ms")
+    print(f"create_to_running n={len(lat)} p50={pct(lat, .5):.0f} ms p99={pct(lat, .99):.0f} ms max={max(lat):.0f} ms"
+          + (" (worker on a second serve)" if a.second_serve else ""))
+    if a.second_serve:
+        sys.exit(0)
     # The latency worker stays, every slot of it held by a sleeping task.
 
     def list_rps():

@@ -171,6 +171,19 @@ pub(super) async fn insert_batch_groups(
     Ok(())
 }
 
+/// What each task of a batch carries for the scheduler's pick order: its
+/// batch's priority rank and worker type.
+async fn pick_fields(conn: &mut AnyConnection, batch_pk: i64) -> StoreResult<(i64, String)> {
+    let b = sqlx::query("select priority, task_type from batch_tasks where pk = $1")
+        .bind(batch_pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((
+        sql::prio_rank(&b.try_get::<String, _>("priority")?),
+        b.try_get("task_type")?,
+    ))
+}
+
 /// Inserts one task; the caller adjusts the batch's counters.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_task(
@@ -184,11 +197,10 @@ pub(super) async fn insert_task(
     created_at: i64,
     updated_at: i64,
 ) -> StoreResult<()> {
+    let (prio, task_type) = pick_fields(conn, batch_pk).await?;
     sqlx::query(
         "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, target_roi, created_at, updated_at, \
-         prio, task_type) select $1, $2, $3, $4, $5, $6, $7, $8, \
-         case b.priority when 'high' then 0 when 'medium' then 1 else 2 end, b.task_type \
-         from batch_tasks b where b.pk = $3",
+         prio, task_type) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(project_pk)
     .bind(id)
@@ -198,6 +210,8 @@ pub(super) async fn insert_task(
     .bind(target_roi)
     .bind(created_at)
     .bind(updated_at)
+    .bind(prio)
+    .bind(task_type)
     .execute(&mut *conn)
     .await
     .map_err(|e| conflict_if_unique(e, Entity::Task, "id"))?;
@@ -219,13 +233,7 @@ pub(super) async fn insert_pending_tasks(
     if sources.is_empty() {
         return Ok(());
     }
-    // Each task carries what the scheduler's pick order needs.
-    let b = sqlx::query("select priority, task_type from batch_tasks where pk = $1")
-        .bind(batch_pk)
-        .fetch_one(&mut *conn)
-        .await?;
-    let prio = sql::prio_rank(&b.try_get::<String, _>("priority")?);
-    let task_type: String = b.try_get("task_type")?;
+    let (prio, task_type) = pick_fields(conn, batch_pk).await?;
     for chunk in sources.chunks(CHUNK) {
         let mut q = sql::Query::new(positional);
         q.push(

@@ -157,7 +157,7 @@ fn shared() -> Value {
             "reason": s(), "advice": s()})),
         "TaskSchedule": obj("type timezone days_of_week", json!({
             "type": choice(&["weekly"]),
-            "timezone": desc(str_pat("^[+-](0[0-9]|1[0-4]):[0-5][0-9]$"),
+            "timezone": desc(str_pat("^[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)$"),
                 "a fixed offset from UTC, -14:00 to +14:00 (e.g. +08:00): days and windows are read on its clock, with no daylight saving"),
             "days_of_week": {"type": "array", "minItems": 1, "description": "1 Monday … 7 Sunday",
                              "items": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 7}},

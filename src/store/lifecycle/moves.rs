@@ -338,28 +338,29 @@ pub(super) async fn finish(
     touched: &Touched,
 ) -> StoreResult<()> {
     for (batch_pk, delta) in &touched.counters {
-        let mut set: Vec<String> = TaskState::ALL
-            .iter()
-            .filter(|s| delta[s.index()] != 0)
-            .map(|s| {
-                let c = s.counter_column();
-                format!("{c} = {c} + {}", delta[s.index()])
-            })
-            .collect();
+        // The statement's text depends only on which counters changed, so
+        // the few shapes a workload has stay prepared.
         let total: i64 = delta.iter().sum();
-        if total != 0 {
-            set.push(format!("num_task = num_task + {total}"));
+        let changes = TaskState::ALL
+            .iter()
+            .map(|s| (s.counter_column(), delta[s.index()]))
+            .chain([("num_task", total)])
+            .filter(|(_, d)| *d != 0);
+        let mut q = sql::Query::new(w.positional());
+        q.push("update batch_tasks set ");
+        for (i, (col, d)) in changes.enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push(col)
+                .push(" = ")
+                .push(col)
+                .push(" + ")
+                .bind(Arg::Int(d));
         }
-        if !set.is_empty() {
-            // The changes are integers this process computed: written as
-            // literals, nothing a client sent.
-            sqlx::query(&format!(
-                "update batch_tasks set {} where pk = $1",
-                set.join(", ")
-            ))
-            .bind(*batch_pk)
-            .execute(&mut *conn)
-            .await?;
+        if !q.args.is_empty() {
+            q.push(" where pk = ").bind(Arg::Int(*batch_pk));
+            bound(&q).execute(&mut *conn).await?;
         }
     }
     // 7 parameters a row: 500 rows stay far below every backend's limit.

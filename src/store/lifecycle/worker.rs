@@ -7,7 +7,8 @@ use crate::domain::transition::{self, Cause, Outcome, HELD};
 use crate::domain::{field, now_millis, DeployType, TaskState};
 use crate::scheduler::decide;
 use crate::store::prelude::*;
-use crate::store::sql_store::SqlStore;
+use crate::store::sql::{self, Arg};
+use crate::store::sql_store::{bound, SqlStore};
 use crate::store::Entity;
 use crate::store::{stored_state, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -306,18 +307,14 @@ impl WorkerStore for SqlStore {
         let mut touched = Touched::new();
         let now = now_millis();
         let mut out = Vec::with_capacity(reports.len());
-        // The reported tasks, read at once (task pks are integers, written
-        // as literals); each move then updates its key here, so a later
-        // report on the same task sees the state the earlier one left.
-        let pks: Vec<String> = reports.iter().map(|r| r.held.task.to_string()).collect();
+        // The reported tasks, read at once; each move then updates its key
+        // here, so a later report on the same task sees the state the
+        // earlier one left.
+        let mut q = sql::Query::new(self.backend.positional());
+        q.push(&format!("select {KEY_COLS} from tasks t where t.pk in "))
+            .bind_row(reports.iter().map(|r| Arg::Int(r.held.task)));
         let mut keys: HashMap<i64, TaskKey> = HashMap::with_capacity(reports.len());
-        for row in sqlx::query(&format!(
-            "select {KEY_COLS} from tasks t where t.pk in ({})",
-            pks.join(", ")
-        ))
-        .fetch_all(&mut *tx)
-        .await?
-        {
+        for row in bound(&q).fetch_all(&mut *tx).await? {
             let k = key_from(&row)?;
             keys.insert(k.pk, k);
         }
