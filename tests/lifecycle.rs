@@ -256,6 +256,12 @@ both_backends! {
         );
         let d = st.find_task(ctx.project_pk, "t21").await.unwrap().unwrap();
         assert_eq!((d.worker_id.as_deref(), d.attempt), (Some("w1"), 1));
+        // What other processes' waiting syncs watch: per worker, the tasks
+        // it holds (how many, their states, their last move).
+        assert_eq!(
+            st.held_fingerprints().await.unwrap(),
+            vec![(w, [1, Starting.index() as i64, now])]
+        );
 
         // The worker learns its assignment and reports.
         let reply = st.sync_worker(w, now, LEASE, &[]).await.unwrap();

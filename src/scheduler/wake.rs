@@ -75,7 +75,7 @@ pub async fn watch_held(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) 
                 workers_changed(changed);
                 last = now;
             }
-            Err(e) => tracing::debug!(error = %e, "held tasks watch failed"),
+            Err(e) => tracing::warn!(error = %e, "held tasks watch failed"),
         }
         tokio::select! {
             _ = stop.changed() => {}

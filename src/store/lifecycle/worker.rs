@@ -271,8 +271,8 @@ impl WorkerStore for SqlStore {
 
     async fn held_fingerprints(&self) -> StoreResult<Vec<(i64, [i64; 3])>> {
         let rows = sqlx::query(
-            "select worker_pk, count(*) as n, sum(state) as states, max(updated_at) as last \
-             from tasks where worker_pk is not null group by worker_pk",
+            "select worker_pk, count(*) as n, cast(sum(state) as bigint) as states, \
+             max(updated_at) as last from tasks where worker_pk is not null group by worker_pk",
         )
         .fetch_all(&self.pool)
         .await?;
