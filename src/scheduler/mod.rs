@@ -44,8 +44,6 @@ pub struct TickReport {
     /// Tasks this tick moved already (a task moves once per maintenance
     /// step and once per placement stage).
     pub moved_tasks: HashSet<i64>,
-    /// The workers this tick placed tasks on.
-    pub placed_on: HashSet<i64>,
 }
 
 impl TickReport {
@@ -168,9 +166,6 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
                 .await?
             {
                 report.add(placement.event(), w.key.pk);
-                if let Some(worker) = worker {
-                    report.placed_on.insert(worker);
-                }
             }
         }
     }
