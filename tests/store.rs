@@ -309,8 +309,24 @@ async fn round_trip(src: Ctx, dst: TestDb) {
         pending_before + 1,
         "a single task counts too"
     );
+    // A batch whose tasks carry a region and a schedule: both travel with
+    // the rows a load writes in bulk.
+    let r = src
+        .post("/v2/p1/batch-tasks", json!({"name": "zoned", "service_name": "helmet", "service_version": "1.0.0",
+            "batch_input": {"video_source_group": [{"video_source_group_id": "g1",
+                "video_source_list": [{"video_source_id": "s2", "target_roi": {"polygon": [[0, 0], [640, 480]]}}]}]},
+            "schedule": {"type": "weekly", "timezone": "+08:00", "days_of_week": [3],
+                "periods": [[{"begin_at": "07:00:00", "end_at": "09:30:00"}]]},
+            "output": {"event_center": true}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let first = export_lines(&src.store).await;
     assert!(first.lines().count() > 20);
+    assert!(first.contains("640"), "the dump keeps the task's region");
+    assert!(
+        first.contains("09:30:00"),
+        "the dump keeps the batch's schedule"
+    );
     assert!(first.contains(r#""kind":"user","name":"carol""#));
     for needle in [
         r#""kind":"edge_pool""#,
@@ -371,6 +387,98 @@ both_backends! {
         assert!(ctx2.is_none(), "nothing of the failed import is visible");
         assert_eq!(ctx.list("").await.body["count"], 0);
     }
+
+    async fn a_task_id_used_twice_fails_the_whole_load(ctx: Ctx) {
+        // Twice in one load into empty tables: PostgreSQL finds it only when
+        // it puts the lifted unique constraint back, at the end.
+        let mut twice = fixture();
+        let later = twice
+            .iter_mut()
+            .filter_map(|r| match r {
+                DumpRecord::BatchTask(b) if b.project_id == "p1" && !b.tasks.is_empty() => Some(b),
+                _ => None,
+            })
+            .nth(1)
+            .unwrap();
+        later.tasks[0].id = "t11".into();
+        let e = load(&ctx.store, twice).await.unwrap_err();
+        let (param, detail) = invalid_param(&e);
+        assert_eq!(param, "tasks.id", "{detail}");
+        assert!(detail.contains("used twice"), "{detail}");
+        if ctx.store.backend() == "postgres" {
+            assert!(detail.contains("t11"), "the id is named: {detail}");
+        }
+        assert_eq!(ctx.list("").await.body["count"], 0, "nothing of the load is visible");
+        assert!(ctx.store.find_project(&store::ProjectRef::Id("p2".into())).await.unwrap().is_none());
+
+        // The same dump, fixed, loads; a later load reusing an id that now
+        // exists fails too, and leaves the first load as it was.
+        ctx.import(fixture()).await;
+        let before = ctx.list("").await.body["count"].clone();
+        let again = vec![batch("p1", 9, "omega", ("helmet", "1.0.0"), &["g1"], 9000, vec![task("t11", "s4", "pending")])];
+        let e = load(&ctx.store, again).await.unwrap_err();
+        let (param, detail) = invalid_param(&e);
+        assert_eq!(param, "tasks.id", "{detail}");
+        assert_eq!(ctx.list("").await.body["count"], before);
+    }
+}
+
+/// Loads `records` in one import; the first error, from a record or the commit.
+async fn load(
+    store: &Arc<store::SqlStore>,
+    records: Vec<DumpRecord>,
+) -> Result<(), store::ImportError> {
+    let mut imp = store.begin_import().await.unwrap();
+    for (i, r) in records.into_iter().enumerate() {
+        imp.put(i as u64 + 1, r).await?;
+    }
+    imp.commit().await
+}
+
+fn invalid_param(e: &store::ImportError) -> (&str, &str) {
+    match &e.error {
+        store::StoreError::Invalid(f) => (f.param.as_str(), f.detail.as_str()),
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+/// A load into empty tables lifts their constraints on PostgreSQL for the
+/// transaction; the schema after it is exactly the one the migrations made.
+#[tokio::test]
+async fn a_postgres_load_puts_back_every_constraint_and_index() {
+    let Some(ctx) = Ctx::postgres().await else {
+        return;
+    };
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&ctx.db.url).await.unwrap();
+    let schema = "select c.conrelid::regclass::text || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid) \
+                  || case when c.convalidated then '' else ' NOT VALID' end \
+                  from pg_constraint c where c.connamespace = 'public'::regnamespace \
+                  union all select indexdef from pg_indexes where schemaname = 'public' order by 1";
+    let before: Vec<String> = sqlx::query_scalar(schema)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        before
+            .iter()
+            .any(|c| c.contains("tasks_project_pk_id_key UNIQUE")),
+        "{before:?}"
+    );
+    ctx.import(fixture()).await;
+    let after: Vec<String> = sqlx::query_scalar(schema)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    // And they hold: a second task with an existing id is refused.
+    let dup = sqlx::query(
+        "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at) \
+         select project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at from tasks limit 1",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(dup.is_err(), "the unique constraint is back");
 }
 
 #[tokio::test]

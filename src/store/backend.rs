@@ -33,6 +33,14 @@ pub(crate) fn pool_options(max: u32, acquire_timeout: Duration) -> AnyPoolOption
         })
 }
 
+/// A check lifted for a bulk load: its table, and the statement that puts
+/// it back.
+#[derive(Debug, Clone)]
+pub(crate) struct Lifted {
+    pub table: String,
+    pub restore: String,
+}
+
 /// One migration: its name (recorded in `schema_migrations`) and its SQL.
 pub(crate) type Migration = (&'static str, &'static str);
 
@@ -43,6 +51,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Placeholder style for built statements (see `sql::Query`).
     fn positional(&self) -> bool;
+
+    /// How a bulk load writes many rows per statement.
+    fn bulk(&self) -> super::sql::Bulk {
+        super::sql::Bulk::Values {
+            positional: self.positional(),
+        }
+    }
 
     /// The statement that opens a write transaction (`None`: plain `BEGIN`).
     fn begin_write(&self) -> Option<&'static str>;
@@ -73,6 +88,32 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Settings for the one transaction a bulk load runs in.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()>;
+
+    /// A bulk load into `tables`, all empty when it began, lifts their
+    /// foreign keys and unique constraints (not primary keys) for the
+    /// transaction and returns what `restore_checks` puts back before commit:
+    /// checked row by row they cost PostgreSQL most of a restore's time, put
+    /// back each is checked once over all the rows. The load itself catches
+    /// everything but a task id used twice, which the restore reports. The
+    /// default lifts nothing (SQLite cannot drop a constraint).
+    async fn lift_checks(
+        &self,
+        _conn: &mut AnyConnection,
+        _tables: &[&str],
+    ) -> StoreResult<Vec<Lifted>> {
+        Ok(Vec::new())
+    }
+
+    /// Puts back what `lift_checks` lifted, in order; fails the load if any
+    /// row breaks one (a task id used twice: `Invalid` on `tasks.id`, naming
+    /// it).
+    async fn restore_checks(
+        &self,
+        _conn: &mut AnyConnection,
+        _lifted: &[Lifted],
+    ) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// After a bulk load, before its commit: whatever the planner needs to
     /// see the new rows (PostgreSQL: fresh statistics, or it plans for an

@@ -75,6 +75,117 @@ impl Query {
     }
 }
 
+/// How a bulk load writes many rows in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bulk {
+    /// `values (...), (...)`: one parameter per value.
+    Values { positional: bool },
+    /// `select * from unnest(cast($1 as bigint[]), ...)`: one parameter per
+    /// column, an array literal (PostgreSQL). It binds and plans a few
+    /// parameters instead of thousands, and takes ten times the rows.
+    Arrays,
+}
+
+/// Rows per statement for arrays.
+pub(super) const ARRAY_ROWS: usize = 5_000;
+
+/// Inserts of `rows` into `into` (`table (col, ...)`, the columns in the
+/// rows' order), `tail` (a `returning` clause, say) after each, with the
+/// range of rows each statement holds. `values_rows` caps a `values`
+/// statement (fewer for wide rows).
+pub(super) fn bulk_insert(
+    how: Bulk,
+    into: &str,
+    rows: &[Vec<Arg>],
+    values_rows: usize,
+    tail: &str,
+) -> Vec<(std::ops::Range<usize>, Query)> {
+    let per = match how {
+        Bulk::Values { .. } => values_rows,
+        Bulk::Arrays => ARRAY_ROWS,
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let end = (start + per).min(rows.len());
+        let chunk = &rows[start..end];
+        let mut q = match how {
+            Bulk::Values { positional } => {
+                let mut q = Query::new(positional);
+                q.push("insert into ").push(into).push(" values ");
+                for (i, row) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind_row(row.iter().cloned());
+                }
+                q
+            }
+            Bulk::Arrays => {
+                let mut q = Query::new(false);
+                q.push("insert into ")
+                    .push(into)
+                    .push(" select * from unnest(");
+                let width = chunk[0].len();
+                for c in 0..width {
+                    if c > 0 {
+                        q.push(", ");
+                    }
+                    let (literal, ty) = array_literal(chunk.iter().map(|r| &r[c]));
+                    q.push("cast(").bind(Arg::Text(literal)).push(" as ");
+                    q.push(ty).push(")");
+                }
+                q.push(")");
+                q
+            }
+        };
+        q.push(tail);
+        out.push((start..end, q));
+        start = end;
+    }
+    out
+}
+
+/// A column's values as a PostgreSQL array literal, with the array type:
+/// integers bare, texts double-quoted with `"` and `\` escaped, nulls as
+/// `NULL`. A column whose values are all null is typed by its null.
+fn array_literal<'a>(values: impl Iterator<Item = &'a Arg>) -> (String, &'static str) {
+    let mut text = String::from("{");
+    let mut ty = None;
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        match v {
+            Arg::Int(n) => {
+                ty.get_or_insert("bigint[]");
+                text.push_str(&n.to_string());
+            }
+            Arg::Text(t) => {
+                ty.get_or_insert("text[]");
+                text.push('"');
+                for ch in t.chars() {
+                    if ch == '"' || ch == '\\' {
+                        text.push('\\');
+                    }
+                    text.push(ch);
+                }
+                text.push('"');
+            }
+            Arg::Null => {
+                ty.get_or_insert("text[]");
+                text.push_str("NULL");
+            }
+            Arg::NullInt => {
+                ty.get_or_insert("bigint[]");
+                text.push_str("NULL");
+            }
+        }
+    }
+    text.push('}');
+    (text, ty.unwrap_or("text[]"))
+}
+
 /// The batch row's own columns, `b.id as id` … `b.created_at as created_at`
 /// and the counters by their column names, as `batch::batch_row_named`
 /// decodes them.

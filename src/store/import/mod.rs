@@ -2,7 +2,7 @@
 
 mod records;
 
-use super::backend::Backend;
+use super::backend::{Backend, Lifted};
 use super::catalogue::{group_pk, insert_group, insert_service, source_pk};
 use super::identity::{insert_project, insert_user, project_pk};
 use super::read_model::ReadModel;
@@ -92,9 +92,19 @@ struct PendingBatch {
 /// checked in bulk before each write, so those errors name their
 /// line too.
 pub(super) struct SqlImporter {
-    tx: Tx,
+    /// The load's transaction; `None` while `busy` writes on it.
+    tx: Option<Tx>,
+    /// A write of tasks running in the background on the transaction, so
+    /// the next records are checked while the database writes (on
+    /// PostgreSQL the two took turns); it hands the transaction back.
+    busy: Option<tokio::task::JoinHandle<Result<Tx, ImportError>>>,
+    /// What the background write failed with, reported in place of
+    /// whatever error the load meets next.
+    failed: Option<ImportError>,
     projects: HashMap<String, i64>,
-    sources: HashMap<(i64, String), i64>,
+    /// Source pks by project pk, then id (looked up once per task, so
+    /// without building a key).
+    sources: HashMap<i64, HashMap<String, i64>>,
     groups: HashMap<(i64, String), i64>,
     services: HashMap<(i64, String, String), ServiceInfo>,
     pending_sources: Vec<PendingSource>,
@@ -108,10 +118,22 @@ pub(super) struct SqlImporter {
     model: Arc<ReadModel>,
     backend: Arc<dyn Backend>,
     positional: bool,
+    bulk: sql::Bulk,
     origin: i64,
     /// The tasks' secondary indexes were dropped for this load (the table
     /// was empty) and are built once at commit.
     rebuild_indexes: bool,
+    /// Tables that held no rows when the load began. A clash with a row
+    /// this load wrote is caught in memory, so these are never asked: on
+    /// PostgreSQL the planner, still holding the empty table's statistics,
+    /// answered each bulk check by reading every row of the project
+    /// (50 ms per 500 ids, two thirds of a restore's time).
+    empty_at_start: HashSet<&'static str>,
+    /// The checks lifted for this load, put back at commit.
+    lifted: Vec<Lifted>,
+    /// Batches with a schedule (line, pk): their windows are armed at
+    /// commit, once the tasks' indexes are back.
+    scheduled: Vec<(u64, i64)>,
 }
 
 /// The tasks' secondary indexes that no insert of a load checks, as the
@@ -133,6 +155,14 @@ const REBUILT_INDEXES: [(&str, &str); 3] = [
     ),
 ];
 
+/// The tables a load writes in bulk (each has a `pk`), with those whose
+/// checks it may lift when the first is empty (the others hang off it).
+const LIFTED_TABLES: [(&str, &[&str]); 3] = [
+    ("video_sources", &["video_sources", "video_source_groups"]),
+    ("batch_tasks", &["batch_tasks", "batch_task_groups"]),
+    ("tasks", &["tasks"]),
+];
+
 /// Opens the import transaction.
 #[tracing::instrument(skip_all, level = "debug")]
 pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
@@ -145,6 +175,23 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
         .fetch_optional(&mut *tx)
         .await?;
     let rebuild_indexes = any_task.is_none();
+    let mut empty_at_start = HashSet::new();
+    for (table, _) in LIFTED_TABLES {
+        let any: Option<i64> = sqlx::query_scalar(&format!("select pk from {table} limit 1"))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if any.is_none() {
+            empty_at_start.insert(table);
+        }
+    }
+    // Only tables no other transaction has rows in: their rows are all this
+    // load's, whose keys it resolved itself.
+    let empty: Vec<&str> = LIFTED_TABLES
+        .into_iter()
+        .filter(|(t, _)| empty_at_start.contains(t))
+        .flat_map(|(_, lifted)| lifted.iter().copied())
+        .collect();
+    let lifted = s.backend.lift_checks(&mut tx, &empty).await?;
     if rebuild_indexes {
         for (name, _) in REBUILT_INDEXES {
             sqlx::query(&format!("drop index if exists {name}"))
@@ -153,7 +200,9 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
         }
     }
     Ok(Box::new(SqlImporter {
-        tx,
+        tx: Some(tx),
+        busy: None,
+        failed: None,
         projects: HashMap::new(),
         sources: HashMap::new(),
         groups: HashMap::new(),
@@ -167,10 +216,18 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
         model: s.model.clone(),
         backend: s.backend.clone(),
         positional: s.backend.positional(),
+        bulk: s.backend.bulk(),
         origin: s.origin,
         rebuild_indexes,
+        empty_at_start,
+        lifted,
+        scheduled: Vec::new(),
     }))
 }
+
+/// The columns a batch's task rows fill, in order.
+const TASK_COLUMNS: &str = "tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, \
+     updated_at, prio, task_type, target_roi)";
 
 /// Columns `inserted_key` decodes, after a multi-row insert.
 const INSERTED_COLS: &str = " returning pk, project_pk, id";
@@ -188,11 +245,35 @@ fn at(line: u64) -> impl Fn(StoreError) -> ImportError {
 }
 
 impl SqlImporter {
+    /// The transaction, once any background write on it has finished.
+    async fn conn(&mut self) -> StoreResult<&mut Tx> {
+        if let Some(busy) = self.busy.take() {
+            match busy.await {
+                Ok(Ok(tx)) => self.tx = Some(tx),
+                Ok(Err(e)) => self.failed = Some(e),
+                Err(e) => {
+                    self.failed = Some(ImportError {
+                        line: 0,
+                        error: StoreError::Internal(format!("the background write ended: {e}")),
+                    })
+                }
+            }
+        }
+        self.tx
+            .as_mut()
+            .ok_or_else(|| StoreError::Internal("an earlier write of this load failed".into()))
+    }
+
+    /// `error`, or what the background write failed with (the cause).
+    fn first_error(&mut self, error: ImportError) -> ImportError {
+        self.failed.take().unwrap_or(error)
+    }
+
     async fn project(&mut self, id: &str) -> StoreResult<i64> {
         if let Some(pk) = self.projects.get(id) {
             return Ok(*pk);
         }
-        let pk = project_pk(&mut self.tx, id)
+        let pk = project_pk(self.conn().await?, id)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::Project, "project_id"))?;
         self.projects.insert(id.to_owned(), pk);
@@ -204,7 +285,7 @@ impl SqlImporter {
         if let Some(pk) = self.groups.get(&key) {
             return Ok(*pk);
         }
-        let pk = group_pk(&mut self.tx, ppk, gid)
+        let pk = group_pk(self.conn().await?, ppk, gid)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: Entity::VideoGroup,
@@ -226,7 +307,7 @@ impl SqlImporter {
         .bind(ppk)
         .bind(name)
         .bind(version)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut **self.conn().await?)
         .await?
         .ok_or_else(|| StoreError::not_found(Entity::Service, "service_name"))?;
         let deploy: String = r.try_get("deploy_type")?;
@@ -243,14 +324,16 @@ impl SqlImporter {
     }
 
     async fn source(&mut self, ppk: i64, sid: &str) -> StoreResult<i64> {
-        let key = (ppk, sid.to_owned());
-        if let Some(pk) = self.sources.get(&key) {
+        if let Some(pk) = self.sources.get(&ppk).and_then(|m| m.get(sid)) {
             return Ok(*pk);
         }
-        let pk = source_pk(&mut self.tx, ppk, sid)
+        let pk = source_pk(self.conn().await?, ppk, sid)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::VideoSource, "tasks.video_source_id"))?;
-        self.sources.insert(key, pk);
+        self.sources
+            .entry(ppk)
+            .or_default()
+            .insert(sid.to_owned(), pk);
         Ok(pk)
     }
 
@@ -264,6 +347,9 @@ impl SqlImporter {
         ids: &[&str],
     ) -> StoreResult<HashSet<String>> {
         let mut found = HashSet::new();
+        if self.empty_at_start.contains(table) {
+            return Ok(found);
+        }
         for chunk in ids.chunks(500) {
             let mut q = sql::Query::new(self.positional);
             q.push("select ")
@@ -274,28 +360,67 @@ impl SqlImporter {
                 .bind(Arg::Int(ppk));
             q.push(" and ").push(column).push(" in ");
             q.bind_list(&chunk.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-            for r in bound(&q).fetch_all(&mut *self.tx).await? {
+            for r in bound(&q).fetch_all(&mut **self.conn().await?).await? {
                 found.insert(r.try_get::<String, _>("found")?);
             }
         }
         Ok(found)
     }
 
-    /// Integer triples (`head` names the table and columns), many rows
-    /// per statement.
-    async fn insert_triples(&mut self, head: &str, rows: &[(i64, i64, i64)]) -> StoreResult<()> {
-        for chunk in rows.chunks(TASK_CHUNK) {
-            let mut q = sql::Query::new(self.positional);
-            q.push(head);
-            for (i, (a, b, c)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind_row([Arg::Int(*a), Arg::Int(*b), Arg::Int(*c)]);
+    /// Writes `rows` into `into` (`table (columns)`) in the background,
+    /// after any write already there: nothing the load reads later depends
+    /// on them, and the next records are checked meanwhile. `lines` holds
+    /// each row's line, for errors; a task id used twice is named as such.
+    async fn write_behind(
+        &mut self,
+        into: &'static str,
+        rows: Vec<Vec<Arg>>,
+        lines: Vec<u64>,
+        values_rows: usize,
+    ) -> Result<(), ImportError> {
+        let first = lines.first().copied().unwrap_or(0);
+        self.conn().await.map_err(at(first))?;
+        let bulk = self.bulk;
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(());
+        };
+        self.busy = Some(tokio::spawn(async move {
+            for (range, q) in sql::bulk_insert(bulk, into, &rows, values_rows, "") {
+                let (from, to) = (lines[range.start], lines[range.end - 1]);
+                bound(&q).execute(&mut *tx).await.map_err(|e| {
+                    if into.starts_with("tasks ") && is_unique_violation(&e) {
+                        ImportError {
+                            line: from,
+                            error: StoreError::Invalid(field::FieldError::new(
+                                "tasks.id",
+                                format!(
+                                    "a task id in lines {from} to {to} is used twice or exists already"
+                                ),
+                            )),
+                        }
+                    } else {
+                        at(from)(e.into())
+                    }
+                })?;
             }
-            bound(&q).execute(&mut *self.tx).await?;
-        }
+            Ok(tx)
+        }));
         Ok(())
+    }
+
+    /// Integer triples into `into` (`table (a, b, c)`), in the background.
+    async fn insert_triples(
+        &mut self,
+        into: &'static str,
+        rows: &[(i64, i64, i64)],
+        line: u64,
+    ) -> Result<(), ImportError> {
+        let rows: Vec<Vec<Arg>> = rows
+            .iter()
+            .map(|(a, b, c)| vec![Arg::Int(*a), Arg::Int(*b), Arg::Int(*c)])
+            .collect();
+        let lines = vec![line; rows.len()];
+        self.write_behind(into, rows, lines, TASK_CHUNK).await
     }
 
     async fn flush_sources(&mut self) -> Result<(), ImportError> {
@@ -324,18 +449,11 @@ impl SqlImporter {
                 });
             }
         }
-        for chunk in pending.chunks(SOURCE_CHUNK) {
-            let mut q = sql::Query::new(self.positional);
-            q.push(
-                "insert into video_sources (project_pk, id, name, url, created_at, deleted, \
-                 updated_at, access_type, source_type, type_config, latitude, longitude, tags) values ",
-            );
-            for (i, s) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                let text = |v: &Option<String>| v.clone().map_or(Arg::Null, Arg::Text);
-                q.bind_row([
+        let text = |v: &Option<String>| v.clone().map_or(Arg::Null, Arg::Text);
+        let rows: Vec<Vec<Arg>> = pending
+            .iter()
+            .map(|s| {
+                vec![
                     Arg::Int(s.ppk),
                     Arg::Text(s.id.clone()),
                     Arg::Text(s.name.clone()),
@@ -349,24 +467,34 @@ impl SqlImporter {
                     text(&s.latitude),
                     text(&s.longitude),
                     Arg::Text(s.tags.clone()),
-                ]);
-            }
-            q.push(INSERTED_COLS);
-            let line = chunk[0].line;
+                ]
+            })
+            .collect();
+        for (range, q) in sql::bulk_insert(
+            self.bulk,
+            "video_sources (project_pk, id, name, url, created_at, deleted, updated_at, \
+             access_type, source_type, type_config, latitude, longitude, tags)",
+            &rows,
+            SOURCE_CHUNK,
+            INSERTED_COLS,
+        ) {
+            let line = pending[range.start].line;
+            let tx = self.conn().await.map_err(at(line))?;
             for r in bound(&q)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(&mut **tx)
                 .await
                 .map_err(|e| at(line)(e.into()))?
             {
-                let (pk, key) = inserted_key(&r).map_err(at(line))?;
-                self.sources.insert(key, pk);
+                let (pk, (ppk, id)) = inserted_key(&r).map_err(at(line))?;
+                self.sources.entry(ppk).or_default().insert(id, pk);
             }
         }
         let mut links: Vec<(i64, i64, i64)> = Vec::new();
         for s in &pending {
             let spk = self
                 .sources
-                .get(&(s.ppk, s.id.clone()))
+                .get(&s.ppk)
+                .and_then(|m| m.get(&s.id))
                 .copied()
                 .unwrap_or(0);
             for (pos, g) in s.group_pks.iter().enumerate() {
@@ -374,11 +502,11 @@ impl SqlImporter {
             }
         }
         self.insert_triples(
-            "insert into video_source_groups (source_pk, position, group_pk) values ",
+            "video_source_groups (source_pk, position, group_pk)",
             &links,
+            first_line,
         )
-        .await
-        .map_err(at(first_line))?;
+        .await?;
         Ok(())
     }
 
@@ -423,51 +551,50 @@ impl SqlImporter {
             // below and is reported with the range of lines it spans.
         }
         let mut pks: HashMap<(i64, String), i64> = HashMap::new();
-        for chunk in pending.chunks(BATCH_CHUNK) {
-            let mut q = sql::Query::new(self.positional);
-            q.push(
-                "insert into batch_tasks (project_pk, id, name, name_lc, description, service_pk, service_name, \
-                 service_name_lc, service_version, alg_name, company, task_type, priority, config, output, created_at, num_task",
-            );
-            for c in crate::domain::state::COUNTER_COLUMNS {
-                q.push(", ").push(c);
-            }
-            q.push(") values ");
-            for (i, b) in chunk.iter().enumerate() {
+        let mut into = String::from(
+            "batch_tasks (project_pk, id, name, name_lc, description, service_pk, service_name, \
+             service_name_lc, service_version, alg_name, company, task_type, priority, config, output, created_at, num_task",
+        );
+        for c in crate::domain::state::COUNTER_COLUMNS {
+            into.push_str(", ");
+            into.push_str(c);
+        }
+        into.push(')');
+        let rows: Vec<Vec<Arg>> = pending
+            .iter()
+            .map(|b| {
                 let mut counts = [0i64; 18];
                 for t in &b.tasks {
                     counts[t.state.index()] += 1;
                 }
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind_row(
-                    [
-                        Arg::Int(b.ppk),
-                        Arg::Text(b.id.clone()),
-                        Arg::Text(b.name.clone()),
-                        Arg::Text(b.name.to_lowercase()),
-                        Arg::Text(b.description.clone()),
-                        Arg::Int(b.service.pk),
-                        Arg::Text(b.service_name.clone()),
-                        Arg::Text(b.service_name.to_lowercase()),
-                        Arg::Text(b.service_version.clone()),
-                        Arg::Text(b.service.alg_name.clone()),
-                        Arg::Text(b.service.company.clone()),
-                        Arg::Text(b.service.task_type.to_owned()),
-                        Arg::Text(b.priority.to_owned()),
-                        Arg::Text(b.config.clone()),
-                        Arg::Text(b.output.clone()),
-                        Arg::Int(b.created_at),
-                        Arg::Int(b.tasks.len() as i64),
-                    ]
-                    .into_iter()
-                    .chain(counts.into_iter().map(Arg::Int)),
-                );
-            }
-            q.push(INSERTED_COLS);
-            let line = chunk[0].line;
-            for r in bound(&q).fetch_all(&mut *self.tx).await.map_err(|e| {
+                [
+                    Arg::Int(b.ppk),
+                    Arg::Text(b.id.clone()),
+                    Arg::Text(b.name.clone()),
+                    Arg::Text(b.name.to_lowercase()),
+                    Arg::Text(b.description.clone()),
+                    Arg::Int(b.service.pk),
+                    Arg::Text(b.service_name.clone()),
+                    Arg::Text(b.service_name.to_lowercase()),
+                    Arg::Text(b.service_version.clone()),
+                    Arg::Text(b.service.alg_name.clone()),
+                    Arg::Text(b.service.company.clone()),
+                    Arg::Text(b.service.task_type.to_owned()),
+                    Arg::Text(b.priority.to_owned()),
+                    Arg::Text(b.config.clone()),
+                    Arg::Text(b.output.clone()),
+                    Arg::Int(b.created_at),
+                    Arg::Int(b.tasks.len() as i64),
+                ]
+                .into_iter()
+                .chain(counts.into_iter().map(Arg::Int))
+                .collect()
+            })
+            .collect();
+        for (range, q) in sql::bulk_insert(self.bulk, &into, &rows, BATCH_CHUNK, INSERTED_COLS) {
+            let line = pending[range.start].line;
+            let tx = self.conn().await.map_err(at(line))?;
+            for r in bound(&q).fetch_all(&mut **tx).await.map_err(|e| {
                 at(line)(if is_unique_violation(&e) {
                     StoreError::conflict(Entity::BatchTask, "name")
                 } else {
@@ -491,11 +618,11 @@ impl SqlImporter {
             self.touched.insert(b.ppk);
         }
         self.insert_triples(
-            "insert into batch_task_groups (batch_pk, position, group_pk) values ",
+            "batch_task_groups (batch_pk, position, group_pk)",
             &group_rows,
+            first_line,
         )
-        .await
-        .map_err(at(first_line))?;
+        .await?;
         // Rare fields, written one by one where set.
         for b in &pending {
             if b.schedule.is_some() || b.resource_order_id.is_some() || b.saved_as_template {
@@ -508,19 +635,16 @@ impl SqlImporter {
                 .bind(&b.resource_order_id)
                 .bind(i64::from(b.saved_as_template))
                 .bind(bpk)
-                .execute(&mut *self.tx)
+                .execute(&mut **self.conn().await.map_err(at(b.line))?)
                 .await
                 .map_err(|e| at(b.line)(e.into()))?;
             }
         }
-        for chunk in task_rows.chunks(TASK_CHUNK) {
-            let mut q = sql::Query::new(self.positional);
-            q.push("insert into tasks (project_pk, id, batch_pk, video_source_pk, state, created_at, updated_at, prio, task_type) values ");
-            for (i, (_, ppk, bpk, t, b)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind_row([
+        let lines: Vec<u64> = task_rows.iter().map(|r| r.0).collect();
+        let rows: Vec<Vec<Arg>> = task_rows
+            .iter()
+            .map(|(_, ppk, bpk, t, b)| {
+                vec![
                     Arg::Int(*ppk),
                     Arg::Text(t.id.clone()),
                     Arg::Int(*bpk),
@@ -530,41 +654,15 @@ impl SqlImporter {
                     Arg::Int(t.updated_at),
                     Arg::Int(sql::prio_rank(b.priority)),
                     Arg::Text(b.service.task_type.to_owned()),
-                ]);
-            }
-            let (from, to) = (chunk[0].0, chunk[chunk.len() - 1].0);
-            bound(&q).execute(&mut *self.tx).await.map_err(|e| {
-                if is_unique_violation(&e) {
-                    ImportError {
-                        line: from,
-                        error: StoreError::Invalid(field::FieldError::new(
-                            "tasks.id",
-                            format!(
-                                "a task id in lines {from} to {to} is used twice or exists already"
-                            ),
-                        )),
-                    }
-                } else {
-                    at(from)(e.into())
-                }
-            })?;
-        }
+                    t.target_roi.clone().map_or(Arg::Null, Arg::Text),
+                ]
+            })
+            .collect();
+        self.write_behind(TASK_COLUMNS, rows, lines, TASK_CHUNK)
+            .await?;
         for b in pending.iter().filter(|b| b.schedule.is_some()) {
             let bpk = pks.get(&(b.ppk, b.id.clone())).copied().unwrap_or(0);
-            crate::store::batch::arm_windows(&mut self.tx, bpk, true)
-                .await
-                .map_err(at(b.line))?;
-        }
-        for (line, ppk, _, t, _) in &task_rows {
-            if let Some(roi) = &t.target_roi {
-                sqlx::query("update tasks set target_roi = $1 where project_pk = $2 and id = $3")
-                    .bind(roi)
-                    .bind(*ppk)
-                    .bind(&t.id)
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(|e| at(*line)(e.into()))?;
-            }
+            self.scheduled.push((b.line, bpk));
         }
         Ok(())
     }
@@ -583,7 +681,11 @@ impl SqlImporter {
             return Err(field::FieldError::new("url", "url must not be empty").into());
         }
         let key = (ppk, s.id.clone());
-        if self.sources.contains_key(&key) || self.pending_source_ids.contains(&key) {
+        let known = self
+            .sources
+            .get(&ppk)
+            .is_some_and(|m| m.contains_key(&s.id));
+        if known || self.pending_source_ids.contains(&key) {
             return Err(StoreError::conflict(Entity::VideoSource, "id"));
         }
         let mut group_pks = Vec::with_capacity(s.group_ids.len());
@@ -726,6 +828,34 @@ impl SqlImporter {
 impl Importer for SqlImporter {
     #[tracing::instrument(skip_all, level = "debug", fields(line = line))]
     async fn put(&mut self, line: u64, record: DumpRecord) -> Result<ImportedCount, ImportError> {
+        let put = self.put_record(line, record).await;
+        put.map_err(|e| self.first_error(e))
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn commit(self: Box<Self>) -> Result<(), ImportError> {
+        let mut this = *self;
+        let done = this.finish().await;
+        match done {
+            Ok(tx) => tx.commit().await.map_err(|e| ImportError {
+                line: 0,
+                error: e.into(),
+            })?,
+            Err(e) => return Err(this.first_error(e)),
+        }
+        for p in &this.touched {
+            this.model.forget(*p);
+        }
+        Ok(())
+    }
+}
+
+impl SqlImporter {
+    async fn put_record(
+        &mut self,
+        line: u64,
+        record: DumpRecord,
+    ) -> Result<ImportedCount, ImportError> {
         let now = now_millis();
         match record {
             DumpRecord::VideoSource(s) => {
@@ -753,33 +883,41 @@ impl Importer for SqlImporter {
         }
     }
 
-    #[tracing::instrument(skip_all, level = "debug")]
-    async fn commit(self: Box<Self>) -> Result<(), ImportError> {
-        let mut this = *self;
-        this.flush_all().await?;
+    /// Writes what is left, puts the lifted checks and indexes back, and
+    /// hands over the transaction, ready to commit.
+    async fn finish(&mut self) -> Result<Tx, ImportError> {
+        self.flush_all().await?;
         let last = |e: StoreError| ImportError { line: 0, error: e };
-        if this.rebuild_indexes {
+        self.conn().await.map_err(last)?;
+        let Some(mut tx) = self.tx.take() else {
+            return Err(last(StoreError::Internal(
+                "the load has no transaction".into(),
+            )));
+        };
+        if self.rebuild_indexes {
             for (_, create) in REBUILT_INDEXES {
                 sqlx::query(create)
-                    .execute(&mut *this.tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| last(e.into()))?;
             }
         }
-        this.backend
-            .after_import(&mut this.tx)
+        self.backend
+            .restore_checks(&mut tx, &self.lifted)
             .await
             .map_err(last)?;
-        for p in &this.touched {
-            this.backend
-                .record_change(&mut this.tx, this.origin, *p, 0)
+        for (line, bpk) in &self.scheduled {
+            crate::store::batch::arm_windows(&mut tx, *bpk, true)
+                .await
+                .map_err(at(*line))?;
+        }
+        self.backend.after_import(&mut tx).await.map_err(last)?;
+        for p in &self.touched {
+            self.backend
+                .record_change(&mut tx, self.origin, *p, 0)
                 .await
                 .map_err(last)?;
         }
-        this.tx.commit().await.map_err(|e| last(e.into()))?;
-        for p in &this.touched {
-            this.model.forget(*p);
-        }
-        Ok(())
+        Ok(tx)
     }
 }

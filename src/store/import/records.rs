@@ -50,7 +50,7 @@ impl SqlImporter {
         .bind(&t.creator)
         .bind(&t.source_url)
         .bind(t.schedule.as_ref().map(|_| 0i64))
-        .execute(&mut *self.tx)
+        .execute(&mut **self.conn().await?)
         .await
         .map_err(|e| crate::store::conflict_if_unique(e, Entity::Task, "id"))?;
         Ok(())
@@ -60,13 +60,18 @@ impl SqlImporter {
     pub(super) async fn put_parent(&mut self, record: DumpRecord, now: i64) -> StoreResult<()> {
         match record {
             DumpRecord::Project(p) => {
-                let row = insert_project(&mut self.tx, &p.id, &p.name, p.created_at.unwrap_or(now))
-                    .await?;
+                let row = insert_project(
+                    self.conn().await?,
+                    &p.id,
+                    &p.name,
+                    p.created_at.unwrap_or(now),
+                )
+                .await?;
                 self.projects.insert(row.id, row.pk);
             }
             DumpRecord::User(u) => {
                 insert_user(
-                    &mut self.tx,
+                    self.conn().await?,
                     &u.name,
                     &u.password_hash,
                     &u.project_ids,
@@ -91,7 +96,7 @@ impl SqlImporter {
                 field::check_display_name("company", &s.company, 1, 64)?;
                 let created_at = s.created_at.unwrap_or(now);
                 let svc = insert_service(
-                    &mut self.tx,
+                    self.conn().await?,
                     ppk,
                     &NewService {
                         id,
@@ -113,7 +118,7 @@ impl SqlImporter {
                         )
                         .bind(ppk)
                         .bind(p)
-                        .fetch_optional(&mut *self.tx)
+                        .fetch_optional(&mut **self.conn().await?)
                         .await?
                         .ok_or_else(|| StoreError::not_found(Entity::EdgePool, "pool_id"))?,
                     ),
@@ -130,7 +135,7 @@ impl SqlImporter {
                 .bind(s.updated_at.unwrap_or(created_at))
                 .bind(ppk)
                 .bind(&svc.id)
-                .execute(&mut *self.tx)
+                .execute(&mut **self.conn().await?)
                 .await?;
             }
             DumpRecord::VideoGroup(g) => {
@@ -145,7 +150,7 @@ impl SqlImporter {
                 };
                 let created_at = g.created_at.unwrap_or(now);
                 let gpk = insert_group(
-                    &mut self.tx,
+                    self.conn().await?,
                     ppk,
                     &NewVideoGroup {
                         id: g.id,
@@ -160,7 +165,7 @@ impl SqlImporter {
                 sqlx::query("update video_groups set updated_at = $1 where pk = $2")
                     .bind(g.updated_at.unwrap_or(created_at))
                     .bind(gpk)
-                    .execute(&mut *self.tx)
+                    .execute(&mut **self.conn().await?)
                     .await?;
             }
             DumpRecord::EdgePool(p) => {
@@ -180,7 +185,7 @@ impl SqlImporter {
                 .bind(p.ief_service_instance_id)
                 .bind(created_at)
                 .bind(p.updated_at.unwrap_or(created_at))
-                .fetch_one(&mut *self.tx)
+                .fetch_one(&mut **self.conn().await?)
                 .await
                 .map_err(|e| crate::store::conflict_if_unique(e, Entity::EdgePool, "name"))?;
                 for (pos, node) in p.nodes.iter().enumerate() {
@@ -190,7 +195,7 @@ impl SqlImporter {
                     .bind(pk)
                     .bind(pos as i64)
                     .bind(node)
-                    .execute(&mut *self.tx)
+                    .execute(&mut **self.conn().await?)
                     .await?;
                 }
             }
