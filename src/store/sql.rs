@@ -136,14 +136,14 @@ pub(super) fn bulk_insert(
                 };
                 let mut q = Query::new(false);
                 q.push("insert into ").push(into).push(" select ");
-                for c in 0..width {
+                for (c, first) in chunk[0].iter().enumerate() {
                     if c > 0 {
                         q.push(", ");
                     }
                     if arrays.contains(&c) {
                         q.push("u.c").push(&c.to_string());
                     } else {
-                        match &chunk[0][c] {
+                        match first {
                             Arg::Null | Arg::NullInt => q.push("null"),
                             Arg::Int(n) => q.push("cast(").bind(Arg::Int(*n)).push(" as bigint)"),
                             Arg::Text(t) => {
@@ -383,6 +383,66 @@ pub(crate) fn prio_rank(priority: &str) -> i64 {
 mod tests {
     use super::*;
     use crate::domain::TaskState;
+
+    #[test]
+    fn array_literals_quote_texts_and_keep_nulls() {
+        let (lit, ty) = array_literal(
+            [
+                Arg::Text(r#"a"b\c"#.into()),
+                Arg::Null,
+                Arg::Text("NULL".into()),
+                Arg::Text("{x, y}".into()),
+            ]
+            .iter(),
+        );
+        assert_eq!(ty, "text[]");
+        assert_eq!(lit, r#"{"a\"b\\c",NULL,"NULL","{x, y}"}"#);
+        let (lit, ty) = array_literal([Arg::NullInt, Arg::Int(-3)].iter());
+        assert_eq!((lit.as_str(), ty), ("{NULL,-3}", "bigint[]"));
+    }
+
+    #[test]
+    fn bulk_arrays_bind_a_column_of_one_value_once() {
+        let rows: Vec<Vec<Arg>> = (0..3)
+            .map(|i| vec![Arg::Int(7), Arg::Text(format!("t{i}")), Arg::Null])
+            .collect();
+        let out = bulk_insert(
+            Bulk::Arrays,
+            "tasks (project_pk, id, target_roi)",
+            &rows,
+            500,
+            "",
+        );
+        assert_eq!(out.len(), 1);
+        let (range, q) = &out[0];
+        assert_eq!(range.clone(), 0..3);
+        assert_eq!(
+            q.sql,
+            "insert into tasks (project_pk, id, target_roi) select cast($1 as bigint), u.c1, null \
+             from unnest(cast($2 as text[])) as u(c1)"
+        );
+        assert_eq!(
+            q.args,
+            vec![Arg::Int(7), Arg::Text(r#"{"t0","t1","t2"}"#.into())]
+        );
+        // Every column the same: one array still carries the row count.
+        let same = vec![vec![Arg::Int(1)]; 2];
+        let out = bulk_insert(Bulk::Arrays, "t (a)", &same, 500, "");
+        assert_eq!(
+            out[0].1.sql,
+            "insert into t (a) select u.c0 from unnest(cast($1 as bigint[])) as u(c0)"
+        );
+        // `values` keeps to its row cap.
+        let out = bulk_insert(
+            Bulk::Values { positional: true },
+            "t (a)",
+            &same,
+            1,
+            " returning pk",
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].1.sql, "insert into t (a) values (?) returning pk");
+    }
 
     #[test]
     fn like_escapes_wildcards() {
