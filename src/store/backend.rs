@@ -52,6 +52,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Placeholder style for built statements (see `sql::Query`).
     fn positional(&self) -> bool;
 
+    /// Whether this process queues its write transactions itself, one at a
+    /// time, before the database's lock. SQLite's lock has no queue: a
+    /// writer that finds it taken sleeps and retries with growing pauses
+    /// (1, 2, 5, 10 ms and on), so under contention the lock sat free while
+    /// the next writer slept. PostgreSQL queues lock waiters itself.
+    fn gate_writes(&self) -> bool {
+        false
+    }
+
     /// How a bulk load writes many rows per statement.
     fn bulk(&self) -> super::sql::Bulk {
         super::sql::Bulk::Values {

@@ -15,8 +15,31 @@ use sqlx::{Any, AnyConnection, AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// A transaction on the store's pool.
-pub(crate) type Tx = sqlx::Transaction<'static, Any>;
+/// A transaction on the store's pool; it derefs to its connection. A write
+/// transaction on SQLite also holds this process's write gate until it ends.
+pub(crate) struct Tx {
+    inner: sqlx::Transaction<'static, Any>,
+    _gate: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+}
 
 /// A statement with its arguments bound, ready to run.
 pub(crate) type BoundQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments<'q>>;
@@ -29,6 +52,9 @@ pub struct SqlStore {
     pub(super) tokens: RwLock<HashMap<String, (TokenRow, std::time::Instant)>>,
     /// Tags this process's changes so its feed skips what it applied already.
     pub(super) origin: i64,
+    /// One write transaction at a time in this process, queued in order
+    /// (SQLite: see `Backend::gate_writes`).
+    write_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -43,12 +69,16 @@ impl std::fmt::Debug for SqlStore {
 impl SqlStore {
     /// A store on `pool`, migrated.
     pub(crate) async fn start(pool: AnyPool, backend: Arc<dyn Backend>) -> StoreResult<Self> {
+        let write_gate = backend
+            .gate_writes()
+            .then(|| Arc::new(tokio::sync::Semaphore::new(1)));
         let s = SqlStore {
             pool,
             backend,
             model: Arc::new(ReadModel::default()),
             tokens: Default::default(),
             origin: super::new_origin(),
+            write_gate,
         };
         s.run_migrations().await?;
         Ok(s)
@@ -62,17 +92,28 @@ impl SqlStore {
     }
 
     pub(super) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend.begin_write() {
-            Some(stmt) => self.pool.begin_with(stmt).await,
-            None => self.pool.begin().await,
-        }
+        let gate = match &self.write_gate {
+            Some(g) => Some(
+                g.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| sqlx::Error::PoolClosed)?,
+            ),
+            None => None,
+        };
+        let inner = match self.backend.begin_write() {
+            Some(stmt) => self.pool.begin_with(stmt).await?,
+            None => self.pool.begin().await?,
+        };
+        Ok(Tx { inner, _gate: gate })
     }
 
     pub(super) async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend.begin_read() {
-            Some(stmt) => self.pool.begin_with(stmt).await,
-            None => self.pool.begin().await,
-        }
+        let inner = match self.backend.begin_read() {
+            Some(stmt) => self.pool.begin_with(stmt).await?,
+            None => self.pool.begin().await?,
+        };
+        Ok(Tx { inner, _gate: None })
     }
 
     /// Records a change of `batch_pk` (0: the whole project) for the feed.

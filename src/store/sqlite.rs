@@ -126,6 +126,10 @@ impl Backend for Sqlite {
         true
     }
 
+    fn gate_writes(&self) -> bool {
+        true
+    }
+
     fn begin_write(&self) -> Option<&'static str> {
         Some("begin immediate")
     }
