@@ -39,6 +39,12 @@ impl Tx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.inner.commit().await
     }
+
+    /// Ends the transaction now (a dropped one is rolled back only when
+    /// its connection is next used, holding SQLite's lock until then).
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
 }
 
 /// A statement with its arguments bound, ready to run.

@@ -47,6 +47,102 @@ fn assignment_from(r: &AnyRow) -> StoreResult<(Assignment, TaskState)> {
 }
 
 /// Columns `worker_from` decodes.
+/// What a worker holds as the server sees it: each task with its state,
+/// what the worker needs to run it, and the key to move it.
+struct HeldView {
+    held: Vec<(Held, TaskState)>,
+    assignments: HashMap<Held, Assignment>,
+    keys: HashMap<Held, TaskKey>,
+}
+
+async fn read_held(conn: &mut sqlx::AnyConnection, worker_pk: i64) -> StoreResult<HeldView> {
+    let held_rows = sqlx::query(&format!(
+        "select {ASSIGN_COLS} where t.worker_pk = $1 and t.state in ({}) order by t.pk",
+        in_list(&HELD)
+    ))
+    .bind(worker_pk)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut view = HeldView {
+        held: Vec::with_capacity(held_rows.len()),
+        assignments: HashMap::with_capacity(held_rows.len()),
+        keys: HashMap::with_capacity(held_rows.len()),
+    };
+    for r in &held_rows {
+        let (a, state) = assignment_from(r)?;
+        let h = a.held();
+        view.held.push((h, state));
+        view.keys.insert(
+            h,
+            TaskKey {
+                pk: h.task,
+                project_pk: r.try_get("project_pk")?,
+                batch_pk: r.try_get("batch_pk")?,
+                state,
+                worker_pk: Some(worker_pk),
+                attempt: h.attempt,
+            },
+        );
+        view.assignments.insert(h, a);
+    }
+    Ok(view)
+}
+
+/// The sync's reply: the assignments and upgrades `decided` names.
+fn sync_reply(
+    decided: &decide::Reconciled,
+    assignments: &mut HashMap<Held, Assignment>,
+) -> SyncReply {
+    SyncReply {
+        assign: decided
+            .assign
+            .iter()
+            .filter_map(|h| assignments.remove(h))
+            .collect(),
+        stop: decided.stop.clone(),
+        upgrade: decided
+            .upgrade
+            .iter()
+            .filter_map(|h| assignments.remove(h))
+            .collect(),
+    }
+}
+
+impl SqlStore {
+    /// A sync that moves nothing, answered without the lifecycle lock: the
+    /// lease renewed and what the worker holds read in one short write
+    /// transaction. `None` when the worker was lost or a task would move;
+    /// the caller then takes the locked path.
+    async fn sync_without_moves(
+        &self,
+        worker_pk: i64,
+        now: i64,
+        lease_ms: i64,
+        running: &[Held],
+    ) -> StoreResult<Option<SyncReply>> {
+        let mut tx = self.begin_write().await?;
+        let renewed =
+            sqlx::query("update workers set lease_expires_at = $1 where pk = $2 and lost = 0")
+                .bind(now + lease_ms)
+                .bind(worker_pk)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if renewed != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut view = read_held(&mut tx, worker_pk).await?;
+        let decided = decide::reconcile(&view.held, running);
+        if !decided.moves.is_empty() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(sync_reply(&decided, &mut view.assignments)))
+    }
+}
+
 fn worker_cols() -> String {
     format!(
         "w.id as id, w.name as name, w.kind as kind, w.slots as slots, w.lost as lost, \
@@ -201,6 +297,17 @@ impl WorkerStore for SqlStore {
                 tx.commit().await?;
                 return Ok(SyncReply::default());
             }
+            tx.rollback().await?;
+        }
+        // Most syncs move nothing: they hand out placements and confirm what
+        // runs. Those are answered from what the worker holds, read without
+        // the lifecycle lock, so they never queue behind the scheduler and
+        // the reports; a sync that would move a task takes the full path.
+        if let Some(reply) = self
+            .sync_without_moves(worker_pk, now, lease_ms, running)
+            .await?
+        {
+            return Ok(reply);
         }
         let mut tx = self.begin_lifecycle().await?;
         let renewed =
@@ -213,35 +320,11 @@ impl WorkerStore for SqlStore {
         if renewed == 0 {
             return Err(StoreError::not_found(Entity::Worker, "worker"));
         }
-        let held_rows = sqlx::query(&format!(
-            "select {ASSIGN_COLS} where t.worker_pk = $1 and t.state in ({}) order by t.pk",
-            in_list(&HELD)
-        ))
-        .bind(worker_pk)
-        .fetch_all(&mut *tx)
-        .await?;
-        // The server's view (what it placed, in which state) against the
-        // worker's (what it runs); the scheduler's rules say what follows.
-        let mut held = Vec::with_capacity(held_rows.len());
-        let mut assignments = HashMap::with_capacity(held_rows.len());
-        let mut keys = HashMap::with_capacity(held_rows.len());
-        for r in &held_rows {
-            let (a, state) = assignment_from(r)?;
-            let h = a.held();
-            held.push((h, state));
-            keys.insert(
-                h,
-                TaskKey {
-                    pk: h.task,
-                    project_pk: r.try_get("project_pk")?,
-                    batch_pk: r.try_get("batch_pk")?,
-                    state,
-                    worker_pk: Some(worker_pk),
-                    attempt: h.attempt,
-                },
-            );
-            assignments.insert(h, a);
-        }
+        let HeldView {
+            held,
+            mut assignments,
+            keys,
+        } = read_held(&mut tx, worker_pk).await?;
         let decided = decide::reconcile(&held, running);
         let mut touched = Touched::new();
         for (h, event, error) in &decided.moves {
@@ -250,19 +333,7 @@ impl WorkerStore for SqlStore {
                 move_task(&mut tx, key, *event, None, error, now, &mut touched).await?;
             }
         }
-        let reply = SyncReply {
-            assign: decided
-                .assign
-                .iter()
-                .filter_map(|h| assignments.remove(h))
-                .collect(),
-            stop: decided.stop,
-            upgrade: decided
-                .upgrade
-                .iter()
-                .filter_map(|h| assignments.remove(h))
-                .collect(),
-        };
+        let reply = sync_reply(&decided, &mut assignments);
         self.finish(&mut tx, &touched).await?;
         tx.commit().await?;
         self.publish(&touched).await;
