@@ -129,18 +129,29 @@ pub(super) fn bulk_insert(
                 let same: Vec<bool> = (0..width)
                     .map(|c| chunk.iter().all(|r| r[c] == chunk[0][c]))
                     .collect();
-                let arrays: Vec<usize> = match (0..width).filter(|c| !same[*c]).collect::<Vec<_>>()
-                {
-                    v if v.is_empty() => vec![0],
-                    v => v,
-                };
+                // A column equal throughout to an earlier one (a task's
+                // `updated_at` and `created_at`, as a load often has them)
+                // reads that one's array.
+                let mut alias: Vec<Option<usize>> = vec![None; width];
+                let mut arrays: Vec<usize> = Vec::new();
+                for c in (0..width).filter(|c| !same[*c]) {
+                    match arrays.iter().find(|&&e| chunk.iter().all(|r| r[c] == r[e])) {
+                        Some(&e) => alias[c] = Some(e),
+                        None => arrays.push(c),
+                    }
+                }
+                if arrays.is_empty() {
+                    arrays.push(0);
+                }
                 let mut q = Query::new(false);
                 q.push("insert into ").push(into).push(" select ");
                 for (c, first) in chunk[0].iter().enumerate() {
                     if c > 0 {
                         q.push(", ");
                     }
-                    if arrays.contains(&c) {
+                    if let Some(e) = alias[c] {
+                        q.push("u.c").push(&e.to_string());
+                    } else if arrays.contains(&c) {
                         q.push("u.c").push(&c.to_string());
                     } else {
                         match first {
@@ -385,6 +396,17 @@ mod tests {
     use crate::domain::TaskState;
 
     #[test]
+    fn the_waiting_states_have_the_numbers_the_pick_index_names() {
+        // PostgreSQL's migration 0010 and `Backend::pick_index` list them.
+        let waiting = [
+            TaskState::Pending,
+            TaskState::Scheduling,
+            TaskState::LackOfResources,
+        ];
+        assert_eq!(waiting.map(|s| s.index()), [0, 16, 17]);
+    }
+
+    #[test]
     fn array_literals_quote_texts_and_keep_nulls() {
         let (lit, ty) = array_literal(
             [
@@ -431,6 +453,16 @@ mod tests {
         assert_eq!(
             out[0].1.sql,
             "insert into t (a) select u.c0 from unnest(cast($1 as bigint[])) as u(c0)"
+        );
+        // A column equal to an earlier one reads its array.
+        let rows: Vec<Vec<Arg>> = (0..2)
+            .map(|i| vec![Arg::Int(i), Arg::Int(10 + i), Arg::Int(10 + i)])
+            .collect();
+        let out = bulk_insert(Bulk::Arrays, "t (a, b, c)", &rows, 500, "");
+        assert_eq!(
+            out[0].1.sql,
+            "insert into t (a, b, c) select u.c0, u.c1, u.c1 \
+             from unnest(cast($1 as bigint[]), cast($2 as bigint[])) as u(c0, c1)"
         );
         // `values` keeps to its row cap.
         let out = bulk_insert(
