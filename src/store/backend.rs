@@ -61,6 +61,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// `create index tasks_by_pick ...` as this backend's migrations leave
+    /// it (a bulk load into an empty table builds it once at the end).
+    fn pick_index(&self) -> &'static str {
+        "create index tasks_by_pick on tasks (state, task_type, prio, created_at, pk)"
+    }
+
     /// How a bulk load writes many rows per statement.
     fn bulk(&self) -> super::sql::Bulk {
         super::sql::Bulk::Values {

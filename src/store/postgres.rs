@@ -57,6 +57,10 @@ const MIGRATIONS: &[Migration] = &[
         "0009_pick_order",
         include_str!("../../migrations/postgres/0009_pick_order.sql"),
     ),
+    (
+        "0010_pick_waiting_only",
+        include_str!("../../migrations/postgres/0010_pick_waiting_only.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.
@@ -103,6 +107,11 @@ impl Backend for Postgres {
 
     fn bulk(&self) -> Bulk {
         Bulk::Arrays
+    }
+
+    fn pick_index(&self) -> &'static str {
+        "create index tasks_by_pick on tasks (state, task_type, prio, created_at, pk) \
+         where state in (0, 16, 17)"
     }
 
     fn begin_write(&self) -> Option<&'static str> {

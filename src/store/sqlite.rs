@@ -50,6 +50,10 @@ const MIGRATIONS: &[Migration] = &[
         "0009_pick_order",
         include_str!("../../migrations/sqlite/0009_pick_order.sql"),
     ),
+    (
+        "0010_pick_waiting_only",
+        include_str!("../../migrations/sqlite/0010_pick_waiting_only.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.

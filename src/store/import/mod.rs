@@ -137,17 +137,14 @@ pub(super) struct SqlImporter {
 }
 
 /// The tasks' secondary indexes that no insert of a load checks, as the
-/// migrations define them (name, definition). Kept up row by row they cost
-/// a restore a large part of its speed; built once over the loaded rows
-/// each costs a sort.
-const REBUILT_INDEXES: [(&str, &str); 3] = [
+/// migrations define them (name, definition): kept up row by row they cost a
+/// restore a large part of its speed; built once over the loaded rows each
+/// costs a sort. `tasks_by_pick` is the backend's own
+/// (`Backend::pick_index`).
+const REBUILT_INDEXES: [(&str, &str); 2] = [
     (
         "tasks_by_source",
         "create index tasks_by_source on tasks (video_source_pk) where video_source_pk is not null",
-    ),
-    (
-        "tasks_by_pick",
-        "create index tasks_by_pick on tasks (state, task_type, prio, created_at, pk)",
     ),
     (
         "tasks_by_state",
@@ -193,7 +190,11 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
         .collect();
     let lifted = s.backend.lift_checks(&mut tx, &empty).await?;
     if rebuild_indexes {
-        for (name, _) in REBUILT_INDEXES {
+        for name in REBUILT_INDEXES
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["tasks_by_pick"])
+        {
             sqlx::query(&format!("drop index if exists {name}"))
                 .execute(&mut *tx)
                 .await?;
@@ -895,7 +896,8 @@ impl SqlImporter {
             )));
         };
         if self.rebuild_indexes {
-            for (_, create) in REBUILT_INDEXES {
+            let pick = self.backend.pick_index();
+            for create in REBUILT_INDEXES.iter().map(|(_, c)| *c).chain([pick]) {
                 sqlx::query(create)
                     .execute(&mut *tx)
                     .await
