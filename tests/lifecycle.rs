@@ -309,6 +309,85 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn many_reports_in_one_request_move_each_task_as_alone(ctx: Ctx) {
+        // What a busy worker sends: several tasks' reports in one request,
+        // some tasks twice, one with an error, one stale.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        let w = worker(st, "w1", "cloud", 4, now).await;
+        let mut ids = vec!["t21".to_owned()];
+        for s in ["s4", "s5", "s6"] {
+            ids.push(st.add_task(ctx.project_pk, &bid(1), s).await.unwrap().id);
+        }
+        for _ in 0..2 {
+            now += 100;
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
+        }
+        let mut assigned = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign;
+        assert_eq!(assigned.len(), 4);
+        assigned.sort_by_key(|a| ids.iter().position(|i| *i == a.task_id));
+        let h: Vec<Held> = assigned.iter().map(|a| Held { task: a.task, attempt: a.attempt }).collect();
+        let rep = |held: Held, event: Event, error: Option<(&str, &str)>| store::lifecycle::WorkerReport {
+            held,
+            event,
+            error: error.map(|(c, m)| (c.to_owned(), m.to_owned())),
+        };
+        let stale = Held { task: h[3].task, attempt: h[3].attempt + 1 };
+        let replies = st
+            .report_tasks(w, &[
+                rep(h[0], Event::Started, None),
+                rep(h[1], Event::Started, None),
+                rep(h[2], Event::Started, None),
+                rep(h[3], Event::Started, None),
+                rep(h[0], Event::Exited, None),
+                rep(h[1], Event::Exited, None),
+                rep(h[2], Event::Crashed, Some(("VIAS.TC.EXIT", "exit status 3"))),
+                rep(stale, Event::Exited, None),
+                rep(h[3], Event::Exited, None),
+                // Already succeeded: refused, nothing moves.
+                rep(h[0], Event::Exited, None),
+            ])
+            .await
+            .unwrap();
+        let moved = |from, to| Some(Applied::Moved { from, to: Outcome::To(to) });
+        assert_eq!(
+            replies,
+            vec![
+                moved(Starting, Running),
+                moved(Starting, Running),
+                moved(Starting, Running),
+                moved(Starting, Running),
+                moved(Running, Succeeded),
+                moved(Running, Succeeded),
+                moved(Running, Failed),
+                Some(Applied::Refused { state: Running }),
+                moved(Running, Succeeded),
+                Some(Applied::Refused { state: Succeeded }),
+            ]
+        );
+        for (id, end) in ids.iter().zip([Succeeded, Succeeded, Failed, Succeeded]) {
+            let d = st.find_task(ctx.project_pk, id).await.unwrap().unwrap();
+            assert_eq!(d.state, end, "{id}");
+            assert_eq!(d.worker_id.as_deref(), Some("w1"), "{id} keeps the worker it ran on");
+            let events: Vec<String> = st
+                .list_task_history(ctx.project_pk, id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.event)
+                .collect();
+            let last = if end == Failed { "Crashed" } else { "Exited" };
+            assert!(events.ends_with(&["Place".into(), "Started".into(), last.into()]), "{id}: {events:?}");
+        }
+        let d = st.find_task(ctx.project_pk, &ids[2]).await.unwrap().unwrap();
+        assert_eq!((d.error_code.as_deref(), d.error_message.as_deref()), (Some("VIAS.TC.EXIT"), Some("exit status 3")));
+        let held: i64 = st.list_workers().await.unwrap().iter().map(|w| w.held).sum();
+        assert_eq!(held, 0, "every slot is free again");
+        counters_are_exact(&ctx).await;
+    }
+
     async fn a_backlog_of_one_worker_type_does_not_hide_the_other(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;

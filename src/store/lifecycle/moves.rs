@@ -206,6 +206,76 @@ pub(super) async fn move_task(
     Ok(Some(outcome))
 }
 
+/// The same worker report (`event`, no error) on several tasks all in the
+/// state `from`, written as one conditional update instead of one per task:
+/// the same move as [`move_task`] for each (an event a worker reports never
+/// places, clears an error or changes a schedule's hold). The tasks it
+/// moved, by pk; the others had left `from` meanwhile.
+pub(super) async fn move_alike(
+    conn: &mut AnyConnection,
+    from: TaskState,
+    tasks: &[&TaskKey],
+    event: Event,
+    now: i64,
+    touched: &mut Touched,
+) -> StoreResult<BTreeSet<i64>> {
+    debug_assert!(event.cause() == Cause::Worker && event != Event::Place);
+    let Some(Outcome::To(to)) = transition::next(from, event) else {
+        // No move, or one that deletes: task by task.
+        let mut moved = BTreeSet::new();
+        for t in tasks {
+            if move_task(conn, t, event, None, None, now, touched)
+                .await?
+                .is_some()
+            {
+                moved.insert(t.pk);
+            }
+        }
+        return Ok(moved);
+    };
+    let keep_worker = i64::from(transition::is_held(to));
+    let recheck = i64::from(matches!(to, TaskState::Pending | TaskState::Stopped));
+    let version = i64::from(event == Event::Upgraded);
+    let mut q = sql::Query::new(false);
+    q.push("update tasks set state = ")
+        .bind(Arg::Int(to.index() as i64))
+        .push(", updated_at = ")
+        .bind(Arg::Int(now))
+        .push(", worker_pk = case when ")
+        .bind(Arg::Int(keep_worker))
+        .push(" = 1 then worker_pk else null end, last_worker_pk = case when ")
+        .bind(Arg::Int(keep_worker))
+        .push(" = 1 then coalesce(worker_pk, last_worker_pk) else last_worker_pk end")
+        .push(", window_due = case when window_due is null or ")
+        .bind(Arg::Int(recheck))
+        .push(" = 0 then window_due else ")
+        .bind(Arg::Int(now))
+        .push(" end, service_version = case when ")
+        .bind(Arg::Int(version))
+        .push(
+            " = 0 then service_version else coalesce( \
+             (select b.service_version from batch_tasks b where b.pk = tasks.batch_pk), \
+             (select v.service_version from services v where v.pk = tasks.service_pk)) end \
+             where state = ",
+        )
+        .bind(Arg::Int(from.index() as i64))
+        .push(" and pk in ")
+        .bind_row(tasks.iter().map(|t| Arg::Int(t.pk)))
+        .push(" returning pk");
+    let mut moved = BTreeSet::new();
+    for r in bound(&q).fetch_all(&mut *conn).await? {
+        moved.insert(r.try_get::<i64, _>("pk")?);
+    }
+    for t in tasks.iter().filter(|t| moved.contains(&t.pk)) {
+        if let (Some(b), true) = (t.batch_pk, from != to) {
+            touched.count(b, from, -1);
+            touched.count(b, to, 1);
+        }
+        record(t, event, Outcome::To(to), None, now, touched);
+    }
+    Ok(moved)
+}
+
 /// A move's history entry, written at [`finish`]; its batch is touched.
 fn record(
     t: &TaskKey,

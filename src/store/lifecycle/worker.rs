@@ -1,9 +1,9 @@
 //! Workers: their credentials, registration, the heartbeat that reconciles
 //! what a worker runs with what it holds, and its reports on tasks.
 
-use super::moves::{in_list, key_from, move_task, TaskKey, Touched, KEY_COLS};
+use super::moves::{in_list, key_from, move_alike, move_task, TaskKey, Touched, KEY_COLS};
 use super::{Applied, Assignment, Held, SyncReply, WorkerCredential, WorkerReport, WorkerRow};
-use crate::domain::transition::{self, Cause, Outcome, HELD};
+use crate::domain::transition::{self, Cause, Event, Outcome, HELD};
 use crate::domain::{field, now_millis, DeployType, TaskState};
 use crate::scheduler::decide;
 use crate::store::prelude::*;
@@ -14,7 +14,7 @@ use crate::store::{stored_state, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Columns `assignment_from` decodes, with the joins they need.
 const ASSIGN_COLS: &str = "t.pk as pk, t.attempt as attempt, p.id as project_id, \
@@ -86,6 +86,29 @@ async fn read_held(conn: &mut sqlx::AnyConnection, worker_pk: i64) -> StoreResul
         view.assignments.insert(h, a);
     }
     Ok(view)
+}
+
+/// What a report did to `t`, and its key after (a later report on the same
+/// task reads that).
+fn after_report(keys: &mut HashMap<i64, TaskKey>, t: &TaskKey, moved: Option<Outcome>) -> Applied {
+    match moved {
+        Some(Outcome::To(to)) => {
+            let k = TaskKey {
+                state: to,
+                worker_pk: t.worker_pk.filter(|_| transition::is_held(to)),
+                ..t.clone()
+            };
+            keys.insert(t.pk, k);
+        }
+        Some(Outcome::Gone) => {
+            keys.remove(&t.pk);
+        }
+        None => {}
+    }
+    match moved {
+        Some(to) => Applied::Moved { from: t.state, to },
+        None => Applied::Refused { state: t.state },
+    }
 }
 
 /// The sync's reply: the assignments and upgrades `decided` names.
@@ -377,7 +400,6 @@ impl WorkerStore for SqlStore {
         let mut tx = self.begin_lifecycle().await?;
         let mut touched = Touched::new();
         let now = now_millis();
-        let mut out = Vec::with_capacity(reports.len());
         // The reported tasks, read at once; each move then updates its key
         // here, so a later report on the same task sees the state the
         // earlier one left.
@@ -389,35 +411,51 @@ impl WorkerStore for SqlStore {
             let k = key_from(&row)?;
             keys.insert(k.pk, k);
         }
-        for r in reports {
-            let Some(t) = keys.get(&r.held.task).cloned() else {
-                out.push(None);
-                continue;
-            };
-            if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
-                out.push(Some(Applied::Refused { state: t.state }));
-                continue;
-            }
-            let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-            let moved = move_task(&mut tx, &t, r.event, None, err, now, &mut touched).await?;
-            match moved {
-                Some(Outcome::To(to)) => {
-                    let k = TaskKey {
-                        state: to,
-                        worker_pk: t.worker_pk.filter(|_| transition::is_held(to)),
-                        ..t.clone()
-                    };
-                    keys.insert(t.pk, k);
+        // In waves: the first report on each task, then the second, and so
+        // on, so a later report on a task sees the state the earlier one
+        // left. Within a wave the same report on tasks in the same state is
+        // one update (a worker's `started` and `exited` reports come many at
+        // a time); a report with an error is written alone.
+        let mut out: Vec<Option<Applied>> = vec![None; reports.len()];
+        let mut left: Vec<usize> = (0..reports.len()).collect();
+        while !left.is_empty() {
+            let mut seen = HashSet::new();
+            let (wave, later): (Vec<usize>, Vec<usize>) = left
+                .iter()
+                .partition(|&&i| seen.insert(reports[i].held.task));
+            left = later;
+            // (event, state) groups in the order first seen (few per wave).
+            let mut alike: Vec<((Event, TaskState), Vec<(usize, TaskKey)>)> = Vec::new();
+            for i in wave {
+                let r = &reports[i];
+                let Some(t) = keys.get(&r.held.task).cloned() else {
+                    continue;
+                };
+                if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
+                    out[i] = Some(Applied::Refused { state: t.state });
+                    continue;
                 }
-                Some(Outcome::Gone) => {
-                    keys.remove(&t.pk);
+                if r.error.is_none() {
+                    let key = (r.event, t.state);
+                    match alike.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, g)) => g.push((i, t)),
+                        None => alike.push((key, vec![(i, t)])),
+                    }
+                    continue;
                 }
-                None => {}
+                let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+                let moved = move_task(&mut tx, &t, r.event, None, err, now, &mut touched).await?;
+                out[i] = Some(after_report(&mut keys, &t, moved));
             }
-            out.push(Some(match moved {
-                Some(to) => Applied::Moved { from: t.state, to },
-                None => Applied::Refused { state: t.state },
-            }));
+            for ((event, from), group) in alike {
+                let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
+                let moved = move_alike(&mut tx, from, &tasks, event, now, &mut touched).await?;
+                let to = transition::next(from, event);
+                for (i, t) in &group {
+                    let outcome = to.filter(|_| moved.contains(&t.pk));
+                    out[*i] = Some(after_report(&mut keys, t, outcome));
+                }
+            }
         }
         self.finish(&mut tx, &touched).await?;
         tx.commit().await?;
