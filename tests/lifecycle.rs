@@ -388,6 +388,27 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn a_placing_pass_places_and_leaves_maintenance_to_the_full_pass(ctx: Ctx) {
+        // What a worker's report wakes: placement only.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let now = taskcenter::domain::now_millis();
+        worker(st, "w1", "cloud", 1, now).await;
+        let r = scheduler::place(&**st, now, &cfg).await.unwrap();
+        assert_eq!((r.count(Event::Schedule), r.count(Event::Place)), (1, 1), "{r:?}");
+        assert_eq!(state(&ctx, "t21").await, Starting);
+        // The worker falls silent past its lease: a placing pass leaves its
+        // task, the full pass takes it back.
+        let later = now + LEASE + 1;
+        let r = scheduler::place(&**st, later, &cfg).await.unwrap();
+        assert_eq!(r.total(), 0, "{r:?}");
+        assert_eq!(state(&ctx, "t21").await, Starting);
+        scheduler::tick(&**st, later, &cfg).await.unwrap();
+        assert_ne!(state(&ctx, "t21").await, Starting, "the full pass handles a lost worker");
+        counters_are_exact(&ctx).await;
+    }
+
     async fn a_backlog_of_one_worker_type_does_not_hide_the_other(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;

@@ -339,8 +339,12 @@ async fn request_context(req: Request, next: Next) -> Response {
         // A change went through: the write path works, and the scheduler
         // looks at once (a heartbeat changes no placement).
         crate::store::write_health::recovered();
-        if route != "/worker/v1/sync" {
-            crate::scheduler::wake::scheduler();
+        match route.as_str() {
+            "/worker/v1/sync" => {}
+            // A report can free a slot; nothing it does makes a
+            // maintenance step due.
+            "/worker/v1/report" | "/worker/v1/reports" => crate::scheduler::wake::placement(),
+            _ => crate::scheduler::wake::scheduler(),
         }
     }
     let elapsed = start.elapsed().as_secs_f64();

@@ -80,6 +80,20 @@ pub async fn tick(
     Ok(report)
 }
 
+/// A pass that only places waiting tasks on free slots: what a worker's
+/// report can make possible. [`tick`] does this and the maintenance steps.
+pub async fn place(
+    store: &dyn SchedulerStore,
+    now: i64,
+    cfg: &TickConfig,
+) -> StoreResult<TickReport> {
+    let mut tx = store.begin_tick().await?;
+    let mut report = TickReport::default();
+    place_waiting(&mut *tx, now, cfg, &mut report).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
 async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
     let mut report = TickReport::default();
     let n = cfg.batch;
@@ -95,7 +109,19 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
     }
 
     windows(tx, now, n, &mut report).await?;
+    place_waiting(tx, now, cfg, &mut report).await?;
+    Ok(report)
+}
 
+/// Lack-of-resources tasks back, pending ones scheduled, scheduling ones
+/// placed, per worker type; tasks `report` moved already wait.
+async fn place_waiting(
+    tx: &mut dyn TickTx,
+    now: i64,
+    cfg: &TickConfig,
+    report: &mut TickReport,
+) -> StoreResult<()> {
+    let n = cfg.batch;
     let mut cap = Capacity::new(tx.capacity().await?);
     // Each worker type on its own, so a backlog of one type never hides the
     // other's tasks from the pick.
@@ -169,7 +195,7 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Tasks whose schedule windows are due: stopped when a window closed,
@@ -231,9 +257,19 @@ impl Scheduler {
             if let Err(e) = self.store.extend_leases(now_millis(), lease_ms).await {
                 tracing::warn!(error = %e, "could not extend worker leases at start");
             }
+            // A pass woken only by worker reports places and skips the
+            // maintenance steps; at least one full pass runs per interval.
+            let mut only_place = false;
+            let mut last_full = Instant::now();
             while !*stop.borrow() {
                 let started = Instant::now();
-                let result = tick(&*self.store, now_millis(), &self.cfg.tick).await;
+                let full = !only_place || last_full.elapsed() >= self.cfg.interval;
+                let result = if full {
+                    last_full = started;
+                    tick(&*self.store, now_millis(), &self.cfg.tick).await
+                } else {
+                    place(&*self.store, now_millis(), &self.cfg.tick).await
+                };
                 let m = crate::metrics::metrics();
                 m.tick_seconds.observe(started.elapsed().as_secs_f64());
                 let pause = match result {
@@ -272,11 +308,11 @@ impl Scheduler {
                     tokio::time::sleep(gap).await;
                     wake::scheduler_woken().await;
                 };
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = woken => {}
-                    changed = stop.changed() => if changed.is_err() { break },
-                }
+                only_place = tokio::select! {
+                    _ = tokio::time::sleep(pause) => false,
+                    _ = woken => !wake::full_wanted(),
+                    changed = stop.changed() => if changed.is_err() { break } else { false },
+                };
             }
             tracing::info!("scheduler stopped");
         })

@@ -17,10 +17,28 @@ fn scheduler_signal() -> &'static Notify {
     N.get_or_init(Notify::new)
 }
 
+fn full_wanted_flag() -> &'static std::sync::atomic::AtomicBool {
+    static F: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    &F
+}
+
 /// Asks for a scheduler pass; wake-ups while a pass runs coalesce into one
 /// more pass after it.
 pub fn scheduler() {
+    full_wanted_flag().store(true, std::sync::atomic::Ordering::SeqCst);
     scheduler_signal().notify_one();
+}
+
+/// Asks for a pass that only places (a worker's report may have freed a
+/// slot): the maintenance steps, which no report makes due, wait for the
+/// next full pass.
+pub fn placement() {
+    scheduler_signal().notify_one();
+}
+
+/// Whether a full pass was asked for since the last call (and clears it).
+pub fn full_wanted() -> bool {
+    full_wanted_flag().swap(false, std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Resolves at the next [`scheduler`] call (at once if one came since the
