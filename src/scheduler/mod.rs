@@ -150,6 +150,8 @@ async fn place_waiting(
                 }
             }
         }
+        // The tasks to schedule are written together, after the pick.
+        let mut to_schedule = Vec::new();
         for w in tx.waiting(TaskState::Pending, kind, false, now, n).await? {
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
@@ -163,14 +165,21 @@ async fn place_waiting(
             else {
                 continue;
             };
-            if tx.apply(&w.key, event, None, error, now).await? {
+            if event == Event::Schedule && error.is_none() {
+                to_schedule.push(w.key);
+            } else if tx.apply(&w.key, event, None, error, now).await? {
                 report.add(event, w.key.pk);
-                if event == Event::Schedule {
-                    scheduled.insert(w.key.pk);
-                }
             }
         }
+        for pk in tx
+            .apply_alike(&to_schedule, Event::Schedule, None, now)
+            .await?
+        {
+            report.add(Event::Schedule, pk);
+            scheduled.insert(pk);
+        }
 
+        let mut placed: Vec<(i64, Vec<crate::store::tick_tx::TaskKey>)> = Vec::new();
         // Place what is scheduling, this pass's picks included: a task
         // passes pending → scheduling → starting in one pass when a slot is
         // free (history records both moves).
@@ -183,7 +192,14 @@ async fn place_waiting(
             }
             let placement = decide::place(&mut cap, kind, w.pool);
             let (worker, error) = match placement {
-                Placement::On(w) => (Some(w), None),
+                Placement::On(worker) => {
+                    // Written together per worker, after the loop.
+                    match placed.iter_mut().find(|(p, _)| *p == worker) {
+                        Some((_, keys)) => keys.push(w.key),
+                        None => placed.push((worker, vec![w.key])),
+                    }
+                    continue;
+                }
                 Placement::Requeue => (None, None),
                 Placement::Never(e) => (None, Some(e)),
             };
@@ -192,6 +208,14 @@ async fn place_waiting(
                 .await?
             {
                 report.add(placement.event(), w.key.pk);
+            }
+        }
+        for (worker, keys) in placed {
+            for pk in tx
+                .apply_alike(&keys, Event::Place, Some(worker), now)
+                .await?
+            {
+                report.add(Event::Place, pk);
             }
         }
     }

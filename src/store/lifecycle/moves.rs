@@ -206,47 +206,69 @@ pub(super) async fn move_task(
     Ok(Some(outcome))
 }
 
-/// The same worker report (`event`, no error) on several tasks all in the
-/// state `from`, written as one conditional update instead of one per task:
-/// the same move as [`move_task`] for each (an event a worker reports never
-/// places, clears an error or changes a schedule's hold). The tasks it
-/// moved, by pk; the others had left `from` meanwhile.
+/// One `event` (no error) on several tasks all in the state `from`, written
+/// as one conditional update instead of one per task: the same move as
+/// [`move_task`] for each. For a worker's reports and the scheduler's
+/// `Schedule`, and for `Place` onto `onto`; an event that clears errors or
+/// changes a schedule's hold (a user's intent, a window) goes task by task.
+/// The tasks it moved, by pk; the others had left `from` meanwhile.
 pub(super) async fn move_alike(
     conn: &mut AnyConnection,
     from: TaskState,
     tasks: &[&TaskKey],
     event: Event,
+    onto: Option<i64>,
     now: i64,
     touched: &mut Touched,
 ) -> StoreResult<BTreeSet<i64>> {
-    debug_assert!(event.cause() == Cause::Worker && event != Event::Place);
-    let Some(Outcome::To(to)) = transition::next(from, event) else {
-        // No move, or one that deletes: task by task.
-        let mut moved = BTreeSet::new();
-        for t in tasks {
-            if move_task(conn, t, event, None, None, now, touched)
-                .await?
-                .is_some()
-            {
-                moved.insert(t.pk);
+    let one_by_one = matches!(
+        event,
+        Event::Start | Event::Stop | Event::WindowClosed | Event::WindowOpened
+    ) || (event == Event::Place && onto.is_none());
+    let next = transition::next(from, event);
+    let to = match next {
+        Some(Outcome::To(to)) if !one_by_one => to,
+        // No move, one that deletes, or one with more to it: task by task.
+        _ => {
+            let mut moved = BTreeSet::new();
+            for t in tasks {
+                if move_task(conn, t, event, onto, None, now, touched)
+                    .await?
+                    .is_some()
+                {
+                    moved.insert(t.pk);
+                }
             }
+            return Ok(moved);
         }
-        return Ok(moved);
     };
+    let place = event == Event::Place;
     let keep_worker = i64::from(transition::is_held(to));
     let recheck = i64::from(matches!(to, TaskState::Pending | TaskState::Stopped));
-    let version = i64::from(event == Event::Upgraded);
+    let version = i64::from(matches!(event, Event::Place | Event::Upgraded));
     let mut q = sql::Query::new(false);
     q.push("update tasks set state = ")
         .bind(Arg::Int(to.index() as i64))
         .push(", updated_at = ")
-        .bind(Arg::Int(now))
-        .push(", worker_pk = case when ")
-        .bind(Arg::Int(keep_worker))
-        .push(" = 1 then worker_pk else null end, last_worker_pk = case when ")
-        .bind(Arg::Int(keep_worker))
-        .push(" = 1 then coalesce(worker_pk, last_worker_pk) else last_worker_pk end")
-        .push(", window_due = case when window_due is null or ")
+        .bind(Arg::Int(now));
+    match onto.filter(|_| place) {
+        // A placement: onto the worker, a new attempt, errors cleared.
+        Some(w) => {
+            q.push(", worker_pk = ")
+                .bind(Arg::Int(w))
+                .push(", last_worker_pk = ")
+                .bind(Arg::Int(w))
+                .push(", attempt = attempt + 1, error_code = null, error_message = null");
+        }
+        None => {
+            q.push(", worker_pk = case when ")
+                .bind(Arg::Int(keep_worker))
+                .push(" = 1 then worker_pk else null end, last_worker_pk = case when ")
+                .bind(Arg::Int(keep_worker))
+                .push(" = 1 then coalesce(worker_pk, last_worker_pk) else last_worker_pk end");
+        }
+    }
+    q.push(", window_due = case when window_due is null or ")
         .bind(Arg::Int(recheck))
         .push(" = 0 then window_due else ")
         .bind(Arg::Int(now))
@@ -271,7 +293,14 @@ pub(super) async fn move_alike(
             touched.count(b, from, -1);
             touched.count(b, to, 1);
         }
-        record(t, event, Outcome::To(to), None, now, touched);
+        record(
+            t,
+            event,
+            Outcome::To(to),
+            onto.filter(|_| place),
+            now,
+            touched,
+        );
     }
     Ok(moved)
 }

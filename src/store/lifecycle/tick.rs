@@ -2,7 +2,9 @@
 //! reads and moves) and the operator actions whose effects ticks apply
 //! (freeze, deploy, upgrade).
 
-use super::moves::{finish, in_list, key_from, move_task, publish, TaskKey, Touched, KEY_COLS};
+use super::moves::{
+    finish, in_list, key_from, move_alike, move_task, publish, TaskKey, Touched, KEY_COLS,
+};
 use crate::domain::transition::{Event, HELD};
 use crate::domain::{DeployType, TaskState};
 use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
@@ -266,6 +268,38 @@ impl TickTx for SqlTickTx {
         )
         .await?
         .is_some())
+    }
+
+    async fn apply_alike(
+        &mut self,
+        tasks: &[TaskKey],
+        event: Event,
+        worker: Option<i64>,
+        now: i64,
+    ) -> StoreResult<Vec<i64>> {
+        // One statement per state the tasks were read in (one, in a pass).
+        let mut moved = Vec::new();
+        let mut states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
+        states.sort();
+        states.dedup();
+        for from in states {
+            let group: Vec<&TaskKey> = tasks.iter().filter(|t| t.state == from).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let done = move_alike(
+                &mut self.tx,
+                from,
+                &group,
+                event,
+                worker,
+                now,
+                &mut self.touched,
+            )
+            .await?;
+            moved.extend(group.iter().map(|t| t.pk).filter(|pk| done.contains(pk)));
+        }
+        Ok(moved)
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -449,7 +449,8 @@ impl WorkerStore for SqlStore {
             }
             for ((event, from), group) in alike {
                 let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
-                let moved = move_alike(&mut tx, from, &tasks, event, now, &mut touched).await?;
+                let moved =
+                    move_alike(&mut tx, from, &tasks, event, None, now, &mut touched).await?;
                 let to = transition::next(from, event);
                 for (i, t) in &group {
                     let outcome = to.filter(|_| moved.contains(&t.pk));
