@@ -161,24 +161,20 @@ impl Backend for Postgres {
     /// index) look costly enough for the JIT compiler, which then spends
     /// tens of milliseconds on every such statement: JIT is switched off too.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()> {
-        sqlx::query("set local enable_seqscan = off")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("set local jit = off")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("set local synchronous_commit = off")
-            .execute(&mut *conn)
-            .await?;
-        // The indexes built and the foreign keys checked at the end sort or
-        // hash every task: in memory they take a third of the time they take
-        // spilling to disk at the default 64 MB.
-        sqlx::query("set local maintenance_work_mem = '1GB'")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("set local work_mem = '256MB'")
-            .execute(&mut *conn)
-            .await?;
+        for setting in [
+            "enable_seqscan = off",
+            "jit = off",
+            "synchronous_commit = off",
+            // The indexes built and the constraints checked at the end sort
+            // or hash every task: room for that in memory rather than
+            // spilling at the default 64 MB.
+            "maintenance_work_mem = '1GB'",
+            "work_mem = '256MB'",
+        ] {
+            sqlx::query(&format!("set local {setting}"))
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 

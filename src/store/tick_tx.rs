@@ -82,24 +82,16 @@ pub trait TickTx: Send {
         error: Option<TaskError>,
         now: i64,
     ) -> StoreResult<bool>;
-    /// [`apply`](TickTx::apply) of one `event` (no error) on many tasks, all
-    /// read in the same state (`worker`: where a `Place` puts them); the pks
-    /// of those that moved. A store may write them as one statement.
+    /// [`apply`](TickTx::apply) of one `event` (no error) on many tasks
+    /// (`worker`: where a `Place` puts them), written as one statement per
+    /// state they were read in; the pks of those that moved.
     async fn apply_alike(
         &mut self,
         tasks: &[TaskKey],
         event: Event,
         worker: Option<i64>,
         now: i64,
-    ) -> StoreResult<Vec<i64>> {
-        let mut moved = Vec::new();
-        for t in tasks {
-            if self.apply(t, event, worker, None, now).await? {
-                moved.push(t.pk);
-            }
-        }
-        Ok(moved)
-    }
+    ) -> StoreResult<Vec<i64>>;
     /// Drops batches being deleted whose last task went, records the change
     /// feed, commits, and refreshes the read model before returning.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -302,30 +302,11 @@ impl WorkerStore for SqlStore {
         lease_ms: i64,
         running: &[Held],
     ) -> StoreResult<SyncReply> {
-        // An idle worker (it runs nothing, holds nothing, is not lost) has
-        // nothing to reconcile: its lease is renewed without the lifecycle
-        // lock. Anything else takes the full path below.
-        if running.is_empty() {
-            let mut tx = self.begin_write().await?;
-            let renewed = sqlx::query(
-                "update workers set lease_expires_at = $1 where pk = $2 and lost = 0 \
-                 and not exists (select 1 from tasks where worker_pk = $2)",
-            )
-            .bind(now + lease_ms)
-            .bind(worker_pk)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if renewed == 1 {
-                tx.commit().await?;
-                return Ok(SyncReply::default());
-            }
-            tx.rollback().await?;
-        }
-        // Most syncs move nothing: they hand out placements and confirm what
-        // runs. Those are answered from what the worker holds, read without
-        // the lifecycle lock, so they never queue behind the scheduler and
-        // the reports; a sync that would move a task takes the full path.
+        // Most syncs move nothing: an idle worker's, and those that hand out
+        // placements and confirm what runs. Those are answered from what the
+        // worker holds, read without the lifecycle lock, so they never queue
+        // behind the scheduler and the reports; a sync that would move a
+        // task takes the full path.
         if let Some(reply) = self
             .sync_without_moves(worker_pk, now, lease_ms, running)
             .await?
