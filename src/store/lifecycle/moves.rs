@@ -57,6 +57,10 @@ pub(super) struct Touched {
     /// Workers holding (or given) a task that moved: their waiting syncs
     /// have something to say.
     workers: BTreeSet<i64>,
+    /// Batches that lost a task or are being deleted: only these can have
+    /// become a deleted batch's last trace (most passes have none, and skip
+    /// the two statements per batch that look).
+    emptied: BTreeSet<i64>,
 }
 
 #[derive(Debug)]
@@ -77,6 +81,11 @@ impl Touched {
 
     pub(super) fn insert(&mut self, batch: (i64, i64)) {
         self.batches.insert(batch);
+    }
+
+    /// `batch_pk` may be a deleted batch whose last task went.
+    pub(super) fn emptied(&mut self, batch_pk: i64) {
+        self.emptied.insert(batch_pk);
     }
 
     fn count(&mut self, batch_pk: i64, state: TaskState, by: i64) {
@@ -132,6 +141,7 @@ pub(super) async fn move_task(
             if let Some(b) = t.batch_pk {
                 touched.count(b, t.state, -1);
                 touched.insert((t.project_pk, b));
+                touched.emptied(b);
             }
             // Its history goes with it, written or not yet.
             touched.history.retain(|h| h.task_pk != t.pk);
@@ -484,7 +494,7 @@ pub(super) async fn finish(
         }
         bound(&q).execute(&mut *conn).await?;
     }
-    for (project_pk, batch_pk) in touched {
+    for batch_pk in &touched.emptied {
         sqlx::query(
             "delete from batch_task_groups where batch_pk = $1 and exists \
              (select 1 from batch_tasks where pk = $1 and deleting = 1 and num_task = 0)",
@@ -496,6 +506,8 @@ pub(super) async fn finish(
             .bind(*batch_pk)
             .execute(&mut *conn)
             .await?;
+    }
+    for (project_pk, batch_pk) in touched {
         w.record_change(conn, *project_pk, *batch_pk).await?;
     }
     Ok(())

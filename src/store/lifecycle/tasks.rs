@@ -227,6 +227,7 @@ impl TaskStore for SqlStore {
             out.push((id, applied));
         }
         if event == Event::Delete {
+            touched.emptied(bpk);
             sqlx::query("update batch_tasks set deleting = 1 where pk = $1")
                 .bind(bpk)
                 .execute(&mut *tx)
