@@ -619,6 +619,76 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn reports_run_beside_two_schedulers_and_every_task_runs_once(ctx: Ctx) {
+        // Reports take no lifecycle lock: a worker's reports, sent from a
+        // third store, commit while two processes' passes place on it.
+        ctx.import(calm_fixture()).await;
+        let other = store::open_sql(&ctx.db.url).await.unwrap();
+        let reporter = store::open_sql(&ctx.db.url).await.unwrap();
+        let st = ctx.store.clone();
+        let now = taskcenter::domain::now_millis();
+        let w = worker(&st, "w1", "cloud", 2, now).await;
+        let mut ids = vec!["t21".to_owned()];
+        for s in 1..=6 {
+            for b in [1u32, 5] {
+                if let Ok(t) = st.add_task(ctx.project_pk, &bid(b), &format!("s{s}")).await {
+                    ids.push(t.id);
+                }
+            }
+        }
+        assert_eq!(ids.len(), 8);
+        let cfg = TickConfig::default();
+        let passes = |s: Arc<store::SqlStore>| async move {
+            for i in 0..30 {
+                scheduler::tick(&*s, now + i, &cfg).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        // Runs what it is given and reports it started and ended, in one
+        // request, as the agent does; the worker never holds more than its
+        // slots.
+        let work = |s: Arc<store::SqlStore>, rounds: i64| async move {
+            for i in 0..rounds {
+                let reply = s.sync_worker(w, now + i, LEASE, &[]).await.unwrap();
+                let ws = s.list_workers().await.unwrap();
+                assert!(ws.iter().all(|w| w.held <= w.slots), "{ws:?}");
+                let reports: Vec<store::lifecycle::WorkerReport> = reply
+                    .assign
+                    .iter()
+                    .flat_map(|a| {
+                        [Event::Started, Event::Exited].map(|event| store::lifecycle::WorkerReport {
+                            held: Held { task: a.task, attempt: a.attempt },
+                            event,
+                            error: None,
+                        })
+                    })
+                    .collect();
+                if !reports.is_empty() {
+                    let replies = s.report_tasks(w, &reports).await.unwrap();
+                    assert!(
+                        replies.iter().all(|r| matches!(r, Some(Applied::Moved { .. }))),
+                        "a report on a task the worker holds applies: {replies:?}"
+                    );
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::join!(passes(st.clone()), passes(other.clone()), work(reporter.clone(), 60));
+        // Whatever is left, one step at a time.
+        for i in 0..10 {
+            scheduler::tick(&*st, now + 100 + i, &cfg).await.unwrap();
+            work(reporter.clone(), 1).await;
+        }
+        for id in &ids {
+            assert_eq!(state(&ctx, id).await, Succeeded, "{id}");
+            let h = st.list_task_history(ctx.project_pk, id).await.unwrap();
+            let count = |e: &str| h.iter().filter(|x| x.event == e).count();
+            assert_eq!((count("Place"), count("Started"), count("Exited")), (1, 1, 1), "{id}: {h:?}");
+        }
+        assert_eq!(st.list_workers().await.unwrap()[0].held, 0);
+        counters_are_exact(&ctx).await;
+    }
+
     async fn two_schedulers_never_overcommit_a_worker(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         // A second process's store on the same database.

@@ -376,9 +376,39 @@ impl WorkerStore for SqlStore {
         if reports.is_empty() {
             return Ok(Vec::new());
         }
-        // Every report in one transaction, in order: one commit for many
-        // moves.
-        let mut tx = self.begin_lifecycle().await?;
+        let mut tries = 0;
+        loop {
+            match self.apply_reports(worker_pk, reports).await {
+                Err(e) if e.is_deadlock() && tries < DEADLOCK_RETRIES => tries += 1,
+                done => return done,
+            }
+        }
+    }
+}
+
+/// Reports of one event on tasks in one state: (their index in the batch,
+/// the task).
+type Alike = ((Event, TaskState), Vec<(usize, TaskKey)>);
+
+/// How often a report batch chosen to break a deadlock runs again.
+const DEADLOCK_RETRIES: u32 = 5;
+
+impl SqlStore {
+    /// A worker's reports, in one transaction and in order: one commit for
+    /// many moves. Without the lifecycle lock: a report only moves tasks
+    /// the worker holds, each by a conditional update from the state read,
+    /// so a concurrent pass or API intent that moved one first wins and
+    /// the report is refused, as under the lock; and a report never takes
+    /// a slot, only frees one, so a pass that read capacity before it
+    /// commits places fewer tasks, never more. Counters are changed by
+    /// `x = x + d` under the batch row's lock, batches in one order. What
+    /// the lock still serialises: passes, syncs that move, API intents.
+    async fn apply_reports(
+        &self,
+        worker_pk: i64,
+        reports: &[WorkerReport],
+    ) -> StoreResult<Vec<Option<Applied>>> {
+        let mut tx = self.begin_write().await?;
         let mut touched = Touched::new();
         let now = now_millis();
         // The reported tasks, read at once; each move then updates its key
@@ -406,7 +436,7 @@ impl WorkerStore for SqlStore {
                 .partition(|&&i| seen.insert(reports[i].held.task));
             left = later;
             // (event, state) groups in the order first seen (few per wave).
-            let mut alike: Vec<((Event, TaskState), Vec<(usize, TaskKey)>)> = Vec::new();
+            let mut alike: Vec<Alike> = Vec::new();
             for i in wave {
                 let r = &reports[i];
                 let Some(t) = keys.get(&r.held.task).cloned() else {
