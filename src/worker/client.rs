@@ -8,7 +8,16 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// How long an idle connection is kept for the next request: well under
+/// the server's idle close (its header timeout, 10 s by default).
+const IDLE_KEEP: Duration = Duration::from_secs(4);
+/// Idle connections kept at most (the sync's and the reports').
+const MAX_IDLE: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,11 +36,16 @@ impl ClientError {
     }
 }
 
+/// Reuses its connections (HTTP/1.1 keep-alive): a worker's reports and
+/// syncs follow each other closely, and a new connection for each cost a
+/// connect and an accept on both sides every time.
 #[derive(Clone)]
 pub struct Client {
     /// `host:port`
     authority: String,
     credential: String,
+    /// Idle connections and when each went idle, newest last.
+    idle: Arc<Mutex<Vec<(Instant, Conn)>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -54,6 +68,7 @@ impl Client {
         Ok(Client {
             authority,
             credential: credential.to_owned(),
+            idle: Arc::default(),
         })
     }
 
@@ -70,34 +85,79 @@ impl Client {
             .map_err(|_| ClientError::Unreachable("timed out".into()))?
     }
 
+    /// An idle connection still open, if one was kept.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Newest first: when it is too old, the older ones are too.
+        while let Some((since, conn)) = idle.pop() {
+            if since.elapsed() < IDLE_KEEP && conn.is_ready() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn keep_idle(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push((Instant::now(), conn));
+    }
+
+    async fn connect(&self) -> Result<Conn, ClientError> {
+        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable(e.to_string());
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
     async fn exchange<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<R, ClientError> {
         let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable(e.to_string());
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let json = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header("host", &self.authority)
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", self.credential))
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let json =
+            Bytes::from(serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?);
+        let request = || {
+            Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("host", &self.authority)
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {}", self.credential))
+                .body(Full::new(json.clone()))
+                .map_err(|e| ClientError::Decode(e.to_string()))
+        };
+        // A kept connection the server closed meanwhile fails before any
+        // answer: the request goes again on a new one. (Every worker route
+        // takes a repeat: a repeated report is refused as already applied.)
+        let kept = self.take_idle();
+        let reused = kept.is_some();
+        let mut sender = match kept {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let resp = match sender.send_request(request()?).await {
+            Ok(resp) => resp,
+            Err(_) if reused => {
+                sender = self.connect().await?;
+                sender
+                    .send_request(request()?)
+                    .await
+                    .map_err(|e| unreachable(&e))?
+            }
+            Err(e) => return Err(unreachable(&e)),
+        };
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -105,6 +165,8 @@ impl Client {
             .await
             .map_err(|e| unreachable(&e))?
             .to_bytes();
+        // The whole answer read: the connection is free for the next request.
+        self.keep_idle(sender);
         if !status.is_success() {
             return Err(ClientError::Status {
                 status,
@@ -112,5 +174,68 @@ impl Client {
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::server::{serve, Limits};
+    use axum::extract::ConnectInfo;
+    use axum::routing::post;
+    use axum::{Json, Router};
+    use std::net::SocketAddr;
+
+    /// A server whose one route answers with the port the request came
+    /// from: one port per connection. It closes a connection left idle for
+    /// `idle`.
+    async fn server(idle: Duration) -> Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/port",
+            post(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                Json(serde_json::json!({ "port": peer.port() }))
+            }),
+        );
+        let limits = Limits {
+            header_timeout: idle,
+            ..Limits::default()
+        };
+        tokio::spawn(serve(listener, router, limits, std::future::pending()));
+        Client::new(&format!("http://{addr}"), "secret").unwrap()
+    }
+
+    async fn port(c: &Client) -> u64 {
+        let v: serde_json::Value = c
+            .post("/port", &serde_json::json!({}), Duration::from_secs(5))
+            .await
+            .unwrap();
+        v["port"].as_u64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_in_a_row_share_one_connection() {
+        let c = server(Duration::from_secs(10)).await;
+        let first = port(&c).await;
+        for _ in 0..3 {
+            assert_eq!(port(&c).await, first);
+        }
+        // Two at once need two connections; both are kept after.
+        let (a, b) = tokio::join!(port(&c), port(&c));
+        assert_ne!(a, b);
+        assert!([a, b].contains(&first));
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        let c = server(Duration::from_millis(200)).await;
+        let first = port(&c).await;
+        // The server closes the idle connection; the next request still
+        // gets its answer, on a new one.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let second = port(&c).await;
+        assert_ne!(second, first);
+        assert_eq!(port(&c).await, second);
     }
 }
