@@ -333,18 +333,38 @@ struct Reporter(mpsc::UnboundedSender<(ReportRequest, oneshot::Sender<()>)>);
 
 /// Most reports in one request.
 const REPORT_BATCH: usize = 256;
+/// A request goes once no new report came for this long...
+const GATHER_QUIET: Duration = Duration::from_millis(1);
+/// ...or once its first report waited this long.
+const GATHER_MAX: Duration = Duration::from_millis(20);
 
 impl Reporter {
     fn start(client: Client) -> Reporter {
         let (tx, mut rx) = mpsc::unbounded_channel::<(ReportRequest, oneshot::Sender<()>)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // A sync that hands out many tasks starts them one after
+                // the other, and short ones end as quickly: their reports
+                // come in a burst. Waiting for the burst to end sends it as
+                // one request (one transaction) instead of a first report
+                // alone and the rest queued behind it.
+                let since = tokio::time::Instant::now();
                 let mut batch = vec![first];
-                while batch.len() < REPORT_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
+                let mut slept = false;
+                loop {
+                    let before = batch.len();
+                    while batch.len() < REPORT_BATCH {
+                        match rx.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
                     }
+                    let quiet = slept && batch.len() == before;
+                    if quiet || batch.len() >= REPORT_BATCH || since.elapsed() >= GATHER_MAX {
+                        break;
+                    }
+                    tokio::time::sleep(GATHER_QUIET).await;
+                    slept = true;
                 }
                 let body = ReportBatch {
                     reports: batch.iter().map(|(r, _)| r.clone()).collect(),
@@ -423,7 +443,62 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use super::split_command;
+    use super::*;
+    use crate::api::server::{serve, Limits};
+    use crate::protocol::ReportReply;
+    use axum::routing::post;
+    use axum::{Json, Router};
+
+    /// A burst of reports (a sync's tasks starting, short ones ending) goes
+    /// as one request, in the order made; a lone report still goes on its
+    /// own.
+    #[tokio::test]
+    async fn a_burst_of_reports_goes_in_one_request() {
+        let seen: Arc<Mutex<Vec<Vec<i64>>>> = Arc::default();
+        let log = seen.clone();
+        let router = Router::new().route(
+            "/worker/v1/reports",
+            post(move |Json(b): Json<ReportBatch>| async move {
+                let n = b.reports.len();
+                log.lock()
+                    .unwrap()
+                    .push(b.reports.iter().map(|r| r.task).collect());
+                Json(ReportBatchReply {
+                    replies: vec![
+                        ReportReply {
+                            applied: true,
+                            state: None,
+                        };
+                        n
+                    ],
+                })
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            router,
+            Limits::default(),
+            std::future::pending(),
+        ));
+        let reporter = Reporter::start(Client::new(&format!("http://{addr}"), "c").unwrap());
+        let held = |task| Held { task, attempt: 1 };
+        let mut answers = Vec::new();
+        for task in 1..=20 {
+            answers.push(send_report(&reporter, held(task), Report::Started, None));
+            if task % 5 == 0 {
+                // Starting a process takes a moment.
+                tokio::task::yield_now().await;
+            }
+        }
+        for a in answers {
+            a.await.unwrap();
+        }
+        report(&reporter, held(21), Report::Exited, None).await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen, vec![(1..=20).collect::<Vec<_>>(), vec![21]]);
+    }
 
     #[test]
     fn splits_like_a_shell() {
