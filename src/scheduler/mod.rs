@@ -89,7 +89,7 @@ pub async fn place(
 ) -> StoreResult<TickReport> {
     let mut tx = store.begin_tick().await?;
     let mut report = TickReport::default();
-    place_waiting(&mut *tx, now, cfg, &mut report).await?;
+    place_waiting(&mut *tx, now, cfg, true, &mut report).await?;
     tx.commit().await?;
     Ok(report)
 }
@@ -109,16 +109,20 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
     }
 
     windows(tx, now, n, &mut report).await?;
-    place_waiting(tx, now, cfg, &mut report).await?;
+    place_waiting(tx, now, cfg, false, &mut report).await?;
     Ok(report)
 }
 
 /// Lack-of-resources tasks back, pending ones scheduled, scheduling ones
-/// placed, per worker type; tasks `report` moved already wait.
+/// placed, per worker type; tasks `report` moved already wait. With
+/// `only_place`, a worker type without a free slot is not looked at: its
+/// waiting tasks can only wait, and what waiting too long does to them is
+/// the full pass's.
 async fn place_waiting(
     tx: &mut dyn TickTx,
     now: i64,
     cfg: &TickConfig,
+    only_place: bool,
     report: &mut TickReport,
 ) -> StoreResult<()> {
     let n = cfg.batch;
@@ -126,6 +130,9 @@ async fn place_waiting(
     // Each worker type on its own, so a backlog of one type never hides the
     // other's tasks from the pick.
     for kind in DeployType::ALL {
+        if only_place && cap.free(kind, None) == 0 {
+            continue;
+        }
         // As many tasks back from lack_of_resources as there are free slots
         // for them (by pool, for services deployed onto one), then pending
         // ones up to what is left.
@@ -324,10 +331,17 @@ impl Scheduler {
                         self.cfg.interval
                     }
                 };
-                // A wake-up cuts the pause short, but not below the time the
-                // pass took: the scheduler holds the write lock at most about
-                // half the time, whatever the rate of wake-ups.
-                let gap = started.elapsed().min(pause);
+                // A wake-up cuts the pause short, but after a full pass not
+                // below the time it took: its maintenance steps hold the
+                // write lock at most about half the time, whatever the rate
+                // of wake-ups. A placing pass answers the next report at
+                // once: it is short, and each one only places what the
+                // reports before it freed.
+                let gap = if full {
+                    started.elapsed().min(pause)
+                } else {
+                    Duration::ZERO
+                };
                 let woken = async {
                     tokio::time::sleep(gap).await;
                     wake::scheduler_woken().await;
