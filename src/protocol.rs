@@ -126,10 +126,14 @@ pub struct ReportBatch {
     pub reports: Vec<ReportRequest>,
 }
 
-/// One reply per report, in order.
+/// One reply per report, in order; and, when the reports freed slots and
+/// this server runs the scheduler, the tasks placed on the worker in their
+/// place (what its next sync would hand out).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportBatchReply {
     pub replies: Vec<ReportReply>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assign: Vec<Assignment>,
 }
 
 #[cfg(test)]

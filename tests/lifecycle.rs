@@ -689,6 +689,53 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn reports_that_free_a_slot_get_its_next_task_in_their_answer(ctx: Ctx) {
+        // Through the HTTP routes, in a process that runs the scheduler.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let app = taskcenter::api::app(taskcenter::api::AppState {
+            placing: Some(TickConfig::default()),
+            ..taskcenter::api::AppState::new(st.clone(), std::time::Duration::from_secs(3600), std::time::Duration::from_secs(15))
+        });
+        let cred = taskcenter::identity::create_worker(&**st, "w1").await.unwrap().credential;
+        let post = |path: &'static str, body: serde_json::Value| {
+            let (app, cred) = (app.router.clone(), cred.clone());
+            async move {
+                use tower::ServiceExt;
+                let req = axum::http::Request::post(path)
+                    .header("authorization", format!("Bearer {cred}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap();
+                let resp = app.oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), 200, "{path}");
+                let raw = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+                serde_json::from_slice::<serde_json::Value>(&raw).unwrap()
+            }
+        };
+        post("/worker/v1/register", serde_json::json!({"kind": "cloud", "slots": 1})).await;
+        let second = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
+        scheduler::tick(&**st, taskcenter::domain::now_millis(), &TickConfig::default()).await.unwrap();
+        let sync = post("/worker/v1/sync", serde_json::json!({"running": [], "wait_ms": 0})).await;
+        let first = &sync["assign"][0];
+        assert_eq!(first["task_id"], "t21");
+        let report = |event: &str| serde_json::json!({"task": first["task"], "attempt": first["attempt"], "event": event});
+        // Started frees nothing: nothing placed, no list in the answer.
+        let r = post("/worker/v1/reports", serde_json::json!({"reports": [report("started")]})).await;
+        assert_eq!(r["replies"][0]["applied"], true);
+        assert!(r.get("assign").is_none(), "{r}");
+        // Exited frees the one slot: the next task is placed on it and
+        // comes back with the answer, as a sync would hand it out.
+        let r = post("/worker/v1/reports", serde_json::json!({"reports": [report("exited")]})).await;
+        assert_eq!(r["replies"][0]["state"], "SUCCEEDED");
+        assert_eq!(r["assign"].as_array().map(Vec::len), Some(1), "{r}");
+        assert_eq!(r["assign"][0]["task_id"], second.as_str());
+        assert_eq!(state(&ctx, &second).await, Starting);
+        let h = st.list_task_history(ctx.project_pk, &second).await.unwrap();
+        assert_eq!(h.last().map(|e| (e.event.as_str(), e.worker_name.as_deref())), Some(("Place", Some("w1"))));
+        counters_are_exact(&ctx).await;
+    }
+
     async fn two_schedulers_never_overcommit_a_worker(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         // A second process's store on the same database.

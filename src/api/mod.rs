@@ -51,6 +51,10 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// The master key and the cache that signed requests are checked with.
     pub access_keys: Arc<identity::access_key::AccessKeys>,
+    /// When this process runs the scheduler: its pass settings, for the
+    /// placing pass a worker's reports run when they free slots (`None`:
+    /// reports only wake the scheduler, wherever it runs).
+    pub placing: Option<crate::scheduler::TickConfig>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,6 +80,7 @@ impl AppState {
             logins: Arc::new(Logins::default()),
             metrics_token: None,
             access_keys: Default::default(),
+            placing: None,
         }
     }
 }
@@ -343,7 +348,9 @@ async fn request_context(req: Request, next: Next) -> Response {
             "/worker/v1/sync" => {}
             // A report can free a slot; nothing it does makes a
             // maintenance step due.
-            "/worker/v1/report" | "/worker/v1/reports" => crate::scheduler::wake::placement(),
+            "/worker/v1/report" => crate::scheduler::wake::placement(),
+            // Places itself, or wakes the scheduler (see `worker::reports`).
+            "/worker/v1/reports" => {}
             _ => crate::scheduler::wake::scheduler(),
         }
     }

@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::AppState;
 use crate::domain::now_millis;
-use crate::domain::transition::{Event, Outcome};
+use crate::domain::transition::{self, Event, Outcome};
 use crate::protocol::{
     Held, RegisterReply, RegisterRequest, Report, ReportBatch, ReportBatchReply, ReportReply,
     ReportRequest, SyncReply, SyncRequest,
@@ -247,7 +247,29 @@ pub async fn reports(
     }
     let reports: Vec<WorkerReport> = b.reports.into_iter().map(worker_report).collect();
     let applied = st.store.report_tasks(w, &reports).await?;
+    let freed = applied.iter().any(|a| {
+        matches!(a, Some(Applied::Moved { to, .. })
+            if !matches!(to, Outcome::To(s) if transition::is_held(*s)))
+    });
+    let mut assign = Vec::new();
+    if freed {
+        match st.placing {
+            // The slots filled at once, and this worker's new tasks in the
+            // answer: no wait for the scheduler's next pass and the
+            // worker's next sync. (Other workers' syncs are woken by it.)
+            Some(cfg) => match crate::scheduler::place_for_reports(&*st.store, &cfg).await {
+                Ok(_) => assign = st.store.placed_on(w).await?,
+                Err(e) => {
+                    // The reports are in: the scheduler places later.
+                    tracing::warn!(error = %e, "placing after reports failed");
+                    crate::scheduler::wake::placement();
+                }
+            },
+            None => crate::scheduler::wake::placement(),
+        }
+    }
     Ok(Json(ReportBatchReply {
         replies: applied.into_iter().map(report_reply).collect(),
+        assign,
     }))
 }

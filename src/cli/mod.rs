@@ -524,9 +524,12 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
                 ..Default::default()
             },
         };
-        Some(crate::scheduler::Scheduler::new(store.clone(), cfg).spawn(stopped))
+        Some(crate::scheduler::Scheduler::new(store.clone(), cfg))
     };
+    let placing = scheduler.as_ref().map(|s| s.config().tick);
+    let scheduler = scheduler.map(|s| s.spawn(stopped));
     let state = AppState {
+        placing,
         list_from_db: a.list_source == ListSource::Database,
         metrics_token: a.metrics_token.filter(|t| !t.is_empty()).map(Into::into),
         access_keys: Arc::new(identity::access_key::AccessKeys::new(master)),

@@ -94,6 +94,30 @@ pub async fn place(
     Ok(report)
 }
 
+/// Counts a pass's moves in the metrics.
+fn count_moves(r: &TickReport) {
+    let m = crate::metrics::metrics();
+    for (event, n) in &r.moved {
+        m.moves
+            .get_or_create(&crate::metrics::EventLabels {
+                event: event.name(),
+            })
+            .inc_by(*n);
+    }
+}
+
+/// A placing pass run where a worker's reports freed slots, so the tasks
+/// placed in them can go back in the reports' answer; what it moved is
+/// counted as the scheduler's own passes are.
+pub async fn place_for_reports(
+    store: &dyn SchedulerStore,
+    cfg: &TickConfig,
+) -> StoreResult<TickReport> {
+    let r = place(store, now_millis(), cfg).await?;
+    count_moves(&r);
+    Ok(r)
+}
+
 async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
     let mut report = TickReport::default();
     let n = cfg.batch;
@@ -278,6 +302,10 @@ impl Scheduler {
         Scheduler { store, cfg }
     }
 
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
     /// Runs ticks until `stop` turns true (or its sender goes away); a tick
     /// in progress finishes first, so no transaction is cut short. Workers
     /// could not reach a server that was down, so their leases restart from
@@ -305,13 +333,7 @@ impl Scheduler {
                 m.tick_seconds.observe(started.elapsed().as_secs_f64());
                 let pause = match result {
                     Ok(r) => {
-                        for (event, n) in &r.moved {
-                            m.moves
-                                .get_or_create(&crate::metrics::EventLabels {
-                                    event: event.name(),
-                                })
-                                .inc_by(*n);
-                        }
+                        count_moves(&r);
                         if r.total() > 0 {
                             crate::store::write_health::recovered();
                             tracing::debug!(moved = ?r.moved, "scheduler tick");

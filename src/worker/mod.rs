@@ -56,6 +56,16 @@ struct Entry {
 
 type Tasks = Arc<Mutex<HashMap<Held, Entry>>>;
 
+/// Runs this agent finished lately, and when: a sync answered before a
+/// run's final report can still name it after the run is done (it also
+/// comes in the reports' answers), and a run is never started twice. A
+/// placement's attempt is new each time, so a task placed again still runs.
+type Finished = Arc<Mutex<HashMap<Held, std::time::Instant>>>;
+
+/// How long a finished run is remembered: far longer than any answer is on
+/// its way.
+const FINISHED_KEPT: Duration = Duration::from_secs(120);
+
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const SYNC_WAIT_MS: u64 = 5_000;
 
@@ -95,7 +105,24 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     }
     tracing::info!(server = %cfg.server, kind = cfg.kind.as_str(), slots = cfg.slots, "worker registered");
     let tasks: Tasks = Arc::default();
-    let reporter = Reporter::start(client.clone());
+    let finished: Finished = Arc::default();
+    let (placed, mut placed_rx) = mpsc::unbounded_channel();
+    let reporter = Reporter::start(client.clone(), placed);
+    // Tasks placed in the slots a report batch freed come back in its
+    // answer: started at once, as a sync's.
+    {
+        let (cfg, argv, reporter) = (cfg.clone(), argv.clone(), reporter.clone());
+        let (tasks, finished) = (tasks.clone(), finished.clone());
+        tokio::spawn(async move {
+            while let Some(assign) = placed_rx.recv().await {
+                let reply = SyncReply {
+                    assign,
+                    ..SyncReply::default()
+                };
+                act(&cfg, &argv, &reporter, &tasks, &finished, reply);
+            }
+        });
+    }
     backoff = Backoff::default();
     loop {
         let running: Vec<Held> = lock(&tasks).keys().copied().collect();
@@ -109,7 +136,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         match reply {
             Ok(reply) => {
                 backoff = Backoff::default();
-                let acted = act(&cfg, &argv, &reporter, &tasks, reply);
+                let acted = act(&cfg, &argv, &reporter, &tasks, &finished, reply);
                 if !acted {
                     // Only instructions already in hand (a stop in its grace
                     // period): do not spin.
@@ -125,7 +152,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     }
 }
 
-fn lock(t: &Tasks) -> std::sync::MutexGuard<'_, HashMap<Held, Entry>> {
+fn lock<T>(t: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -135,13 +162,14 @@ fn act(
     argv: &[String],
     reporter: &Reporter,
     tasks: &Tasks,
+    finished: &Finished,
     r: SyncReply,
 ) -> bool {
     let mut acted = false;
     let mut map = lock(tasks);
     for a in r.assign {
         let held = a.held();
-        if map.contains_key(&held) {
+        if map.contains_key(&held) || lock(finished).contains_key(&held) {
             continue;
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -157,7 +185,7 @@ fn act(
             cfg.clone(),
             argv.to_vec(),
             reporter.clone(),
-            tasks.clone(),
+            (tasks.clone(), finished.clone()),
             a,
             rx,
         ));
@@ -191,7 +219,7 @@ async fn run_task(
     cfg: WorkerConfig,
     argv: Vec<String>,
     reporter: Reporter,
-    tasks: Tasks,
+    (tasks, finished): (Tasks, Finished),
     mut current: Assignment,
     mut ctl: mpsc::UnboundedReceiver<Control>,
 ) {
@@ -275,6 +303,13 @@ async fn run_task(
         }
         break;
     }
+    // Remembered as finished before it leaves the running set, so an
+    // answer naming it finds it in one or the other.
+    {
+        let mut done = lock(&finished);
+        done.retain(|_, at| at.elapsed() < FINISHED_KEPT);
+        done.insert(held, std::time::Instant::now());
+    }
     lock(&tasks).remove(&held);
 }
 
@@ -331,6 +366,9 @@ async fn terminate(child: &mut Child, grace: Duration) {
 #[derive(Clone)]
 struct Reporter(mpsc::UnboundedSender<(ReportRequest, oneshot::Sender<()>)>);
 
+/// Where the reporter passes on the tasks an answer placed on this worker.
+type Placed = mpsc::UnboundedSender<Vec<Assignment>>;
+
 /// Most reports in one request.
 const REPORT_BATCH: usize = 256;
 /// A request goes once no new report came for this long...
@@ -339,7 +377,7 @@ const GATHER_QUIET: Duration = Duration::from_millis(1);
 const GATHER_MAX: Duration = Duration::from_millis(20);
 
 impl Reporter {
-    fn start(client: Client) -> Reporter {
+    fn start(client: Client, placed: Placed) -> Reporter {
         let (tx, mut rx) = mpsc::unbounded_channel::<(ReportRequest, oneshot::Sender<()>)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -369,7 +407,9 @@ impl Reporter {
                 let body = ReportBatch {
                     reports: batch.iter().map(|(r, _)| r.clone()).collect(),
                 };
-                send_reports(&client, &body).await;
+                if let Some(assign) = send_reports(&client, &body).await {
+                    let _ = placed.send(assign);
+                }
                 for (_, done) in batch {
                     let _ = done.send(());
                 }
@@ -379,19 +419,21 @@ impl Reporter {
     }
 }
 
-async fn send_reports(client: &Client, body: &ReportBatch) {
+/// Sends a batch until the server has it; the tasks its answer placed on
+/// this worker, if any.
+async fn send_reports(client: &Client, body: &ReportBatch) -> Option<Vec<Assignment>> {
     let mut backoff = Backoff::default();
     loop {
         match client
             .post::<_, ReportBatchReply>("/worker/v1/reports", body, Duration::from_secs(10))
             .await
         {
-            Ok(_) => return,
+            Ok(reply) => return Some(reply.assign).filter(|a| !a.is_empty()),
             Err(e @ ClientError::Status { status, .. })
                 if status.is_client_error() && !e.is_auth() =>
             {
                 tracing::warn!(error = %e, reports = body.reports.len(), "reports refused");
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, reports = body.reports.len(), "reports failed; retrying");
@@ -471,6 +513,7 @@ mod tests {
                         };
                         n
                     ],
+                    assign: Vec::new(),
                 })
             }),
         );
@@ -482,7 +525,9 @@ mod tests {
             Limits::default(),
             std::future::pending(),
         ));
-        let reporter = Reporter::start(Client::new(&format!("http://{addr}"), "c").unwrap());
+        let (placed, _placed) = mpsc::unbounded_channel();
+        let client = Client::new(&format!("http://{addr}"), "c").unwrap();
+        let reporter = Reporter::start(client, placed);
         let held = |task| Held { task, attempt: 1 };
         let mut answers = Vec::new();
         for task in 1..=20 {
@@ -498,6 +543,69 @@ mod tests {
         report(&reporter, held(21), Report::Exited, None).await;
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen, vec![(1..=20).collect::<Vec<_>>(), vec![21]]);
+    }
+
+    /// A run already finished is not started again when a late answer
+    /// names it; a new attempt of the same task is.
+    #[tokio::test]
+    async fn a_finished_run_is_never_started_twice() {
+        let cfg = WorkerConfig {
+            server: "http://127.0.0.1:9".into(),
+            credential: "c".into(),
+            slots: 4,
+            kind: WorkerKind::Cloud,
+            pool: None,
+            exec: "sleep 30".into(),
+            grace: Duration::from_secs(1),
+        };
+        let argv = split_command(&cfg.exec).unwrap();
+        let (placed, _placed) = mpsc::unbounded_channel();
+        let reporter = Reporter::start(Client::new(&cfg.server, "c").unwrap(), placed);
+        let (tasks, finished): (Tasks, Finished) = Default::default();
+        let done = Held {
+            task: 7,
+            attempt: 1,
+        };
+        lock(&finished).insert(done, std::time::Instant::now());
+        let assignment = |task, attempt| Assignment {
+            task,
+            attempt,
+            project_id: "p".into(),
+            task_id: format!("t{task}"),
+            batch_id: None,
+            source_url: String::new(),
+            source_config: String::new(),
+            input: String::new(),
+            config: "{}".into(),
+            service_name: "s".into(),
+            service_version: "1".into(),
+        };
+        let reply = SyncReply {
+            assign: vec![assignment(7, 1)],
+            ..SyncReply::default()
+        };
+        assert!(!act(&cfg, &argv, &reporter, &tasks, &finished, reply));
+        assert!(lock(&tasks).is_empty());
+        let reply = SyncReply {
+            assign: vec![assignment(7, 2), assignment(8, 1)],
+            ..SyncReply::default()
+        };
+        assert!(act(&cfg, &argv, &reporter, &tasks, &finished, reply));
+        let mut running: Vec<Held> = lock(&tasks).keys().copied().collect();
+        running.sort_by_key(|h| h.task);
+        assert_eq!(
+            running,
+            [
+                Held {
+                    task: 7,
+                    attempt: 2
+                },
+                Held {
+                    task: 8,
+                    attempt: 1
+                }
+            ]
+        );
     }
 
     #[test]

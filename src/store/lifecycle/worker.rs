@@ -344,6 +344,18 @@ impl WorkerStore for SqlStore {
         Ok(reply)
     }
 
+    async fn placed_on(&self, worker_pk: i64) -> StoreResult<Vec<Assignment>> {
+        let mut tx = self.begin_read().await?;
+        let mut view = read_held(&mut tx, worker_pk).await?;
+        tx.commit().await?;
+        Ok(view
+            .held
+            .iter()
+            .filter(|(_, state)| *state == TaskState::Starting)
+            .filter_map(|(h, _)| view.assignments.remove(h))
+            .collect())
+    }
+
     async fn held_fingerprints(&self) -> StoreResult<Vec<(i64, [i64; 3])>> {
         let rows = sqlx::query(
             "select worker_pk, count(*) as n, cast(sum(state) as bigint) as states, \
