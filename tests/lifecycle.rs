@@ -84,6 +84,24 @@ async fn worker(store: &Arc<store::SqlStore>, name: &str, kind: &str, slots: i64
     w.pk
 }
 
+/// A task for each of sources s1..s6 in batches 1 and 5, where the batch
+/// takes it (a source already in the batch is refused): their ids.
+async fn tasks_on_sources(ctx: &Ctx) -> Vec<String> {
+    let mut ids = Vec::new();
+    for s in 1..=6 {
+        for b in [1u32, 5] {
+            if let Ok(t) = ctx
+                .store
+                .add_task(ctx.project_pk, &bid(b), &format!("s{s}"))
+                .await
+            {
+                ids.push(t.id);
+            }
+        }
+    }
+    ids
+}
+
 async fn state(ctx: &Ctx, id: &str) -> TaskState {
     ctx.store
         .find_task(ctx.project_pk, id)
@@ -629,13 +647,7 @@ both_backends! {
         let now = taskcenter::domain::now_millis();
         let w = worker(&st, "w1", "cloud", 2, now).await;
         let mut ids = vec!["t21".to_owned()];
-        for s in 1..=6 {
-            for b in [1u32, 5] {
-                if let Ok(t) = st.add_task(ctx.project_pk, &bid(b), &format!("s{s}")).await {
-                    ids.push(t.id);
-                }
-            }
-        }
+        ids.extend(tasks_on_sources(&ctx).await);
         assert_eq!(ids.len(), 8);
         let cfg = TickConfig::default();
         let passes = |s: Arc<store::SqlStore>| async move {
@@ -743,14 +755,7 @@ both_backends! {
         let st = ctx.store.clone();
         let now = taskcenter::domain::now_millis();
         let w = worker(&st, "w1", "cloud", 3, now).await;
-        let mut ids = Vec::new();
-        for s in 1..=6 {
-            for b in [1u32, 5] {
-                if let Ok(t) = st.add_task(ctx.project_pk, &bid(b), &format!("s{s}")).await {
-                    ids.push(t.id);
-                }
-            }
-        }
+        let ids = tasks_on_sources(&ctx).await;
         assert_eq!(ids.len(), 7);
         let cfg = TickConfig::default();
         let run = |s: Arc<store::SqlStore>| async move {
