@@ -638,8 +638,8 @@ both_backends! {
     }
 
     async fn reports_run_beside_two_schedulers_and_every_task_runs_once(ctx: Ctx) {
-        // Reports take no lifecycle lock: a worker's reports, sent from a
-        // third store, commit while two processes' passes place on it.
+        // A worker's reports, sent from a third store, commit between two
+        // processes' passes placing on it.
         ctx.import(calm_fixture()).await;
         let other = store::open_sql(&ctx.db.url).await.unwrap();
         let reporter = store::open_sql(&ctx.db.url).await.unwrap();
@@ -745,6 +745,29 @@ both_backends! {
         assert_eq!(state(&ctx, &second).await, Starting);
         let h = st.list_task_history(ctx.project_pk, &second).await.unwrap();
         assert_eq!(h.last().map(|e| (e.event.as_str(), e.worker_name.as_deref())), Some(("Place", Some("w1"))));
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn a_sync_list_older_than_a_start_does_not_lose_the_task(ctx: Ctx) {
+        // The agent starts what a report's answer brings while its sync
+        // waits on the server with the list it took before.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let now = taskcenter::domain::now_millis();
+        let w = worker(st, "w1", "cloud", 1, now).await;
+        scheduler::tick(&**st, now, &TickConfig::default()).await.unwrap();
+        let listed = taskcenter::domain::now_millis();
+        let a = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign.remove(0);
+        let held = Held { task: a.task, attempt: a.attempt };
+        let started = store::lifecycle::WorkerReport { held, event: Event::Started, error: None };
+        st.report_tasks(w, &[started]).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Running);
+        let reply = st.sync_worker_listed(w, now, LEASE, &[], listed).await.unwrap();
+        assert!(reply.is_empty(), "{reply:?}");
+        assert_eq!(state(&ctx, "t21").await, Running, "a list older than the start does not name it");
+        // A list taken after the start that does not name it: lost.
+        st.sync_worker_listed(w, now, LEASE, &[], taskcenter::domain::now_millis() + 1).await.unwrap();
+        assert_eq!(state(&ctx, "t21").await, Abnormal);
         counters_are_exact(&ctx).await;
     }
 

@@ -94,6 +94,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// How often a waiting sync looks again.
 const WAIT_STEP: Duration = Duration::from_millis(200);
 
+/// How much older than the sync request its running list may be (the time
+/// it took to arrive, with room to spare).
+const LIST_SLACK_MS: i64 = 2_000;
+
 fn lease_ms(st: &AppState) -> i64 {
     i64::try_from(st.lease.as_millis()).unwrap_or(i64::MAX)
 }
@@ -145,6 +149,11 @@ pub async fn sync(
         .min(MAX_WAIT)
         .min(st.lease / 2);
     let start = Instant::now();
+    // The worker's list was taken before the request left, and grows older
+    // while the sync waits: a task that went running since then is not
+    // taken for lost (the agent starts the tasks a report's answer brings
+    // meanwhile).
+    let listed = now_millis().saturating_sub(LIST_SLACK_MS);
     let changed = crate::scheduler::wake::worker(w);
     loop {
         let notified = changed.notified();
@@ -152,7 +161,7 @@ pub async fn sync(
         notified.as_mut().enable();
         let reply = st
             .store
-            .sync_worker(w, now_millis(), lease_ms(&st), &b.running)
+            .sync_worker_listed(w, now_millis(), lease_ms(&st), &b.running, listed)
             .await?;
         if !reply.is_empty() || start.elapsed() + WAIT_STEP > wait {
             return Ok(Json(reply));

@@ -257,6 +257,22 @@ pub trait WorkerStore: Send + Sync {
         now: i64,
         lease_ms: i64,
         running: &[Held],
+    ) -> StoreResult<SyncReply> {
+        self.sync_worker_listed(worker_pk, now, lease_ms, running, i64::MAX)
+            .await
+    }
+    /// A sync whose running list may predate moves made since `listed`: a
+    /// task that went running (or upgrading) at or after `listed` counts as
+    /// run by the worker though the list does not name it, so it is never
+    /// taken for lost on a list older than its start. (The agent starts the
+    /// tasks a report's answer brings while its sync waits on the server.)
+    async fn sync_worker_listed(
+        &self,
+        worker_pk: i64,
+        now: i64,
+        lease_ms: i64,
+        running: &[Held],
+        listed: i64,
     ) -> StoreResult<SyncReply>;
     /// The tasks placed on a worker and not yet started (what a sync hands
     /// out to a worker that runs none of them), read without the lock.
