@@ -73,12 +73,6 @@ impl StoreError {
         }
     }
 
-    /// PostgreSQL ended this transaction to break a deadlock: nothing of
-    /// it was written, and running it again is safe.
-    pub fn is_deadlock(&self) -> bool {
-        matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01"))
-    }
-
     pub fn not_found(what: Entity, param: &str) -> StoreError {
         StoreError::NotFound {
             what,

@@ -393,8 +393,7 @@ impl SqlStore {
     /// task moves, worker syncs and ticks of every process run one at a
     /// time: no two can lock tasks and batch counters in opposite orders
     /// (deadlock), and capacity read inside a tick stays true until it
-    /// commits (a worker's reports, which only free slots, commit beside
-    /// them: see `apply_reports`).
+    /// commits.
     pub(super) async fn begin_lifecycle(&self) -> StoreResult<Tx> {
         let mut tx = self.begin_write().await?;
         sqlx::query("update scheduler_lock set ticks = ticks + 1 where id = 1")
