@@ -266,14 +266,21 @@ pub async fn reports(
             // The slots filled at once, and this worker's new tasks in the
             // answer: no wait for the scheduler's next pass and the
             // worker's next sync. (Other workers' syncs are woken by it.)
-            Some(cfg) => match crate::scheduler::place_for_reports(&*st.store, &cfg).await {
-                Ok(_) => assign = st.store.placed_on(w).await?,
-                Err(e) => {
-                    // The reports are in: the scheduler places later.
-                    tracing::warn!(error = %e, "placing after reports failed");
-                    crate::scheduler::wake::placement();
+            Some(cfg) => {
+                let placed = match crate::scheduler::place_for_reports(&*st.store, &cfg).await {
+                    Ok(_) => st.store.placed_on(w).await,
+                    Err(e) => Err(e),
+                };
+                match placed {
+                    Ok(placed) => assign = placed,
+                    // The reports are in, and their answer says so: the
+                    // scheduler places later, the worker's sync hands out.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "placing after reports failed");
+                        crate::scheduler::wake::placement();
+                    }
                 }
-            },
+            }
             None => crate::scheduler::wake::placement(),
         }
     }
