@@ -284,9 +284,6 @@ impl TickTx for SqlTickTx {
         states.dedup();
         for from in states {
             let group: Vec<&TaskKey> = tasks.iter().filter(|t| t.state == from).collect();
-            if group.is_empty() {
-                continue;
-            }
             let done = move_alike(
                 &mut self.tx,
                 from,

@@ -164,25 +164,46 @@ impl SqlStore {
     ) -> StoreResult<Option<SyncReply>> {
         let mut tx = self.begin_write().await?;
         let renewed =
-            sqlx::query("update workers set lease_expires_at = $1 where pk = $2 and lost = 0")
-                .bind(now + lease_ms)
-                .bind(worker_pk)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if renewed != 1 {
-            tx.rollback().await?;
-            return Ok(None);
+            renew_and_reconcile(&mut tx, worker_pk, now + lease_ms, false, running, listed).await?;
+        match renewed {
+            Some((mut view, decided)) if decided.moves.is_empty() => {
+                tx.commit().await?;
+                Ok(Some(sync_reply(&decided, &mut view.assignments)))
+            }
+            _ => {
+                tx.rollback().await?;
+                Ok(None)
+            }
         }
-        let mut view = read_held(&mut tx, worker_pk).await?;
-        let decided = decide::reconcile(&view.held, &view.running(running, listed));
-        if !decided.moves.is_empty() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        tx.commit().await?;
-        Ok(Some(sync_reply(&decided, &mut view.assignments)))
     }
+}
+
+/// Renews a worker's lease until `until` (a lost worker's only with
+/// `revive`) and compares what it holds with what it runs; `None` when no
+/// lease was renewed.
+async fn renew_and_reconcile(
+    conn: &mut sqlx::AnyConnection,
+    worker_pk: i64,
+    until: i64,
+    revive: bool,
+    running: &[Held],
+    listed: i64,
+) -> StoreResult<Option<(HeldView, decide::Reconciled)>> {
+    let renewed = sqlx::query(
+        "update workers set lease_expires_at = $1, lost = 0 where pk = $2 and (lost = 0 or $3 = 1)",
+    )
+    .bind(until)
+    .bind(worker_pk)
+    .bind(i64::from(revive))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if renewed == 0 {
+        return Ok(None);
+    }
+    let view = read_held(conn, worker_pk).await?;
+    let decided = decide::reconcile(&view.held, &view.running(running, listed));
+    Ok(Some((view, decided)))
 }
 
 fn worker_cols() -> String {
@@ -334,18 +355,10 @@ impl WorkerStore for SqlStore {
             return Ok(reply);
         }
         let mut tx = self.begin_lifecycle().await?;
-        let renewed =
-            sqlx::query("update workers set lease_expires_at = $1, lost = 0 where pk = $2")
-                .bind(now + lease_ms)
-                .bind(worker_pk)
-                .execute(&mut *tx)
+        let (view, decided) =
+            renew_and_reconcile(&mut tx, worker_pk, now + lease_ms, true, running, listed)
                 .await?
-                .rows_affected();
-        if renewed == 0 {
-            return Err(StoreError::not_found(Entity::Worker, "worker"));
-        }
-        let view = read_held(&mut tx, worker_pk).await?;
-        let decided = decide::reconcile(&view.held, &view.running(running, listed));
+                .ok_or_else(|| StoreError::not_found(Entity::Worker, "worker"))?;
         let HeldView {
             mut assignments,
             keys,
@@ -409,25 +422,11 @@ impl WorkerStore for SqlStore {
         if reports.is_empty() {
             return Ok(Vec::new());
         }
-        self.apply_reports(worker_pk, reports).await
-    }
-}
-
-/// Reports of one event on tasks in one state: (their index in the batch,
-/// the task).
-type Alike = ((Event, TaskState), Vec<(usize, TaskKey)>);
-
-impl SqlStore {
-    /// A worker's reports, in one transaction and in order: one commit for
-    /// many moves. Under the lifecycle lock like every move: without it a
-    /// report (tasks, then batch counters) and an API call that locks a
-    /// batch before its tasks (UpdateBatchTask) could deadlock. Measured
-    /// on PostgreSQL, the lock cost reports about 5% of throughput.
-    async fn apply_reports(
-        &self,
-        worker_pk: i64,
-        reports: &[WorkerReport],
-    ) -> StoreResult<Vec<Option<Applied>>> {
+        // Every report in one transaction, in order: one commit for many
+        // moves. Under the lifecycle lock like every move: without it a
+        // report (tasks, then batch counters) and an API call that locks a
+        // batch before its tasks (UpdateBatchTask) could deadlock. Measured
+        // on PostgreSQL, the lock cost reports about 5% of throughput.
         let mut tx = self.begin_lifecycle().await?;
         let mut touched = Touched::new();
         let now = now_millis();
@@ -448,6 +447,9 @@ impl SqlStore {
         // one update (a worker's `started` and `exited` reports come many at
         // a time); a report with an error is written alone.
         let mut out: Vec<Option<Applied>> = vec![None; reports.len()];
+        /// Reports of one event on tasks in one state: (their index in the
+        /// batch, the task).
+        type Alike = ((Event, TaskState), Vec<(usize, TaskKey)>);
         let mut left: Vec<usize> = (0..reports.len()).collect();
         while !left.is_empty() {
             let mut seen = HashSet::new();
