@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::AppState;
 use crate::domain::now_millis;
-use crate::domain::transition::{self, Event, Outcome};
+use crate::domain::transition::{Event, Outcome};
 use crate::protocol::{
     Held, RegisterReply, RegisterRequest, Report, ReportBatch, ReportBatchReply, ReportReply,
     ReportRequest, SyncReply, SyncRequest,
@@ -255,35 +255,19 @@ pub async fn reports(
         });
     }
     let reports: Vec<WorkerReport> = b.reports.into_iter().map(worker_report).collect();
-    let applied = st.store.report_tasks(w, &reports).await?;
-    let freed = applied.iter().any(|a| {
-        matches!(a, Some(Applied::Moved { to, .. })
-            if !matches!(to, Outcome::To(s) if transition::is_held(*s)))
-    });
-    let mut assign = Vec::new();
-    if freed {
-        match st.placing {
-            // The slots filled at once, and this worker's new tasks in the
-            // answer: no wait for the scheduler's next pass and the
-            // worker's next sync. (Other workers' syncs are woken by it.)
-            Some(cfg) => {
-                let placed = match crate::scheduler::place_for_reports(&*st.store, &cfg).await {
-                    Ok(_) => st.store.placed_on(w).await,
-                    Err(e) => Err(e),
-                };
-                match placed {
-                    Ok(placed) => assign = placed,
-                    // The reports are in, and their answer says so: the
-                    // scheduler places later, the worker's sync hands out.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "placing after reports failed");
-                        crate::scheduler::wake::placement();
-                    }
-                }
+    let (applied, assign) = match st.placing {
+        // The slots filled at once, and this worker's new tasks in the
+        // answer: no wait for the scheduler's next pass and the worker's
+        // next sync. (Other workers' syncs are woken by the pass.)
+        Some(cfg) => crate::scheduler::report_and_place(&*st.store, w, &reports, &cfg).await?,
+        None => {
+            let applied = st.store.report_tasks(w, &reports).await?;
+            if crate::scheduler::frees_slot(&applied) {
+                crate::scheduler::wake::placement();
             }
-            None => crate::scheduler::wake::placement(),
+            (applied, Vec::new())
         }
-    }
+    };
     Ok(Json(ReportBatchReply {
         replies: applied.into_iter().map(report_reply).collect(),
         assign,

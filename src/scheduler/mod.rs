@@ -9,8 +9,9 @@ pub mod decide;
 pub mod wake;
 
 use crate::domain::schedule::Schedule;
-use crate::domain::transition::Event;
+use crate::domain::transition::{self, Event, Outcome};
 use crate::domain::{now_millis, DeployType, TaskState};
+use crate::store::lifecycle::{Applied, Assignment, WorkerReport};
 use crate::store::prelude::*;
 use crate::store::tick_tx::TickTx;
 use crate::store::StoreResult;
@@ -106,16 +107,36 @@ fn count_moves(r: &TickReport) {
     }
 }
 
-/// A placing pass run where a worker's reports freed slots, so the tasks
-/// placed in them can go back in the reports' answer; what it moved is
-/// counted as the scheduler's own passes are.
-pub async fn place_for_reports(
+/// Whether reports moved a task off its worker's slots.
+pub fn frees_slot(applied: &[Option<Applied>]) -> bool {
+    applied.iter().any(|a| {
+        matches!(a, Some(Applied::Moved { to, .. })
+            if !matches!(to, Outcome::To(s) if transition::is_held(*s)))
+    })
+}
+
+/// A worker's reports and, where they freed slots, a placing pass, in one
+/// transaction: one lock and one commit for both, and the tasks placed on
+/// this worker go back in the reports' answer. What the pass moved is
+/// counted as the scheduler's own passes are. Nothing is kept if any of it
+/// fails: the worker sends the same reports again.
+pub async fn report_and_place(
     store: &dyn SchedulerStore,
+    worker_pk: i64,
+    reports: &[WorkerReport],
     cfg: &TickConfig,
-) -> StoreResult<TickReport> {
-    let r = place(store, now_millis(), cfg).await?;
-    count_moves(&r);
-    Ok(r)
+) -> StoreResult<(Vec<Option<Applied>>, Vec<Assignment>)> {
+    let mut tx = store.begin_tick().await?;
+    let applied = tx.report(worker_pk, reports).await?;
+    let mut placed = TickReport::default();
+    let mut assign = Vec::new();
+    if frees_slot(&applied) {
+        place_waiting(&mut *tx, now_millis(), cfg, true, &mut placed).await?;
+        assign = tx.placed_on(worker_pk).await?;
+    }
+    tx.commit().await?;
+    count_moves(&placed);
+    Ok((applied, assign))
 }
 
 async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {

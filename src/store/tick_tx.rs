@@ -3,6 +3,7 @@
 //! tasks through the transition table. The scheduler decides; this only
 //! reads and writes.
 
+use super::lifecycle::{Applied, Assignment, WorkerReport};
 use super::StoreResult;
 use crate::domain::transition::Event;
 use crate::domain::{DeployType, TaskState};
@@ -92,6 +93,17 @@ pub trait TickTx: Send {
         worker: Option<i64>,
         now: i64,
     ) -> StoreResult<Vec<i64>>;
+    /// A worker's reports on tasks it holds, applied in order in this
+    /// transaction as [`WorkerStore::report_tasks`](super::WorkerStore::report_tasks)
+    /// applies them in its own; `None` for a task that is gone.
+    async fn report(
+        &mut self,
+        worker_pk: i64,
+        reports: &[WorkerReport],
+    ) -> StoreResult<Vec<Option<Applied>>>;
+    /// The tasks placed on `worker_pk` and not yet started, with what their
+    /// executors need, as this transaction sees them.
+    async fn placed_on(&mut self, worker_pk: i64) -> StoreResult<Vec<Assignment>>;
     /// Drops batches being deleted whose last task went, records the change
     /// feed, commits, and refreshes the read model before returning.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

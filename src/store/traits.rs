@@ -19,7 +19,7 @@ use super::{
 use crate::domain::dump::DumpRecord;
 use crate::domain::transition::Event;
 use crate::domain::{DeployType, ListBatchTasksParams, TaskState};
-use crate::protocol::{Assignment, Held, SyncReply};
+use crate::protocol::{Held, SyncReply};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -274,9 +274,6 @@ pub trait WorkerStore: Send + Sync {
         running: &[Held],
         listed: i64,
     ) -> StoreResult<SyncReply>;
-    /// The tasks placed on a worker and not yet started (what a sync hands
-    /// out to a worker that runs none of them), read without the lock.
-    async fn placed_on(&self, worker_pk: i64) -> StoreResult<Vec<Assignment>>;
     /// Per worker holding tasks, a summary of them (how many, their states,
     /// their last move), in one read without the lifecycle lock: a waiting
     /// sync looks at its whole picture again only when its summary changed

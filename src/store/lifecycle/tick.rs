@@ -5,6 +5,8 @@
 use super::moves::{
     finish, in_list, key_from, move_alike, move_task, publish, TaskKey, Touched, KEY_COLS,
 };
+use super::worker::{apply_reports, check_reports, placed_on};
+use super::{Applied, Assignment, WorkerReport};
 use crate::domain::transition::{Event, HELD};
 use crate::domain::{DeployType, TaskState};
 use crate::scheduler::decide::{Selector, TaskError, WorkerSlots};
@@ -297,6 +299,29 @@ impl TickTx for SqlTickTx {
             moved.extend(group.iter().map(|t| t.pk).filter(|pk| done.contains(pk)));
         }
         Ok(moved)
+    }
+
+    async fn report(
+        &mut self,
+        worker_pk: i64,
+        reports: &[WorkerReport],
+    ) -> StoreResult<Vec<Option<Applied>>> {
+        check_reports(reports)?;
+        let positional = self.writer.positional();
+        let now = crate::domain::now_millis();
+        apply_reports(
+            &mut self.tx,
+            positional,
+            worker_pk,
+            reports,
+            now,
+            &mut self.touched,
+        )
+        .await
+    }
+
+    async fn placed_on(&mut self, worker_pk: i64) -> StoreResult<Vec<Assignment>> {
+        placed_on(&mut self.tx, worker_pk).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

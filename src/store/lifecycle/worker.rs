@@ -378,18 +378,6 @@ impl WorkerStore for SqlStore {
         Ok(reply)
     }
 
-    async fn placed_on(&self, worker_pk: i64) -> StoreResult<Vec<Assignment>> {
-        let mut tx = self.begin_read().await?;
-        let mut view = read_held(&mut tx, worker_pk).await?;
-        tx.commit().await?;
-        Ok(view
-            .held
-            .iter()
-            .filter(|(_, state)| *state == TaskState::Starting)
-            .filter_map(|(h, _)| view.assignments.remove(h))
-            .collect())
-    }
-
     async fn held_fingerprints(&self) -> StoreResult<Vec<(i64, [i64; 3])>> {
         let rows = sqlx::query(
             "select worker_pk, count(*) as n, cast(sum(state) as bigint) as states, \
@@ -413,12 +401,7 @@ impl WorkerStore for SqlStore {
         worker_pk: i64,
         reports: &[WorkerReport],
     ) -> StoreResult<Vec<Option<Applied>>> {
-        if let Some(r) = reports.iter().find(|r| r.event.cause() != Cause::Worker) {
-            return Err(StoreError::NotAllowed(format!(
-                "{} is not a worker report",
-                r.event
-            )));
-        }
+        check_reports(reports)?;
         if reports.is_empty() {
             return Ok(Vec::new());
         }
@@ -429,71 +412,118 @@ impl WorkerStore for SqlStore {
         // on PostgreSQL, the lock cost reports about 5% of throughput.
         let mut tx = self.begin_lifecycle().await?;
         let mut touched = Touched::new();
-        let now = now_millis();
-        // The reported tasks, read at once; each move then updates its key
-        // here, so a later report on the same task sees the state the
-        // earlier one left.
-        let mut q = sql::Query::new(self.backend.positional());
-        q.push(&format!("select {KEY_COLS} from tasks t where t.pk in "))
-            .bind_row(reports.iter().map(|r| Arg::Int(r.held.task)));
-        let mut keys: HashMap<i64, TaskKey> = HashMap::with_capacity(reports.len());
-        for row in bound(&q).fetch_all(&mut *tx).await? {
-            let k = key_from(&row)?;
-            keys.insert(k.pk, k);
-        }
-        // In waves: the first report on each task, then the second, and so
-        // on, so a later report on a task sees the state the earlier one
-        // left. Within a wave the same report on tasks in the same state is
-        // one update (a worker's `started` and `exited` reports come many at
-        // a time); a report with an error is written alone.
-        let mut out: Vec<Option<Applied>> = vec![None; reports.len()];
-        /// Reports of one event on tasks in one state: (their index in the
-        /// batch, the task).
-        type Alike = ((Event, TaskState), Vec<(usize, TaskKey)>);
-        let mut left: Vec<usize> = (0..reports.len()).collect();
-        while !left.is_empty() {
-            let mut seen = HashSet::new();
-            let (wave, later): (Vec<usize>, Vec<usize>) = left
-                .iter()
-                .partition(|&&i| seen.insert(reports[i].held.task));
-            left = later;
-            // (event, state) groups in the order first seen (few per wave).
-            let mut alike: Vec<Alike> = Vec::new();
-            for i in wave {
-                let r = &reports[i];
-                let Some(t) = keys.get(&r.held.task).cloned() else {
-                    continue;
-                };
-                if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
-                    out[i] = Some(Applied::Refused { state: t.state });
-                    continue;
-                }
-                if r.error.is_none() {
-                    let key = (r.event, t.state);
-                    match alike.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, g)) => g.push((i, t)),
-                        None => alike.push((key, vec![(i, t)])),
-                    }
-                    continue;
-                }
-                let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-                let moved = move_task(&mut tx, &t, r.event, None, err, now, &mut touched).await?;
-                out[i] = Some(after_report(&mut keys, &t, moved));
-            }
-            for ((event, from), group) in alike {
-                let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
-                let moved =
-                    move_alike(&mut tx, from, &tasks, event, None, now, &mut touched).await?;
-                let to = transition::next(from, event);
-                for (i, t) in &group {
-                    let outcome = to.filter(|_| moved.contains(&t.pk));
-                    out[*i] = Some(after_report(&mut keys, t, outcome));
-                }
-            }
-        }
+        let positional = self.backend.positional();
+        let out = apply_reports(
+            &mut tx,
+            positional,
+            worker_pk,
+            reports,
+            now_millis(),
+            &mut touched,
+        )
+        .await?;
         self.finish(&mut tx, &touched).await?;
         tx.commit().await?;
         self.publish(&touched).await;
         Ok(out)
     }
+}
+
+/// The tasks placed on `worker_pk` and not yet started, with what their
+/// executors need.
+pub(super) async fn placed_on(
+    conn: &mut sqlx::AnyConnection,
+    worker_pk: i64,
+) -> StoreResult<Vec<Assignment>> {
+    let mut view = read_held(conn, worker_pk).await?;
+    Ok(view
+        .held
+        .iter()
+        .filter(|(_, state)| *state == TaskState::Starting)
+        .filter_map(|(h, _)| view.assignments.remove(h))
+        .collect())
+}
+
+/// Only a worker's own events can be reported.
+pub(super) fn check_reports(reports: &[WorkerReport]) -> StoreResult<()> {
+    match reports.iter().find(|r| r.event.cause() != Cause::Worker) {
+        Some(r) => Err(StoreError::NotAllowed(format!(
+            "{} is not a worker report",
+            r.event
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A worker's reports applied in `conn`, a transaction holding the
+/// lifecycle lock, in order; what each did (`None`: the task is gone).
+pub(super) async fn apply_reports(
+    conn: &mut sqlx::AnyConnection,
+    positional: bool,
+    worker_pk: i64,
+    reports: &[WorkerReport],
+    now: i64,
+    touched: &mut Touched,
+) -> StoreResult<Vec<Option<Applied>>> {
+    // The reported tasks, read at once; each move then updates its key
+    // here, so a later report on the same task sees the state the
+    // earlier one left.
+    let mut q = sql::Query::new(positional);
+    q.push(&format!("select {KEY_COLS} from tasks t where t.pk in "))
+        .bind_row(reports.iter().map(|r| Arg::Int(r.held.task)));
+    let mut keys: HashMap<i64, TaskKey> = HashMap::with_capacity(reports.len());
+    for row in bound(&q).fetch_all(&mut *conn).await? {
+        let k = key_from(&row)?;
+        keys.insert(k.pk, k);
+    }
+    // In waves: the first report on each task, then the second, and so
+    // on, so a later report on a task sees the state the earlier one
+    // left. Within a wave the same report on tasks in the same state is
+    // one update (a worker's `started` and `exited` reports come many at
+    // a time); a report with an error is written alone.
+    let mut out: Vec<Option<Applied>> = vec![None; reports.len()];
+    /// Reports of one event on tasks in one state: (their index in the
+    /// batch, the task).
+    type Alike = ((Event, TaskState), Vec<(usize, TaskKey)>);
+    let mut left: Vec<usize> = (0..reports.len()).collect();
+    while !left.is_empty() {
+        let mut seen = HashSet::new();
+        let (wave, later): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&i| seen.insert(reports[i].held.task));
+        left = later;
+        // (event, state) groups in the order first seen (few per wave).
+        let mut alike: Vec<Alike> = Vec::new();
+        for i in wave {
+            let r = &reports[i];
+            let Some(t) = keys.get(&r.held.task).cloned() else {
+                continue;
+            };
+            if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
+                out[i] = Some(Applied::Refused { state: t.state });
+                continue;
+            }
+            if r.error.is_none() {
+                let key = (r.event, t.state);
+                match alike.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, g)) => g.push((i, t)),
+                    None => alike.push((key, vec![(i, t)])),
+                }
+                continue;
+            }
+            let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+            let moved = move_task(conn, &t, r.event, None, err, now, touched).await?;
+            out[i] = Some(after_report(&mut keys, &t, moved));
+        }
+        for ((event, from), group) in alike {
+            let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
+            let moved = move_alike(conn, from, &tasks, event, None, now, touched).await?;
+            let to = transition::next(from, event);
+            for (i, t) in &group {
+                let outcome = to.filter(|_| moved.contains(&t.pk));
+                out[*i] = Some(after_report(&mut keys, t, outcome));
+            }
+        }
+    }
+    Ok(out)
 }
