@@ -13,6 +13,11 @@ a group and sources, and starts W real `taskcenter worker` processes.
   S/W slots each; the time from the create to the last task succeeded, against
   `xargs -P S` running `true` TASKS times (the baseline: the same executor, the same
   parallelism, no taskcenter). Prints both rates and their ratio.
+- with --list-load S: `wrk` on the default list page for S seconds at rest, then again while the
+  throughput tasks churn; prints both rates, their ratio, and for each window the cores that
+  serve, wrk, the workers with their executors took, and what stayed idle.
+- with --worker-nice N: the workers (and the executors they start) run at nice N, as on a host
+  where the analysis side yields the CPU to serve.
 """
 import argparse
 import http.client
@@ -35,7 +40,10 @@ ap.add_argument("--second-serve", action="store_true",
                 help="latency only: attach the worker to a second serve on the same database, "
                      "send the API calls to the first (several serve processes share PostgreSQL)")
 ap.add_argument("--list-load", type=int, default=0, metavar="SECONDS",
-                help="also run wrk on the batch list for SECONDS at rest and while the tasks churn")
+                help="also run wrk on the batch list for SECONDS at rest and while the tasks churn, "
+                     "and print where the cores went in each window")
+ap.add_argument("--worker-nice", type=int, default=0, metavar="N",
+                help="run the worker processes (and so their executors) at nice N")
 a = ap.parse_args()
 a.bin = os.path.abspath(a.bin)
 if "://" not in a.db:
@@ -51,7 +59,8 @@ def cli(*args, stdin=None):
 
 
 def start(*args):
-    p = subprocess.Popen([a.bin, *args], env=env, cwd=work, stdout=subprocess.DEVNULL,
+    pre = ["nice", "-n", str(a.worker_nice)] if args[0] == "worker" and a.worker_nice else []
+    p = subprocess.Popen([*pre, a.bin, *args], env=env, cwd=work, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     procs.append(p)
     return p
@@ -86,6 +95,18 @@ def cpu_s(p):
     """User + system CPU seconds of process p so far."""
     f = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_tree(p):
+    """CPU seconds of process p and of the children it has reaped (a worker's executors)."""
+    f = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_s():
+    """Idle CPU seconds of the whole machine so far."""
+    f = open("/proc/stat").readline().split()
+    return (int(f[4]) + int(f[5])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(v, q):
@@ -160,13 +181,24 @@ try:
         sys.exit(0)
     # The latency worker stays, every slot of it held by a sleeping task.
 
-    def list_rps():
-        out = subprocess.run(["wrk", "-t1", "-c32", f"-d{a.list_load}s", "-H", f"X-Auth-Token: {token}",
+    def list_rps(label):
+        """wrk on the default list page; prints where the cores went meanwhile."""
+        t0, serve0, idle0 = time.time(), cpu_s(procs[0]), idle_s()
+        workers0 = sum(cpu_tree(p) for p in procs[1:])
+        w = subprocess.Popen(["wrk", "-t1", "-c32", f"-d{a.list_load}s", "-H", f"X-Auth-Token: {token}",
                               f"http://127.0.0.1:{a.port}/v2/default/batch-tasks"],
-                             check=True, capture_output=True, text=True).stdout
+                             stdout=subprocess.PIPE, text=True)
+        out = w.stdout.read()
+        _, status, ru = os.wait4(w.pid, 0)
+        if status != 0:
+            sys.exit("wrk failed")
+        dt = time.time() - t0
+        print(f"  cores while the list ran {label}: serve {(cpu_s(procs[0]) - serve0) / dt:.2f}, "
+              f"wrk {(ru.ru_utime + ru.ru_stime) / dt:.2f}, workers and their executors "
+              f"{(sum(cpu_tree(p) for p in procs[1:]) - workers0) / dt:.2f}, idle {(idle_s() - idle0) / dt:.2f}")
         return float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
 
-    rest_rps = list_rps() if a.list_load else None
+    rest_rps = list_rps("at rest") if a.list_load else None
     # Throughput against xargs -P.
     t = time.time()
     subprocess.run(f"seq {a.tasks} | xargs -P {a.slots} -I{{}} true", shell=True, check=True)
@@ -184,7 +216,7 @@ try:
         import threading
 
         def measure():
-            nonlocal_box["rps"] = list_rps()
+            nonlocal_box["rps"] = list_rps("while tasks churned")
 
         nonlocal_box = {}
         loader = threading.Thread(target=measure)
