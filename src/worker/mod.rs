@@ -60,7 +60,38 @@ type Tasks = Arc<Mutex<HashMap<Held, Entry>>>;
 /// run's final report can still name it after the run is done (it also
 /// comes in the reports' answers), and a run is never started twice. A
 /// placement's attempt is new each time, so a task placed again still runs.
-type Finished = Arc<Mutex<HashMap<Held, std::time::Instant>>>;
+type Finished = Arc<Mutex<FinishedRuns>>;
+
+/// The finished runs, and the order they finished in: forgetting the ones
+/// older than [`FINISHED_KEPT`] looks only at those, so a run's end costs
+/// the same however many runs the last two minutes finished.
+#[derive(Default)]
+struct FinishedRuns {
+    at: HashMap<Held, std::time::Instant>,
+    order: std::collections::VecDeque<(std::time::Instant, Held)>,
+}
+
+impl FinishedRuns {
+    /// Remembers `held` as finished at `now` (never earlier than the last
+    /// one), and forgets runs finished `FINISHED_KEPT` before it.
+    fn insert(&mut self, held: Held, now: std::time::Instant) {
+        while let Some(&(at, old)) = self.order.front() {
+            if now.saturating_duration_since(at) < FINISHED_KEPT {
+                break;
+            }
+            if self.at.get(&old) == Some(&at) {
+                self.at.remove(&old);
+            }
+            self.order.pop_front();
+        }
+        self.at.insert(held, now);
+        self.order.push_back((now, held));
+    }
+
+    fn contains(&self, held: &Held) -> bool {
+        self.at.contains_key(held)
+    }
+}
 
 /// How long a finished run is remembered: far longer than any answer is on
 /// its way.
@@ -169,7 +200,7 @@ fn act(
     let mut map = lock(tasks);
     for a in r.assign {
         let held = a.held();
-        if map.contains_key(&held) || lock(finished).contains_key(&held) {
+        if map.contains_key(&held) || lock(finished).contains(&held) {
             continue;
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -305,11 +336,7 @@ async fn run_task(
     }
     // Remembered as finished before it leaves the running set, so an
     // answer naming it finds it in one or the other.
-    {
-        let mut done = lock(&finished);
-        done.retain(|_, at| at.elapsed() < FINISHED_KEPT);
-        done.insert(held, std::time::Instant::now());
-    }
+    lock(&finished).insert(held, std::time::Instant::now());
     lock(&tasks).remove(&held);
 }
 
@@ -543,6 +570,31 @@ mod tests {
         report(&reporter, held(21), Report::Exited, None).await;
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen, vec![(1..=20).collect::<Vec<_>>(), vec![21]]);
+    }
+
+    /// Finished runs are forgotten once older than `FINISHED_KEPT`, the
+    /// oldest first, whatever else finished since.
+    #[test]
+    fn finished_runs_are_forgotten_after_they_are_kept() {
+        let run = |task| Held { task, attempt: 1 };
+        let t0 = std::time::Instant::now();
+        let mut done = FinishedRuns::default();
+        done.insert(run(1), t0);
+        done.insert(run(2), t0 + Duration::from_secs(60));
+        // The same run again (a repeated report) keeps its newer time.
+        done.insert(run(1), t0 + Duration::from_secs(70));
+        done.insert(run(3), t0 + FINISHED_KEPT + Duration::from_secs(1));
+        assert!(done.contains(&run(1)) && done.contains(&run(2)) && done.contains(&run(3)));
+        done.insert(run(4), t0 + FINISHED_KEPT + Duration::from_secs(65));
+        assert!(!done.contains(&run(2)), "finished 125 s before the last");
+        assert!(
+            done.contains(&run(1)),
+            "finished again 115 s before the last"
+        );
+        done.insert(run(5), t0 + 3 * FINISHED_KEPT);
+        assert!(!done.contains(&run(1)) && !done.contains(&run(3)) && !done.contains(&run(4)));
+        assert!(done.contains(&run(5)));
+        assert_eq!((done.at.len(), done.order.len()), (1, 1));
     }
 
     /// A run already finished is not started again when a late answer
