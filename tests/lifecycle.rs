@@ -111,6 +111,93 @@ async fn state(ctx: &Ctx, id: &str) -> TaskState {
         .state
 }
 
+/// The worker routes of an app that runs placing passes in its reports
+/// route, as one worker.
+struct WorkerHttp {
+    router: axum::Router,
+    cred: String,
+}
+
+impl WorkerHttp {
+    /// A POST that must succeed; its JSON answer.
+    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        use tower::ServiceExt;
+        let req = axum::http::Request::post(path)
+            .header("authorization", format!("Bearer {}", self.cred))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let raw = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    }
+}
+
+/// On the calm fixture: worker `w1` with one cloud slot registered over
+/// HTTP, a second task of batch 1 waiting, and `t21` handed to `w1` by a
+/// sync. Returns the worker, the waiting task's id, and a report on `t21`.
+async fn one_slot_worker_running_t21(
+    ctx: &Ctx,
+) -> (WorkerHttp, String, impl Fn(&str) -> serde_json::Value) {
+    let st = &ctx.store;
+    let app = taskcenter::api::app(taskcenter::api::AppState {
+        placing: Some(TickConfig::default()),
+        ..taskcenter::api::AppState::new(
+            st.clone(),
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs(15),
+        )
+    });
+    let cred = taskcenter::identity::create_worker(&**st, "w1")
+        .await
+        .unwrap()
+        .credential;
+    let w1 = WorkerHttp {
+        router: app.router,
+        cred,
+    };
+    w1.post(
+        "/worker/v1/register",
+        serde_json::json!({"kind": "cloud", "slots": 1}),
+    )
+    .await;
+    let second = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
+    scheduler::tick(
+        &**st,
+        taskcenter::domain::now_millis(),
+        &TickConfig::default(),
+    )
+    .await
+    .unwrap();
+    let sync = w1
+        .post(
+            "/worker/v1/sync",
+            serde_json::json!({"running": [], "wait_ms": 0}),
+        )
+        .await;
+    let first = sync["assign"][0].clone();
+    assert_eq!(first["task_id"], "t21");
+    let report = move |event: &str| serde_json::json!({"task": first["task"], "attempt": first["attempt"], "event": event});
+    (w1, second, report)
+}
+
+/// Runs statements on the context's database beside its store.
+async fn raw_sql(ctx: &Ctx, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = if ctx.db.url.starts_with("postgres") {
+        ctx.db.url.clone()
+    } else {
+        format!("sqlite:{}", ctx.db.url)
+    };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
 async fn counters_are_exact(ctx: &Ctx) {
     let page = ctx
         .store
@@ -705,46 +792,57 @@ both_backends! {
         // Through the HTTP routes, in a process that runs the scheduler.
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;
-        let app = taskcenter::api::app(taskcenter::api::AppState {
-            placing: Some(TickConfig::default()),
-            ..taskcenter::api::AppState::new(st.clone(), std::time::Duration::from_secs(3600), std::time::Duration::from_secs(15))
-        });
-        let cred = taskcenter::identity::create_worker(&**st, "w1").await.unwrap().credential;
-        let post = |path: &'static str, body: serde_json::Value| {
-            let (app, cred) = (app.router.clone(), cred.clone());
-            async move {
-                use tower::ServiceExt;
-                let req = axum::http::Request::post(path)
-                    .header("authorization", format!("Bearer {cred}"))
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body.to_string()))
-                    .unwrap();
-                let resp = app.oneshot(req).await.unwrap();
-                assert_eq!(resp.status(), 200, "{path}");
-                let raw = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-                serde_json::from_slice::<serde_json::Value>(&raw).unwrap()
-            }
-        };
-        post("/worker/v1/register", serde_json::json!({"kind": "cloud", "slots": 1})).await;
-        let second = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
-        scheduler::tick(&**st, taskcenter::domain::now_millis(), &TickConfig::default()).await.unwrap();
-        let sync = post("/worker/v1/sync", serde_json::json!({"running": [], "wait_ms": 0})).await;
-        let first = &sync["assign"][0];
-        assert_eq!(first["task_id"], "t21");
-        let report = |event: &str| serde_json::json!({"task": first["task"], "attempt": first["attempt"], "event": event});
+        let (w1, second, report) = one_slot_worker_running_t21(&ctx).await;
         // Started frees nothing: nothing placed, no list in the answer.
-        let r = post("/worker/v1/reports", serde_json::json!({"reports": [report("started")]})).await;
+        let r = w1.post("/worker/v1/reports", serde_json::json!({"reports": [report("started")]})).await;
         assert_eq!(r["replies"][0]["applied"], true);
         assert!(r.get("assign").is_none(), "{r}");
         // Exited frees the one slot: the next task is placed on it and
         // comes back with the answer, as a sync would hand it out.
-        let r = post("/worker/v1/reports", serde_json::json!({"reports": [report("exited")]})).await;
+        let r = w1.post("/worker/v1/reports", serde_json::json!({"reports": [report("exited")]})).await;
         assert_eq!(r["replies"][0]["state"], "SUCCEEDED");
         assert_eq!(r["assign"].as_array().map(Vec::len), Some(1), "{r}");
         assert_eq!(r["assign"][0]["task_id"], second.as_str());
         assert_eq!(state(&ctx, &second).await, Starting);
         let h = st.list_task_history(ctx.project_pk, &second).await.unwrap();
         assert_eq!(h.last().map(|e| (e.event.as_str(), e.worker_name.as_deref())), Some(("Place", Some("w1"))));
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn reports_go_in_when_the_placing_pass_after_them_fails(ctx: Ctx) {
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let (w1, second, report) = one_slot_worker_running_t21(&ctx).await;
+        w1.post("/worker/v1/reports", serde_json::json!({"reports": [report("started")]})).await;
+        // Every placement fails from here on: the database refuses any move
+        // to `starting`.
+        let starting = Starting.index();
+        let postgres = ctx.db.url.starts_with("postgres");
+        let ddl = if postgres {
+            format!(
+                "create function refuse_starting() returns trigger language plpgsql as \
+                 $$ begin raise exception 'no placing'; end $$; \
+                 create trigger refuse_starting before update on tasks for each row \
+                 when (new.state = {starting}) execute function refuse_starting();"
+            )
+        } else {
+            format!(
+                "create trigger refuse_starting before update on tasks \
+                 when new.state = {starting} begin select raise(abort, 'no placing'); end;"
+            )
+        };
+        raw_sql(&ctx, &ddl).await;
+        // The exit still goes in and is answered; nothing placed with it.
+        let r = w1.post("/worker/v1/reports", serde_json::json!({"reports": [report("exited")]})).await;
+        assert_eq!(r["replies"][0]["state"], "SUCCEEDED", "{r}");
+        assert!(r.get("assign").is_none(), "{r}");
+        assert_eq!(state(&ctx, "t21").await, Succeeded);
+        assert_ne!(state(&ctx, &second).await, Starting);
+        counters_are_exact(&ctx).await;
+        // Once placing works again, the scheduler places the next task.
+        raw_sql(&ctx, if postgres { "drop trigger refuse_starting on tasks" } else { "drop trigger refuse_starting" }).await;
+        scheduler::tick(&**st, taskcenter::domain::now_millis(), &TickConfig::default()).await.unwrap();
+        assert_eq!(state(&ctx, &second).await, Starting);
         counters_are_exact(&ctx).await;
     }
 

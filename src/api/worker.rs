@@ -238,6 +238,20 @@ pub async fn report(
     Ok(Json(report_reply(applied.pop().flatten())))
 }
 
+/// Reports in their own transaction; the scheduler's loop places what they
+/// freed.
+async fn report_alone(
+    st: &AppState,
+    w: i64,
+    reports: &[WorkerReport],
+) -> ApiResult<Vec<Option<Applied>>> {
+    let applied = st.store.report_tasks(w, reports).await?;
+    if crate::scheduler::frees_slot(&applied) {
+        crate::scheduler::wake::placement();
+    }
+    Ok(applied)
+}
+
 /// Most reports one request carries.
 const MAX_REPORTS: usize = 1000;
 
@@ -259,14 +273,19 @@ pub async fn reports(
         // The slots filled at once, and this worker's new tasks in the
         // answer: no wait for the scheduler's next pass and the worker's
         // next sync. (Other workers' syncs are woken by the pass.)
-        Some(cfg) => crate::scheduler::report_and_place(&*st.store, w, &reports, &cfg).await?,
-        None => {
-            let applied = st.store.report_tasks(w, &reports).await?;
-            if crate::scheduler::frees_slot(&applied) {
-                crate::scheduler::wake::placement();
+        Some(cfg) => {
+            match crate::scheduler::report_and_place(&*st.store, w, &reports, &cfg).await {
+                Ok(done) => done,
+                // Nothing of it was kept. The reports go in alone, so a pass
+                // that keeps failing (the scheduler's own passes log it) never
+                // holds up a worker's reports; the scheduler places later.
+                Err(e) => {
+                    tracing::warn!(error = %e, "reports with a placing pass failed; applying the reports alone");
+                    (report_alone(&st, w, &reports).await?, Vec::new())
+                }
             }
-            (applied, Vec::new())
         }
+        None => (report_alone(&st, w, &reports).await?, Vec::new()),
     };
     Ok(Json(ReportBatchReply {
         replies: applied.into_iter().map(report_reply).collect(),

@@ -119,7 +119,7 @@ pub fn frees_slot(applied: &[Option<Applied>]) -> bool {
 /// transaction: one lock and one commit for both, and the tasks placed on
 /// this worker go back in the reports' answer. What the pass moved is
 /// counted as the scheduler's own passes are. Nothing is kept if any of it
-/// fails: the worker sends the same reports again.
+/// fails.
 pub async fn report_and_place(
     store: &dyn SchedulerStore,
     worker_pk: i64,
