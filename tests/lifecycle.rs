@@ -834,7 +834,7 @@ both_backends! {
         raw_sql(&ctx, &ddl).await;
         // The exit still goes in and is answered; nothing placed with it.
         let r = w1.post("/worker/v1/reports", serde_json::json!({"reports": [report("exited")]})).await;
-        assert_eq!(r["replies"][0]["state"], "SUCCEEDED", "{r}");
+        assert_eq!((&r["replies"][0]["applied"], &r["replies"][0]["state"]), (&serde_json::json!(true), &serde_json::json!("SUCCEEDED")), "{r}");
         assert!(r.get("assign").is_none(), "{r}");
         assert_eq!(state(&ctx, "t21").await, Succeeded);
         assert_ne!(state(&ctx, &second).await, Starting);

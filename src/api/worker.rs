@@ -274,13 +274,15 @@ pub async fn reports(
         // answer: no wait for the scheduler's next pass and the worker's
         // next sync. (Other workers' syncs are woken by the pass.)
         Some(cfg) => {
-            match crate::scheduler::report_and_place(&*st.store, w, &reports, &cfg).await {
-                Ok(done) => done,
-                // Nothing of it was kept. The reports go in alone, so a pass
-                // that keeps failing (the scheduler's own passes log it) never
-                // holds up a worker's reports; the scheduler places later.
-                Err(e) => {
-                    tracing::warn!(error = %e, "reports with a placing pass failed; applying the reports alone");
+            use crate::scheduler::ReportedAndPlaced::{Done, PlacingFailed};
+            match crate::scheduler::report_and_place(&*st.store, w, &reports, &cfg).await? {
+                Done(applied, assign) => (applied, assign),
+                // Nothing of it was kept. The reports go in alone, so a
+                // pass that keeps failing (the scheduler's own passes log
+                // it) never holds up a worker's reports; the scheduler
+                // places later.
+                PlacingFailed(e) => {
+                    tracing::warn!(error = %e, "placing after reports failed; applying the reports alone");
                     (report_alone(&st, w, &reports).await?, Vec::new())
                 }
             }

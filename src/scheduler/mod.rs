@@ -14,7 +14,7 @@ use crate::domain::{now_millis, DeployType, TaskState};
 use crate::store::lifecycle::{Applied, Assignment, WorkerReport};
 use crate::store::prelude::*;
 use crate::store::tick_tx::TickTx;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 use decide::{Capacity, Placement, MAINTENANCE};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -115,28 +115,48 @@ pub fn frees_slot(applied: &[Option<Applied>]) -> bool {
     })
 }
 
+/// What [`report_and_place`] did.
+#[derive(Debug)]
+pub enum ReportedAndPlaced {
+    /// The reports' replies, and the tasks now placed on the worker.
+    Done(Vec<Option<Applied>>, Vec<Assignment>),
+    /// The reports applied, but the placing pass or the commit after it
+    /// failed: nothing of it was kept.
+    PlacingFailed(StoreError),
+}
+
 /// A worker's reports and, where they freed slots, a placing pass, in one
 /// transaction: one lock and one commit for both, and the tasks placed on
 /// this worker go back in the reports' answer. What the pass moved is
 /// counted as the scheduler's own passes are. Nothing is kept if any of it
-/// fails.
+/// fails; a failure of the reports themselves is the error, one after them
+/// is [`ReportedAndPlaced::PlacingFailed`], so the caller can send the
+/// reports alone.
 pub async fn report_and_place(
     store: &dyn SchedulerStore,
     worker_pk: i64,
     reports: &[WorkerReport],
     cfg: &TickConfig,
-) -> StoreResult<(Vec<Option<Applied>>, Vec<Assignment>)> {
+) -> StoreResult<ReportedAndPlaced> {
     let mut tx = store.begin_tick().await?;
     let applied = tx.report(worker_pk, reports).await?;
     let mut placed = TickReport::default();
-    let mut assign = Vec::new();
-    if frees_slot(&applied) {
-        place_waiting(&mut *tx, now_millis(), cfg, true, &mut placed).await?;
-        assign = tx.placed_on(worker_pk).await?;
+    let placing = async {
+        let mut assign = Vec::new();
+        if frees_slot(&applied) {
+            place_waiting(&mut *tx, now_millis(), cfg, true, &mut placed).await?;
+            assign = tx.placed_on(worker_pk).await?;
+        }
+        tx.commit().await?;
+        StoreResult::Ok(assign)
+    };
+    match placing.await {
+        Ok(assign) => {
+            count_moves(&placed);
+            Ok(ReportedAndPlaced::Done(applied, assign))
+        }
+        Err(e) => Ok(ReportedAndPlaced::PlacingFailed(e)),
     }
-    tx.commit().await?;
-    count_moves(&placed);
-    Ok((applied, assign))
 }
 
 async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult<TickReport> {
@@ -367,7 +387,7 @@ impl Scheduler {
                     }
                     Err(e) => {
                         m.tick_failures.inc();
-                        if let crate::store::StoreError::Db(d) = &e {
+                        if let StoreError::Db(d) = &e {
                             crate::store::write_health::note(crate::store::DbFault::of(d));
                         }
                         tracing::warn!(error = %e, "scheduler tick failed");

@@ -465,6 +465,9 @@ pub(super) async fn apply_reports(
     now: i64,
     touched: &mut Touched,
 ) -> StoreResult<Vec<Option<Applied>>> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
     // The reported tasks, read at once; each move then updates its key
     // here, so a later report on the same task sees the state the
     // earlier one left.
