@@ -401,7 +401,6 @@ impl WorkerStore for SqlStore {
         worker_pk: i64,
         reports: &[WorkerReport],
     ) -> StoreResult<Vec<Option<Applied>>> {
-        check_reports(reports)?;
         if reports.is_empty() {
             return Ok(Vec::new());
         }
@@ -445,7 +444,7 @@ pub(super) async fn placed_on(
 }
 
 /// Only a worker's own events can be reported.
-pub(super) fn check_reports(reports: &[WorkerReport]) -> StoreResult<()> {
+fn check_reports(reports: &[WorkerReport]) -> StoreResult<()> {
     match reports.iter().find(|r| r.event.cause() != Cause::Worker) {
         Some(r) => Err(StoreError::NotAllowed(format!(
             "{} is not a worker report",
@@ -456,7 +455,8 @@ pub(super) fn check_reports(reports: &[WorkerReport]) -> StoreResult<()> {
 }
 
 /// A worker's reports applied in `conn`, a transaction holding the
-/// lifecycle lock, in order; what each did (`None`: the task is gone).
+/// lifecycle lock, in order; what each did (`None`: the task is gone). A
+/// report of an event that is not a worker's is refused, and so are all.
 pub(super) async fn apply_reports(
     conn: &mut sqlx::AnyConnection,
     positional: bool,
@@ -465,6 +465,7 @@ pub(super) async fn apply_reports(
     now: i64,
     touched: &mut Touched,
 ) -> StoreResult<Vec<Option<Applied>>> {
+    check_reports(reports)?;
     if reports.is_empty() {
         return Ok(Vec::new());
     }
