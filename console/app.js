@@ -237,6 +237,11 @@ function stateBar(info) {
   return cell;
 }
 
+// The batch ids the operator ticked. The list redraws itself as counts
+// change, so the ticks live here, not only in the checkboxes: a redraw
+// between a tick and "Stop selected" must not drop the selection.
+const chosenBatches = new Set();
+
 function render(p, page) {
   const tbody = $("#batches tbody");
   tbody.replaceChildren();
@@ -246,6 +251,10 @@ function render(p, page) {
     const pick = el("input");
     pick.type = "checkbox";
     pick.value = b.id;
+    pick.checked = chosenBatches.has(b.id);
+    pick.addEventListener("change", () => {
+      if (pick.checked) chosenBatches.add(b.id); else chosenBatches.delete(b.id);
+    });
     pick.setAttribute("aria-label", `Select ${b.batch_task_name}`);
     const c = el("td");
     c.appendChild(pick);
@@ -293,6 +302,8 @@ async function act(action) {
       lines.push(`${nameOf(id)}: ${b.succeed_count ?? "?"} of ${b.total_count ?? "?"} tasks${refused ? `; refused: ${refused}` : ""}`);
     }
   }
+  // Done with them: the next action starts from a fresh selection.
+  for (const id of ids) chosenBatches.delete(id);
   $("#action-result").textContent = lines.join("\n");
   load();
 }

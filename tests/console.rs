@@ -672,6 +672,23 @@ fn a_batch_created_in_the_form_runs_on_a_real_worker_live_and_is_stopped_and_del
           Array.from(document.querySelectorAll('#batches tbody tr'))
             .find(tr => tr.querySelector('td.name').textContent === 'entrance')
             .querySelector('input[type=checkbox]').click(); return true");
+    // The list redraws as counts change; a tick made before a redraw is
+    // still there after it (another batch starts meanwhile).
+    env.call(
+        "PUT",
+        &format!("/v2/default/batch-tasks/{paused}/action/start"),
+        None,
+    );
+    b.wait(20, "return Array.from(document.querySelectorAll('#batches tbody tr')).some(tr => tr.querySelector('td.name').textContent === 'loading-dock' && tr.querySelector('.states').getAttribute('aria-label') === 'running 3')");
+    assert_eq!(
+        b.js(
+            "return Array.from(document.querySelectorAll('#batches tbody tr'))
+                .filter(tr => tr.querySelector('input[type=checkbox]').checked)
+                .map(tr => tr.querySelector('td.name').textContent)"
+        ),
+        json!(["entrance"]),
+        "the selection survives the redraw"
+    );
     b.click("[data-action=stop]");
     b.wait(20, "return Array.from(document.querySelectorAll('#batches tbody tr')).some(tr => tr.querySelector('td.name').textContent === 'entrance' && tr.querySelector('.states').getAttribute('aria-label') === 'stopped 3')");
     assert!(
