@@ -481,6 +481,47 @@ async fn a_postgres_load_puts_back_every_constraint_and_index() {
     assert!(dup.is_err(), "the unique constraint is back");
 }
 
+/// A load into PostgreSQL next to a running `serve`: lifting constraints
+/// locks whole tables one after the other, and a `serve` transaction may
+/// hold a table the load locks later while wanting one the load locked
+/// earlier. The database ends such a deadlock by failing one side; the load
+/// gives way instead, starts again, and both go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_load_gives_way_to_a_transaction_holding_its_tables() {
+    let Some(ctx) = Ctx::postgres().await else {
+        return;
+    };
+    use sqlx::Connection;
+    let mut other = sqlx::PgConnection::connect(&ctx.db.url).await.unwrap();
+    sqlx::raw_sql("begin; select count(*) from tasks")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let store = ctx.store.clone();
+    let loading = tokio::spawn(async move { load(&store, fixture()).await });
+    // The load has locked the batch tables by now and waits for `tasks`.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let read: Result<i64, _> = sqlx::query_scalar("select count(*) from batch_tasks")
+        .fetch_one(&mut other)
+        .await;
+    assert_eq!(
+        read.expect("the other transaction is not ended as a deadlock"),
+        0,
+        "the load has not committed"
+    );
+    sqlx::raw_sql("commit").execute(&mut other).await.unwrap();
+    loading
+        .await
+        .unwrap()
+        .expect("the load goes through once the tables are free");
+    let page = ctx.list("").await;
+    assert!(
+        page.body["count"].as_u64().unwrap() > 0,
+        "the loaded batches are listed: {}",
+        page.body
+    );
+}
+
 #[tokio::test]
 async fn sqlite_export_imports_into_postgres_identically() {
     let Some(dst) = TestDb::postgres().await else {

@@ -5,7 +5,7 @@
 //! a bulk load is tuned.
 
 use super::read_model::ReadModel;
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool};
@@ -101,8 +101,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
         batch_pk: i64,
     ) -> StoreResult<()>;
 
-    /// Settings for the one transaction a bulk load runs in.
+    /// Settings for the one transaction a bulk load runs in. Until
+    /// `import_locks_taken`, a lock held elsewhere is waited for only
+    /// briefly, then the statement fails with an error `lock_conflict`
+    /// recognises.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()>;
+
+    /// The bulk load holds the table locks it needs: from here on it waits
+    /// for locks as any transaction does.
+    async fn import_locks_taken(&self, _conn: &mut AnyConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// `e` says a lock could not be had (waited too long, or a deadlock):
+    /// the transaction is worth starting again.
+    fn lock_conflict(&self, _e: &StoreError) -> bool {
+        false
+    }
 
     /// A bulk load into `tables`, all empty when it began, lifts their
     /// foreign keys and unique constraints (not primary keys) for the

@@ -170,12 +170,30 @@ impl Backend for Postgres {
             // spilling at the default 64 MB.
             "maintenance_work_mem = '1GB'",
             "work_mem = '256MB'",
+            // Shorter than the server's deadlock_timeout (1 s by default),
+            // so while the import takes its table locks it is the import
+            // that gives up and starts again, never a `serve` transaction
+            // that the deadlock check would end.
+            "lock_timeout = '250ms'",
         ] {
             sqlx::query(&format!("set local {setting}"))
                 .execute(&mut *conn)
                 .await?;
         }
         Ok(())
+    }
+
+    async fn import_locks_taken(&self, conn: &mut AnyConnection) -> StoreResult<()> {
+        sqlx::query("set local lock_timeout = 0")
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    fn lock_conflict(&self, e: &StoreError) -> bool {
+        // lock_not_available (lock_timeout), deadlock_detected.
+        matches!(e, StoreError::Db(sqlx::Error::Database(d))
+            if matches!(d.code().as_deref(), Some("55P03" | "40P01")))
     }
 
     async fn lift_checks(

@@ -160,9 +160,36 @@ const LIFTED_TABLES: [(&str, &[&str]); 3] = [
     ("tasks", &["tasks"]),
 ];
 
-/// Opens the import transaction.
+/// How long opening an import keeps trying to take the locks it needs
+/// while other transactions hold them.
+const IMPORT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens the import transaction. Lifting constraints and dropping indexes
+/// lock whole tables one after the other, while a running `serve` reads
+/// and writes the same tables: the opening waits for each lock only
+/// briefly (the backend's `tune_for_import`), and if one is not to be had
+/// it rolls back, holding nothing, and starts again. So an import never
+/// sits holding one table while waiting for another that a `serve`
+/// transaction holds, which the database would end as a deadlock, failing
+/// either the import or that transaction. Nothing has been read from the
+/// dump yet, so starting again loses nothing.
 #[tracing::instrument(skip_all, level = "debug")]
 pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
+    let began = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match open_import(s).await {
+            Err(e) if s.backend.lock_conflict(&e) && began.elapsed() < IMPORT_LOCK_WAIT => {
+                tracing::info!(error = %e, "the import waits for other transactions' table locks");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+async fn open_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
     let mut tx = s.begin_write().await?;
     s.backend.tune_for_import(&mut tx).await?;
     // A restore into an empty database (the bulk case) builds the index
@@ -200,6 +227,7 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
                 .await?;
         }
     }
+    s.backend.import_locks_taken(&mut tx).await?;
     Ok(Box::new(SqlImporter {
         tx: Some(tx),
         busy: None,
