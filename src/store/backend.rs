@@ -101,15 +101,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
         batch_pk: i64,
     ) -> StoreResult<()>;
 
-    /// Settings for the one transaction a bulk load runs in. Until
-    /// `import_locks_taken`, a lock held elsewhere is waited for only
-    /// briefly, then the statement fails with an error `lock_conflict`
-    /// recognises.
+    /// Settings for the one transaction a bulk load runs in.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()>;
 
-    /// The bulk load holds the table locks it needs: from here on it waits
-    /// for locks as any transaction does.
-    async fn import_locks_taken(&self, _conn: &mut AnyConnection) -> StoreResult<()> {
+    /// Before a bulk load lifts the checks of `tables` or drops their
+    /// indexes: takes, at once, every lock that will need (those tables and
+    /// the tables their foreign keys name), waiting only briefly; failing
+    /// that, an error `lock_conflict` recognises. The default takes nothing
+    /// (SQLite's write transaction already excludes every other writer).
+    async fn lock_for_import(
+        &self,
+        _conn: &mut AnyConnection,
+        _tables: &[&str],
+    ) -> StoreResult<()> {
         Ok(())
     }
 

@@ -170,11 +170,6 @@ impl Backend for Postgres {
             // spilling at the default 64 MB.
             "maintenance_work_mem = '1GB'",
             "work_mem = '256MB'",
-            // Shorter than the server's deadlock_timeout (1 s by default),
-            // so while the import takes its table locks it is the import
-            // that gives up and starts again, never a `serve` transaction
-            // that the deadlock check would end.
-            "lock_timeout = '250ms'",
         ] {
             sqlx::query(&format!("set local {setting}"))
                 .execute(&mut *conn)
@@ -183,17 +178,51 @@ impl Backend for Postgres {
         Ok(())
     }
 
-    async fn import_locks_taken(&self, conn: &mut AnyConnection) -> StoreResult<()> {
-        sqlx::query("set local lock_timeout = 0")
-            .execute(conn)
+    async fn lock_for_import(&self, conn: &mut AnyConnection, tables: &[&str]) -> StoreResult<()> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        // Dropping a foreign key locks the table it names as well.
+        let listed = tables
+            .iter()
+            .map(|t| format!("cast('{t}' as regclass)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let named: Vec<String> = sqlx::query_scalar(&format!(
+            "select distinct confrelid::regclass::text from pg_constraint \
+             where contype = 'f' and conrelid in ({listed})"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut all: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        all.extend(named);
+        all.sort();
+        all.dedup();
+        // The whole statement, every wait in it, ends well within the
+        // server's deadlock_timeout (1 s by default): a `serve` transaction
+        // that queued behind a lock taken here never waits long enough for
+        // the deadlock check to end it, and this load is the side that
+        // gives up and starts again.
+        sqlx::query("set local statement_timeout = '250ms'")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(&format!(
+            "lock table {} in access exclusive mode",
+            all.join(", ")
+        ))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("set local statement_timeout to default")
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
 
     fn lock_conflict(&self, e: &StoreError) -> bool {
-        // lock_not_available (lock_timeout), deadlock_detected.
+        // query_canceled (the statement_timeout of `lock_for_import`),
+        // lock_not_available, deadlock_detected.
         matches!(e, StoreError::Db(sqlx::Error::Database(d))
-            if matches!(d.code().as_deref(), Some("55P03" | "40P01")))
+            if matches!(d.code().as_deref(), Some("57014" | "55P03" | "40P01")))
     }
 
     async fn lift_checks(

@@ -165,56 +165,42 @@ const LIFTED_TABLES: [(&str, &[&str]); 3] = [
 const IMPORT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Opens the import transaction. Lifting constraints and dropping indexes
-/// lock whole tables one after the other, while a running `serve` reads
-/// and writes the same tables: the opening waits for each lock only
-/// briefly (the backend's `tune_for_import`), and if one is not to be had
-/// it rolls back, holding nothing, and starts again. So an import never
-/// sits holding one table while waiting for another that a `serve`
-/// transaction holds, which the database would end as a deadlock, failing
-/// either the import or that transaction. Nothing has been read from the
-/// dump yet, so starting again loses nothing.
+/// lock whole tables, while a running `serve` reads and writes the same
+/// tables. Taken one statement at a time, the import would hold one table
+/// while waiting for another that a `serve` transaction holds, and the
+/// database would end that as a deadlock, failing either side. So the
+/// opening takes every table lock it needs in one statement that waits
+/// only briefly (`Backend::lock_for_import`); if that fails it rolls back,
+/// holding nothing, and starts again. Nothing has been read from the dump
+/// yet, so starting again loses nothing.
 #[tracing::instrument(skip_all, level = "debug")]
 pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
     let began = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(20);
-    loop {
-        match open_import(s).await {
-            Err(e) if s.backend.lock_conflict(&e) && began.elapsed() < IMPORT_LOCK_WAIT => {
+    let (mut tx, opened) = loop {
+        let mut tx = s.begin_write().await?;
+        match open_import(s, &mut tx).await {
+            Ok(opened) => break (tx, opened),
+            Err(e) => {
+                // Now, not when the connection is next used: the next
+                // attempt must not find this one's locks still held.
+                let _ = tx.rollback().await;
+                if !(s.backend.lock_conflict(&e) && began.elapsed() < IMPORT_LOCK_WAIT) {
+                    return Err(e);
+                }
                 tracing::info!(error = %e, "the import waits for other transactions' table locks");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_millis(500));
             }
-            opened => return opened,
         }
-    }
-}
-
-async fn open_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
-    let mut tx = s.begin_write().await?;
-    s.backend.tune_for_import(&mut tx).await?;
-    // A restore into an empty database (the bulk case) builds the index
-    // at the end instead; a load next to existing tasks keeps it, so other
-    // processes reading those tasks are never without it.
-    let any_task: Option<i64> = sqlx::query_scalar("select pk from tasks limit 1")
-        .fetch_optional(&mut *tx)
-        .await?;
-    let rebuild_indexes = any_task.is_none();
-    let mut empty_at_start = HashSet::new();
-    for (table, _) in LIFTED_TABLES {
-        let any: Option<i64> = sqlx::query_scalar(&format!("select pk from {table} limit 1"))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if any.is_none() {
-            empty_at_start.insert(table);
-        }
-    }
+    };
+    let Opened {
+        rebuild_indexes,
+        empty_at_start,
+    } = opened;
     // Only tables no other transaction has rows in: their rows are all this
     // load's, whose keys it resolved itself.
-    let empty: Vec<&str> = LIFTED_TABLES
-        .into_iter()
-        .filter(|(t, _)| empty_at_start.contains(t))
-        .flat_map(|(_, lifted)| lifted.iter().copied())
-        .collect();
+    let empty: Vec<&str> = lifted_of(&empty_at_start);
     let lifted = s.backend.lift_checks(&mut tx, &empty).await?;
     if rebuild_indexes {
         for name in REBUILT_INDEXES
@@ -227,7 +213,6 @@ async fn open_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
                 .await?;
         }
     }
-    s.backend.import_locks_taken(&mut tx).await?;
     Ok(Box::new(SqlImporter {
         tx: Some(tx),
         busy: None,
@@ -252,6 +237,69 @@ async fn open_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
         lifted,
         scheduled: Vec::new(),
     }))
+}
+
+/// What the opening found, under the locks it took.
+struct Opened {
+    /// No task at all: the load drops the rebuilt indexes and builds them
+    /// at the end.
+    rebuild_indexes: bool,
+    /// The first tables of `LIFTED_TABLES` that hold no row.
+    empty_at_start: HashSet<&'static str>,
+}
+
+/// The tables whose checks a load lifts, given the empty ones.
+fn lifted_of(empty_at_start: &HashSet<&'static str>) -> Vec<&'static str> {
+    LIFTED_TABLES
+        .into_iter()
+        .filter(|(t, _)| empty_at_start.contains(t))
+        .flat_map(|(_, lifted)| lifted.iter().copied())
+        .collect()
+}
+
+/// Which of the load's tables are empty now.
+async fn look(tx: &mut Tx) -> StoreResult<Opened> {
+    // A restore into an empty database (the bulk case) builds the index
+    // at the end instead; a load next to existing tasks keeps it, so other
+    // processes reading those tasks are never without it.
+    let any_task: Option<i64> = sqlx::query_scalar("select pk from tasks limit 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    let mut empty_at_start = HashSet::new();
+    for (table, _) in LIFTED_TABLES {
+        let any: Option<i64> = sqlx::query_scalar(&format!("select pk from {table} limit 1"))
+            .fetch_optional(&mut **tx)
+            .await?;
+        if any.is_none() {
+            empty_at_start.insert(table);
+        }
+    }
+    Ok(Opened {
+        rebuild_indexes: any_task.is_none(),
+        empty_at_start,
+    })
+}
+
+/// Tunes the load's transaction, finds the tables it will lift checks on
+/// or drop indexes of, locks them, and looks again under the locks: a row
+/// committed in between keeps its table's checks.
+async fn open_import(s: &SqlStore, tx: &mut Tx) -> StoreResult<Opened> {
+    s.backend.tune_for_import(tx).await?;
+    let first = look(tx).await?;
+    let mut tables = lifted_of(&first.empty_at_start);
+    if first.rebuild_indexes {
+        tables.push("tasks");
+    }
+    s.backend.lock_for_import(tx, &tables).await?;
+    let now = look(tx).await?;
+    Ok(Opened {
+        rebuild_indexes: first.rebuild_indexes && now.rebuild_indexes,
+        empty_at_start: first
+            .empty_at_start
+            .intersection(&now.empty_at_start)
+            .copied()
+            .collect(),
+    })
 }
 
 /// The columns a batch's task rows fill, in order.
