@@ -16,6 +16,15 @@ const POLL_MS = 1000;
 const VIEWS = ["batches", "new", "tasks", "catalogue", "capacity"];
 
 const $ = (sel) => document.querySelector(sel);
+
+// The batch ids the operator ticked on the list page shown. The list
+// redraws itself as counts change, so the ticks live here, not only in the
+// checkboxes: a redraw between a tick and "Stop selected" must not drop
+// them. A selection belongs to one signed-in page: another page, filter,
+// project or user starts with none.
+const chosenBatches = new Set();
+let chosenOn = null;
+
 const session = {
   get token() { return sessionStorage.getItem("tc.token"); },
   get project() { return sessionStorage.getItem("tc.project"); },
@@ -24,8 +33,9 @@ const session = {
     sessionStorage.setItem("tc.token", token);
     sessionStorage.setItem("tc.project", project);
     sessionStorage.setItem("tc.user", user);
+    chosenBatches.clear();
   },
-  clear() { sessionStorage.clear(); },
+  clear() { sessionStorage.clear(); chosenBatches.clear(); },
 };
 
 /// One API call; the error body's error_msg and advice become the message.
@@ -183,6 +193,9 @@ async function load() {
     return;
   }
   $("#list-error").textContent = "";
+  const shown = `${session.user} ${proj()}?${q}`;
+  if (shown !== chosenOn) chosenBatches.clear();
+  chosenOn = shown;
   lastQuery = q;
   lastEtag = r.headers.get("ETag");
   lastPage = r.json;
@@ -236,11 +249,6 @@ function stateBar(info) {
   cell.append(bar, text);
   return cell;
 }
-
-// The batch ids the operator ticked. The list redraws itself as counts
-// change, so the ticks live here, not only in the checkboxes: a redraw
-// between a tick and "Stop selected" must not drop the selection.
-const chosenBatches = new Set();
 
 function render(p, page) {
   const tbody = $("#batches tbody");
@@ -297,13 +305,17 @@ async function act(action) {
     if (r.status >= 300) {
       lines.push(`${nameOf(id)}: ${describe(r)}`);
     } else {
+      // Done with it: the next action starts without it. One the server
+      // refused stays ticked, to try again.
+      chosenBatches.delete(id);
+      const box = Array.from(document.querySelectorAll("#batches tbody input[type=checkbox]"))
+        .find((i) => i.value === id);
+      if (box) box.checked = false;
       const b = r.json || {};
       const refused = (b.error_list || []).join("; ");
       lines.push(`${nameOf(id)}: ${b.succeed_count ?? "?"} of ${b.total_count ?? "?"} tasks${refused ? `; refused: ${refused}` : ""}`);
     }
   }
-  // Done with them: the next action starts from a fresh selection.
-  for (const id of ids) chosenBatches.delete(id);
   $("#action-result").textContent = lines.join("\n");
   load();
 }

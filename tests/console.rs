@@ -448,6 +448,27 @@ fn the_batch_page_signs_in_filters_pages_follows_changes_and_renders_names_as_te
         "return document.querySelector('#total').textContent === '4 batch tasks'",
     );
 
+    // A tick belongs to the list it was made on: the list in another
+    // order shows none, and neither does the first order again.
+    let ticked = "return Array.from(document.querySelectorAll('#batches tbody input[type=checkbox]')).filter(i => i.checked).length";
+    b.click("#batches tbody tr:first-child input[type=checkbox]");
+    assert_eq!(b.js(ticked), json!(1));
+    for order in ["desc", "asc"] {
+        b.js(&format!(
+            "document.querySelector('#filters').order_by.value = '{order}';
+             document.querySelector('#filters button[type=submit]').click(); return true"
+        ));
+        let first = if order == "asc" { "===" } else { "!==" };
+        b.wait(
+            10,
+            &format!(
+                "return location.search.includes('order_by={order}')
+            && document.querySelector('#batches tbody td.name')?.textContent {first} 'alpha'"
+            ),
+        );
+        assert_eq!(b.js(ticked), json!(0), "order {order}");
+    }
+
     // Stop a selected batch: the page reports each batch's result.
     b.js("window.confirm = () => true; return true");
     b.click("#batches tbody tr:first-child input[type=checkbox]");
@@ -691,6 +712,11 @@ fn a_batch_created_in_the_form_runs_on_a_real_worker_live_and_is_stopped_and_del
     );
     b.click("[data-action=stop]");
     b.wait(20, "return Array.from(document.querySelectorAll('#batches tbody tr')).some(tr => tr.querySelector('td.name').textContent === 'entrance' && tr.querySelector('.states').getAttribute('aria-label') === 'stopped 3')");
+    assert_eq!(
+        b.js("return document.querySelectorAll('#batches tbody input:checked').length"),
+        json!(0),
+        "a batch the action went through is no longer ticked"
+    );
     assert!(
         b.text("#action-result").contains("entrance: 3 of 3 tasks"),
         "{}",
