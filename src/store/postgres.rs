@@ -161,6 +161,12 @@ impl Backend for Postgres {
     /// index) look costly enough for the JIT compiler, which then spends
     /// tens of milliseconds on every such statement: JIT is switched off too.
     async fn tune_for_import(&self, conn: &mut AnyConnection) -> StoreResult<()> {
+        // The opening looks at its tables again once it holds their locks
+        // (`begin_import`): that look must see what committed meanwhile,
+        // whatever default isolation the server or role sets.
+        sqlx::query("set transaction isolation level read committed")
+            .execute(&mut *conn)
+            .await?;
         for setting in [
             "enable_seqscan = off",
             "jit = off",
@@ -198,14 +204,17 @@ impl Backend for Postgres {
         all.extend(named);
         all.sort();
         all.dedup();
-        // The whole statement, every wait in it, ends well within the
-        // server's deadlock_timeout (1 s by default): a `serve` transaction
-        // that queued behind a lock taken here never waits long enough for
-        // the deadlock check to end it, and this load is the side that
-        // gives up and starts again.
-        sqlx::query("set local statement_timeout = '250ms'")
-            .execute(&mut *conn)
-            .await?;
+        // The whole statement, every wait in it, ends within a quarter of
+        // the server's deadlock_timeout (250 ms at its default of 1 s): a
+        // `serve` transaction that queued behind a lock taken here never
+        // waits long enough for the deadlock check to end it, and this load
+        // is the side that gives up and starts again.
+        sqlx::query(
+            "select set_config('statement_timeout', cast(greatest(1, cast(extract(epoch from \
+             cast(current_setting('deadlock_timeout') as interval)) * 250 as int)) as text), true)",
+        )
+        .execute(&mut *conn)
+        .await?;
         sqlx::query(&format!(
             "lock table {} in access exclusive mode",
             all.join(", ")
