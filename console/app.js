@@ -183,11 +183,17 @@ function stopWatching() {
   watching = null;
 }
 
+// Each load's number: an answer that comes back after a later load began
+// is not shown (a slow page must not replace the one asked for since).
+let loads = 0;
+
 async function load() {
   stopWatching();
+  const mine = ++loads;
   const p = viewParams();
   const q = listQuery(p);
   const r = await api("GET", `${proj()}/batch-tasks?${q}`);
+  if (mine !== loads) return;
   if (r.status !== 200) {
     $("#list-error").textContent = describe(r);
     return;
@@ -305,13 +311,15 @@ async function act(action) {
     if (r.status >= 300) {
       lines.push(`${nameOf(id)}: ${describe(r)}`);
     } else {
-      // Done with it: the next action starts without it. One the server
-      // refused stays ticked, to try again.
-      chosenBatches.delete(id);
-      const box = Array.from(document.querySelectorAll("#batches tbody input[type=checkbox]"))
-        .find((i) => i.value === id);
-      if (box) box.checked = false;
       const b = r.json || {};
+      // Done with it: the next action starts without it. One the server
+      // refused, or whose every task it refused, stays ticked, to try again.
+      if (!(b.succeed_count === 0 && (b.error_list || []).length)) {
+        chosenBatches.delete(id);
+        const box = Array.from(document.querySelectorAll("#batches tbody input[type=checkbox]"))
+          .find((i) => i.value === id);
+        if (box) box.checked = false;
+      }
       const refused = (b.error_list || []).join("; ");
       lines.push(`${nameOf(id)}: ${b.succeed_count ?? "?"} of ${b.total_count ?? "?"} tasks${refused ? `; refused: ${refused}` : ""}`);
     }
