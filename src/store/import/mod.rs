@@ -177,10 +177,10 @@ const IMPORT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60)
 pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>> {
     let began = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(20);
-    let (mut tx, opened) = loop {
+    let (mut tx, empty_at_start) = loop {
         let mut tx = s.begin_write().await?;
         match open_import(s, &mut tx).await {
-            Ok(opened) => break (tx, opened),
+            Ok(empty) => break (tx, empty),
             Err(e) => {
                 // Now, not when the connection is next used: the next
                 // attempt must not find this one's locks still held.
@@ -194,10 +194,10 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
             }
         }
     };
-    let Opened {
-        rebuild_indexes,
-        empty_at_start,
-    } = opened;
+    // A restore into an empty database (the bulk case) builds the indexes
+    // at the end instead; a load next to existing tasks keeps them, so
+    // other processes reading those tasks are never without them.
+    let rebuild_indexes = empty_at_start.contains("tasks");
     // Only tables no other transaction has rows in: their rows are all this
     // load's, whose keys it resolved itself.
     let empty: Vec<&str> = lifted_of(&empty_at_start);
@@ -239,15 +239,6 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
     }))
 }
 
-/// What the opening found, under the locks it took.
-struct Opened {
-    /// No task at all: the load drops the rebuilt indexes and builds them
-    /// at the end.
-    rebuild_indexes: bool,
-    /// The first tables of `LIFTED_TABLES` that hold no row.
-    empty_at_start: HashSet<&'static str>,
-}
-
 /// The tables whose checks a load lifts, given the empty ones.
 fn lifted_of(empty_at_start: &HashSet<&'static str>) -> Vec<&'static str> {
     LIFTED_TABLES
@@ -257,49 +248,30 @@ fn lifted_of(empty_at_start: &HashSet<&'static str>) -> Vec<&'static str> {
         .collect()
 }
 
-/// Which of the load's tables are empty now.
-async fn look(tx: &mut Tx) -> StoreResult<Opened> {
-    // A restore into an empty database (the bulk case) builds the index
-    // at the end instead; a load next to existing tasks keeps it, so other
-    // processes reading those tasks are never without it.
-    let any_task: Option<i64> = sqlx::query_scalar("select pk from tasks limit 1")
-        .fetch_optional(&mut **tx)
-        .await?;
-    let mut empty_at_start = HashSet::new();
+/// Which first tables of `LIFTED_TABLES` hold no row now.
+async fn empty_tables(tx: &mut Tx) -> StoreResult<HashSet<&'static str>> {
+    let mut empty = HashSet::new();
     for (table, _) in LIFTED_TABLES {
         let any: Option<i64> = sqlx::query_scalar(&format!("select pk from {table} limit 1"))
             .fetch_optional(&mut **tx)
             .await?;
         if any.is_none() {
-            empty_at_start.insert(table);
+            empty.insert(table);
         }
     }
-    Ok(Opened {
-        rebuild_indexes: any_task.is_none(),
-        empty_at_start,
-    })
+    Ok(empty)
 }
 
 /// Tunes the load's transaction, finds the tables it will lift checks on
-/// or drop indexes of, locks them, and looks again under the locks: a row
-/// committed in between keeps its table's checks.
-async fn open_import(s: &SqlStore, tx: &mut Tx) -> StoreResult<Opened> {
+/// (`tasks` among them when it has no row, whose indexes are then dropped
+/// too), locks them, and looks again under the locks: a row committed in
+/// between keeps its table's checks. The tables empty under the locks.
+async fn open_import(s: &SqlStore, tx: &mut Tx) -> StoreResult<HashSet<&'static str>> {
     s.backend.tune_for_import(tx).await?;
-    let first = look(tx).await?;
-    let mut tables = lifted_of(&first.empty_at_start);
-    if first.rebuild_indexes {
-        tables.push("tasks");
-    }
-    s.backend.lock_for_import(tx, &tables).await?;
-    let now = look(tx).await?;
-    Ok(Opened {
-        rebuild_indexes: first.rebuild_indexes && now.rebuild_indexes,
-        empty_at_start: first
-            .empty_at_start
-            .intersection(&now.empty_at_start)
-            .copied()
-            .collect(),
-    })
+    let first = empty_tables(tx).await?;
+    s.backend.lock_for_import(tx, &lifted_of(&first)).await?;
+    let now = empty_tables(tx).await?;
+    Ok(first.intersection(&now).copied().collect())
 }
 
 /// The columns a batch's task rows fill, in order.
