@@ -863,3 +863,51 @@ async fn a_database_of_the_previous_version_is_carried_forward_on_postgres() {
         carried_forward(db, "postgres").await;
     }
 }
+
+/// Several `serve` processes starting on one empty database: exactly one
+/// creates the default project and its admin, in one transaction, and the
+/// others find it done instead of failing.
+async fn bootstrap_once(db: TestDb) {
+    let stores = [open(&db).await, open(&db).await, open(&db).await];
+    let runs = stores
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            tokio::spawn(async move { s.bootstrap("default", "admin", "hash").await })
+        })
+        .collect::<Vec<_>>();
+    let mut created = 0;
+    for r in runs {
+        if r.await.unwrap().unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1, "exactly one process sets up the database");
+    let s = &stores[0];
+    assert_eq!(s.count_projects().await.unwrap(), 1);
+    let admin = s.find_user("admin").await.unwrap().expect("the admin user");
+    let p = s
+        .find_project(&store::ProjectRef::Id("default".into()))
+        .await
+        .unwrap()
+        .expect("the default project");
+    assert!(s.user_has_project(admin.pk, p.pk).await.unwrap());
+    // Later starts leave it as it is.
+    assert!(!s.bootstrap("default", "admin", "other").await.unwrap());
+    assert_eq!(
+        s.find_user("admin").await.unwrap().unwrap().password_hash,
+        "hash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_several_processes_sets_up_an_empty_database_on_sqlite() {
+    bootstrap_once(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_several_processes_sets_up_an_empty_database_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        bootstrap_once(db).await;
+    }
+}

@@ -282,12 +282,12 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (or `1h 30m`); zero is
-/// refused, since every duration here is a period or a lifetime.
 fn parse_kind(s: &str) -> Result<WorkerKind, String> {
     WorkerKind::parse(s).ok_or_else(|| "cloud or edge".to_owned())
 }
 
+/// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (or `1h 30m`); zero is
+/// refused, since every duration here is a period or a lifetime.
 pub(crate) fn ttl(s: &str) -> Result<Duration> {
     match humantime::parse_duration(s.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
@@ -434,20 +434,19 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
     if store.count_projects().await? > 0 {
         return Ok(());
     }
-    store
-        .create_project("default", "default", now_millis())
-        .await?;
     let (password, generated) = match std::env::var("TASKCENTER_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (identity::generate_password()?, true),
     };
-    store
-        .create_user(
-            "admin",
-            &identity::hash_password(&password)?,
-            &["default".to_owned()],
-        )
-        .await?;
+    // Project and user in one transaction: a crash between them cannot
+    // leave a database without its admin, and of several `serve` processes
+    // starting on one empty database exactly one sets it up.
+    if !store
+        .bootstrap("default", "admin", &identity::hash_password(&password)?)
+        .await?
+    {
+        return Ok(());
+    }
     // A generated password never goes to a log stream: it is written to a
     // file only its owner can read, and shown only on a terminal.
     if generated {

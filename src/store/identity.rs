@@ -157,6 +157,28 @@ impl IdentityStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all, level = "debug")]
+    async fn bootstrap(&self, project: &str, user: &str, password_hash: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let n: i64 = sqlx::query_scalar("select count(*) from projects")
+            .fetch_one(&mut *tx)
+            .await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        let now = now_millis();
+        // Two processes starting on an empty PostgreSQL database both see no
+        // project; the second's insert waits for the first's commit and
+        // then meets its row.
+        match insert_project(&mut tx, project, project, now).await {
+            Err(StoreError::Conflict { .. }) => return Ok(false),
+            r => r.map(drop)?,
+        }
+        insert_user(&mut tx, user, password_hash, &[project.to_owned()], now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, level = "debug")]
     async fn create_user(
         &self,
         name: &str,

@@ -29,6 +29,11 @@ pub trait IdentityStore: Send + Sync {
     async fn create_project(&self, id: &str, name: &str, created_at: i64) -> StoreResult<Project>;
     async fn find_project(&self, r: &ProjectRef) -> StoreResult<Option<Project>>;
     async fn count_projects(&self) -> StoreResult<u64>;
+    /// On a database without projects, in one transaction: project
+    /// `project` and user `user` with access to it. `false` (and nothing
+    /// written) when a project exists, also when another process on the same
+    /// database got there first.
+    async fn bootstrap(&self, project: &str, user: &str, password_hash: &str) -> StoreResult<bool>;
     async fn create_user(
         &self,
         name: &str,
