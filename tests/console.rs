@@ -76,7 +76,7 @@ impl Browser {
     fn start() -> Option<Browser> {
         let Some(path) = driver_path() else {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
+                !common::in_ci(),
                 "the console tests need chromedriver under CI"
             );
             eprintln!("SKIPPED: chromedriver is not installed");

@@ -255,10 +255,7 @@ fn may_mount() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
     if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the full-disk test needs root under CI"
-        );
+        assert!(!common::in_ci(), "the full-disk test needs root under CI");
         eprintln!("skipped: mounting a tmpfs needs root");
     }
     root
@@ -597,7 +594,7 @@ impl Drop for Cluster {
 fn a_postgres_outage_answers_503_fast_and_everything_recovers() {
     let Some(cluster) = Cluster::init() else {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !common::in_ci(),
             "the outage test needs the PostgreSQL server binaries under CI"
         );
         eprintln!("skipped: no PostgreSQL server binaries");

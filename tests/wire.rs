@@ -13,12 +13,14 @@
 //!   acceptable; arrays are walked element by element;
 //! - **presence** (`required`): the few reply fields a client relies on (ids
 //!   for the next call, counts, list items' ids and names, states, times);
-//! - **the flow** (`all_29_operations_*`): every operation of VIAS-WIRE §1,
+//! - **the flow** (`all_29_operations_*`): every one of the 29 VIAS operations,
 //!   called as the SDK calls it (`Content-Type: application/json` on every
 //!   method, unset fields omitted, non-ASCII escaped as `\uXXXX`, list-typed
 //!   query parameters as repeated keys, CJK path segments percent-encoded), in
 //!   the order a client would, with ids fed forward, on SQLite and PostgreSQL;
-//! - **the type traps** (`type_traps_*`): §8 and §10.2 spelled out.
+//! - **the type traps** (`type_traps_*`): the fields whose JSON type an
+//!   implementer gets wrong most easily (numbers the SDK declares as text, and
+//!   the reverse), each checked on its own.
 //!
 //! Each flow collects every violation and fails once at the end with a report
 //! that names the operation, the request and what came back.
@@ -604,7 +606,7 @@ impl Raw {
 fn send(addr: &str, method: &str, target: &str, token: &str, body: Option<&str>) -> Raw {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    // The SDK's headers (§0), with X-Auth-Token added by hand as an SDK
+    // The SDK's headers, with X-Auth-Token added by hand as an SDK
     // user must today. GET and DELETE carry Content-Type too; a PUT or POST
     // without a body model sends an empty body.
     let mut req = format!(
@@ -1268,7 +1270,7 @@ fn all_operations(backend: &'static str, db: &str) {
     let mut batch = None;
     let mut cjk_batch = None;
     if let (Some(gid), false) = (ids.group.clone(), ids.sources.is_empty()) {
-        // A valid VIAS service_name in CJK (§10.4).
+        // A valid VIAS service_name in CJK.
         let r = c.call(
             "CreateBatchTask",
             " (service_name 烟火演示算法)",
@@ -1370,7 +1372,7 @@ fn all_operations(backend: &'static str, db: &str) {
     }
     let mut batch_tasks = Vec::new();
     if let Some(bid) = batch.clone() {
-        // page counts from 1 (§10.4): page 1 is the first page.
+        // page counts from 1: page 1 is the first page.
         let query = q(&[
             ("page", "1"),
             ("page_size", "10"),
@@ -1601,7 +1603,7 @@ fn all_29_operations_as_the_sdk_sends_them_on_postgres() {
 }
 
 // ---------------------------------------------------------------------------
-// The type traps of §8 and §10.2
+// The type traps: fields whose JSON type is easy to get wrong
 // ---------------------------------------------------------------------------
 
 /// Asserts that `path` (concrete, `a.b[0].c`) of the reply recorded as `key`
@@ -1662,7 +1664,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "service_list[0].created_at",
         "int64",
         &[],
-        "§8: ServicesListInfoDto.created_at is int64",
+        "ServicesListInfoDto.created_at is int64",
     );
     trap(
         &mut c,
@@ -1670,11 +1672,11 @@ fn type_traps(backend: &'static str, db: &str) {
         "service_list[0].function_version",
         "string",
         &[],
-        "§8: versions are text, \"1.0.0\"",
+        "versions are text, \"1.0.0\"",
     );
     let (Some(gid), false) = (ids.group.clone(), ids.sources.len() < 2) else {
         c.skip("type traps", "", "no group or sources");
-        c.finish("type traps (§8, §10.2)", false);
+        c.finish("type traps", false);
         return;
     };
     let sid = ids.sources[0].clone();
@@ -1691,7 +1693,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "latitude",
         "string",
         &[],
-        "§8: latitude is numeric text, sent as \"31.23000\"",
+        "latitude is numeric text, sent as \"31.23000\"",
     );
     trap(
         &mut c,
@@ -1699,7 +1701,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "longitude",
         "string",
         &[],
-        "§8: longitude is numeric text",
+        "longitude is numeric text",
     );
     trap(
         &mut c,
@@ -1707,7 +1709,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "create_at",
         "int64",
         &[],
-        "§8: create_at of sources is int64",
+        "create_at of sources is int64",
     );
     trap(
         &mut c,
@@ -1715,7 +1717,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "status.level",
         "string",
         &[],
-        "§8: VideoSourceStatusInfoDto.level is text, e.g. \"1\"",
+        "VideoSourceStatusInfoDto.level is text, e.g. \"1\"",
     );
     c.call(
         "ShowVideoGroupDetail",
@@ -1730,7 +1732,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "create_at",
         "int64",
         &[],
-        "§8: create_at of groups is int64",
+        "create_at of groups is int64",
     );
 
     // A batch of two; one task stopped by hand, so that stopping the batch
@@ -1744,7 +1746,7 @@ fn type_traps(backend: &'static str, db: &str) {
         Some(batch_body("类型陷阱", BATCH_SERVICE, &gid, &ids.sources)),
     );
     let Some(bid) = id_at(&r, "id") else {
-        c.finish("type traps (§8, §10.2)", false);
+        c.finish("type traps", false);
         return;
     };
 
@@ -1779,7 +1781,7 @@ fn type_traps(backend: &'static str, db: &str) {
                 &format!("error_list[{i}]"),
                 "string",
                 &[],
-                "§3.3/§10.2: BatchOpResult.error_list entries are plain strings",
+                "BatchOpResult.error_list entries are plain strings",
             );
         }
     }
@@ -1802,7 +1804,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "tasks[0].created_at",
         "string",
         &[],
-        "§8/§10.2: TaskInfo.created_at is declared string: a number breaks the call",
+        "TaskInfo.created_at is declared string: a number breaks the call",
     );
     trap(
         &mut c,
@@ -1810,7 +1812,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "tasks[0].type",
         "string",
         &["0", "1"],
-        "§8: TaskInfo.type is \"0\" (cloud) or \"1\" (edge), digits in a string",
+        "TaskInfo.type is \"0\" (cloud) or \"1\" (edge), digits in a string",
     );
     let tasks: Vec<String> = c
         .replies
@@ -1836,7 +1838,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "batch_task_list[0].created_at",
         "int64",
         &[],
-        "§8: BatchTaskDto.created_at is int64 (epoch ms)",
+        "BatchTaskDto.created_at is int64 (epoch ms)",
     );
     trap(
         &mut c,
@@ -1844,11 +1846,11 @@ fn type_traps(backend: &'static str, db: &str) {
         "batch_task_list[0].type",
         "string",
         &[],
-        "§3.4: BatchTaskDto.type is text (\"0\")",
+        "BatchTaskDto.type is text (\"0\")",
     );
     let Some(t0) = tasks.first().cloned() else {
         c.skip("ShowTaskInfo", "", "ListTasks gave no task of the batch");
-        c.finish("type traps (§8, §10.2)", false);
+        c.finish("type traps", false);
         return;
     };
     c.call("ShowTaskInfo", "", &[("task_id", &t0)], &[], None);
@@ -1858,7 +1860,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "created_at",
         "string",
         &[],
-        "§8/§10.2: ShowTaskInfo.created_at is declared string",
+        "ShowTaskInfo.created_at is declared string",
     );
     trap(
         &mut c,
@@ -1866,7 +1868,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "updated_at",
         "string",
         &[],
-        "§8/§10.2: ShowTaskInfo.updated_at is declared string",
+        "ShowTaskInfo.updated_at is declared string",
     );
     trap(
         &mut c,
@@ -1874,7 +1876,7 @@ fn type_traps(backend: &'static str, db: &str) {
         "type",
         "string",
         &["cloud", "edge"],
-        "§2.2: ShowTaskInfo.type is cloud/edge, not \"0\"/\"1\"",
+        "ShowTaskInfo.type is cloud/edge, not \"0\"/\"1\"",
     );
 
     c.call(
@@ -1903,7 +1905,14 @@ fn type_traps(backend: &'static str, db: &str) {
             let n = c.replies[&key]["error_list"].as_array().map_or(0, Vec::len);
             c.expect(n > 0, "failed_count > 0 but error_list is empty or missing");
             for i in 0..n {
-                trap(&mut c, &key, &format!("error_list[{i}]"), "string", &[], "§3.3/§10.2: BatchOpResult.error_list entries are plain strings; an object breaks the call");
+                trap(
+                    &mut c,
+                    &key,
+                    &format!("error_list[{i}]"),
+                    "string",
+                    &[],
+                    "BatchOpResult.error_list entries are plain strings; an object breaks the call",
+                );
             }
             break;
         }
@@ -1912,7 +1921,7 @@ fn type_traps(backend: &'static str, db: &str) {
         failed > 0,
         "stopping a batch whose tasks are stopped failed for none of them: the error_list trap was not exercised",
     );
-    c.finish("type traps (§8, §10.2)", false);
+    c.finish("type traps", false);
 }
 
 #[test]

@@ -18,6 +18,37 @@ use tower::ServiceExt;
 
 pub(crate) mod process;
 
+/// Whether this is a CI run (`CI` set to anything but empty, `false` or
+/// `0`): there a case whose prerequisite is missing fails instead of
+/// skipping, so CI can never pass by skipping.
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "false" | "0"))
+}
+
+/// `have`, when it holds; otherwise the case skips locally (it prints
+/// SKIPPED and gets `false`) and fails under CI.
+pub(crate) fn prerequisite(have: bool, what: &str) -> bool {
+    if !have {
+        assert!(
+            !in_ci(),
+            "{what} is needed under CI: this case may not be skipped"
+        );
+        eprintln!("SKIPPED: {what} is not available; this case did not run");
+    }
+    have
+}
+
+/// Whether `python3` runs and can import `module`.
+pub(crate) fn python_has(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", taskcenter::domain::random_hex(8).unwrap())
 }
@@ -45,7 +76,7 @@ impl TestDb {
         let admin = match std::env::var("TEST_DATABASE_URL") {
             Ok(u) if !u.is_empty() => u,
             _ => {
-                if std::env::var("CI").is_ok() {
+                if in_ci() {
                     panic!("TEST_DATABASE_URL must be set when CI is set: PostgreSQL tests may not be skipped");
                 }
                 eprintln!("SKIPPED: TEST_DATABASE_URL is not set; PostgreSQL case not run");
