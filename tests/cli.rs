@@ -272,6 +272,44 @@ fn two_processes(db: &str) {
         "{info}"
     );
     assert_eq!(seen_by_a["batch_task_list"][0]["video_source_name"], "s");
+
+    // Two more batches: a scheduler's pass that finds no worker moves the
+    // tasks of all three in one transaction, and both processes' lists
+    // follow every one of them.
+    for name in ["b2", "b3"] {
+        let mut body = body.clone();
+        body["name"] = json!(name);
+        assert_eq!(
+            http(&b.addr, "POST", "/v2/default/batch-tasks", t, Some(&body)).0,
+            200
+        );
+    }
+    let written = std::time::Instant::now();
+    for addr in [&a.addr, &b.addr] {
+        loop {
+            let (_, _, list) = http(
+                addr,
+                "GET",
+                "/v2/default/batch-tasks?is_paged=false",
+                t,
+                None,
+            );
+            let infos: Vec<&Value> = list["batch_task_list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| &b["batch_task_status_info"])
+                .collect();
+            if infos.len() == 3 && infos.iter().all(|i| **i == json!({"lack_of_resources": 1})) {
+                break;
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(10),
+                "{addr} did not see all three batches' tasks lacking resources: {list}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[test]

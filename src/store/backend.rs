@@ -12,6 +12,10 @@ use sqlx::{AnyConnection, AnyPool};
 use std::sync::Weak;
 use std::time::Duration;
 
+/// Most changes `Backend::record_change` writes in one statement (a few
+/// parameters each: far below every backend's limit).
+pub(crate) const CHANGES_PER_STATEMENT: usize = 500;
+
 /// Pool settings both backends share. A connection whose transaction could
 /// not be closed is never handed out again: when a commit fails (a full
 /// disk, say) the database may have rolled the transaction back itself, the
@@ -92,13 +96,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn lock_migrations(&self, conn: &mut AnyConnection) -> StoreResult<()>;
 
     /// Tells other processes, once the transaction on `conn` commits, that
-    /// a batch (`batch_pk`, or every batch of the project when 0) changed.
+    /// batches changed: each `(project_pk, batch_pk)`, where a `batch_pk`
+    /// of 0 stands for every batch of the project. One statement for up to
+    /// `CHANGES_PER_STATEMENT` of them.
     async fn record_change(
         &self,
         conn: &mut AnyConnection,
         origin: i64,
-        project_pk: i64,
-        batch_pk: i64,
+        changes: &[(i64, i64)],
     ) -> StoreResult<()>;
 
     /// Settings for the one transaction a bulk load runs in.

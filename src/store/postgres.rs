@@ -142,14 +142,19 @@ impl Backend for Postgres {
         &self,
         conn: &mut AnyConnection,
         origin: i64,
-        project_pk: i64,
-        batch_pk: i64,
+        changes: &[(i64, i64)],
     ) -> StoreResult<()> {
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(format!("{origin}:{project_pk}:{batch_pk}"))
-            .execute(conn)
-            .await?;
+        for chunk in changes.chunks(super::backend::CHANGES_PER_STATEMENT) {
+            let calls: Vec<String> = (0..chunk.len())
+                .map(|i| format!("pg_notify($1, ${})", i + 2))
+                .collect();
+            let sql = format!("select {}", calls.join(", "));
+            let mut q = sqlx::query(&sql).bind(CHANNEL);
+            for (project_pk, batch_pk) in chunk {
+                q = q.bind(format!("{origin}:{project_pk}:{batch_pk}"));
+            }
+            q.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 

@@ -130,7 +130,7 @@ impl SqlStore {
         batch_pk: i64,
     ) -> StoreResult<()> {
         self.backend
-            .record_change(conn, self.origin, project_pk, batch_pk)
+            .record_change(conn, self.origin, &[(project_pk, batch_pk)])
             .await
     }
 
@@ -194,27 +194,30 @@ impl Writer {
         self.backend.positional()
     }
 
-    /// Records a change of `batch_pk` (0: the whole project) for the feed.
-    pub(super) async fn record_change(
+    /// Records changes of batches (`(project_pk, batch_pk)`, 0: the whole
+    /// project) for the feed, in one statement.
+    pub(super) async fn record_changes(
         &self,
         conn: &mut AnyConnection,
-        project_pk: i64,
-        batch_pk: i64,
+        changes: &[(i64, i64)],
     ) -> StoreResult<()> {
-        self.backend
-            .record_change(conn, self.origin, project_pk, batch_pk)
-            .await
+        self.backend.record_change(conn, self.origin, changes).await
     }
 
     /// Brings the read model up to date with a write this process just
     /// committed, before the write returns to its caller.
     pub(super) async fn after_write(&self, project_pk: i64, batch_pk: i64) {
+        self.after_writes(project_pk, &[batch_pk]).await
+    }
+
+    /// `after_write` for several batches of one project, read in one query.
+    pub(super) async fn after_writes(&self, project_pk: i64, batch_pks: &[i64]) {
         if let Err(e) = refresh_batches(
             &self.pool,
             self.backend.positional(),
             &self.model,
             project_pk,
-            &[batch_pk],
+            batch_pks,
         )
         .await
         {

@@ -160,18 +160,25 @@ impl Backend for Sqlite {
         &self,
         conn: &mut AnyConnection,
         origin: i64,
-        project_pk: i64,
-        batch_pk: i64,
+        changes: &[(i64, i64)],
     ) -> StoreResult<()> {
-        sqlx::query(
-            "insert into change_log (origin, project_pk, batch_pk, created_at) values ($1, $2, $3, $4)",
-        )
-        .bind(origin)
-        .bind(project_pk)
-        .bind(batch_pk)
-        .bind(crate::domain::now_millis())
-        .execute(conn)
-        .await?;
+        let now = crate::domain::now_millis();
+        for chunk in changes.chunks(super::backend::CHANGES_PER_STATEMENT) {
+            let mut sql = String::from(
+                "insert into change_log (origin, project_pk, batch_pk, created_at) values ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, ${}, ${}, $2)", 3 + 2 * i, 4 + 2 * i));
+            }
+            let mut q = sqlx::query(&sql).bind(origin).bind(now);
+            for (project_pk, batch_pk) in chunk {
+                q = q.bind(*project_pk).bind(*batch_pk);
+            }
+            q.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 

@@ -962,12 +962,11 @@ impl SqlImporter {
                 .map_err(at(*line))?;
         }
         self.backend.after_import(&mut tx).await.map_err(last)?;
-        for p in &self.touched {
-            self.backend
-                .record_change(&mut tx, self.origin, *p, 0)
-                .await
-                .map_err(last)?;
-        }
+        let changes: Vec<(i64, i64)> = self.touched.iter().map(|p| (*p, 0)).collect();
+        self.backend
+            .record_change(&mut tx, self.origin, &changes)
+            .await
+            .map_err(last)?;
         Ok(tx)
     }
 }

@@ -507,17 +507,27 @@ pub(super) async fn finish(
             .execute(&mut *conn)
             .await?;
     }
-    for (project_pk, batch_pk) in touched {
-        w.record_change(conn, *project_pk, *batch_pk).await?;
-    }
+    let changes: Vec<(i64, i64)> = touched.batches.iter().copied().collect();
+    w.record_changes(conn, &changes).await?;
     Ok(())
 }
 
 /// After commit: the read model follows, before the write returns, and
 /// the waiting syncs of the workers whose tasks moved answer.
 pub(super) async fn publish(w: &Writer, touched: &Touched) {
-    for (project_pk, batch_pk) in touched {
-        w.after_write(*project_pk, *batch_pk).await;
+    // One read of the changed batches per project (`batches` is in project
+    // order), not one per batch.
+    let mut batches = touched.batches.iter().peekable();
+    while let Some(&(project_pk, first)) = batches.next() {
+        let mut pks = vec![first];
+        while let Some(&&(p, b)) = batches.peek() {
+            if p != project_pk {
+                break;
+            }
+            pks.push(b);
+            batches.next();
+        }
+        w.after_writes(project_pk, &pks).await;
     }
     crate::scheduler::wake::workers_changed(touched.workers.iter().copied());
 }
