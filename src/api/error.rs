@@ -371,6 +371,25 @@ impl From<StoreError> for ApiError {
                         param: None,
                         detail: "the request holds a character that cannot be stored (NUL)".into(),
                     },
+                    // Races the catalogue lock does not cover (a batch's
+                    // change against a group's removal, say): the same
+                    // answers the checks give when the other request won
+                    // before they looked.
+                    DbFault::Duplicate => {
+                        tracing::info!(error = %e, "a concurrent request created the object first");
+                        ApiError::Exists {
+                            detail: "the object was created by a concurrent request".into(),
+                            param: None,
+                        }
+                    }
+                    DbFault::Dangling => {
+                        tracing::info!(error = %e, "a concurrent request changed an object this one names");
+                        ApiError::NotAllowed(
+                            "a concurrent request changed or removed an object this request names; \
+                             read it again and retry"
+                                .into(),
+                        )
+                    }
                     DbFault::Other => ApiError::Internal(e.to_string()),
                 }
             }

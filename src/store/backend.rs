@@ -95,6 +95,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// together from applying a migration twice.
     async fn lock_migrations(&self, conn: &mut AnyConnection) -> StoreResult<()>;
 
+    /// Called first in a write transaction that looks at project
+    /// `project_pk`'s catalogue (its groups, sources, services, pools and
+    /// batches) and then changes it on what it saw: such transactions of one
+    /// project, in any process, run one at a time, so two of them never both
+    /// pass a check that only one of them should. The default takes nothing
+    /// (SQLite's write transaction already excludes every other writer).
+    async fn lock_catalogue(&self, _conn: &mut AnyConnection, _project_pk: i64) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Tells other processes, once the transaction on `conn` commits, that
     /// batches changed: each `(project_pk, batch_pk)`, where a `batch_pk`
     /// of 0 stands for every batch of the project. One statement for up to

@@ -388,7 +388,7 @@ impl BatchStore for SqlStore {
         project_pk: i64,
         b: &NewBatchTask,
     ) -> StoreResult<BatchCreated> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let conn: &mut AnyConnection = &mut tx;
         let svc_deployed: Option<i64> = sqlx::query_scalar(
             "select deployed from services where project_pk = $1 and service_name = $2 and service_version = $3",
@@ -522,7 +522,7 @@ impl SqlStore {
         batch_id: &str,
         source_id: &str,
     ) -> StoreResult<TaskRow> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let conn: &mut AnyConnection = &mut tx;
         let bpk = batch_pk(conn, project_pk, batch_id).await?;
         let spk = source_pk(conn, project_pk, source_id)

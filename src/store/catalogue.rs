@@ -410,7 +410,7 @@ pub(super) fn push_in(q: &mut Query, col: &str, items: &[String]) {
 impl CatalogueStore for SqlStore {
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn create_service(&self, project_pk: i64, s: &NewService) -> StoreResult<Service> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let out = insert_service(&mut tx, project_pk, s).await?;
         tx.commit().await?;
         Ok(out)
@@ -477,7 +477,7 @@ impl CatalogueStore for SqlStore {
         key: &str,
         d: &Deployment,
     ) -> StoreResult<Service> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let pk = service_pk(&mut tx, project_pk, key)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::Service, "alg_id"))?;
@@ -511,7 +511,7 @@ impl CatalogueStore for SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn undeploy_service(&self, project_pk: i64, key: &str) -> StoreResult<Service> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let pk = service_pk(&mut tx, project_pk, key)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::Service, "alg_id"))?;

@@ -94,6 +94,13 @@ pub enum DbFault {
     /// Text the database cannot store: PostgreSQL refuses a NUL character
     /// in text (22021, 22P05). The client sent it.
     BadText,
+    /// A unique key another transaction took between this one's check and
+    /// its write: the object exists now.
+    Duplicate,
+    /// A reference to a row another transaction removed (or a removal of a
+    /// row another transaction now refers to) between this one's check and
+    /// its write.
+    Dangling,
     Other,
 }
 
@@ -113,6 +120,10 @@ impl DbFault {
                     DbFault::Unreachable
                 } else if code == "22021" || code == "22P05" {
                     DbFault::BadText
+                } else if d.is_unique_violation() {
+                    DbFault::Duplicate
+                } else if d.is_foreign_key_violation() {
+                    DbFault::Dangling
                 } else {
                     DbFault::Other
                 }

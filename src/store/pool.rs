@@ -117,7 +117,7 @@ fn pool_filters(q: &mut Query, project_pk: i64, f: &PoolFilter) {
 impl PoolStore for SqlStore {
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn create_edge_pool(&self, project_pk: i64, p: &NewEdgePool) -> StoreResult<EdgePool> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let clash: Option<i64> = sqlx::query_scalar(
             "select pk from edge_pools where project_pk = $1 and (name = $2 or id = $3)",
         )
@@ -224,7 +224,7 @@ impl PoolStore for SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn delete_edge_pool(&self, project_pk: i64, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let pk: i64 =
             sqlx::query_scalar("select pk from edge_pools where project_pk = $1 and id = $2")
                 .bind(project_pk)

@@ -68,6 +68,9 @@ const CHANNEL: &str = "taskcenter_changes";
 
 /// Arbitrary constant naming taskcenter's migration lock.
 const MIGRATION_LOCK: i64 = 0x7461_736b_6365_6e74;
+/// Project `pk`'s catalogue lock is `CATALOGUE_LOCK + pk`, an advisory
+/// lock held to the end of the transaction (`Backend::lock_catalogue`).
+const CATALOGUE_LOCK: i64 = 0x7463_6361_0000_0000;
 
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -128,6 +131,14 @@ impl Backend for Postgres {
 
     fn create_migrations_table(&self) -> &'static str {
         "create table if not exists schema_migrations (name text primary key, applied_at bigint not null)"
+    }
+
+    async fn lock_catalogue(&self, conn: &mut AnyConnection, project_pk: i64) -> StoreResult<()> {
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(CATALOGUE_LOCK.wrapping_add(project_pk))
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     async fn lock_migrations(&self, conn: &mut AnyConnection) -> StoreResult<()> {

@@ -114,6 +114,14 @@ impl SqlStore {
         Ok(Tx { inner, _gate: gate })
     }
 
+    /// A write transaction that reads project `project_pk`'s catalogue and
+    /// changes it on what it read (`Backend::lock_catalogue`).
+    pub(super) async fn begin_catalogue(&self, project_pk: i64) -> StoreResult<Tx> {
+        let mut tx = self.begin_write().await?;
+        self.backend.lock_catalogue(&mut tx, project_pk).await?;
+        Ok(tx)
+    }
+
     pub(super) async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         let inner = match self.backend.begin_read() {
             Some(stmt) => self.pool.begin_with(stmt).await?,

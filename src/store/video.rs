@@ -141,7 +141,7 @@ impl VideoStore for SqlStore {
         project_pk: i64,
         g: &NewVideoGroup,
     ) -> StoreResult<VideoGroup> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let sources = pks_of(&mut tx, project_pk, &g.source_ids, true, "video_source_ids").await?;
         let gpk = insert_group(&mut tx, project_pk, g).await?;
         add_members(&mut tx, gpk, &sources).await?;
@@ -204,7 +204,7 @@ impl VideoStore for SqlStore {
         id: &str,
         u: &GroupUpdate,
     ) -> StoreResult<VideoGroup> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let gpk = group_pk(&mut tx, project_pk, id)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::VideoGroup, "video_group_id"))?;
@@ -268,7 +268,7 @@ impl VideoStore for SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn delete_video_group(&self, project_pk: i64, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let gpk = group_pk(&mut tx, project_pk, id)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::VideoGroup, "video_group_id"))?;
@@ -301,7 +301,7 @@ impl VideoStore for SqlStore {
         project_pk: i64,
         s: &NewVideoSource,
     ) -> StoreResult<VideoSource> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         insert_source(&mut tx, project_pk, s).await?;
         let out = self
             .source_by_id(&mut tx, project_pk, &s.id)
@@ -318,7 +318,7 @@ impl VideoStore for SqlStore {
         id: &str,
         u: &SourceUpdate,
     ) -> StoreResult<VideoSource> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let spk = source_pk(&mut tx, project_pk, id)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::VideoSource, "video_source_id"))?;
@@ -375,7 +375,7 @@ impl VideoStore for SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn delete_video_source(&self, project_pk: i64, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let spk = source_pk(&mut tx, project_pk, id)
             .await?
             .ok_or_else(|| StoreError::not_found(Entity::VideoSource, "video_source_id"))?;

@@ -397,7 +397,7 @@ impl TaskStore for SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug", fields(project_pk = project_pk))]
     async fn create_tasks(&self, project_pk: i64, t: &NewTasks) -> StoreResult<Vec<String>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_catalogue(project_pk).await?;
         let svc = sqlx::query(
             "select pk, deploy_type, deployed from services \
              where project_pk = $1 and service_name = $2 and service_version = $3",
