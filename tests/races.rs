@@ -7,9 +7,46 @@ mod common;
 use common::*;
 use futures_util::future::join_all;
 use serde_json::json;
+#[allow(unused_imports)]
+use taskcenter::store::prelude::*;
 
 fn source(id: &str) -> serde_json::Value {
     json!({"id": id, "video_source_name": id, "access_type": "cloud", "url": format!("rtsp://{id}/live")})
+}
+
+async fn service_group_and_source(ctx: &Ctx) {
+    ctx.store
+        .create_service(
+            ctx.project_pk,
+            &taskcenter::store::NewService {
+                id: "svc1".into(),
+                service_name: "helmet".into(),
+                service_version: "1.0.0".into(),
+                alg_name: "Helmet".into(),
+                company: "Acme".into(),
+                deploy_type: taskcenter::store::DeployType::Cloud,
+                deployed: true,
+                description: String::new(),
+                created_at: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ctx.post("/v2/p1/source", source("cam9")).await.status, 200);
+    let r = ctx
+        .post(
+            "/v2/p1/video-group",
+            json!({"id": "gate", "video_group_name": "gate",
+        "access_type": "cloud", "video_source_ids": ["cam9"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn batch(name: &str) -> serde_json::Value {
+    json!({"name": name, "service_name": "helmet", "service_version": "1.0.0",
+           "batch_input": {"video_source_group": [{"video_source_group_id": "gate"}]},
+           "output": {"event_center": true}})
 }
 
 both_backends! {
@@ -100,6 +137,31 @@ both_backends! {
                 assert_eq!(d.status, 200, "the source is gone only if its delete said so");
             }
             assert!(grp.status == 200 || g.status == 400, "{}", grp.body);
+        }
+    }
+
+    async fn a_rename_and_a_create_racing_for_one_batch_name_get_one_200_and_one_name_taken(ctx: Ctx) {
+        service_group_and_source(&ctx).await;
+        for round in 0..10 {
+            let r = ctx.post("/v2/p1/batch-tasks", batch(&format!("old{round}"))).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let id = r.body["id"].as_str().unwrap().to_owned();
+            let wanted = format!("new{round}");
+            let rename = ctx.send(
+                axum::http::Request::put(format!("/v2/p1/batch-tasks/{id}"))
+                    .header("x-auth-token", &ctx.token)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(json!({"name": wanted}).to_string()))
+                    .unwrap(),
+            );
+            let create = ctx.post("/v2/p1/batch-tasks", batch(&wanted));
+            let (a, b) = tokio::join!(rename, create);
+            let replies = [&a, &b];
+            assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 1, "{} / {}", a.body, b.body);
+            for r in replies.iter().filter(|r| r.status != 200) {
+                assert_eq!(r.status, 400, "{}", r.body);
+                assert_eq!(r.body["error_code"], "VIAS.00010011", "{}", r.body);
+            }
         }
     }
 }

@@ -395,7 +395,21 @@ impl SqlStore {
     /// (deadlock), and capacity read inside a tick stays true until it
     /// commits.
     pub(super) async fn begin_lifecycle(&self) -> StoreResult<Tx> {
-        let mut tx = self.begin_write().await?;
+        let tx = self.begin_write().await?;
+        Self::take_lifecycle_lock(tx).await
+    }
+
+    /// `begin_lifecycle` for a change that also reads project
+    /// `project_pk`'s catalogue and acts on what it read (an update naming
+    /// groups, sources or a new name): the catalogue lock first, as every
+    /// catalogue write takes it, then the lifecycle lock. No transaction
+    /// takes them the other way round.
+    pub(super) async fn begin_lifecycle_in(&self, project_pk: i64) -> StoreResult<Tx> {
+        let tx = self.begin_catalogue(project_pk).await?;
+        Self::take_lifecycle_lock(tx).await
+    }
+
+    async fn take_lifecycle_lock(mut tx: Tx) -> StoreResult<Tx> {
         sqlx::query("update scheduler_lock set ticks = ticks + 1 where id = 1")
             .execute(&mut *tx)
             .await?;

@@ -246,7 +246,7 @@ impl TaskStore for SqlStore {
         batch_id: &str,
         u: &BatchUpdate,
     ) -> StoreResult<BatchCreated> {
-        let mut tx = self.begin_lifecycle().await?;
+        let mut tx = self.begin_lifecycle_in(project_pk).await?;
         let row = sqlx::query(
             "select pk, deleting, service_name, service_version from batch_tasks \
              where project_pk = $1 and id = $2",
@@ -462,7 +462,7 @@ impl TaskStore for SqlStore {
         task_id: &str,
         u: &TaskUpdate,
     ) -> StoreResult<TaskDetail> {
-        let mut tx = self.begin_lifecycle().await?;
+        let mut tx = self.begin_lifecycle_in(project_pk).await?;
         let row = sqlx::query(
             "select pk, batch_pk, video_source_pk from tasks where project_pk = $1 and id = $2",
         )
