@@ -26,23 +26,8 @@ fn password_body(user: &str, password: &str, project: Value) -> Value {
 }
 
 async fn seed_catalogue(ctx: &Ctx) {
-    ctx.store
-        .create_service(
-            ctx.project_pk,
-            &taskcenter::store::NewService {
-                id: "svc1".into(),
-                service_name: "helmet".into(),
-                service_version: "1.0.0".into(),
-                alg_name: "Helmet".into(),
-                company: "Acme".into(),
-                deploy_type: taskcenter::store::DeployType::Edge,
-                deployed: true,
-                description: String::new(),
-                created_at: 1,
-            },
-        )
-        .await
-        .unwrap();
+    ctx.add_helmet_service(taskcenter::store::DeployType::Edge)
+        .await;
     assert_eq!(
         ctx.post(
             "/v2/p1/video-group",

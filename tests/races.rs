@@ -7,31 +7,14 @@ mod common;
 use common::*;
 use futures_util::future::join_all;
 use serde_json::json;
-#[allow(unused_imports)]
-use taskcenter::store::prelude::*;
 
 fn source(id: &str) -> serde_json::Value {
     json!({"id": id, "video_source_name": id, "access_type": "cloud", "url": format!("rtsp://{id}/live")})
 }
 
 async fn service_group_and_source(ctx: &Ctx) {
-    ctx.store
-        .create_service(
-            ctx.project_pk,
-            &taskcenter::store::NewService {
-                id: "svc1".into(),
-                service_name: "helmet".into(),
-                service_version: "1.0.0".into(),
-                alg_name: "Helmet".into(),
-                company: "Acme".into(),
-                deploy_type: taskcenter::store::DeployType::Cloud,
-                deployed: true,
-                description: String::new(),
-                created_at: 1,
-            },
-        )
-        .await
-        .unwrap();
+    ctx.add_helmet_service(taskcenter::store::DeployType::Cloud)
+        .await;
     assert_eq!(ctx.post("/v2/p1/source", source("cam9")).await.status, 200);
     let r = ctx
         .post(

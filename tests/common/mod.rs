@@ -152,6 +152,27 @@ pub(crate) struct Reply {
 }
 
 impl Ctx {
+    /// Registers service `helmet` 1.0.0 (id `svc1`, deployed) in `p1`.
+    pub(crate) async fn add_helmet_service(&self, deploy_type: store::DeployType) {
+        self.store
+            .create_service(
+                self.project_pk,
+                &store::NewService {
+                    id: "svc1".into(),
+                    service_name: "helmet".into(),
+                    service_version: "1.0.0".into(),
+                    alg_name: "Helmet".into(),
+                    company: "Acme".into(),
+                    deploy_type,
+                    deployed: true,
+                    description: String::new(),
+                    created_at: 1,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
     pub(crate) async fn new(db: TestDb) -> Ctx {
         let store = store::open_sql(&db.url).await.unwrap();
         store.migrate().await.unwrap();

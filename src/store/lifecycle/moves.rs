@@ -529,19 +529,13 @@ pub(super) async fn finish(
 /// After commit: the read model follows, before the write returns, and
 /// the waiting syncs of the workers whose tasks moved answer.
 pub(super) async fn publish(w: &Writer, touched: &Touched) {
-    // One read of the changed batches per project (`batches` is in project
-    // order), not one per batch.
-    let mut batches = touched.batches.iter().peekable();
-    while let Some(&(project_pk, first)) = batches.next() {
-        let mut pks = vec![first];
-        while let Some(&&(p, b)) = batches.peek() {
-            if p != project_pk {
-                break;
-            }
-            pks.push(b);
-            batches.next();
-        }
-        w.after_writes(project_pk, &pks).await;
+    // One read of the changed batches per project, not one per batch.
+    let mut by_project: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for &(project_pk, batch_pk) in &touched.batches {
+        by_project.entry(project_pk).or_default().push(batch_pk);
+    }
+    for (project_pk, pks) in &by_project {
+        w.after_writes(*project_pk, pks).await;
     }
     crate::scheduler::wake::workers_changed(touched.workers.iter().copied());
 }
