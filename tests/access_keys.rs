@@ -275,7 +275,7 @@ both_backends! {
         // X-Project-Id naming another project than the path's.
         let mut s = Signed::new("GET", "/v2/p1/batch-tasks", &k.ak, &k.sk);
         s.extra.push(("X-Project-Id", "p2"));
-        assert_error(&k.ctx.send(s.request()).await, 403, "VIAS.00010005", Some("project_id"));
+        assert_error(&k.ctx.send(s.request()).await, 403, "VIAS.00010005", Some("X-Project-Id"));
         // A project the key's user is not a member of, or none at all.
         for uri in ["/v2/p2/batch-tasks", "/v2/nope/batch-tasks"] {
             let r = k.ctx.send(Signed::new("GET", uri, &k.ak, &k.sk).request()).await;

@@ -50,6 +50,9 @@ pub enum ApiError {
     WorkerUnauthenticated(String),
     #[error("forbidden")]
     Forbidden,
+    /// A signed `X-Project-Id` naming another project than the path's.
+    #[error("X-Project-Id names another project than the path")]
+    ProjectHeaderMismatch,
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed")]
@@ -154,7 +157,7 @@ impl ApiError {
                 "Authentication failed.",
                 "Send the worker credential from `taskcenter workers add` as Authorization: Bearer tcw1.…",
             ),
-            Forbidden => (
+            Forbidden | ProjectHeaderMismatch => (
                 StatusCode::FORBIDDEN,
                 "VIAS.00010005",
                 "Authorization failed.",
@@ -262,6 +265,11 @@ impl ApiError {
                 vec!["project_id".into()],
                 "the token is scoped to another project, or the access key's user is not a member of it"
                     .into(),
+            ),
+            ApiError::ProjectHeaderMismatch => (
+                "X-Project-Id names another project than the path".into(),
+                vec!["X-Project-Id".into()],
+                "the signed X-Project-Id header must name the project in the path".into(),
             ),
             ApiError::NoRoute => (
                 "no route matches this path".into(),

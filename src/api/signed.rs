@@ -108,7 +108,7 @@ pub(super) async fn verify(
         .map_err(|e| refused("Authorization", e.to_string()))?;
     if let Some(project_id) = path_project {
         if header("x-project-id").is_some_and(|p| p.trim() != project_id) {
-            return Err(ApiError::Forbidden);
+            return Err(ApiError::ProjectHeaderMismatch);
         }
         let project = st
             .access_keys
