@@ -409,6 +409,26 @@ fn cli_export_import_export_round_trips() {
         std::fs::read_to_string(dir.0.join("b.ndjson")).unwrap()
     );
     assert!(first.stdout.len() > 1000);
+    // The dump holds password hashes: only its owner may read the file,
+    // also when --output overwrites a file that others could read.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |f: &str| {
+        std::fs::metadata(dir.0.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("b.ndjson"), 0o600);
+    std::fs::write(dir.0.join("open.ndjson"), "").unwrap();
+    std::fs::set_permissions(
+        dir.0.join("open.ndjson"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let third = cli(&dir.0, "b.db", &["export", "--output", "open.ndjson"], None);
+    assert!(third.status.success());
+    assert_eq!(mode("open.ndjson"), 0o600);
 }
 
 /// Credentials taken back through the CLI: tokens listed and revoked, a
@@ -436,6 +456,39 @@ fn the_cli_revokes_what_it_issues() {
             }
         }
     }
+    // A vendor or algorithm name the list's filters cannot select is
+    // registered, with a warning that says which filter and why.
+    let service = |name: &str, alg: &str, company: &str| {
+        run(
+            &[
+                "service",
+                "add",
+                "--project",
+                "p1",
+                "--name",
+                name,
+                "--version",
+                "1.0.0",
+                "--alg-name",
+                alg,
+                "--company",
+                company,
+            ],
+            None,
+        )
+    };
+    let (ok, _, err) = service("helmet", "Helmet", "Acme");
+    assert!(ok && !err.contains("warning"), "{err}");
+    let (ok, _, err) = service("gate", "Gate count", "A");
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("`title` filter") && err.contains("' '"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`manufacturer` filter") && err.contains("2 to 64"),
+        "{err}"
+    );
     let (ok, token, _) = run(&["token", "issue", "--project", "p1"], None);
     assert!(ok);
     let id = token.trim().split('.').nth(1).unwrap().to_owned();

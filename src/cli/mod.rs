@@ -365,6 +365,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             check(field::check_display_name("alg_name", &alg_name, 1, 64))?;
             check(field::check_display_name("company", &company, 1, 64))?;
             check(field::check_text("description", &description, 500))?;
+            // Valid names the list's filters cannot express: registered,
+            // with a word on what they cost.
+            for (filter, value) in [("title", &alg_name), ("manufacturer", &company)] {
+                if let Err(e) = field::check_filter_pattern(filter, value, 2, 64) {
+                    eprintln!(
+                        "warning: the batch list's `{filter}` filter cannot select this service: {}",
+                        e.detail
+                    );
+                }
+            }
             let s = store
                 .create_service(
                     pk,
@@ -477,8 +487,13 @@ pub const ADMIN_PASSWORD_FILE: &str = "taskcenter-admin-password";
 
 /// Writes `text` to a new or truncated file that only its owner may read.
 fn write_private(path: &str, text: &str) -> std::io::Result<()> {
+    create_private(std::path::Path::new(path))?.write_all(text.as_bytes())
+}
+
+/// Creates or truncates a file that only its owner may read or write.
+fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
@@ -486,7 +501,7 @@ fn write_private(path: &str, text: &str) -> std::io::Result<()> {
         .open(path)?;
     // An existing file keeps its mode on open: narrow it too.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())
+    Ok(f)
 }
 
 async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
@@ -706,9 +721,9 @@ async fn export(store: Arc<dyn Store>, output: Option<std::path::PathBuf>) -> Re
     let (send, mut recv) = tokio::sync::mpsc::channel::<DumpRecord>(1024);
     let producer = tokio::spawn(async move { store.export(send).await });
     let mut out: Box<dyn Write + Send> = match &output {
+        // The dump holds password hashes and sealed access keys: owner only.
         Some(p) => Box::new(
-            std::fs::File::create(p)
-                .with_context(|| format!("could not create {}", p.display()))?,
+            create_private(p).with_context(|| format!("could not create {}", p.display()))?,
         ),
         None => Box::new(std::io::stdout()),
     };
