@@ -78,6 +78,13 @@ impl<'a> From<&'a BatchTaskRow> for BatchTaskDto<'a> {
     }
 }
 
+/// If-None-Match's weak comparison (RFC 9110 §13.1.2): `*` matches any
+/// current page, and `W/` is ignored on either side.
+fn etag_matches(sent: &str, ours: &str) -> bool {
+    let opaque = |t: &str| t.strip_prefix("W/").unwrap_or(t).to_owned();
+    sent == "*" || opaque(sent) == opaque(ours)
+}
+
 pub(super) async fn list_batch_tasks(
     State(st): State<AppState>,
     Authed(project): Authed,
@@ -106,7 +113,7 @@ pub(super) async fn list_batch_tasks(
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .any(|t| t.trim() == tag);
+                .any(|t| etag_matches(t.trim(), tag));
             if seen {
                 let waited = match preferred_wait(&headers) {
                     Some(wait) => wait_for_change(&st, project.pk, &params, page, wait).await?,
@@ -645,4 +652,29 @@ pub(super) async fn create_batch_task(
     new.id = random_hex(16).map_err(|e| ApiError::Internal(e.to_string()))?;
     let created = st.store.create_batch_task(project.pk, &new).await?;
     Ok(Json(created.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{etag_matches, list_etag};
+
+    #[test]
+    fn if_none_match_compares_weakly_and_takes_a_star() {
+        let ours = list_etag(7, Some("offset=0&limit=10"));
+        assert!(ours.starts_with("W/\""));
+        assert!(etag_matches(&ours, &ours));
+        // The same opaque tag without W/ (some proxies strip it), and `*`.
+        assert!(etag_matches(&ours[2..], &ours));
+        assert!(etag_matches("*", &ours));
+        // Another version of the view, or another query, is another page.
+        assert!(!etag_matches(
+            &list_etag(8, Some("offset=0&limit=10")),
+            &ours
+        ));
+        assert!(!etag_matches(
+            &list_etag(7, Some("offset=10&limit=10")),
+            &ours
+        ));
+        assert!(!etag_matches("W/*", &ours));
+    }
 }
