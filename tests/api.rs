@@ -630,6 +630,18 @@ async fn worker_routes_take_only_a_worker_credential() {
         "VIAS.00010001",
         Some("slots"),
     );
+    // Only edge workers serve edge pools.
+    assert_error(
+        &send(
+            me(),
+            "/worker/v1/register",
+            json!({"kind": "cloud", "slots": 2, "pool": "north-pool"}),
+        )
+        .await,
+        400,
+        "VIAS.00010001",
+        Some("pool"),
+    );
     let r = send(me(), "/worker/v1/register", reg).await;
     assert_eq!(
         (r.status.as_u16(), r.body["lease_ms"].clone()),

@@ -300,8 +300,25 @@ both_backends! {
             scheduler::tick(&**st, now, &cfg).await.unwrap();
         }
         assert_eq!(state(&ctx, &t1).await, LackOfResources, "edge-b is not in the pool");
+        // A cloud worker that bears a node's name runs no edge task: the
+        // pool stays Abnormal and its service's pool not live.
+        let pool_live = || async {
+            let pool = st.find_edge_pool(ctx.project_pk, "pool-north").await.unwrap().unwrap();
+            let services = st
+                .list_services(
+                    ctx.project_pk,
+                    &ServiceFilter { name_like: Some("fire.x".into()), deployed: None },
+                    Listing { sort: ServiceSort::CreatedAt, descending: false, page: None },
+                )
+                .await
+                .unwrap();
+            (pool.running(), services.items[0].pool.as_ref().map(|p| p.1))
+        };
+        let a = worker(st, "edge-a", "cloud", 1, now).await;
+        assert_eq!(pool_live().await, (false, Some(false)));
         // A node the pool names, and a worker registered with --pool.
-        worker(st, "edge-a", "edge", 1, now).await;
+        st.register_worker(a, DeployType::Edge, 1, None, now, LEASE).await.unwrap();
+        assert_eq!(pool_live().await, (true, Some(true)));
         st.create_worker("edge-c", "edge-c", b"unused").await.unwrap();
         let c = st.find_worker_credential("edge-c").await.unwrap().unwrap();
         st.register_worker(c.pk, DeployType::Edge, 1, Some("north-pool"), now, LEASE).await.unwrap();
@@ -806,6 +823,56 @@ both_backends! {
         assert_eq!(state(&ctx, &second).await, Starting);
         let h = st.list_task_history(ctx.project_pk, &second).await.unwrap();
         assert_eq!(h.last().map(|e| (e.event.as_str(), e.worker_name.as_deref())), Some(("Place", Some("w1"))));
+        counters_are_exact(&ctx).await;
+    }
+
+    async fn a_revoked_worker_stays_out_of_service(ctx: Ctx) {
+        // Revoked while its long poll waits: the move of its task that the
+        // revoke brings wakes the poll, which must not renew the lease.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let (w1, second, report) = one_slot_worker_running_t21(&ctx).await;
+        w1.post("/worker/v1/reports", serde_json::json!({"reports": [report("started")]})).await;
+        assert_eq!(state(&ctx, "t21").await, Running);
+        let held = report("started");
+        let poll = {
+            use tower::ServiceExt;
+            let req = axum::http::Request::post("/worker/v1/sync")
+                .header("authorization", format!("Bearer {}", w1.cred))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    serde_json::json!({"running": [{"task": held["task"], "attempt": held["attempt"]}], "wait_ms": 5_000})
+                        .to_string(),
+                ))
+                .unwrap();
+            tokio::spawn(w1.router.clone().oneshot(req))
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        st.revoke_worker("w1").await.unwrap();
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        scheduler::tick(&**st, now, &cfg).await.unwrap();
+        let answer = poll.await.unwrap().unwrap();
+        let status = answer.status();
+        let body = axum::body::to_bytes(answer.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+        for _ in 0..4 {
+            now += 100;
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
+        }
+        let workers = st.list_workers().await.unwrap();
+        assert!(workers.iter().all(|w| w.lost), "{workers:?}");
+        // No live worker is left, so nothing is placed again: both tasks
+        // wait for capacity, none sits on w1.
+        for id in ["t21", second.as_str()] {
+            assert_eq!(state(&ctx, id).await, LackOfResources, "{id}");
+        }
+        // The store refuses the revoked worker's lease outright too.
+        let id = workers.iter().find(|w| w.name == "w1").unwrap().id.clone();
+        let pk = st.find_worker_credential(&id).await.unwrap().unwrap().pk;
+        assert!(st.sync_worker(pk, now, LEASE, &[]).await.is_err());
+        assert!(st.register_worker(pk, DeployType::Cloud, 1, None, now, LEASE).await.is_err());
+        assert!(st.list_workers().await.unwrap().iter().all(|w| w.lost));
         counters_are_exact(&ctx).await;
     }
 

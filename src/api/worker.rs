@@ -5,6 +5,7 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::AppState;
+use crate::domain::kind::DeployType;
 use crate::domain::now_millis;
 use crate::domain::transition::{Event, Outcome};
 use crate::protocol::{
@@ -12,6 +13,7 @@ use crate::protocol::{
     ReportRequest, SyncReply, SyncRequest,
 };
 use crate::store::lifecycle::{Applied, WorkerReport};
+use crate::store::{Entity, StoreError};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::Json;
@@ -102,6 +104,18 @@ fn lease_ms(st: &AppState) -> i64 {
     i64::try_from(st.lease.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A worker revoked after its request was authenticated: refused as a
+/// revoked credential is, so the agent stops rather than retrying.
+fn revoked(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound {
+            what: Entity::Worker,
+            ..
+        } => ApiError::WorkerUnauthenticated("the worker credential was revoked".into()),
+        other => other.into(),
+    }
+}
+
 pub async fn register(
     State(st): State<AppState>,
     WorkerAuthed(w): WorkerAuthed,
@@ -115,6 +129,12 @@ pub async fn register(
     }
     if let Some(pool) = &b.pool {
         crate::domain::vias::check_pool_name("pool", pool)?;
+        if b.kind != DeployType::Edge {
+            return Err(ApiError::Invalid {
+                param: Some("pool".into()),
+                detail: "only an edge worker joins an edge pool".into(),
+            });
+        }
     }
     st.store
         .register_worker(
@@ -125,7 +145,8 @@ pub async fn register(
             now_millis(),
             lease_ms(&st),
         )
-        .await?;
+        .await
+        .map_err(revoked)?;
     Ok(Json(RegisterReply {
         lease_ms: lease_ms(&st),
         max_wait_ms: MAX_WAIT.as_millis() as i64,
@@ -162,7 +183,8 @@ pub async fn sync(
         let reply = st
             .store
             .sync_worker_listed(w, now_millis(), lease_ms(&st), &b.running, listed)
-            .await?;
+            .await
+            .map_err(revoked)?;
         if !reply.is_empty() || start.elapsed() + WAIT_STEP > wait {
             return Ok(Json(reply));
         }

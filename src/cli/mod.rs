@@ -313,6 +313,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
         return Ok(());
     }
     if let Command::Worker(a) = cli.command {
+        if a.pool.is_some() && a.kind != WorkerKind::Edge {
+            bail!("--pool needs --type edge: only edge workers serve edge pools");
+        }
         // The agent needs no database: it speaks to the server only.
         return crate::worker::run(crate::worker::WorkerConfig {
             server: a.server,

@@ -20,7 +20,8 @@ pub(super) const SERVICE_FIELDS: &str = "v.id as id, v.service_name as service_n
      v.service_version as service_version, v.alg_name as alg_name, v.company as company, \
      v.deploy_type as deploy_type, v.deployed as deployed, v.description as description, \
      v.created_at as created_at, v.updated_at as updated_at, ep.id as pool_id, \
-     (select count(*) from workers w where w.lost = 0 and (w.pool = ep.name or w.name in \
+     (select count(*) from workers w where w.lost = 0 and w.kind = 'edge' \
+     and (w.pool = ep.name or w.name in \
      (select n.node from edge_pool_nodes n where n.pool_pk = ep.pk))) as pool_live";
 
 /// The tables `SERVICE_FIELDS` reads.

@@ -19,7 +19,8 @@ const POOL_COLS: &str = "ep.pk as pk, ep.id as id, ep.name as name, \
      ep.created_at as created_at, ep.updated_at as updated_at from edge_pools ep";
 
 /// `ep` is Running while one of its workers is live.
-const POOL_LIVE: &str = "exists (select 1 from workers w where w.lost = 0 and (w.pool = ep.name \
+const POOL_LIVE: &str = "exists (select 1 from workers w where w.lost = 0 and w.kind = 'edge' \
+     and (w.pool = ep.name \
      or w.name in (select n.node from edge_pool_nodes n where n.pool_pk = ep.pk)))";
 
 fn pool_from(r: &AnyRow) -> StoreResult<(i64, EdgePool)> {
@@ -62,12 +63,19 @@ async fn nodes_of(
             let worker_id: Option<String> = r.try_get("worker_id")?;
             let lost: Option<i64> = r.try_get("lost")?;
             let lease: Option<i64> = r.try_get("lease")?;
-            let kind: Option<String> = r.try_get("kind")?;
+            let kind = r
+                .try_get::<Option<String>, _>("kind")?
+                .as_deref()
+                .and_then(DeployType::parse);
             Ok(PoolNode {
                 name: r.try_get("name")?,
-                live: worker_id.is_some() && lost == Some(0) && lease.unwrap_or(0) >= now,
+                // A cloud worker that shares a node's name runs no edge task.
+                live: worker_id.is_some()
+                    && lost == Some(0)
+                    && lease.unwrap_or(0) >= now
+                    && kind == Some(DeployType::Edge),
                 worker_id,
-                kind: kind.as_deref().and_then(DeployType::parse),
+                kind,
                 slots: r.try_get::<Option<i64>, _>("slots")?.unwrap_or(0),
             })
         })

@@ -351,7 +351,8 @@ impl SchedulerStore for SqlStore {
     async fn extend_leases(&self, now: i64, lease_ms: i64) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "update workers set lease_expires_at = $1 where lost = 0 and lease_expires_at < $1",
+            "update workers set lease_expires_at = $1 \
+             where lost = 0 and lease_expires_at < $1 and length(secret_hash) > 0",
         )
         .bind(now + lease_ms)
         .execute(&mut *tx)

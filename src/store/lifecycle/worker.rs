@@ -179,8 +179,9 @@ impl SqlStore {
 }
 
 /// Renews a worker's lease until `until` (a lost worker's only with
-/// `revive`) and compares what it holds with what it runs; `None` when no
-/// lease was renewed.
+/// `revive`, a revoked one's never: a sync authenticated before the revoke
+/// must not bring it back) and compares what it holds with what it runs;
+/// `None` when no lease was renewed.
 async fn renew_and_reconcile(
     conn: &mut sqlx::AnyConnection,
     worker_pk: i64,
@@ -190,7 +191,8 @@ async fn renew_and_reconcile(
     listed: i64,
 ) -> StoreResult<Option<(HeldView, decide::Reconciled)>> {
     let renewed = sqlx::query(
-        "update workers set lease_expires_at = $1, lost = 0 where pk = $2 and (lost = 0 or $3 = 1)",
+        "update workers set lease_expires_at = $1, lost = 0 \
+         where pk = $2 and (lost = 0 or $3 = 1) and length(secret_hash) > 0",
     )
     .bind(until)
     .bind(worker_pk)
@@ -318,9 +320,10 @@ impl WorkerStore for SqlStore {
         lease_ms: i64,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        // A revoked worker (empty credential) stays out of service.
+        let n = sqlx::query(
             "update workers set kind = $1, slots = $2, pool = $3, registered_at = $4, \
-             lease_expires_at = $5, lost = 0 where pk = $6",
+             lease_expires_at = $5, lost = 0 where pk = $6 and length(secret_hash) > 0",
         )
         .bind(kind.as_str())
         .bind(slots)
@@ -329,7 +332,11 @@ impl WorkerStore for SqlStore {
         .bind(now + lease_ms)
         .bind(worker_pk)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::not_found(Entity::Worker, "worker"));
+        }
         tx.commit().await?;
         Ok(())
     }
