@@ -276,6 +276,15 @@ both_backends! {
         let mut s = Signed::new("GET", "/v2/p1/batch-tasks", &k.ak, &k.sk);
         s.extra.push(("X-Project-Id", "p2"));
         assert_error(&k.ctx.send(s.request()).await, 403, "VIAS.00010005", Some("X-Project-Id"));
+        // One the server cannot read is refused, not skipped.
+        for name in ["X-Project-Id", "X-Sdk-Content-Sha256"] {
+            let mut req = Signed::new("GET", "/v2/p1/batch-tasks", &k.ak, &k.sk).request();
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_bytes(b"p1\xff").unwrap(),
+            );
+            assert_error(&k.ctx.send(req).await, 401, "VIAS.00010005", Some(name));
+        }
         // A project the key's user is not a member of, or none at all.
         for uri in ["/v2/p2/batch-tasks", "/v2/nope/batch-tasks"] {
             let r = k.ctx.send(Signed::new("GET", uri, &k.ak, &k.sk).request()).await;

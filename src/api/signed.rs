@@ -86,6 +86,16 @@ pub(super) async fn verify(
     let (mut parts, body) = req.into_parts();
     let bytes = read_body(body).await?;
     let header = |name: &str| header_value(&parts.headers, name);
+    // A header these checks read must be readable: one that is present but
+    // not UTF-8 would otherwise skip its check.
+    for (name, shown) in [
+        (signature::CONTENT_HASH_HEADER, "X-Sdk-Content-Sha256"),
+        ("x-project-id", "X-Project-Id"),
+    ] {
+        if parts.headers.contains_key(name) && header(name).is_none() {
+            return Err(refused(shown, format!("{shown} is not valid UTF-8")));
+        }
+    }
     if let Some(claimed) = header(signature::CONTENT_HASH_HEADER) {
         // The signature covers this header instead of the body, so it must
         // be the body's hash: otherwise a captured request could carry

@@ -230,7 +230,15 @@ pub fn parse_sdk_date(s: &str) -> Option<i64> {
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    // Second 60 is a leap second, which UTC allows.
+    if !(1..=12).contains(&mo) || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -384,6 +392,11 @@ mod tests {
             "20261329T053112Z",
             "20261129T253112Z",
             "20261129T053112",
+            "20260231T000000Z",
+            "20260431T000000Z",
+            "20250229T000000Z",
+            "21000229T000000Z",
+            "20261100T000000Z",
         ] {
             assert_eq!(parse_sdk_date(bad), None, "{bad}");
         }
