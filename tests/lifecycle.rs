@@ -531,6 +531,20 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn a_placing_pass_places_nothing_on_a_revoked_worker(ctx: Ctx) {
+        // Between a revoke and the next full pass, placing passes run too.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let now = taskcenter::domain::now_millis();
+        worker(st, "w1", "cloud", 1, now).await;
+        st.revoke_worker("w1").await.unwrap();
+        let r = scheduler::place(&**st, now, &cfg).await.unwrap();
+        assert_eq!(r.count(Event::Place), 0, "{r:?}");
+        assert_ne!(state(&ctx, "t21").await, Starting);
+        counters_are_exact(&ctx).await;
+    }
+
     async fn a_backlog_of_one_worker_type_does_not_hide_the_other(ctx: Ctx) {
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;

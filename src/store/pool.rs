@@ -6,7 +6,7 @@ use super::sql_store::{bound, SqlStore};
 use super::{
     EdgePool, Listed, Listing, NewEdgePool, PoolFilter, PoolNode, PoolSort, StoreError, StoreResult,
 };
-use crate::domain::{now_millis, DeployType};
+use crate::domain::DeployType;
 use crate::store::prelude::*;
 use crate::store::{conflict_if_unique, Entity};
 use async_trait::async_trait;
@@ -44,14 +44,13 @@ async fn nodes_of(
     conn: &mut AnyConnection,
     pool_pk: i64,
     pool_name: &str,
-    now: i64,
 ) -> StoreResult<Vec<PoolNode>> {
     let rows = sqlx::query(
         "select n.node as name, w.id as worker_id, w.kind as kind, w.slots as slots, \
-         w.lost as lost, w.lease_expires_at as lease from edge_pool_nodes n \
+         w.lost as lost from edge_pool_nodes n \
          left join workers w on w.name = n.node where n.pool_pk = $1 \
          union all select w.name as name, w.id as worker_id, w.kind as kind, w.slots as slots, \
-         w.lost as lost, w.lease_expires_at as lease from workers w where w.pool = $2 \
+         w.lost as lost from workers w where w.pool = $2 \
          and w.name not in (select node from edge_pool_nodes where pool_pk = $1)",
     )
     .bind(pool_pk)
@@ -62,18 +61,16 @@ async fn nodes_of(
         .map(|r| {
             let worker_id: Option<String> = r.try_get("worker_id")?;
             let lost: Option<i64> = r.try_get("lost")?;
-            let lease: Option<i64> = r.try_get("lease")?;
             let kind = r
                 .try_get::<Option<String>, _>("kind")?
                 .as_deref()
                 .and_then(DeployType::parse);
             Ok(PoolNode {
                 name: r.try_get("name")?,
-                // A cloud worker that shares a node's name runs no edge task.
-                live: worker_id.is_some()
-                    && lost == Some(0)
-                    && lease.unwrap_or(0) >= now
-                    && kind == Some(DeployType::Edge),
+                // Live as the scheduler sees it (not yet marked lost), as
+                // `POOL_LIVE` counts; a cloud worker that shares a node's
+                // name runs no edge task.
+                live: worker_id.is_some() && lost == Some(0) && kind == Some(DeployType::Edge),
                 worker_id,
                 kind,
                 slots: r.try_get::<Option<i64>, _>("slots")?.unwrap_or(0),
@@ -98,7 +95,7 @@ impl SqlStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let (pk, mut pool) = pool_from(&row)?;
-        pool.nodes = nodes_of(conn, pk, &pool.name, now_millis()).await?;
+        pool.nodes = nodes_of(conn, pk, &pool.name).await?;
         Ok(Some(pool))
     }
 }
@@ -207,11 +204,10 @@ impl PoolStore for SqlStore {
                 .fetch_one(&mut *tx)
                 .await?;
         let rows = bound(&q).fetch_all(&mut *tx).await?;
-        let now = now_millis();
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             let (pk, mut pool) = pool_from(r)?;
-            pool.nodes = nodes_of(&mut tx, pk, &pool.name, now).await?;
+            pool.nodes = nodes_of(&mut tx, pk, &pool.name).await?;
             items.push(pool);
         }
         tx.commit().await?;

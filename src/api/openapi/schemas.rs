@@ -507,6 +507,7 @@ fn own() -> Value {
     let strict =
         |required: &str, props| merge(obj(required, props), json!({"additionalProperties": false}));
     let clipped = || desc(s(), "clipped to 500 characters");
+    let slots = || json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000});
     json!({
         "TokenRequest": obj("auth", json!({"auth": obj("identity scope", json!({
             "identity": obj("methods password", json!({
@@ -527,9 +528,13 @@ fn own() -> Value {
             "batch_id": {"type": "string", "nullable": true}, "source_url": s(),
             "source_config": desc(s(), "the source's type_config"), "input": desc(s(), "CreateTask's input as JSON text"),
             "config": s(), "service_name": s(), "service_version": s()})),
-        "RegisterRequest": strict("kind slots", json!({"kind": one_of(&["cloud", "edge"]),
-            "slots": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000},
-            "pool": nullable(desc(str_pat("^[a-z][a-z0-9-]{2,30}[a-z0-9]$"), "the edge pool this worker serves, by name"))})),
+        // Only an edge worker names a pool.
+        "RegisterRequest": {"oneOf": [
+            strict("kind slots", json!({"kind": one_of(&["cloud"]), "slots": slots(),
+                "pool": {"nullable": true, "enum": [null], "description": "a cloud worker serves no edge pool"}})),
+            strict("kind slots", json!({"kind": one_of(&["edge"]), "slots": slots(),
+                "pool": nullable(desc(str_pat("^[a-z][a-z0-9-]{2,30}[a-z0-9]$"), "the edge pool this worker serves, by name"))})),
+        ]},
         "RegisterReply": obj("lease_ms max_wait_ms", json!({"lease_ms": i64_(), "max_wait_ms": i64_()})),
         "SyncRequest": strict("running", json!({
             "running": {"type": "array", "maxItems": 100_000, "items": r("Held")},

@@ -280,9 +280,12 @@ impl WorkerStore for SqlStore {
     #[tracing::instrument(skip_all, level = "debug")]
     async fn revoke_worker(&self, key: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        // An empty hash matches no credential; the lease ends now.
+        // An empty hash matches no credential; the lease ends now, and the
+        // worker is lost at once, so no pass places a task on it meanwhile
+        // (the next full pass reschedules what it holds).
         let n = sqlx::query(
-            "update workers set secret_hash = $1, lease_expires_at = 0 where id = $2 or name = $2",
+            "update workers set secret_hash = $1, lease_expires_at = 0, lost = 1 \
+             where id = $2 or name = $2",
         )
         .bind(Vec::<u8>::new())
         .bind(key)
