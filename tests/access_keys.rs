@@ -276,15 +276,26 @@ both_backends! {
         let mut s = Signed::new("GET", "/v2/p1/batch-tasks", &k.ak, &k.sk);
         s.extra.push(("X-Project-Id", "p2"));
         assert_error(&k.ctx.send(s.request()).await, 403, "VIAS.00010005", Some("X-Project-Id"));
-        // One the server cannot read is refused, not skipped.
-        for name in ["X-Project-Id", "X-Sdk-Content-Sha256"] {
-            let mut req = Signed::new("GET", "/v2/p1/batch-tasks", &k.ak, &k.sk).request();
+        // One the server cannot read is refused, not skipped: an
+        // X-Project-Id as naming another project, a content hash beside a
+        // body as not that body's.
+        let unreadable = |mut req: Request<Body>, name: &str| {
             req.headers_mut().insert(
                 axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 axum::http::HeaderValue::from_bytes(b"p1\xff").unwrap(),
             );
-            assert_error(&k.ctx.send(req).await, 401, "VIAS.00010005", Some(name));
-        }
+            req
+        };
+        let get = || Signed::new("GET", "/v2/p1/batch-tasks", &k.ak, &k.sk);
+        let r = k.ctx.send(unreadable(get().request(), "X-Project-Id")).await;
+        assert_error(&r, 403, "VIAS.00010005", Some("X-Project-Id"));
+        let mut post = Signed::new("POST", "/v2/p1/batch-tasks", &k.ak, &k.sk);
+        post.body = b"{}".to_vec();
+        let r = k.ctx.send(unreadable(post.request(), "X-Sdk-Content-Sha256")).await;
+        assert_error(&r, 401, "VIAS.00010005", Some("X-Sdk-Content-Sha256"));
+        // Without a body the content hash is not looked at (as the SDKs send it).
+        let r = k.ctx.send(unreadable(get().request(), "X-Sdk-Content-Sha256")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
         // A project the key's user is not a member of, or none at all.
         for uri in ["/v2/p2/batch-tasks", "/v2/nope/batch-tasks"] {
             let r = k.ctx.send(Signed::new("GET", uri, &k.ak, &k.sk).request()).await;

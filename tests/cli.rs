@@ -486,9 +486,17 @@ fn the_cli_revokes_what_it_issues() {
         "{err}"
     );
     assert!(
-        err.contains("`manufacturer` filter") && err.contains("2 to 64"),
+        !err.contains("`manufacturer`"),
+        "`manufacturer=A,` selects A: {err}"
+    );
+    let (ok, _, err) = service("count", "Count", "Acme\tCo");
+    assert!(!ok, "a control character is refused outright: {err}");
+    let (ok, _, err) = service("count", "Count", "Acme&Co");
+    assert!(
+        ok && err.contains("`manufacturer` filter") && err.contains("'&'"),
         "{err}"
     );
+    assert!(!err.contains("`title`"), "{err}");
     let (ok, token, _) = run(&["token", "issue", "--project", "p1"], None);
     assert!(ok);
     let id = token.trim().split('.').nth(1).unwrap().to_owned();

@@ -81,7 +81,9 @@ impl<'a> From<&'a BatchTaskRow> for BatchTaskDto<'a> {
 /// If-None-Match's weak comparison (RFC 9110 §13.1.2): `*` matches any
 /// current page, and `W/` is ignored on either side.
 fn etag_matches(sent: &str, ours: &str) -> bool {
-    let opaque = |t: &str| t.strip_prefix("W/").unwrap_or(t).to_owned();
+    fn opaque(t: &str) -> &str {
+        t.strip_prefix("W/").unwrap_or(t)
+    }
     sent == "*" || opaque(sent) == opaque(ours)
 }
 

@@ -88,13 +88,12 @@ pub(super) async fn verify(
     let header = |name: &str| header_value(&parts.headers, name);
     // A header these checks read must be readable: one that is present but
     // not UTF-8 would otherwise skip its check.
-    for (name, shown) in [
-        (signature::CONTENT_HASH_HEADER, "X-Sdk-Content-Sha256"),
-        ("x-project-id", "X-Project-Id"),
-    ] {
-        if parts.headers.contains_key(name) && header(name).is_none() {
-            return Err(refused(shown, format!("{shown} is not valid UTF-8")));
-        }
+    let unreadable = |name: &str| parts.headers.contains_key(name) && header(name).is_none();
+    if !bytes.is_empty() && unreadable(signature::CONTENT_HASH_HEADER) {
+        return Err(refused(
+            "X-Sdk-Content-Sha256",
+            "X-Sdk-Content-Sha256 is not valid UTF-8",
+        ));
     }
     if let Some(claimed) = header(signature::CONTENT_HASH_HEADER) {
         // The signature covers this header instead of the body, so it must
@@ -117,7 +116,9 @@ pub(super) async fn verify(
     signature::verify(&signed, &auth, &header, key.secret.as_slice())
         .map_err(|e| refused("Authorization", e.to_string()))?;
     if let Some(project_id) = path_project {
-        if header("x-project-id").is_some_and(|p| p.trim() != project_id) {
+        if unreadable("x-project-id")
+            || header("x-project-id").is_some_and(|p| p.trim() != project_id)
+        {
             return Err(ApiError::ProjectHeaderMismatch);
         }
         let project = st

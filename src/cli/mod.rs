@@ -369,12 +369,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
             check(field::check_display_name("company", &company, 1, 64))?;
             check(field::check_text("description", &description, 500))?;
             // Valid names the list's filters cannot express: registered,
-            // with a word on what they cost.
+            // with a word on what they cost. (Length is no obstacle: the
+            // 2-64 limit is on the whole parameter, so `A,` selects `A`.)
             for (filter, value) in [("title", &alg_name), ("manufacturer", &company)] {
-                if let Err(e) = field::check_filter_pattern(filter, value, 2, 64) {
+                if let Some(bad) = value.chars().find(|c| !field::is_filter_char(*c)) {
                     eprintln!(
-                        "warning: the batch list's `{filter}` filter cannot select this service: {}",
-                        e.detail
+                        "warning: the batch list's `{filter}` filter cannot select this service: \
+                         it takes only ^[a-zA-Z0-9\\u4e00-\\u9fa5,-_] and the name holds {bad:?}"
                     );
                 }
             }
@@ -502,8 +503,11 @@ fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    // An existing file keeps its mode on open: narrow it too.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    // An existing file keeps its mode on open: narrow it too (a device
+    // such as /dev/null is left as it is).
+    if f.metadata()?.is_file() {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(f)
 }
 
@@ -724,7 +728,7 @@ async fn export(store: Arc<dyn Store>, output: Option<std::path::PathBuf>) -> Re
     let (send, mut recv) = tokio::sync::mpsc::channel::<DumpRecord>(1024);
     let producer = tokio::spawn(async move { store.export(send).await });
     let mut out: Box<dyn Write + Send> = match &output {
-        // The dump holds password hashes and sealed access keys: owner only.
+        // The dump holds password hashes: owner only.
         Some(p) => Box::new(
             create_private(p).with_context(|| format!("could not create {}", p.display()))?,
         ),
