@@ -73,6 +73,53 @@ fn killed_worker(db: &str) {
     b.kill();
 }
 
+/// A worker stopped as a service manager stops it (SIGTERM) ends its
+/// executors before it leaves, so the tasks it held, rescheduled after its
+/// lease, never run twice at once.
+fn stopped_worker(db: &str) {
+    let env = Env::start(db, &["--lease", "2s", "--tick", "100ms"]);
+    env.catalogue(2);
+    let script = env.dir.0.join("pid.sh");
+    std::fs::write(&script, "echo $$ >> pids.log\nexec sleep 30\n").unwrap();
+    let mut a = env.worker("a", "cloud", &format!("sh {}", script.display()));
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1", "c2"], "sleep"));
+    env.wait(&tasks, Some("RUNNING"));
+    let pids: Vec<String> = std::fs::read_to_string(env.dir.0.join("pids.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(pids.iter().all(|p| alive(p)));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // The agent's grace is 1 s; it leaves once its executors are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not leave");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        pids.iter().all(|p| !alive(p)),
+        "executors outlived the agent: {pids:?}"
+    );
+    // Its tasks go back to the queue after the lease and run elsewhere.
+    let _b = env.worker("b", "cloud", &format!("sh {}", script.display()));
+    let after = env.wait_for(&tasks, 30, "running on b", |ts| {
+        ts.iter()
+            .all(|t| state(t) == "RUNNING" && t["worker_name"] == "b")
+    });
+    assert!(after.iter().all(|t| t["attempt"] == 2), "{after:?}");
+}
+
 fn killed_server(db: &str) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -339,6 +386,16 @@ fn stress(db: &str) {
 #[test]
 fn a_killed_workers_tasks_run_elsewhere_on_sqlite() {
     killed_worker(&TestDb::sqlite().url);
+}
+
+#[test]
+fn a_stopped_worker_ends_its_executors_first_on_sqlite() {
+    stopped_worker(&TestDb::sqlite().url);
+}
+
+#[test]
+fn a_stopped_worker_ends_its_executors_first_on_postgres() {
+    on_postgres(stopped_worker);
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub struct WorkerConfig {
 enum Control {
     Stop,
     Upgrade(Box<Assignment>),
+    /// The agent is leaving: end the executor, report nothing (the server
+    /// reschedules the task when the worker's lease runs out).
+    Leave,
 }
 
 /// What the agent last told a running task, so an instruction the server
@@ -155,15 +158,26 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         });
     }
     backoff = Backoff::default();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let running: Vec<Held> = lock(&tasks).keys().copied().collect();
         let body = SyncRequest {
             running,
             wait_ms: SYNC_WAIT_MS,
         };
-        let reply = client
-            .post::<_, SyncReply>("/worker/v1/sync", &body, Duration::from_secs(30))
-            .await;
+        let reply = tokio::select! {
+            reply = client.post::<_, SyncReply>("/worker/v1/sync", &body, Duration::from_secs(30)) => reply,
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: ending the executors, then leaving");
+                leave(&tasks, cfg.grace).await;
+                return Ok(());
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted: ending the executors, then leaving");
+                leave(&tasks, cfg.grace).await;
+                return Ok(());
+            }
+        };
         match reply {
             Ok(reply) => {
                 backoff = Backoff::default();
@@ -174,12 +188,29 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
-            Err(e) if e.is_auth() => anyhow::bail!("the server refused the worker credential"),
+            Err(e) if e.is_auth() => {
+                leave(&tasks, cfg.grace).await;
+                anyhow::bail!("the server refused the worker credential")
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "sync failed; retrying");
                 backoff.wait().await;
             }
         }
+    }
+}
+
+/// Ends every executor as a stop does (SIGTERM to its group, SIGKILL after
+/// `grace`) and waits for them, so no task runs on after the agent: the
+/// server reschedules them once the lease runs out, and they must not then
+/// run twice.
+async fn leave(tasks: &Tasks, grace: Duration) {
+    for e in lock(tasks).values() {
+        let _ = e.ctl.send(Control::Leave);
+    }
+    let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(2);
+    while !lock(tasks).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -244,6 +275,7 @@ fn act(
 enum End {
     Exit(std::io::Result<ExitStatus>),
     Stopped,
+    Left,
 }
 
 async fn run_task(
@@ -295,15 +327,21 @@ async fn run_task(
                     terminate(&mut child, cfg.grace).await;
                     End::Stopped
                 }
+                Some(Control::Leave) => {
+                    terminate(&mut child, cfg.grace).await;
+                    End::Left
+                }
                 Some(Control::Upgrade(a)) => {
                     terminate(&mut child, cfg.grace).await;
                     // A stop that came in meanwhile wins over the restart.
-                    if matches!(ctl.try_recv(), Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected)) {
-                        End::Stopped
-                    } else {
-                        current = *a;
-                        first = Report::Upgraded;
-                        continue 'run;
+                    match ctl.try_recv() {
+                        Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => End::Stopped,
+                        Ok(Control::Leave) => End::Left,
+                        _ => {
+                            current = *a;
+                            first = Report::Upgraded;
+                            continue 'run;
+                        }
                     }
                 }
             },
@@ -331,6 +369,7 @@ async fn run_task(
                 .await
             }
             End::Stopped => report(&reporter, held, Report::Released, None).await,
+            End::Left => {}
         }
         break;
     }
