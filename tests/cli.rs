@@ -497,6 +497,21 @@ fn the_cli_revokes_what_it_issues() {
         "{err}"
     );
     assert!(!err.contains("`title`"), "{err}");
+    // An empty database URL would be a temporary database lost at exit.
+    for empty in ["", "sqlite:", "sqlite://"] {
+        let out = cli(&dir.0, empty, &["migrate"], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("database URL is empty"),
+            "{empty:?}: {err}"
+        );
+    }
+    // A lifetime past a century is refused (its expiry would not print).
+    let (ok, _, err) = run(
+        &["token", "issue", "--project", "p1", "--ttl", "3000000d"],
+        None,
+    );
+    assert!(!ok && err.contains("longer than 36500d"), "{err}");
     let (ok, token, _) = run(&["token", "issue", "--project", "p1"], None);
     assert!(ok);
     let id = token.trim().split('.').nth(1).unwrap().to_owned();

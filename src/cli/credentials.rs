@@ -99,9 +99,12 @@ fn no_user(name: &str) -> impl FnOnce(store::StoreError) -> anyhow::Error + '_ {
     }
 }
 
-/// RFC 3339 to the second, or `-`.
+/// RFC 3339 to the second, or `-`; milliseconds since the epoch for a time
+/// RFC 3339 cannot write (after 9999-12-31).
 fn time(t: Option<i64>) -> String {
+    const LAST_MS: i64 = 253_402_300_799_999;
     match t {
+        Some(ms) if ms > LAST_MS => format!("{ms}ms"),
         Some(ms) => humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
         )

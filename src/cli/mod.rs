@@ -272,6 +272,14 @@ pub fn run() -> Result<()> {
 }
 
 async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    // An empty SQLite path opens a temporary database that vanishes at exit.
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.trim().is_empty() {
+        bail!("the database URL is empty: name a SQLite file (the default is taskcenter.db) or a postgres:// URL");
+    }
     let store = store::open(url)
         .await
         .context("could not open the database")?;
@@ -289,7 +297,11 @@ fn parse_kind(s: &str) -> Result<WorkerKind, String> {
 /// Durations like `500ms`, `90s`, `15m`, `24h`, `7d` (or `1h 30m`); zero is
 /// refused, since every duration here is a period or a lifetime.
 pub(crate) fn ttl(s: &str) -> Result<Duration> {
+    // A century is plenty for any lifetime or timeout, and keeps every
+    // expiry a date that prints (RFC 3339 ends at year 9999).
+    const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
     match humantime::parse_duration(s.trim()) {
+        Ok(d) if d > MAX => bail!("{s:?} is longer than 36500d"),
         Ok(d) if !d.is_zero() => Ok(d),
         _ => bail!("{s:?} is not a duration like 500ms, 90s, 15m, 24h or 7d"),
     }
@@ -763,5 +775,8 @@ mod tests {
         assert!(ttl("h").is_err());
         assert!(ttl("").is_err());
         assert!(ttl("120").is_err(), "a bare number has no unit");
+        assert_eq!(ttl("36500d").unwrap(), Duration::from_secs(36_500 * 86_400));
+        assert!(ttl("36501d").is_err());
+        assert!(ttl("3000000d").is_err());
     }
 }
