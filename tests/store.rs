@@ -911,3 +911,52 @@ async fn one_of_several_processes_sets_up_an_empty_database_on_postgres() {
         bootstrap_once(db).await;
     }
 }
+
+/// A process frozen while it holds the lifecycle lock (SIGSTOP, a paused
+/// VM) holds up the other processes on the database for seconds, not until
+/// it wakes: PostgreSQL ends its idle transaction. An export whose reader
+/// pauses as long is not ended so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_lock_holder_stalls_the_others_for_seconds_on_postgres() {
+    use std::time::{Duration, Instant};
+    use taskcenter::scheduler::{self, TickConfig};
+    let Some(ctx) = Ctx::postgres().await else {
+        return;
+    };
+    ctx.import(fixture()).await;
+    let frozen = open(&ctx.db).await;
+    let held = frozen.begin_tick().await.unwrap();
+    let started = Instant::now();
+    let now = taskcenter::domain::now_millis();
+    let ticked = tokio::time::timeout(
+        Duration::from_secs(60),
+        scheduler::tick(&*ctx.store, now, &TickConfig::default()),
+    )
+    .await
+    .expect("the other process's tick waits seconds, not for ever");
+    ticked.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9),
+        "the tick waited for the lock: {waited:?}"
+    );
+    assert!(
+        held.commit().await.is_err(),
+        "the frozen transaction was ended"
+    );
+
+    let (out, mut rx) = tokio::sync::mpsc::channel(1);
+    let store = ctx.store.clone();
+    let exporting = tokio::spawn(async move { store.export(out).await });
+    assert!(rx.recv().await.is_some());
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut records = 1;
+    while rx.recv().await.is_some() {
+        records += 1;
+    }
+    exporting
+        .await
+        .unwrap()
+        .expect("a slow reader does not end the export");
+    assert!(records > 10, "{records}");
+}

@@ -91,6 +91,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// `create table if not exists schema_migrations ...` in this dialect.
     fn create_migrations_table(&self) -> &'static str;
 
+    /// Called first in a transaction that may wait on something outside the
+    /// database between statements (an export's reader, an import's input):
+    /// lifts the limit on idling inside a transaction for it alone. The
+    /// default has no such limit.
+    async fn allow_idle(&self, _conn: &mut AnyConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Called first in the migration transaction: keeps processes starting
     /// together from applying a migration twice.
     async fn lock_migrations(&self, conn: &mut AnyConnection) -> StoreResult<()>;

@@ -274,6 +274,8 @@ impl DumpStore for SqlStore {
         let out = Sink(out);
         let mut tx = self.begin_read().await?;
         let conn: &mut AnyConnection = &mut tx;
+        // The reader of the dump sets the pace.
+        self.backend.allow_idle(&mut *conn).await?;
         let projects = sqlx::query("select pk, id, name, created_at from projects order by pk")
             .fetch_all(&mut *conn)
             .await?;

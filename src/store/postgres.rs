@@ -75,6 +75,13 @@ const CATALOGUE_LOCK: i64 = 0x7463_6361_0000_0000;
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Every session ends a transaction left idle this long: a process frozen
+/// (SIGSTOP, a paused VM) while it holds the lifecycle lock would otherwise
+/// stall every other process sharing the database until it woke. Ours
+/// never idle this long between statements; exports and imports, which
+/// wait on their reader or input, lift it (`Backend::allow_idle`).
+pub(crate) const IDLE_IN_TRANSACTION: &str = "10s";
+
 /// Connects to the database `url` names.
 pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Arc<dyn Backend>), sqlx::Error> {
     sqlx::any::install_default_drivers();
@@ -83,6 +90,14 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Arc<dyn Backend>), sq
     // waits this long for a connection and is answered 503, rather than
     // hanging for the length of an outage.
     let pool = super::backend::pool_options(16, ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                let set =
+                    format!("set idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'");
+                sqlx::query(&set).execute(conn).await?;
+                Ok(())
+            })
+        })
         .connect_with(opts)
         .await?;
     Ok((
@@ -131,6 +146,13 @@ impl Backend for Postgres {
 
     fn create_migrations_table(&self) -> &'static str {
         "create table if not exists schema_migrations (name text primary key, applied_at bigint not null)"
+    }
+
+    async fn allow_idle(&self, conn: &mut AnyConnection) -> StoreResult<()> {
+        sqlx::query("set local idle_in_transaction_session_timeout = 0")
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     async fn lock_catalogue(&self, conn: &mut AnyConnection, project_pk: i64) -> StoreResult<()> {

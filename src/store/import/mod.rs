@@ -179,6 +179,8 @@ pub(super) async fn begin_import(s: &SqlStore) -> StoreResult<Box<dyn Importer>>
     let mut pause = std::time::Duration::from_millis(20);
     let (mut tx, empty_at_start) = loop {
         let mut tx = s.begin_write().await?;
+        // The dump's input sets the pace (a pipe may pause).
+        s.backend.allow_idle(&mut tx).await?;
         match open_import(s, &mut tx).await {
             Ok(empty) => break (tx, empty),
             Err(e) => {
