@@ -161,6 +161,31 @@ fn tokens_survive_a_restart_and_bootstrap_happens_once() {
     );
 }
 
+/// A second database started in the same directory keeps the first one's
+/// admin password file and writes its own beside it.
+#[test]
+fn a_second_database_keeps_the_first_ones_password_file() {
+    let dir = TempDir::new();
+    let a = Server::start(&dir.0, "a.db");
+    assert!(a.wait_stdout("New database"));
+    let first = std::fs::read_to_string(dir.0.join("taskcenter-admin-password")).unwrap();
+    let b = Server::start(&dir.0, "b.db");
+    assert!(
+        b.wait_stdout("taskcenter-admin-password.1"),
+        "{}",
+        b.stdout()
+    );
+    let second = std::fs::read_to_string(dir.0.join("taskcenter-admin-password.1")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("taskcenter-admin-password")).unwrap(),
+        first
+    );
+    assert_ne!(first, second);
+    // Each file opens its own database.
+    password_token(&a.addr, "admin", first.trim(), "default");
+    password_token(&b.addr, "admin", second.trim(), "default");
+}
+
 /// Two `serve` processes on one database: a token from one works on the
 /// other, and a batch created through one shows in the other's list (whose
 /// read model was loaded before) within one second.

@@ -475,16 +475,18 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
     }
     // A generated password never goes to a log stream: it is written to a
     // file only its owner can read, and shown only on a terminal.
-    if generated {
-        write_private(ADMIN_PASSWORD_FILE, &format!("{password}\n"))
-            .with_context(|| format!("could not write {ADMIN_PASSWORD_FILE}"))?;
-    }
+    let file = if generated {
+        write_new_private(ADMIN_PASSWORD_FILE, &format!("{password}\n"))
+            .with_context(|| format!("could not write {ADMIN_PASSWORD_FILE}"))?
+    } else {
+        String::new()
+    };
     let shown = if !generated {
         "the password in TASKCENTER_ADMIN_PASSWORD".to_owned()
     } else if std::io::stdout().is_terminal() {
-        format!("password {password}, also in ./{ADMIN_PASSWORD_FILE}")
+        format!("password {password}, also in ./{file}")
     } else {
-        format!("its password is in ./{ADMIN_PASSWORD_FILE}, readable only by you")
+        format!("its password is in ./{file}, readable only by you")
     };
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -501,9 +503,32 @@ async fn bootstrap(store: &dyn Store, listen: &str) -> Result<()> {
 /// Where `serve` writes a generated first admin password.
 pub const ADMIN_PASSWORD_FILE: &str = "taskcenter-admin-password";
 
-/// Writes `text` to a new or truncated file that only its owner may read.
-fn write_private(path: &str, text: &str) -> std::io::Result<()> {
-    create_private(std::path::Path::new(path))?.write_all(text.as_bytes())
+/// Writes `text` to a new file that only its owner may read: `base`, or
+/// `base.1`, `base.2`, … when it exists (another database's first start
+/// in this directory wrote it, and its password must not be lost). The
+/// name it used.
+fn write_new_private(base: &str, text: &str) -> std::io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for n in 0..1000 {
+        let name = if n == 0 {
+            base.to_owned()
+        } else {
+            format!("{base}.{n}")
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&name)
+        {
+            Ok(mut f) => return f.write_all(text.as_bytes()).map(|()| name),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{base}.1 to {base}.999 exist already"
+    )))
 }
 
 /// Creates or truncates a file that only its owner may read or write.
