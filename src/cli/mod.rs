@@ -522,7 +522,7 @@ fn write_new_private(base: &str, text: &str) -> std::io::Result<String> {
             .open(&name)
         {
             Ok(mut f) => return f.write_all(text.as_bytes()).map(|()| name),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
     }
