@@ -265,15 +265,18 @@ both_backends! {
         let st = &ctx.store;
         let cfg = TickConfig::default();
         let mut now = taskcenter::domain::now_millis();
-        let services = st
-            .list_services(
+        let fire_service = || async {
+            st.list_services(
                 ctx.project_pk,
                 &ServiceFilter { name_like: Some("fire.x".into()), deployed: None },
                 Listing { sort: ServiceSort::CreatedAt, descending: false, page: None },
             )
             .await
-            .unwrap();
-        let fire = services.items[0].id.clone();
+            .unwrap()
+            .items
+            .remove(0)
+        };
+        let fire = fire_service().await.id;
         st.create_edge_pool(ctx.project_pk, &NewEdgePool {
             id: "pool-north".into(),
             name: "north-pool".into(),
@@ -304,15 +307,7 @@ both_backends! {
         // pool stays Abnormal and its service's pool not live.
         let pool_live = || async {
             let pool = st.find_edge_pool(ctx.project_pk, "pool-north").await.unwrap().unwrap();
-            let services = st
-                .list_services(
-                    ctx.project_pk,
-                    &ServiceFilter { name_like: Some("fire.x".into()), deployed: None },
-                    Listing { sort: ServiceSort::CreatedAt, descending: false, page: None },
-                )
-                .await
-                .unwrap();
-            (pool.running(), services.items[0].pool.as_ref().map(|p| p.1))
+            (pool.running(), fire_service().await.pool.map(|p| p.1))
         };
         let a = worker(st, "edge-a", "cloud", 1, now).await;
         assert_eq!(pool_live().await, (false, Some(false)));

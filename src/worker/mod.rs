@@ -167,13 +167,8 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         };
         let reply = tokio::select! {
             reply = client.post::<_, SyncReply>("/worker/v1/sync", &body, Duration::from_secs(30)) => reply,
-            _ = terminate.recv() => {
-                tracing::info!("SIGTERM: ending the executors, then leaving");
-                leave(&tasks, cfg.grace).await;
-                return Ok(());
-            }
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted: ending the executors, then leaving");
+            why = told_to_leave(&mut terminate) => {
+                tracing::info!("{why}: ending the executors, then leaving");
                 leave(&tasks, cfg.grace).await;
                 return Ok(());
             }
@@ -197,6 +192,14 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 backoff.wait().await;
             }
         }
+    }
+}
+
+/// Waits for SIGTERM (what service managers send) or Ctrl-C; which came.
+async fn told_to_leave(terminate: &mut tokio::signal::unix::Signal) -> &'static str {
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "interrupted",
     }
 }
 
