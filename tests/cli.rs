@@ -186,6 +186,61 @@ fn a_second_database_keeps_the_first_ones_password_file() {
     password_token(&b.addr, "admin", second.trim(), "default");
 }
 
+/// Arguments that cannot work are refused before anything is written.
+#[test]
+fn the_cli_refuses_what_cannot_work_before_writing_anything() {
+    let dir = TempDir::new();
+    let db = "t.db";
+    cli_ok(
+        &dir.0,
+        db,
+        &["project", "create", "one", "--id", "p1"],
+        None,
+    );
+    // A user that does not exist: no master key file is made for it.
+    let out = cli(
+        &dir.0,
+        db,
+        &["access-key", "create", "--user", "nobody"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"nobody\" does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.0.join("taskcenter.key").exists());
+    // No connection at all, no task at all.
+    for args in [
+        &["serve", "--max-connections", "0"][..],
+        &["generate", "--tasks", "0"][..],
+    ] {
+        let out = cli(&dir.0, db, args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid value '0'"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// A PostgreSQL server that cannot be reached: the CLI says why, not only
+/// that it waited.
+#[test]
+fn an_unreachable_database_is_named_with_its_cause() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/none");
+    let out = cli(&dir.0, &url, &["migrate"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not open the database"), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+}
+
 /// Two `serve` processes on one database: a token from one works on the
 /// other, and a batch created through one shows in the other's list (whose
 /// read model was loaded before) within one second.

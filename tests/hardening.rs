@@ -877,3 +877,223 @@ fn a_nul_in_a_login_is_an_unknown_user_on_sqlite() {
 fn a_nul_in_a_login_is_an_unknown_user_on_postgres() {
     common::on_postgres(nul_in_a_login);
 }
+
+/// Runs each statement on the PostgreSQL database at `url`, in turn, on a
+/// connection of its own.
+fn pg_exec(url: &str, statements: &[&str]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        for sql in statements {
+            sqlx::Executor::execute(&mut c, *sql).await.unwrap();
+        }
+    });
+}
+
+/// Runs the CLI and waits at most `limit` for it to end (`None`: it did
+/// not, and was killed).
+fn cli_within(dir: &Path, db: &str, args: &[&str], limit: Duration) -> Option<(bool, String)> {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .env("TASKCENTER_DATABASE_URL", db)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.success(), err));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A database that turns read-only under a running `serve` (a failover
+/// that left it on a standby, or a database set read-only): writes answer
+/// 503 and keep nothing, reads go on, `/readyz` says why, an export still
+/// works, a new `serve` refuses to start, and writes resume once the
+/// database takes them again, without a restart.
+fn read_only_database(db: &str) {
+    let dir = TempDir::new();
+    let run = |args: &[&str]| cli_ok(&dir.0, db, args, None);
+    run(&["project", "create", "one", "--id", "p1"]);
+    let token = run(&["token", "issue", "--project", "p1"]);
+    let server = Server::start(&dir.0, db);
+    let addr = server.addr.clone();
+    let group = |id: &str| {
+        let body = json!({"id": id, "video_group_name": id, "access_type": "cloud"});
+        http(
+            &addr,
+            "POST",
+            "/v2/p1/video-group",
+            Some(&token),
+            Some(&body),
+        )
+    };
+    let groups = || {
+        let (status, _, body) = http(
+            &addr,
+            "GET",
+            "/v2/p1/video-group/groups",
+            Some(&token),
+            None,
+        );
+        assert_eq!(status, 200, "listing groups: {body}");
+        let mut ids: Vec<String> = body["video_group_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["video_group_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(group("before").0, 200);
+    let name = db.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let others = format!(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = '{name}' and pid <> pg_backend_pid()"
+    );
+    pg_exec(
+        db,
+        &[
+            &format!("alter database {name} set default_transaction_read_only = on"),
+            &others,
+        ],
+    );
+
+    // The pool finds its connections gone (503: unreachable), then opens
+    // read-only ones.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        i += 1;
+        let (status, head, body) = group(&format!("ro{i}"));
+        assert_eq!(status, 503, "a write on a read-only database: {body}");
+        assert_error_body(&body, "VIAS.TC.UNAVAILABLE");
+        assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+        if body["detail"].as_str().unwrap().contains("read-only") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write was refused as read-only: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(groups(), ["before"], "nothing of a refused write was kept");
+    let (status, _, body) = http(&addr, "GET", "/readyz", None, None);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("read-only"),
+        "{body}"
+    );
+    let (ok, err) = cli_within(&dir.0, db, &["export"], Duration::from_secs(60))
+        .expect("export on a read-only database ended");
+    assert!(ok, "export on a read-only database: {err}");
+    let (ok, err) = cli_within(
+        &dir.0,
+        db,
+        &["serve", "--listen", "127.0.0.1:0"],
+        Duration::from_secs(60),
+    )
+    .expect("a serve on a read-only database refused to start");
+    assert!(!ok);
+    assert!(err.contains("takes no writes"), "{err}");
+
+    pg_exec(
+        db,
+        &[
+            "set default_transaction_read_only = off",
+            &format!("alter database {name} reset default_transaction_read_only"),
+            &others,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = group("after");
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "writes did not resume: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(groups(), ["after", "before"]);
+    let (status, _, body) = http(&addr, "GET", "/readyz", None, None);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_read_only_database_answers_503_and_writes_resume_on_postgres() {
+    common::on_postgres(read_only_database);
+}
+
+/// A SQLite file on a file system that turned read-only (as one does after
+/// a disk error): `serve` refuses to start at once and says why, and starts
+/// once the file system is writable again.
+#[test]
+fn a_read_only_file_system_stops_serve_from_starting_on_sqlite() {
+    let mounted = Tmpfs::mount("24m");
+    if !common::prerequisite(
+        mounted.is_some(),
+        "mounting a small tmpfs (root with the right to mount)",
+    ) {
+        return;
+    }
+    let fs = mounted.unwrap();
+    let db = fs.0.join("t.db").to_str().unwrap().to_owned();
+    let dir = TempDir::new();
+    cli_ok(
+        &dir.0,
+        &db,
+        &["project", "create", "kept", "--id", "p1"],
+        None,
+    );
+    let remount = |how: &str| {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&fs.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {how}");
+    };
+    remount("ro");
+    let (ok, err) = cli_within(
+        &dir.0,
+        &db,
+        &["serve", "--listen", "127.0.0.1:0"],
+        Duration::from_secs(10),
+    )
+    .expect("serve on a read-only file system refused to start at once");
+    assert!(!ok);
+    // Depending on what SQLite finds beside the file, it cannot open it for
+    // writing, or opens it and refuses the first write.
+    assert!(
+        err.contains("takes no writes")
+            || (err.contains("could not open the database") && err.contains("read-only?")),
+        "{err}"
+    );
+    remount("rw");
+    let server = Server::start(&dir.0, &db);
+    let (status, _, _) = http(&server.addr, "GET", "/readyz", None, None);
+    assert_eq!(status, 200);
+}

@@ -371,6 +371,13 @@ impl From<StoreError> for ApiError {
                         tracing::error!(error = %e, "a write failed: the database's storage is full");
                         ApiError::StorageFull("the database's storage is full".into())
                     }
+                    DbFault::ReadOnly => {
+                        tracing::error!(error = %e, "a write failed: the database is read-only");
+                        ApiError::Overloaded(
+                            "the database is read-only at the moment: nothing of this request was stored"
+                                .into(),
+                        )
+                    }
                     DbFault::Unreachable => {
                         tracing::warn!(error = %e, "the database cannot be reached");
                         ApiError::Overloaded("the database cannot be reached at the moment".into())

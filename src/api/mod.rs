@@ -565,22 +565,21 @@ async fn healthz() -> Json<serde_json::Value> {
 /// balancer wants a prompt answer during an outage, not the pool's wait.
 const READY_WAIT: Duration = Duration::from_secs(1);
 
-/// After a write failed for lack of space, how long `/readyz` reports it
-/// before it tries a probe write of its own (writes that go through clear
-/// it sooner).
-const FULL_PROBE_AFTER_MS: i64 = 5_000;
+/// After a write was refused (no space, or a read-only database), how long
+/// `/readyz` reports it before it tries a probe write of its own (writes
+/// that go through clear it sooner).
+const REFUSED_PROBE_AFTER_MS: i64 = 5_000;
 
-/// Ready when the database answers and the last write did not fail for lack
-/// of space (or a probe write since went through).
+/// Ready when the database answers and the last write was not refused for
+/// lack of space or a read-only database (or a probe write since went
+/// through).
 async fn readyz(State(st): State<AppState>) -> Response {
     use crate::store::{write_health, StoreError};
     let check = async {
         st.store.ping().await?;
-        if let Some(at) = write_health::storage_full_at() {
-            if crate::domain::now_millis() - at < FULL_PROBE_AFTER_MS {
-                return Err(StoreError::Internal(
-                    "the last write found the storage full".into(),
-                ));
+        if let Some((_, at)) = write_health::refused() {
+            if crate::domain::now_millis() - at < REFUSED_PROBE_AFTER_MS {
+                return Err(StoreError::Internal("the last write was refused".into()));
             }
             if let Err(e) = st.store.probe_write().await {
                 if let StoreError::Db(d) = &e {
@@ -602,10 +601,12 @@ async fn readyz(State(st): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            let why = if write_health::storage_full_at().is_some() {
-                "not ready: the last write found the database's storage full"
-            } else {
-                "not ready: the database does not answer"
+            let why = match write_health::refused() {
+                Some((crate::store::DbFault::ReadOnly, _)) => {
+                    "not ready: the database is read-only"
+                }
+                Some(_) => "not ready: the last write found the database's storage full",
+                None => "not ready: the database does not answer",
             };
             ApiError::Overloaded(why.into()).into_response()
         }

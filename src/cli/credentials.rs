@@ -5,7 +5,7 @@ use super::{project_pk, ttl};
 use crate::domain::now_millis;
 use crate::identity;
 use crate::store::{self, Store};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -215,6 +215,10 @@ pub(super) async fn access_key(store: &dyn Store, cmd: AccessKeyCmd) -> Result<(
     use identity::access_key::{MasterKey, MASTER_KEY_ENV, MASTER_KEY_FILE};
     match cmd {
         AccessKeyCmd::Create { user } => {
+            // Before a master key is made: a typo leaves no key file behind.
+            if store.find_user(&user).await?.is_none() {
+                bail!("user {user:?} does not exist");
+            }
             let from_env = std::env::var(MASTER_KEY_ENV).is_ok_and(|v| !v.is_empty());
             let had_file = std::path::Path::new(MASTER_KEY_FILE).exists();
             let key =

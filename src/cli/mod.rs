@@ -65,7 +65,7 @@ enum Command {
     /// Write a synthetic benchmark dataset (dump format) to stdout.
     Generate {
         /// About how many tasks (the largest project gets about this many).
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
         tasks: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -155,8 +155,9 @@ struct ServeArgs {
     body_timeout: String,
     /// Open connections at most; further ones get 503 at once. Capped below
     /// the process's open-file limit, which serve raises to its hard limit.
-    #[arg(long, env = "TASKCENTER_MAX_CONNECTIONS", default_value_t = 4096)]
-    max_connections: usize,
+    #[arg(long, env = "TASKCENTER_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Serve `GET /metrics` without authentication on this address (keep it
     /// private: a loopback or an internal interface).
     #[arg(long, env = "TASKCENTER_METRICS_LISTEN")]
@@ -280,9 +281,23 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if path.trim().is_empty() {
         bail!("the database URL is empty: name a SQLite file (the default is taskcenter.db) or a postgres:// URL");
     }
-    let store = store::open(url)
-        .await
-        .context("could not open the database")?;
+    let store = match store::open(url).await {
+        Ok(store) => store,
+        Err(store::StoreError::Db(sqlx::Error::Database(d)))
+            if !url.starts_with("postgres")
+                && d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff)
+                    == Some(14) =>
+        {
+            bail!(
+                "could not open the database: {} (SQLite writes its -wal and -shm files beside \
+                 {path}: is the file, its directory or its file system read-only?)",
+                d.message()
+            )
+        }
+        Err(e) => return Err(e).context("could not open the database"),
+    };
     store
         .migrate()
         .await
@@ -560,6 +575,18 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
         None => tracing::info!("access keys: no master key yet (read when first needed)"),
     }
     bootstrap(&*store, &a.listen).await?;
+    // A database that takes no writes would answer every change with 503:
+    // say so now, once, instead.
+    if let Err(e) = store.probe_write().await {
+        if matches!(&e, store::StoreError::Db(d) if store::DbFault::of(d) == store::DbFault::ReadOnly)
+        {
+            bail!(
+                "the database takes no writes (a read-only file or file system, or a read-only \
+                 PostgreSQL server such as a standby); serve needs a writable database"
+            );
+        }
+        return Err(e).context("could not write to the database");
+    }
     store.start_change_feed();
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
@@ -616,10 +643,10 @@ async fn serve(store: Arc<dyn Store>, a: ServeArgs) -> Result<()> {
     let limits = api::server::Limits {
         header_timeout: ttl(&a.header_timeout)?,
         body_timeout: ttl(&a.body_timeout)?,
-        max_connections: api::server::fit_connection_cap(a.max_connections.max(1)),
+        max_connections: api::server::fit_connection_cap(a.max_connections as usize),
         ..Default::default()
     };
-    if limits.max_connections < a.max_connections {
+    if limits.max_connections < a.max_connections as usize {
         tracing::warn!(
             max_connections = limits.max_connections,
             "the open-file limit allows fewer connections than --max-connections"

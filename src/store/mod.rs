@@ -87,6 +87,11 @@ pub enum DbFault {
     /// The disk (or the database's quota) is full: SQLite's `SQLITE_FULL`,
     /// PostgreSQL's `disk_full` (53100). Nothing of the write was kept.
     StorageFull,
+    /// The database takes no writes: SQLite's `SQLITE_READONLY` (a file or
+    /// file system it may not write), PostgreSQL's
+    /// `read_only_sql_transaction` (25006: a standby, or a database set
+    /// read-only). Nothing of the write was kept; reads still work.
+    ReadOnly,
     /// The database cannot be reached now: no connection within the pool's
     /// wait, the connection broke, or the server is shutting down or
     /// starting (PostgreSQL's classes 08 and 57P).
@@ -113,50 +118,83 @@ impl DbFault {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => DbFault::Unreachable,
             sqlx::Error::Database(d) => {
-                let code = d.code().unwrap_or_default();
-                if code == "53100" || code.parse::<i32>().is_ok_and(|c| c & 0xff == 13) {
-                    DbFault::StorageFull
-                } else if code.starts_with("08") || code.starts_with("57P") {
-                    DbFault::Unreachable
-                } else if code == "22021" || code == "22P05" {
-                    DbFault::BadText
-                } else if d.is_unique_violation() {
+                if d.is_unique_violation() {
                     DbFault::Duplicate
                 } else if d.is_foreign_key_violation() {
                     DbFault::Dangling
                 } else {
-                    DbFault::Other
+                    DbFault::of_code(&d.code().unwrap_or_default())
                 }
             }
             _ => DbFault::Other,
         }
     }
-}
 
-/// The write path's health as the last writes found it, for `/readyz`: the
-/// time of the last write that failed for lack of space, cleared by a write
-/// that went through (a request's, or a probe `/readyz` makes).
-pub mod write_health {
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    /// Milliseconds since the epoch of the last storage-full failure; 0
-    /// when the last write went through.
-    static FULL_AT: AtomicI64 = AtomicI64::new(0);
-
-    pub fn note(fault: super::DbFault) {
-        if fault == super::DbFault::StorageFull {
-            FULL_AT.store(crate::domain::now_millis().max(1), Ordering::Relaxed);
+    /// A database error's code: PostgreSQL's five-character SQLSTATE, or
+    /// SQLite's (extended) result code in decimal, whose low byte is the
+    /// primary code.
+    pub fn of_code(code: &str) -> DbFault {
+        let sqlite = (code.len() < 5)
+            .then(|| code.parse::<i32>().ok())
+            .flatten()
+            .map(|c| c & 0xff);
+        if code == "53100" || sqlite == Some(13) {
+            DbFault::StorageFull
+        } else if code == "25006" || sqlite == Some(8) {
+            DbFault::ReadOnly
+        } else if code.starts_with("08") || code.starts_with("57P") {
+            DbFault::Unreachable
+        } else if code == "22021" || code == "22P05" {
+            DbFault::BadText
+        } else {
+            DbFault::Other
         }
     }
 
-    /// When the last write failed for lack of space, if it did.
-    pub fn storage_full_at() -> Option<i64> {
-        Some(FULL_AT.load(Ordering::Relaxed)).filter(|t| *t != 0)
+    /// A fault that refuses every write until the operator acts, which
+    /// `/readyz` reports until a write goes through again.
+    pub fn refuses_writes(self) -> bool {
+        matches!(self, DbFault::StorageFull | DbFault::ReadOnly)
+    }
+}
+
+/// The write path's health as the last writes found it, for `/readyz`: the
+/// time and kind of the last write refused for lack of space or because the
+/// database is read-only, cleared by a write that went through (a
+/// request's, or a probe `/readyz` makes).
+pub mod write_health {
+    use super::DbFault;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    /// Milliseconds since the epoch of the last refused write; 0 when the
+    /// last write went through.
+    static REFUSED_AT: AtomicI64 = AtomicI64::new(0);
+    /// Whether that refusal was the database being read-only (else: full).
+    static READ_ONLY: AtomicBool = AtomicBool::new(false);
+
+    pub fn note(fault: DbFault) {
+        if fault.refuses_writes() {
+            READ_ONLY.store(fault == DbFault::ReadOnly, Ordering::Relaxed);
+            REFUSED_AT.store(crate::domain::now_millis().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// When the last write was refused, and why, if it was.
+    pub fn refused() -> Option<(DbFault, i64)> {
+        let at = REFUSED_AT.load(Ordering::Relaxed);
+        (at != 0).then(|| {
+            let fault = if READ_ONLY.load(Ordering::Relaxed) {
+                DbFault::ReadOnly
+            } else {
+                DbFault::StorageFull
+            };
+            (fault, at)
+        })
     }
 
     pub fn recovered() {
-        if FULL_AT.load(Ordering::Relaxed) != 0 {
-            FULL_AT.store(0, Ordering::Relaxed);
+        if REFUSED_AT.load(Ordering::Relaxed) != 0 {
+            REFUSED_AT.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -299,4 +337,30 @@ fn new_origin() -> i64 {
     let mut b = [0u8; 8];
     let _ = getrandom::getrandom(&mut b);
     i64::from_le_bytes(b) & i64::MAX
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbFault;
+
+    #[test]
+    fn database_codes_map_to_what_they_mean_to_a_client() {
+        // SQLite: primary codes and extended ones (low byte = primary).
+        assert_eq!(DbFault::of_code("13"), DbFault::StorageFull);
+        assert_eq!(DbFault::of_code("8"), DbFault::ReadOnly);
+        assert_eq!(DbFault::of_code("776"), DbFault::ReadOnly); // READONLY_ROLLBACK
+        assert_eq!(DbFault::of_code("1032"), DbFault::ReadOnly); // READONLY_DBMOVED
+        assert_eq!(DbFault::of_code("5"), DbFault::Other); // BUSY
+                                                           // PostgreSQL's SQLSTATEs are never read as SQLite numbers.
+        assert_eq!(DbFault::of_code("53100"), DbFault::StorageFull);
+        assert_eq!(DbFault::of_code("25006"), DbFault::ReadOnly);
+        assert_eq!(DbFault::of_code("08006"), DbFault::Unreachable);
+        assert_eq!(DbFault::of_code("57P01"), DbFault::Unreachable);
+        assert_eq!(DbFault::of_code("22021"), DbFault::BadText);
+        assert_eq!(DbFault::of_code("22008"), DbFault::Other);
+        assert_eq!(DbFault::of_code("40001"), DbFault::Other);
+        assert_eq!(DbFault::of_code(""), DbFault::Other);
+        assert!(DbFault::ReadOnly.refuses_writes() && DbFault::StorageFull.refuses_writes());
+        assert!(!DbFault::Unreachable.refuses_writes());
+    }
 }

@@ -98,8 +98,21 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Arc<dyn Backend>), sq
                 Ok(())
             })
         })
-        .connect_with(opts)
-        .await?;
+        .connect_with(opts.clone())
+        .await;
+    let pool = match pool {
+        Ok(pool) => pool,
+        // The pool says only that it timed out; one connection of our own
+        // says why (refused, no such database, authentication).
+        Err(sqlx::Error::PoolTimedOut) => {
+            let direct = sqlx::ConnectOptions::connect(&opts);
+            return Err(match tokio::time::timeout(ACQUIRE_TIMEOUT, direct).await {
+                Ok(Err(why)) => why,
+                _ => sqlx::Error::PoolTimedOut,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     Ok((
         pool,
         Arc::new(Postgres {

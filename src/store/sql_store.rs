@@ -144,12 +144,31 @@ impl SqlStore {
 
     #[tracing::instrument(skip_all, level = "debug")]
     async fn run_migrations(&self) -> StoreResult<()> {
+        // Up to date already: nothing to write, so a read-only database (a
+        // standby, a read-only file) still opens for export and reads, and
+        // replicas starting together do not queue on the migrations' lock.
+        if self.migrations_applied().await.unwrap_or(false) {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         self.backend.lock_migrations(&mut tx).await?;
         sqlx::Executor::execute(&mut *tx, self.backend.create_migrations_table()).await?;
         apply_migrations(&mut tx, self.backend.migrations()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether every migration is recorded as applied (an error where the
+    /// table does not exist yet).
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let names: Vec<String> = sqlx::query_scalar("select name from schema_migrations")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(self
+            .backend
+            .migrations()
+            .iter()
+            .all(|(name, _)| names.iter().any(|n| n == name)))
     }
 
     /// Brings the read model up to date with a write this process just

@@ -104,6 +104,15 @@ pub(crate) async fn connect(path: &str) -> Result<(AnyPool, Arc<dyn Backend>), s
     sqlx::any::install_default_drivers();
     create_private(path)?;
     let opts = AnyConnectOptions::from_str(&url_of(path))?;
+    // One connection first, outside the pool: a file that cannot be opened
+    // (no permission, a read-only directory or file system where WAL's
+    // files cannot be made) is named at once, where the pool would retry
+    // for its whole wait and then say only that it timed out.
+    let mut first = sqlx::ConnectOptions::connect(&opts).await?;
+    for p in PRAGMAS {
+        first.execute(p).await?;
+    }
+    sqlx::Connection::close(first).await?;
     let pool = super::backend::pool_options(8, Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
