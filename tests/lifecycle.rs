@@ -344,6 +344,8 @@ both_backends! {
         let r = scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(r.count(Event::NoCapacity), 1, "{r:?}");
         assert_eq!(state(&ctx, "t21").await, LackOfResources);
+        let error = || async { st.find_task(ctx.project_pk, "t21").await.unwrap().unwrap().error_code };
+        assert_eq!(error().await.as_deref(), Some("VIAS.TC.NO_WORKER"));
         let w = worker(st, "w1", "cloud", 1, now).await;
         // Batch 3's service runs on edge workers; there are none.
         let edge = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
@@ -351,6 +353,7 @@ both_backends! {
         let r = scheduler::tick(&**st, now, &cfg).await.unwrap();
         assert_eq!(r.count(Event::CapacityBack), 1, "{r:?}");
         assert_eq!(state(&ctx, "t21").await, Pending);
+        assert_eq!(error().await, None, "waiting again, it no longer shows why it could not");
         assert_eq!(state(&ctx, &edge).await, LackOfResources, "no edge worker");
         // Batch 1 (low priority) gets a task; batch 2 (high) holds t21.
         let low = st.add_task(ctx.project_pk, &bid(1), "s4").await.unwrap().id;
@@ -634,14 +637,40 @@ both_backends! {
             id: "smoke3".into(),
             service_name: "smoke.det".into(),
             service_version: "3.0.0".into(),
-            alg_name: "烟火检测".into(),
-            company: "华为云".into(),
+            alg_name: "烟火检测三".into(),
+            company: "FireVendor".into(),
             deploy_type: DeployType::Cloud,
             deployed: true,
             description: String::new(),
             created_at: 1,
         }).await.unwrap();
+        // A version of another deploy type would strand the tasks: refused,
+        // nothing moved.
+        st.create_service(ctx.project_pk, &store::NewService {
+            id: "smoke-edge".into(),
+            service_name: "smoke.det".into(),
+            service_version: "2.5.0".into(),
+            alg_name: "烟火检测".into(),
+            company: "华为云".into(),
+            deploy_type: DeployType::Edge,
+            deployed: true,
+            description: String::new(),
+            created_at: 1,
+        }).await.unwrap();
+        let refused = st.upgrade_service(ctx.project_pk, "smoke.det", "2.0.0", "2.5.0").await;
+        assert!(matches!(refused, Err(store::StoreError::NotAllowed(_))), "{refused:?}");
         assert_eq!(st.upgrade_service(ctx.project_pk, "smoke.det", "2.0.0", "3.0.0").await.unwrap(), 2);
+        // The batches show the new version's algorithm and vendor, in the
+        // list and in its filters, from memory and from the tables alike.
+        let by_title = taskcenter::domain::ListBatchTasksParams {
+            titles: vec!["烟火检测三".into()],
+            manufacturers: vec!["FireVendor".into()],
+            ..Default::default()
+        };
+        let listed = st.list_batch_tasks(ctx.project_pk, &by_title).await.unwrap();
+        assert_eq!(listed.count, 2);
+        assert!(listed.rows.iter().all(|r| r.service_version == "3.0.0" && r.task_type == "0"));
+        assert_eq!(st.list_batch_tasks_from_db(ctx.project_pk, &by_title).await.unwrap(), listed);
         scheduler::tick(&**st, tick(100), &cfg).await.unwrap();
         assert_eq!(state(&ctx, "t21").await, Upgrading);
         let up = st.sync_worker(w, tick(0), LEASE, &[held]).await.unwrap().upgrade;

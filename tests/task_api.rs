@@ -110,6 +110,24 @@ both_backends! {
         assert_error(&r, 400, "VIAS.00010001", Some("video_source_group_id"));
     }
 
+    async fn each_task_of_a_create_task_keeps_its_own_input_item(ctx: Ctx) {
+        ctx.add_helmet_service(taskcenter::store::DeployType::Cloud).await;
+        let r = ctx.call("POST", "/v2/p1/services/helmet/tasks", Some(json!({"name": "two_cameras",
+            "service_version": "1.0.0", "input": {"type": "url", "data": [{"url": "rtsp://a/one"}, {"url": "rtsp://b/two"}]},
+            "output": {"event_center": true}}))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut seen = Vec::new();
+        for t in r.body["tasks"].as_array().unwrap() {
+            let shown = ctx.get(&format!("/v2/p1/tasks/{}", t["id"].as_str().unwrap())).await.body;
+            assert_eq!(shown["input"]["type"], "url", "{shown}");
+            let data = shown["input"]["data"].as_array().unwrap();
+            assert_eq!(data.len(), 1, "one item per task: {shown}");
+            seen.push(data[0]["url"].as_str().unwrap().to_owned());
+        }
+        seen.sort();
+        assert_eq!(seen, ["rtsp://a/one", "rtsp://b/two"]);
+    }
+
     async fn schedules_are_checked_and_show_their_status(ctx: Ctx) {
         ctx.import(fixture()).await;
         // Batch 1 has t11 and t12 running and t13 stopped.

@@ -59,7 +59,8 @@ pub struct NewTasks {
     pub service_version: String,
     pub name: String,
     pub description: String,
-    /// The whole input, as given.
+    /// The whole input, as given; each task keeps it with its own data
+    /// item only.
     pub input: serde_json::Value,
     pub entries: Vec<TaskInputEntry>,
     pub output: serde_json::Value,

@@ -159,7 +159,12 @@ pub(super) async fn move_task(
             } else {
                 (None, t.attempt)
             };
-            let clear = i64::from(matches!(event, Event::Start | Event::Place));
+            // A task that starts again, is placed, or waits again once
+            // capacity is back no longer shows why it failed or waited.
+            let clear = i64::from(matches!(
+                event,
+                Event::Start | Event::Place | Event::CapacityBack
+            ));
             // The schedule's hold: a closing window sets it, a user's
             // intent or an opening window clears it (-1: kept).
             let hold: i64 = match event {

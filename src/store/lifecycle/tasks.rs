@@ -161,6 +161,16 @@ async fn resolve_entry(
 const HISTORY_COLS: &str = "e.at as at, e.from_state as from_state, e.event as event, \
      e.to_state as to_state, w.id as worker_id, w.name as worker_name";
 
+/// CreateTask's input as its `i`th task keeps it: the whole input with
+/// only that task's own data item.
+fn input_of_entry(input: &serde_json::Value, i: usize) -> serde_json::Value {
+    let mut own = input.clone();
+    if let Some(item) = input.get("data").and_then(|d| d.get(i)) {
+        own["data"] = serde_json::Value::Array(vec![item.clone()]);
+    }
+    own
+}
+
 fn history_from(r: &AnyRow) -> StoreResult<TaskHistory> {
     Ok(TaskHistory {
         at: r.try_get("at")?,
@@ -420,7 +430,7 @@ impl TaskStore for SqlStore {
             .task_type();
         let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
         let mut ids = Vec::with_capacity(t.entries.len());
-        for e in &t.entries {
+        for (i, e) in t.entries.iter().enumerate() {
             let (source, url) = resolve_entry(&mut tx, project_pk, e).await?;
             let id = random_hex(16)?;
             sqlx::query(
@@ -439,7 +449,7 @@ impl TaskStore for SqlStore {
             .bind(service_pk)
             .bind(task_type)
             .bind(&t.service_version)
-            .bind(t.input.to_string())
+            .bind(input_of_entry(&t.input, i).to_string())
             .bind(t.output.to_string())
             .bind(text(&t.config))
             .bind(text(&t.schedule))

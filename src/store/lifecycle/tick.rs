@@ -409,8 +409,9 @@ impl SchedulerStore for SqlStore {
         to: &str,
     ) -> StoreResult<u64> {
         let mut tx = self.begin_lifecycle().await?;
-        let to_pk: i64 = sqlx::query_scalar(
-            "select pk from services where project_pk = $1 and service_name = $2 and service_version = $3",
+        let svc = sqlx::query(
+            "select pk, alg_name, company, deploy_type from services \
+             where project_pk = $1 and service_name = $2 and service_version = $3",
         )
         .bind(project_pk)
         .bind(service_name)
@@ -418,8 +419,32 @@ impl SchedulerStore for SqlStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::not_found(Entity::Service, "service_version"))?;
+        let to_pk: i64 = svc.try_get("pk")?;
+        let task_type = DeployType::parse(&svc.try_get::<String, _>("deploy_type")?)
+            .unwrap_or(DeployType::Cloud)
+            .task_type();
+        // The batches' tasks run where their type says (cloud workers or an
+        // edge pool): a new version of another type would strand them.
+        let other_type: Option<String> = sqlx::query_scalar(
+            "select task_type from batch_tasks where project_pk = $1 and service_name = $2 \
+             and service_version = $3 and task_type <> $4 limit 1",
+        )
+        .bind(project_pk)
+        .bind(service_name)
+        .bind(from)
+        .bind(task_type)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if other_type.is_some() {
+            return Err(StoreError::NotAllowed(format!(
+                "{service_name} {to} deploys to another type (cloud or edge) than {from}: \
+                 an upgrade keeps where the tasks run"
+            )));
+        }
+        // The batches show the new version's algorithm and vendor, as a
+        // batch created on it would.
         let pks: Vec<i64> = sqlx::query_scalar(
-            "update batch_tasks set service_version = $1, service_pk = $2 \
+            "update batch_tasks set service_version = $1, service_pk = $2, alg_name = $6, company = $7 \
              where project_pk = $3 and service_name = $4 and service_version = $5 returning pk",
         )
         .bind(to)
@@ -427,6 +452,8 @@ impl SchedulerStore for SqlStore {
         .bind(project_pk)
         .bind(service_name)
         .bind(from)
+        .bind(svc.try_get::<String, _>("alg_name")?)
+        .bind(svc.try_get::<String, _>("company")?)
         .fetch_all(&mut *tx)
         .await?;
         let touched: Touched = pks.iter().map(|b| (project_pk, *b)).collect();
