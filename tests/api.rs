@@ -228,6 +228,14 @@ both_backends! {
         assert_error(&ctx.post_raw("/v2/p1/video-group", b"{\"video_group_name\":\"a\",\"video_group_name\":\"b\"}".to_vec()).await, 400, "VIAS.00010001", Some("video_group_name"));
         assert_error(&ctx.post("/v2/p1/video-group", json!({"video_group_name": 5})).await, 400, "VIAS.00010001", Some("video_group_name"));
         assert_error(&ctx.post("/v2/p1/video-group", json!({})).await, 400, "VIAS.00010001", Some("video_group_name"));
+        // Ids that the list routes take: such objects could never be
+        // shown, changed or deleted.
+        assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "groups", "video_group_name": "g", "access_type": "cloud"})).await,
+            400, "VIAS.00010001", Some("id"));
+        assert_error(&ctx.post("/v2/p1/source", json!({"id": "sources", "video_source_name": "s", "access_type": "cloud", "type": "url",
+            "type_config": "<type>URL</type><config><URL_ADDRESS>rtsp://x/y</URL_ADDRESS></config>"})).await, 400, "VIAS.00010001", Some("id"));
+        let r = ctx.post("/v2/p1/video-group", json!({"id": "Groups", "video_group_name": "g", "access_type": "cloud"})).await;
+        assert_eq!(r.status, 200, "ids are case-sensitive, as the routes are: {}", r.body);
         assert_error(&ctx.get("/v2/p1/video-group/groups?page_size=0").await, 400, "VIAS.00010001", Some("page_size"));
         assert_error(&ctx.get("/v2/p1/video-group/nope").await, 400, "VIAS.00010002", Some("video_group_id"));
         assert_error(&ctx.get("/v2/p1/source/sources/nope").await, 400, "VIAS.00010002", Some("video_source_id"));

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use serde_json::json;
+use taskcenter::store::SchedulerStore;
 
 both_backends! {
     async fn list_and_show_tasks(ctx: Ctx) {
@@ -77,6 +78,18 @@ both_backends! {
         let row = ctx.list("is_paged=false").await.body["batch_task_list"][0].clone();
         assert_eq!(row["batch_task_status_info"], json!({"deleting": 1}));
         assert_error(&ctx.call("PUT", &format!("/v2/p1/batch-tasks/{}", bid(6)), Some(json!({"name": "x1"}))).await, 400, "VIAS.00010012", None);
+        // A start while the batch's service is undeployed is refused, as a
+        // create is: its tasks would only stop again for want of it.
+        ctx.store.set_service_deployed(ctx.project_pk, "helmet", "1.0.0", false).await.unwrap();
+        let start = format!("/v2/p1/batch-tasks/{}/action/start", bid(1));
+        let r = ctx.call("PUT", &start, None).await;
+        assert_error(&r, 400, "VIAS.00010012", None);
+        assert!(r.body["detail"].as_str().unwrap().contains("not deployed"), "{}", r.body);
+        assert_error(&ctx.call("PUT", "/v2/p1/tasks/t13/action/start", None).await, 400, "VIAS.00010012", None);
+        assert_eq!(ctx.get("/v2/p1/tasks/t13").await.body["state"], "STOPPED");
+        ctx.store.set_service_deployed(ctx.project_pk, "helmet", "1.0.0", true).await.unwrap();
+        let r = ctx.call("PUT", &start, None).await;
+        assert_eq!((r.status.as_u16(), r.body["succeed_count"].clone()), (200, json!(1)), "{}", r.body);
     }
 
     async fn update_batch_task_adds_and_removes_sources(ctx: Ctx) {

@@ -35,10 +35,21 @@ pub(super) fn listing<S: Copy>(
 }
 
 /// A client-chosen id (our extension; the SDK never sends one) or a new one.
-pub(super) fn new_id(given: Option<String>) -> ApiResult<String> {
+/// A new object's id: the client's, checked, or a random one. `reserved`
+/// is the word its collection's list route puts where an id goes
+/// (`/video-group/groups`, `/source/sources`): an object of that id could
+/// be created but never shown, changed or deleted.
+pub(super) fn new_id(given: Option<String>, reserved: &str) -> ApiResult<String> {
     match given {
         Some(id) => {
             field::check_id("id", &id)?;
+            if id == reserved {
+                return Err(FieldError::new(
+                    "id",
+                    format!("id may not be {reserved:?}: that path lists them"),
+                )
+                .into());
+            }
             Ok(id)
         }
         None => random_hex(16).map_err(|e| ApiError::Internal(e.to_string())),

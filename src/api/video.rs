@@ -139,7 +139,7 @@ pub(super) async fn create_video_group(
     vias::check_group_name("video_group_name", &name)?;
     let access = access_type("access_type", &required(b.access_type, "access_type")?)?;
     let g = NewVideoGroup {
-        id: new_id(b.id)?,
+        id: new_id(b.id, "groups")?,
         name,
         description: text("description", b.description, 100)?.unwrap_or_default(),
         access_type: access,
@@ -434,7 +434,7 @@ pub(super) async fn create_video_source(
     vias::check_tags("tag", &tags)?;
     let (latitude, longitude) = coordinates(b.latitude, b.longitude)?;
     let s = NewVideoSource {
-        id: new_id(b.id)?,
+        id: new_id(b.id, "sources")?,
         name,
         access_type: access,
         source_type,

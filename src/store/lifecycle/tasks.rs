@@ -161,6 +161,26 @@ async fn resolve_entry(
 const HISTORY_COLS: &str = "e.at as at, e.from_state as from_state, e.event as event, \
      e.to_state as to_state, w.id as worker_id, w.name as worker_name";
 
+/// A start of a task whose algorithm service is not deployed is refused as
+/// CreateBatchTask and CreateTask refuse one: the task would only go
+/// `stopped_no_service` again.
+async fn refuse_undeployed(conn: &mut AnyConnection, task_pk: i64) -> StoreResult<()> {
+    let deployed: Option<i64> = sqlx::query_scalar(
+        "select s.deployed from tasks t join services s on s.pk = coalesce( \
+         (select b.service_pk from batch_tasks b where b.pk = t.batch_pk), t.service_pk) \
+         where t.pk = $1",
+    )
+    .bind(task_pk)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if deployed == Some(0) {
+        return Err(StoreError::NotAllowed(
+            "the algorithm service is not deployed: deploy it before starting its tasks".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// CreateTask's input as its `i`th task keeps it: the whole input with
 /// only that task's own data item.
 fn input_of_entry(input: &serde_json::Value, i: usize) -> serde_json::Value {
@@ -197,6 +217,9 @@ impl TaskStore for SqlStore {
         refuse_worker_events(event)?;
         let mut tx = self.begin_lifecycle().await?;
         let t = task_key(&mut tx, project_pk, task_id).await?;
+        if event == Event::Start {
+            refuse_undeployed(&mut tx, t.pk).await?;
+        }
         self.move_one(tx, &t, event, None).await
     }
 
@@ -222,6 +245,11 @@ impl TaskStore for SqlStore {
         .bind(bpk)
         .fetch_all(&mut *tx)
         .await?;
+        if event == Event::Start {
+            if let Some(r) = rows.first() {
+                refuse_undeployed(&mut tx, key_from(r)?.pk).await?;
+            }
+        }
         let now = now_millis();
         let mut touched = Touched::new();
         touched.insert((project_pk, bpk));
