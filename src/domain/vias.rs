@@ -204,12 +204,52 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// XML element text: a CDATA section as it stands, else the five named
+/// entities and numeric character references decoded (anything else that
+/// starts with `&` is kept as written).
 fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    if let Some(inner) = s
+        .strip_prefix("<![CDATA[")
+        .and_then(|r| r.strip_suffix("]]>"))
+    {
+        return inner.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').and_then(|end| {
+            let c = match &rest[1..end] {
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "amp" => Some('&'),
+                r => r
+                    .strip_prefix("#x")
+                    .or_else(|| r.strip_prefix("#X"))
+                    .map(|h| u32::from_str_radix(h, 16))
+                    .or_else(|| r.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32)
+                    .filter(|c| !c.is_control() || c.is_whitespace()),
+            };
+            c.map(|c| (c, end + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The `type_config` of a source registered by URL.
@@ -272,6 +312,18 @@ mod tests {
             url_in_type_config("<URL_ADDRESS> </URL_ADDRESS><URL>u</URL>").as_deref(),
             Some("u")
         );
+        // A CDATA section is taken as written; character references decode;
+        // what is not a reference stays as it is.
+        for (inner, url) in [
+            ("<![CDATA[rtsp://x/a?b=1&c=<2>]]>", "rtsp://x/a?b=1&c=<2>"),
+            ("rtsp://x/a?b=1&#38;c=&#x32;", "rtsp://x/a?b=1&c=2"),
+            ("rtsp://x/&bogus;&amp;&#0;&", "rtsp://x/&bogus;&&#0;&"),
+            ("rtsp://x/&#xD800;", "rtsp://x/&#xD800;"),
+        ] {
+            let xml =
+                format!("<type>URL</type><config><URL_ADDRESS>{inner}</URL_ADDRESS></config>");
+            assert_eq!(url_in_type_config(&xml).as_deref(), Some(url), "{inner}");
+        }
     }
 
     #[test]
