@@ -240,6 +240,10 @@ both_backends! {
         assert_error(&ctx.get("/v2/p1/video-group/nope").await, 400, "VIAS.00010002", Some("video_group_id"));
         assert_error(&ctx.get("/v2/p1/source/sources/nope").await, 400, "VIAS.00010002", Some("video_source_id"));
         assert_error(&ctx.get("/v2/p1/algorithm/services/nope").await, 400, "VIAS.00010002", Some("service_id"));
+        // A pool lists each of its nodes once.
+        assert_error(&ctx.post("/v2/p1/edge-pools", json!({"name": "pool-one", "nodes": ["node-a", "node-b", "node-a"]})).await,
+            400, "VIAS.00010001", Some("nodes"));
+        assert_eq!(ctx.post("/v2/p1/edge-pools", json!({"name": "pool-one", "nodes": ["node-a", "node-b"]})).await.status, 201);
         let r = ctx.send(req("GET", "/readyz", None, "")).await;
         assert_eq!(r.status, 200);
         assert_eq!(ctx.send(req("GET", "/healthz", None, "")).await.body["status"], "ok");

@@ -394,8 +394,11 @@ pub(super) async fn create_edge_pool(
     if nodes.is_empty() || nodes.len() > 10 {
         return Err(FieldError::new("nodes", "nodes lists 1 to 10 worker names").into());
     }
-    for n in &nodes {
+    for (i, n) in nodes.iter().enumerate() {
         crate::domain::field::check_display_name("nodes", n, 1, 64)?;
+        if nodes[..i].contains(n) {
+            return Err(FieldError::new("nodes", format!("nodes names {n:?} twice")).into());
+        }
     }
     let pool = NewEdgePool {
         id: random_hex(16).map_err(|e| ApiError::Internal(e.to_string()))?,
