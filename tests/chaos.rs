@@ -383,6 +383,86 @@ fn stress(db: &str) {
     }
 }
 
+/// What an executor started ends with its task: on a stop, a child that
+/// ignores SIGTERM is killed after the grace even when the executor itself
+/// obeys at once; on a normal exit, what it left running is ended too.
+fn leftovers(db: &str) {
+    let env = Env::start(db, &["--lease", "2s", "--tick", "100ms"]);
+    env.catalogue(1);
+    let script = env.dir.0.join("leave.sh");
+    std::fs::write(
+        &script,
+        "if [ -e quick ]; then sleep 300 & echo $! >> quick.log; exit 0; fi\n\
+         (trap '' TERM; exec sleep 300) & echo $! >> stubborn.log\n\
+         exec sleep 30\n",
+    )
+    .unwrap();
+    let _a = env.worker("a", "cloud", &format!("sh {}", script.display()));
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1"], "sleep"));
+    env.wait(&tasks, Some("RUNNING"));
+    let pid_in = |log: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(env.dir.0.join(log)).unwrap_or_default();
+            if let Some(pid) = text.lines().next() {
+                break pid.to_owned();
+            }
+            assert!(Instant::now() < deadline, "nothing in {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let alive = |pid: &str| {
+        // A process reaped or gone; a zombie awaiting its reaper counts as gone.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
+    };
+    let gone_within = |pid: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{what} (pid {pid}) outlived its task"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let stubborn = pid_in("stubborn.log");
+    assert!(alive(&stubborn));
+    env.call(
+        "PUT",
+        &format!("/v2/default/tasks/{}/action/stop", tasks[0]),
+        None,
+    );
+    env.wait(&tasks, Some("STOPPED"));
+    // The grace is 1 s.
+    gone_within(&stubborn, "a child that ignores SIGTERM");
+
+    std::fs::write(env.dir.0.join("quick"), "").unwrap();
+    env.call(
+        "PUT",
+        &format!("/v2/default/tasks/{}/action/start", tasks[0]),
+        None,
+    );
+    env.wait(&tasks, Some("SUCCEEDED"));
+    gone_within(
+        &pid_in("quick.log"),
+        "a child left running by an executor that exited 0",
+    );
+}
+
+#[test]
+fn what_an_executor_started_ends_with_its_task_on_sqlite() {
+    leftovers(&TestDb::sqlite().url);
+}
+
+#[test]
+fn what_an_executor_started_ends_with_its_task_on_postgres() {
+    on_postgres(leftovers);
+}
+
 #[test]
 fn a_killed_workers_tasks_run_elsewhere_on_sqlite() {
     killed_worker(&TestDb::sqlite().url);

@@ -14,6 +14,7 @@ use crate::protocol::{
     ReportRequest, SyncReply, SyncRequest, WorkerKind,
 };
 use client::{Client, ClientError};
+use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
@@ -306,6 +307,7 @@ async fn run_task(
                 break 'run;
             }
         };
+        let group = group_of(&child);
         tracing::info!(task = %current.task_id, attempt = held.attempt, "task started");
         if first == Report::Started {
             // Queued, not awaited: the executor is already running, and the
@@ -327,15 +329,15 @@ async fn run_task(
             status = child.wait() => End::Exit(status),
             msg = ctl.recv() => match msg {
                 Some(Control::Stop) | None => {
-                    terminate(&mut child, cfg.grace).await;
+                    terminate(&mut child, group, cfg.grace).await;
                     End::Stopped
                 }
                 Some(Control::Leave) => {
-                    terminate(&mut child, cfg.grace).await;
+                    terminate(&mut child, group, cfg.grace).await;
                     End::Left
                 }
                 Some(Control::Upgrade(a)) => {
-                    terminate(&mut child, cfg.grace).await;
+                    terminate(&mut child, group, cfg.grace).await;
                     // A stop that came in meanwhile wins over the restart.
                     match ctl.try_recv() {
                         Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => End::Stopped,
@@ -349,6 +351,9 @@ async fn run_task(
                 }
             },
         };
+        if matches!(end, End::Exit(_)) {
+            end_leftovers(group, cfg.grace);
+        }
         match end {
             End::Exit(Ok(s)) if s.success() => report(&reporter, held, Report::Exited, None).await,
             End::Exit(Ok(s)) => {
@@ -407,22 +412,57 @@ fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-/// SIGTERM to the executor's process group, then SIGKILL to the group if
-/// the executor is still there after `grace`.
-async fn terminate(child: &mut Child, grace: Duration) {
-    use nix::sys::signal::{killpg, Signal};
-    let group = child
+/// The executor's process group: its own (see `spawn`), so its id is the
+/// executor's. `None` once the executor has been waited for.
+fn group_of(child: &Child) -> Option<Pid> {
+    child
         .id()
         .and_then(|p| i32::try_from(p).ok())
-        .map(nix::unistd::Pid::from_raw);
-    if let Some(g) = group {
-        let _ = killpg(g, Signal::SIGTERM);
+        .map(Pid::from_raw)
+}
+
+/// Whether any process of the group is left.
+fn group_alive(group: Pid) -> bool {
+    nix::sys::signal::killpg(group, None).is_ok()
+}
+
+/// Waits until nothing of the group is left or `deadline`, then SIGKILL to
+/// whatever still is.
+async fn reap_group(group: Pid, deadline: tokio::time::Instant) {
+    while group_alive(group) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        if let Some(g) = group {
-            let _ = killpg(g, Signal::SIGKILL);
-        }
+    if group_alive(group) {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// SIGTERM to the executor's process group; after `grace`, SIGKILL to the
+/// executor if it is still there, and to anything else of its group (a
+/// child that ignores SIGTERM outlives an executor that obeys it).
+async fn terminate(child: &mut Child, group: Option<Pid>, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    if let Some(g) = group {
+        let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout_at(deadline, child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
+    }
+    if let Some(g) = group {
+        reap_group(g, deadline).await;
+    }
+}
+
+/// An executor that ended by itself may have left processes running: they
+/// end with the task, as on a stop (SIGTERM, SIGKILL after `grace`), in the
+/// background so the task's report does not wait.
+fn end_leftovers(group: Option<Pid>, grace: Duration) {
+    if let Some(g) = group.filter(|g| group_alive(*g)) {
+        let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGTERM);
+        tokio::spawn(reap_group(g, tokio::time::Instant::now() + grace));
     }
 }
 
