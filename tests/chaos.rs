@@ -453,6 +453,53 @@ fn leftovers(db: &str) {
     );
 }
 
+/// A worker given every `serve`'s address rides out the loss of the one it
+/// talks to: it moves on to the next before its lease runs out, so its
+/// tasks neither move nor run twice.
+fn failover(db: &str) {
+    let mut env = Env::start(db, &["--lease", "3s", "--tick", "100ms"]);
+    env.catalogue(3);
+    let b = Server::start_with(&env.dir.0, db, &["--lease", "3s", "--tick", "100ms"]);
+    let credential = env.cli(&["workers", "add", "a"]);
+    let servers = format!("http://{}, http://{}", env.server.addr, b.addr);
+    let _worker = Worker(
+        std::process::Command::new(BIN)
+            .current_dir(&env.dir.0)
+            .args(["worker", "--server", &servers, "--token", &credential])
+            .args(["--slots", "4", "--grace", "1s", "--exec", &env.exec()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1", "c2", "c3"], "sleep"));
+    env.wait(&tasks, Some("RUNNING"));
+    // The first serve goes; the test asks the second from now on.
+    let mut first = std::mem::replace(&mut env.server, b);
+    first.kill();
+    // Three leases and more.
+    std::thread::sleep(Duration::from_secs(10));
+    for id in &tasks {
+        let t = env.task(id);
+        assert_eq!(
+            (state(&t), &t["attempt"], &t["worker_name"]),
+            ("RUNNING", &json!(1), &json!("a")),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        env.starts().len(),
+        3,
+        "no executor started twice: {:?}",
+        env.starts()
+    );
+}
+
+#[test]
+fn a_worker_moves_to_the_next_serve_when_its_own_is_gone_on_postgres() {
+    on_postgres(failover);
+}
+
 #[test]
 fn what_an_executor_started_ends_with_its_task_on_sqlite() {
     leftovers(&TestDb::sqlite().url);

@@ -94,7 +94,9 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// The server, http://HOST:PORT.
+    /// The server, http://HOST:PORT; or several, separated by commas (the
+    /// serve processes sharing one PostgreSQL database): the agent moves to
+    /// the next when one cannot be reached or does not answer.
     #[arg(long, env = "TASKCENTER_SERVER")]
     server: String,
     /// The worker credential from `taskcenter workers add`.

@@ -1,6 +1,8 @@
 //! A small HTTP/1.1 JSON client for the worker routes, on the hyper the
 //! server already links (plain `http://`; put a TLS proxy in front for
-//! anything else).
+//! anything else). Given several servers (the `serve` processes sharing one
+//! PostgreSQL database), it talks to one and moves on to the next when that
+//! one cannot be reached or does not answer in time.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -8,6 +10,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,73 +44,108 @@ impl ClientError {
 /// connect and an accept on both sides every time.
 #[derive(Clone)]
 pub struct Client {
-    /// `host:port`
-    authority: String,
+    /// Each server's `host:port`, in the order given.
+    servers: Arc<Vec<String>>,
+    /// The server requests go to now (an index into `servers`).
+    current: Arc<AtomicUsize>,
     credential: String,
-    /// Idle connections and when each went idle, newest last.
-    idle: Arc<Mutex<Vec<(Instant, Conn)>>>,
+    /// Idle connections, the server each goes to, and when each went idle,
+    /// newest last.
+    idle: Arc<Mutex<Vec<(Instant, usize, Conn)>>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("authority", &self.authority)
+            .field("servers", &self.servers)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
+    /// `server`: one `http://HOST:PORT`, or several separated by commas.
     pub fn new(server: &str, credential: &str) -> Result<Client, String> {
-        let rest = server
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("server must be an http:// URL, got {server}"))?;
-        let authority = rest.trim_end_matches('/').to_owned();
-        if authority.is_empty() || authority.contains('/') {
-            return Err(format!("server must be http://HOST:PORT, got {server}"));
+        let mut servers = Vec::new();
+        for one in server.split(',').map(str::trim) {
+            let rest = one
+                .strip_prefix("http://")
+                .ok_or_else(|| format!("server must be an http:// URL, got {one:?}"))?;
+            let authority = rest.trim_end_matches('/').to_owned();
+            if authority.is_empty() || authority.contains('/') {
+                return Err(format!("server must be http://HOST:PORT, got {one:?}"));
+            }
+            if !servers.contains(&authority) {
+                servers.push(authority);
+            }
         }
         Ok(Client {
-            authority,
+            servers: Arc::new(servers),
+            current: Arc::default(),
             credential: credential.to_owned(),
             idle: Arc::default(),
         })
     }
 
+    /// The server requests go to now, `host:port`.
+    pub fn server(&self) -> &str {
+        &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
+    }
+
     /// POSTs `body` as JSON to `path`; the whole exchange must finish within
-    /// `timeout`.
+    /// `timeout`. A server that cannot be reached or does not answer in
+    /// time is left for the next one, which the following request tries.
     pub async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
         timeout: Duration,
     ) -> Result<R, ClientError> {
-        tokio::time::timeout(timeout, self.exchange(path, body))
+        let at = self.current.load(Ordering::Relaxed);
+        let result = tokio::time::timeout(timeout, self.exchange(path, body))
             .await
-            .map_err(|_| ClientError::Unreachable("timed out".into()))?
+            .map_err(|_| ClientError::Unreachable("timed out".into()))
+            .and_then(|r| r);
+        if matches!(result, Err(ClientError::Unreachable(_))) && self.servers.len() > 1 {
+            // Unless another request moved on already.
+            let next = (at + 1) % self.servers.len();
+            if self
+                .current
+                .compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::warn!(
+                    from = %self.servers[at % self.servers.len()],
+                    to = %self.servers[next],
+                    "server unreachable; trying the next one"
+                );
+            }
+        }
+        result
     }
 
-    /// An idle connection still open, if one was kept.
-    fn take_idle(&self) -> Option<Conn> {
+    /// An idle connection to the current server still open, if one was kept.
+    fn take_idle(&self, server: usize) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Newest first: when it is too old, the older ones are too.
-        while let Some((since, conn)) = idle.pop() {
-            if since.elapsed() < IDLE_KEEP && conn.is_ready() {
+        while let Some((since, to, conn)) = idle.pop() {
+            if since.elapsed() < IDLE_KEEP && to == server && conn.is_ready() {
                 return Some(conn);
             }
         }
         None
     }
 
-    fn keep_idle(&self, conn: Conn) {
+    fn keep_idle(&self, server: usize, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
-        idle.push((Instant::now(), conn));
+        idle.push((Instant::now(), server, conn));
     }
 
-    async fn connect(&self) -> Result<Conn, ClientError> {
+    async fn connect(&self, server: usize) -> Result<Conn, ClientError> {
         let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable(e.to_string());
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+        let stream = tokio::net::TcpStream::connect(&self.servers[server])
             .await
             .map_err(|e| unreachable(&e))?;
         let _ = stream.set_nodelay(true);
@@ -126,13 +164,14 @@ impl Client {
         body: &B,
     ) -> Result<R, ClientError> {
         let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable(e.to_string());
+        let server = self.current.load(Ordering::Relaxed) % self.servers.len();
         let json =
             Bytes::from(serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?);
         let request = || {
             Request::builder()
                 .method(Method::POST)
                 .uri(path)
-                .header("host", &self.authority)
+                .header("host", &self.servers[server])
                 .header("content-type", "application/json")
                 .header("authorization", format!("Bearer {}", self.credential))
                 .body(Full::new(json.clone()))
@@ -141,16 +180,16 @@ impl Client {
         // A kept connection the server closed meanwhile fails before any
         // answer: the request goes again on a new one. (Every worker route
         // takes a repeat: a repeated report is refused as already applied.)
-        let kept = self.take_idle();
+        let kept = self.take_idle(server);
         let reused = kept.is_some();
         let mut sender = match kept {
             Some(c) => c,
-            None => self.connect().await?,
+            None => self.connect(server).await?,
         };
         let resp = match sender.send_request(request()?).await {
             Ok(resp) => resp,
             Err(_) if reused => {
-                sender = self.connect().await?;
+                sender = self.connect(server).await?;
                 sender
                     .send_request(request()?)
                     .await
@@ -166,7 +205,7 @@ impl Client {
             .map_err(|e| unreachable(&e))?
             .to_bytes();
         // The whole answer read: the connection is free for the next request.
-        self.keep_idle(sender);
+        self.keep_idle(server, sender);
         if !status.is_success() {
             return Err(ClientError::Status {
                 status,
@@ -225,6 +264,44 @@ mod tests {
         let (a, b) = tokio::join!(port(&c), port(&c));
         assert_ne!(a, b);
         assert!([a, b].contains(&first));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_left_for_the_next() {
+        let live = server(Duration::from_secs(10)).await;
+        // A port nothing listens on, then the live server.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let c = Client::new(
+            &format!("http://{dead_addr}, http://{}", live.server()),
+            "secret",
+        )
+        .unwrap();
+        assert_eq!(c.server(), dead_addr.to_string());
+        let first: Result<serde_json::Value, _> = c
+            .post("/port", &serde_json::json!({}), Duration::from_secs(5))
+            .await;
+        assert!(
+            matches!(first, Err(ClientError::Unreachable(_))),
+            "{first:?}"
+        );
+        assert_eq!(
+            c.server(),
+            live.server(),
+            "the next request goes to the next server"
+        );
+        port(&c).await;
+        // An error answer is an answer: it stays.
+        let refused: Result<serde_json::Value, _> = c
+            .post("/nowhere", &serde_json::json!({}), Duration::from_secs(5))
+            .await;
+        assert!(
+            matches!(refused, Err(ClientError::Status { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(c.server(), live.server());
+        assert!(Client::new("http://a:1,ftp://b:2", "s").is_err());
     }
 
     #[tokio::test]

@@ -103,6 +103,10 @@ const FINISHED_KEPT: Duration = Duration::from_secs(120);
 
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const SYNC_WAIT_MS: u64 = 5_000;
+/// A sync not answered this long after it left goes again, to the next
+/// server if there are several: a server that does not answer (frozen, or
+/// behind a dead link) must not hold the worker past its lease.
+const SYNC_TIMEOUT: Duration = Duration::from_millis(SYNC_WAIT_MS + 5_000);
 
 /// Splits a command line into words as a POSIX shell would (quotes group,
 /// backslash escapes), without running a shell.
@@ -138,7 +142,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!(server = %cfg.server, kind = cfg.kind.as_str(), slots = cfg.slots, "worker registered");
+    tracing::info!(server = %client.server(), kind = cfg.kind.as_str(), slots = cfg.slots, "worker registered");
     let tasks: Tasks = Arc::default();
     let finished: Finished = Arc::default();
     let (placed, mut placed_rx) = mpsc::unbounded_channel();
@@ -167,7 +171,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             wait_ms: SYNC_WAIT_MS,
         };
         let reply = tokio::select! {
-            reply = client.post::<_, SyncReply>("/worker/v1/sync", &body, Duration::from_secs(30)) => reply,
+            reply = client.post::<_, SyncReply>("/worker/v1/sync", &body, SYNC_TIMEOUT) => reply,
             why = told_to_leave(&mut terminate) => {
                 tracing::info!("{why}: ending the executors, then leaving");
                 leave(&tasks, cfg.grace).await;
