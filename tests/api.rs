@@ -228,6 +228,14 @@ both_backends! {
         assert_error(&ctx.post_raw("/v2/p1/video-group", b"{\"video_group_name\":\"a\",\"video_group_name\":\"b\"}".to_vec()).await, 400, "VIAS.00010001", Some("video_group_name"));
         assert_error(&ctx.post("/v2/p1/video-group", json!({"video_group_name": 5})).await, 400, "VIAS.00010001", Some("video_group_name"));
         assert_error(&ctx.post("/v2/p1/video-group", json!({})).await, 400, "VIAS.00010001", Some("video_group_name"));
+        // A body cut short names no field; a wrong type speaks JSON, not Rust.
+        let r = ctx.post_raw("/v2/p1/video-group", br#"{"video_group_name": "a", "#.to_vec()).await;
+        assert_error(&r, 400, "VIAS.00010001", None);
+        assert_eq!(r.body["params"], json!([]), "{}", r.body);
+        let r = ctx.post("/v2/p1/batch-tasks", json!({"name": "b1", "schedule": []})).await;
+        assert_error(&r, 400, "VIAS.00010001", Some("schedule"));
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains("invalid type: array, expected an object") && !detail.contains("struct"), "{detail}");
         // Ids that the list routes take: such objects could never be
         // shown, changed or deleted.
         assert_error(&ctx.post("/v2/p1/video-group", json!({"id": "groups", "video_group_name": "g", "access_type": "cloud"})).await,

@@ -95,9 +95,16 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // A segment serde could not name (the body ended inside an object,
+        // say) is `?`: the path stops before it.
         let path = e.path().to_string();
+        let path = match path.split('.').position(|seg| seg == "?") {
+            Some(0) => ".".to_owned(),
+            Some(at) => path.split('.').take(at).collect::<Vec<_>>().join("."),
+            None => path,
+        };
         let inner = e.into_inner();
-        let msg = inner.to_string();
+        let msg = plain_json_error(&inner.to_string());
         // serde names the field for missing and duplicate fields in the
         // message, at the parent's path; otherwise the path names it.
         let named = msg
@@ -125,6 +132,28 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         detail: format!("invalid JSON body: {e}"),
     })?;
     Ok(value)
+}
+
+/// serde's message in JSON's words: `array` and `object` for its
+/// `sequence` and `map`, and no Rust type names (`expected struct
+/// TaskSchedule with 5 elements` is `expected an object`).
+fn plain_json_error(msg: &str) -> String {
+    let msg = msg
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("invalid type: map", "invalid type: object");
+    match msg.find("expected struct ") {
+        Some(at) => {
+            let tail = msg[at..].find(" at line ").map_or("", |i| &msg[at + i..]);
+            // An array where an object goes: serde tried it by position.
+            let head = if msg.starts_with("invalid length") {
+                "invalid type: array, "
+            } else {
+                &msg[..at]
+            };
+            format!("{head}expected an object{tail}")
+        }
+        None => msg,
+    }
 }
 
 /// One path parameter as a string.
