@@ -268,6 +268,21 @@ impl Tmpfs {
     }
 }
 
+/// A small tmpfs and a database file's path on it; `None` where this
+/// process may not mount (the case then skips, or fails under CI).
+fn database_on_tmpfs() -> Option<(Tmpfs, String)> {
+    let mounted = Tmpfs::mount("24m");
+    if !common::prerequisite(
+        mounted.is_some(),
+        "mounting a small tmpfs (root with the right to mount)",
+    ) {
+        return None;
+    }
+    let fs = mounted?;
+    let db = fs.0.join("t.db").to_str()?.to_owned();
+    Some((fs, db))
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -311,15 +326,9 @@ fn nix_free(dir: &Path) -> u64 {
 
 #[test]
 fn a_full_disk_answers_507_and_writes_resume_when_space_is_back_on_sqlite() {
-    let mounted = Tmpfs::mount("24m");
-    if !common::prerequisite(
-        mounted.is_some(),
-        "mounting a small tmpfs (root with the right to mount)",
-    ) {
+    let Some((fs, db)) = database_on_tmpfs() else {
         return;
-    }
-    let fs = mounted.unwrap();
-    let db = fs.0.join("t.db").to_str().unwrap().to_owned();
+    };
     let dir = TempDir::new();
     let run = |args: &[&str]| cli_ok(&dir.0, &db, args, None);
     run(&["project", "create", "one", "--id", "p1"]);
@@ -1051,15 +1060,9 @@ fn a_read_only_database_answers_503_and_writes_resume_on_postgres() {
 /// once the file system is writable again.
 #[test]
 fn a_read_only_file_system_stops_serve_from_starting_on_sqlite() {
-    let mounted = Tmpfs::mount("24m");
-    if !common::prerequisite(
-        mounted.is_some(),
-        "mounting a small tmpfs (root with the right to mount)",
-    ) {
+    let Some((fs, db)) = database_on_tmpfs() else {
         return;
-    }
-    let fs = mounted.unwrap();
-    let db = fs.0.join("t.db").to_str().unwrap().to_owned();
+    };
     let dir = TempDir::new();
     cli_ok(
         &dir.0,
