@@ -320,6 +320,7 @@ pub(crate) fn ttl(s: &str) -> Result<Duration> {
     match humantime::parse_duration(s.trim()) {
         Ok(d) if d > MAX => bail!("{s:?} is longer than 36500d"),
         Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => bail!("{s:?} is zero: every duration here is a period or a lifetime"),
         _ => bail!("{s:?} is not a duration like 500ms, 90s, 15m, 24h or 7d"),
     }
 }
@@ -825,7 +826,7 @@ mod tests {
         assert_eq!(ttl("2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(ttl("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(ttl(" 15m ").unwrap(), Duration::from_secs(900));
-        assert!(ttl("0s").is_err());
+        assert!(ttl("0s").unwrap_err().to_string().contains("is zero"));
         assert!(ttl("h").is_err());
         assert!(ttl("").is_err());
         assert!(ttl("120").is_err(), "a bare number has no unit");

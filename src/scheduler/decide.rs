@@ -28,7 +28,7 @@ pub const TASK_LOST: TaskError = TaskError {
 };
 pub const NO_WORKER: TaskError = TaskError {
     code: "VIAS.TC.NO_WORKER",
-    message: "no registered worker runs this task type",
+    message: "no live worker can run this task (none of its deploy type, or none in its edge pool)",
 };
 pub const WAIT_LIMIT: TaskError = TaskError {
     code: "VIAS.TC.WAIT_LIMIT",
