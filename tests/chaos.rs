@@ -495,6 +495,37 @@ fn failover(db: &str) {
     );
 }
 
+/// A database that takes no writes for longer than the lease costs the
+/// running tasks nothing: the workers cannot renew their leases meanwhile,
+/// but once passes go through again the leases restart before any expires.
+fn read_only_spell(db: &str) {
+    let env = Env::start(db, &["--lease", "2s", "--tick", "100ms"]);
+    env.catalogue(2);
+    let _worker = env.worker("a", "cloud", &env.exec());
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1", "c2"], "sleep"));
+    env.wait(&tasks, Some("RUNNING"));
+    set_read_only(db, true);
+    // Three leases and more.
+    std::thread::sleep(Duration::from_secs(7));
+    set_read_only(db, false);
+    std::thread::sleep(Duration::from_secs(4));
+    for id in &tasks {
+        let t = env.task(id);
+        assert_eq!((state(&t), &t["attempt"]), ("RUNNING", &json!(1)), "{t}");
+    }
+    assert_eq!(
+        env.starts().len(),
+        2,
+        "no executor started twice: {:?}",
+        env.starts()
+    );
+}
+
+#[test]
+fn a_read_only_spell_longer_than_the_lease_moves_no_task_on_postgres() {
+    on_postgres(read_only_spell);
+}
+
 #[test]
 fn a_worker_moves_to_the_next_serve_when_its_own_is_gone_on_postgres() {
     on_postgres(failover);

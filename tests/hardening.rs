@@ -887,23 +887,6 @@ fn a_nul_in_a_login_is_an_unknown_user_on_postgres() {
     common::on_postgres(nul_in_a_login);
 }
 
-/// Runs each statement on the PostgreSQL database at `url`, in turn, on a
-/// connection of its own.
-fn pg_exec(url: &str, statements: &[&str]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
-            .await
-            .unwrap();
-        for sql in statements {
-            sqlx::Executor::execute(&mut c, *sql).await.unwrap();
-        }
-    });
-}
-
 /// Runs the CLI and waits at most `limit` for it to end (`None`: it did
 /// not, and was killed).
 fn cli_within(dir: &Path, db: &str, args: &[&str], limit: Duration) -> Option<(bool, String)> {
@@ -975,18 +958,7 @@ fn read_only_database(db: &str) {
         ids
     };
     assert_eq!(group("before").0, 200);
-    let name = db.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let others = format!(
-        "select pg_terminate_backend(pid) from pg_stat_activity \
-         where datname = '{name}' and pid <> pg_backend_pid()"
-    );
-    pg_exec(
-        db,
-        &[
-            &format!("alter database {name} set default_transaction_read_only = on"),
-            &others,
-        ],
-    );
+    common::set_read_only(db, true);
 
     // The pool finds its connections gone (503: unreachable), then opens
     // read-only ones.
@@ -1027,14 +999,7 @@ fn read_only_database(db: &str) {
     assert!(!ok);
     assert!(err.contains("takes no writes"), "{err}");
 
-    pg_exec(
-        db,
-        &[
-            "set default_transaction_read_only = off",
-            &format!("alter database {name} reset default_transaction_read_only"),
-            &others,
-        ],
-    );
+    common::set_read_only(db, false);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, _, body) = group("after");

@@ -361,8 +361,32 @@ impl Scheduler {
             // maintenance steps; at least one full pass runs per interval.
             let mut only_place = false;
             let mut last_full = Instant::now();
+            let mut last_ok = Instant::now();
             while !*stop.borrow() {
                 let started = Instant::now();
+                // Passes that could not write (the database down or
+                // read-only) or a process that stood still (frozen) kept
+                // the workers from renewing their leases too: live workers
+                // get a fresh lease, as at a start, before a pass could
+                // expire them.
+                // Until that write goes through, no pass runs.
+                let gap = started.duration_since(last_ok);
+                if gap > self.cfg.lease / 3 {
+                    match self.store.extend_leases(now_millis(), lease_ms).await {
+                        Ok(()) => tracing::info!(
+                            gap_ms = gap.as_millis() as u64,
+                            "no pass went through for a while: worker leases restart from now"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not restart worker leases; no pass yet");
+                            tokio::select! {
+                                _ = tokio::time::sleep(self.cfg.interval) => {}
+                                changed = stop.changed() => if changed.is_err() { break },
+                            }
+                            continue;
+                        }
+                    }
+                }
                 let full = !only_place || last_full.elapsed() >= self.cfg.interval;
                 let result = if full {
                     last_full = started;
@@ -374,6 +398,7 @@ impl Scheduler {
                 m.tick_seconds.observe(started.elapsed().as_secs_f64());
                 let pause = match result {
                     Ok(r) => {
+                        last_ok = Instant::now();
                         count_moves(&r);
                         if r.total() > 0 {
                             crate::store::write_health::recovered();

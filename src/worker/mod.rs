@@ -102,11 +102,15 @@ impl FinishedRuns {
 const FINISHED_KEPT: Duration = Duration::from_secs(120);
 
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
-const SYNC_WAIT_MS: u64 = 5_000;
-/// A sync not answered this long after it left goes again, to the next
-/// server if there are several: a server that does not answer (frozen, or
-/// behind a dead link) must not hold the worker past its lease.
-const SYNC_TIMEOUT: Duration = Duration::from_millis(SYNC_WAIT_MS + 5_000);
+/// How long a sync waits for news at most, and how much longer its answer
+/// may take before it goes again (to the next server if there are
+/// several): 5 s each, or a third of the lease if that is shorter, so a
+/// server that does not answer (frozen, or behind a dead link) never holds
+/// the worker past its lease.
+fn sync_timing(lease: Duration) -> (Duration, Duration) {
+    let step = (lease / 3).min(Duration::from_secs(5));
+    (step, step * 2)
+}
 
 /// Splits a command line into words as a POSIX shell would (quotes group,
 /// backslash escapes), without running a shell.
@@ -123,7 +127,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let argv = split_command(&cfg.exec).map_err(|e| anyhow::anyhow!("--exec: {e}"))?;
     let client = Client::new(&cfg.server, &cfg.credential).map_err(|e| anyhow::anyhow!(e))?;
     let mut backoff = Backoff::default();
-    loop {
+    let registered = loop {
         let body = RegisterRequest {
             kind: cfg.kind,
             slots: cfg.slots,
@@ -133,7 +137,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             .post::<_, RegisterReply>("/worker/v1/register", &body, Duration::from_secs(10))
             .await
         {
-            Ok(_) => break,
+            Ok(reply) => break reply,
             Err(e) if e.is_auth() => anyhow::bail!("the server refused the worker credential"),
             Err(e @ ClientError::Status { .. }) => anyhow::bail!("registration refused: {e}"),
             Err(e) => {
@@ -141,7 +145,9 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 backoff.wait().await;
             }
         }
-    }
+    };
+    let lease = Duration::from_millis(u64::try_from(registered.lease_ms).unwrap_or(0));
+    let (sync_wait, sync_timeout) = sync_timing(lease);
     tracing::info!(server = %client.server(), kind = cfg.kind.as_str(), slots = cfg.slots, "worker registered");
     let tasks: Tasks = Arc::default();
     let finished: Finished = Arc::default();
@@ -162,16 +168,16 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             }
         });
     }
-    backoff = Backoff::default();
+    backoff = Backoff::within(lease);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let running: Vec<Held> = lock(&tasks).keys().copied().collect();
         let body = SyncRequest {
             running,
-            wait_ms: SYNC_WAIT_MS,
+            wait_ms: u64::try_from(sync_wait.as_millis()).unwrap_or(u64::MAX),
         };
         let reply = tokio::select! {
-            reply = client.post::<_, SyncReply>("/worker/v1/sync", &body, SYNC_TIMEOUT) => reply,
+            reply = client.post::<_, SyncReply>("/worker/v1/sync", &body, sync_timeout) => reply,
             why = told_to_leave(&mut terminate) => {
                 tracing::info!("{why}: ending the executors, then leaving");
                 leave(&tasks, cfg.grace).await;
@@ -180,7 +186,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         };
         match reply {
             Ok(reply) => {
-                backoff = Backoff::default();
+                backoff = Backoff::within(lease);
                 let acted = act(&cfg, &argv, &reporter, &tasks, &finished, reply);
                 if !acted {
                     // Only instructions already in hand (a stop in its grace
@@ -581,18 +587,28 @@ async fn report(reporter: &Reporter, held: Held, event: Report, error: Option<(&
     let _ = send_report(reporter, held, event, error).await;
 }
 
-struct Backoff(Duration);
+/// Waits that double from 100 ms up to a cap.
+struct Backoff(Duration, Duration);
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff(Duration::from_millis(100))
+        Backoff(Duration::from_millis(100), MAX_BACKOFF)
     }
 }
 
 impl Backoff {
+    /// A syncing worker retries at least four times a lease: once the
+    /// server is back, its lease is renewed before it can run out.
+    fn within(lease: Duration) -> Backoff {
+        Backoff(
+            Duration::from_millis(100),
+            (lease / 4).clamp(Duration::from_millis(100), MAX_BACKOFF),
+        )
+    }
+
     async fn wait(&mut self) {
         tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+        self.0 = (self.0 * 2).min(self.1);
     }
 }
 
@@ -660,6 +676,14 @@ mod tests {
 
     /// Finished runs are forgotten once older than `FINISHED_KEPT`, the
     /// oldest first, whatever else finished since.
+    #[test]
+    fn syncs_are_timed_to_fit_the_lease() {
+        let s = Duration::from_secs;
+        assert_eq!(sync_timing(s(15)), (s(5), s(10)));
+        assert_eq!(sync_timing(s(60)), (s(5), s(10)));
+        assert_eq!(sync_timing(s(6)), (s(2), s(4)));
+    }
+
     #[test]
     fn finished_runs_are_forgotten_after_they_are_kept() {
         let run = |task| Held { task, attempt: 1 };

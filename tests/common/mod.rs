@@ -534,6 +534,48 @@ pub(crate) fn fixture() -> Vec<DumpRecord> {
     v
 }
 
+/// Runs each statement on the PostgreSQL database at `url`, in turn, on a
+/// connection of its own.
+#[allow(dead_code)]
+pub(crate) fn pg_exec(url: &str, statements: &[&str]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        for sql in statements {
+            sqlx::Executor::execute(&mut c, *sql).await.unwrap();
+        }
+    });
+}
+
+/// The statements that make the PostgreSQL database at `url` read-only
+/// (`true`) or writable again for every new session, and end the sessions
+/// open on it, as a failover to a standby and back would.
+#[allow(dead_code)]
+pub(crate) fn set_read_only(url: &str, read_only: bool) {
+    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let set = if read_only {
+        format!("alter database {name} set default_transaction_read_only = on")
+    } else {
+        format!("alter database {name} reset default_transaction_read_only")
+    };
+    pg_exec(
+        url,
+        &[
+            "set default_transaction_read_only = off",
+            &set,
+            &format!(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = '{name}' and pid <> pg_backend_pid()"
+            ),
+        ],
+    );
+}
+
 /// Runs `f` on a fresh PostgreSQL database (skipped locally without
 /// `TEST_DATABASE_URL`; under `CI` a missing one fails), for the tests that
 /// drive the real binary and need only a URL.
