@@ -218,6 +218,26 @@ fn the_cli_refuses_what_cannot_work_before_writing_anything() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dir.0.join("taskcenter.key").exists());
+    // An upgrade to the version it is at.
+    let out = cli(
+        &dir.0,
+        db,
+        &[
+            "service",
+            "upgrade",
+            "--project",
+            "p1",
+            "--name",
+            "svc",
+            "--from",
+            "1.0.0",
+            "--to",
+            "1.0.0",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("same version"));
     // No connection at all, no task at all.
     for args in [
         &["serve", "--max-connections", "0"][..],

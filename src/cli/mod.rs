@@ -438,6 +438,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             from,
             to,
         }) => {
+            if from == to {
+                bail!("--from and --to name the same version: nothing to upgrade");
+            }
             let pk = project_pk(&*store, &project).await?;
             let n = store.upgrade_service(pk, &name, &from, &to).await?;
             eprintln!("{n} batch task(s) moved from {name} {from} to {to}");

@@ -71,7 +71,14 @@ impl Client {
                 .strip_prefix("http://")
                 .ok_or_else(|| format!("server must be an http:// URL, got {one:?}"))?;
             let authority = rest.trim_end_matches('/').to_owned();
-            if authority.is_empty() || authority.contains('/') {
+            // HOST:PORT and nothing else (no path, query, user or bad port):
+            // a mistake here is refused at start, not retried as an outage.
+            let port_ok = authority
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .is_some_and(|p| p > 0);
+            if !port_ok || authority.contains(['/', '?', '#', '@', ' ']) {
                 return Err(format!("server must be http://HOST:PORT, got {one:?}"));
             }
             if !servers.contains(&authority) {
@@ -302,6 +309,18 @@ mod tests {
         );
         assert_eq!(c.server(), live.server());
         assert!(Client::new("http://a:1,ftp://b:2", "s").is_err());
+        for bad in [
+            "http://a",
+            "http://a:0",
+            "http://a:99999",
+            "http://a:1?x",
+            "http://u@a:1",
+            "http://:1",
+            "http://a:1/p",
+        ] {
+            assert!(Client::new(bad, "s").is_err(), "{bad}");
+        }
+        assert!(Client::new("http://[::1]:8080,http://host.example:80/", "s").is_ok());
     }
 
     #[tokio::test]
