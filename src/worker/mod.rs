@@ -335,31 +335,44 @@ async fn run_task(
                 e.told = None;
             }
         }
-        let end = tokio::select! {
-            status = child.wait() => End::Exit(status),
-            msg = ctl.recv() => match msg {
-                Some(Control::Stop) | None => {
-                    terminate(&mut child, group, cfg.grace).await;
-                    End::Stopped
-                }
-                Some(Control::Leave) => {
-                    terminate(&mut child, group, cfg.grace).await;
-                    End::Left
-                }
-                Some(Control::Upgrade(a)) => {
-                    terminate(&mut child, group, cfg.grace).await;
-                    // A stop that came in meanwhile wins over the restart.
-                    match ctl.try_recv() {
-                        Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => End::Stopped,
-                        Ok(Control::Leave) => End::Left,
-                        _ => {
-                            current = *a;
-                            first = Report::Upgraded;
-                            continue 'run;
+        let end = loop {
+            break tokio::select! {
+                status = child.wait() => End::Exit(status),
+                msg = ctl.recv() => match msg {
+                    Some(Control::Upgrade(a)) if a.service_version == current.service_version => {
+                        // It runs that version already: an instruction that
+                        // crossed the report of the upgrade just done, or a
+                        // version that went and came back. Nothing restarts;
+                        // the server hears it is done (or refuses, if it knew).
+                        report(&reporter, held, Report::Upgraded, None).await;
+                        if let Some(e) = lock(&tasks).get_mut(&held) {
+                            e.told = None;
+                        }
+                        continue;
+                    }
+                    Some(Control::Stop) | None => {
+                        terminate(&mut child, group, cfg.grace).await;
+                        End::Stopped
+                    }
+                    Some(Control::Leave) => {
+                        terminate(&mut child, group, cfg.grace).await;
+                        End::Left
+                    }
+                    Some(Control::Upgrade(a)) => {
+                        terminate(&mut child, group, cfg.grace).await;
+                        // A stop that came in meanwhile wins over the restart.
+                        match ctl.try_recv() {
+                            Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => End::Stopped,
+                            Ok(Control::Leave) => End::Left,
+                            _ => {
+                                current = *a;
+                                first = Report::Upgraded;
+                                continue 'run;
+                            }
                         }
                     }
-                }
-            },
+                },
+            };
         };
         if matches!(end, End::Exit(_)) {
             end_leftovers(group, cfg.grace);
