@@ -482,8 +482,8 @@ fn edge_pools() -> Value {
         "CreateEdgePoolRequestDto": obj("name nodes", json!({
             "name": desc(str_pat("^[a-z][a-z0-9-]{2,30}[a-z0-9]$"), "4–32 lowercase letters, digits and -"),
             "description": text(255), "ief_service_instance_id": text(255),
-            "nodes": {"type": "array", "minItems": 1, "maxItems": 10,
-                "description": "the names of the workers that make up the pool (VIAS: IEF node ids)",
+            "nodes": {"type": "array", "minItems": 1, "maxItems": 10, "uniqueItems": true,
+                "description": "the names of the workers that make up the pool (VIAS: IEF node ids), each once",
                 "items": {"type": "string", "minLength": 1, "maxLength": 64,
                           "pattern": "^(?!\\s)(?!.*\\s$)[^,\\u0000-\\u001f\\u007f-\\u009f]*$"}}})),
         "CreateEdgePoolResponse": obj("id", json!({"id": s()})),
