@@ -666,23 +666,29 @@ fn a_postgres_outage_answers_503_fast_and_everything_recovers() {
         assert_eq!(status, 200, "{id}: {body}");
         acknowledged.push(id.clone());
     }
+    let listed = group_ids(&addr, &token);
+    acknowledged.sort();
+    assert_eq!(listed, acknowledged, "nothing lost, nothing doubled");
+}
+
+/// The ids of project `p1`'s video groups, sorted.
+fn group_ids(addr: &str, token: &str) -> Vec<String> {
     let (status, _, list) = http(
-        &addr,
+        addr,
         "GET",
         "/v2/p1/video-group/groups?is_paged=false",
-        Some(&token),
+        Some(token),
         None,
     );
     assert_eq!(status, 200, "{list}");
-    let mut listed: Vec<String> = list["video_group_list"]
+    let mut ids: Vec<String> = list["video_group_list"]
         .as_array()
         .unwrap_or_else(|| panic!("{list}"))
         .iter()
         .map(|g| g["video_group_id"].as_str().unwrap().to_owned())
         .collect();
-    listed.sort();
-    acknowledged.sort();
-    assert_eq!(listed, acknowledged, "nothing lost, nothing doubled");
+    ids.sort();
+    ids
 }
 
 /// `serve` at `RUST_LOG=debug`, its stdout and stderr kept whole.
@@ -939,24 +945,7 @@ fn read_only_database(db: &str) {
             Some(&body),
         )
     };
-    let groups = || {
-        let (status, _, body) = http(
-            &addr,
-            "GET",
-            "/v2/p1/video-group/groups",
-            Some(&token),
-            None,
-        );
-        assert_eq!(status, 200, "listing groups: {body}");
-        let mut ids: Vec<String> = body["video_group_list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["video_group_id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
-    };
+    let groups = || group_ids(&addr, &token);
     assert_eq!(group("before").0, 200);
     common::set_read_only(db, true);
 

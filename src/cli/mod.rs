@@ -285,19 +285,11 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
     }
     let store = match store::open(url).await {
         Ok(store) => store,
-        Err(store::StoreError::Db(sqlx::Error::Database(d)))
-            if !url.starts_with("postgres")
-                && d.code()
-                    .and_then(|c| c.parse::<i32>().ok())
-                    .map(|c| c & 0xff)
-                    == Some(14) =>
-        {
-            bail!(
-                "could not open the database: {} (SQLite writes its -wal and -shm files beside \
-                 {path}: is the file, its directory or its file system read-only?)",
-                d.message()
-            )
-        }
+        // SQLITE_CANTOPEN
+        Err(e) if store::sqlite_primary_of(&e) == Some(14) => bail!(
+            "could not open the database: {e} (SQLite writes its -wal and -shm files beside \
+             {path}: is the file, its directory or its file system read-only?)"
+        ),
         Err(e) => return Err(e).context("could not open the database"),
     };
     store

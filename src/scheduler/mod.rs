@@ -368,8 +368,7 @@ impl Scheduler {
                 // read-only) or a process that stood still (frozen) kept
                 // the workers from renewing their leases too: live workers
                 // get a fresh lease, as at a start, before a pass could
-                // expire them.
-                // Until that write goes through, no pass runs.
+                // expire them. Until that write goes through, no pass runs.
                 let gap = started.duration_since(last_ok);
                 if gap > self.cfg.lease / 3 {
                     match self.store.extend_leases(now_millis(), lease_ms).await {

@@ -134,10 +134,7 @@ impl DbFault {
     /// SQLite's (extended) result code in decimal, whose low byte is the
     /// primary code.
     pub fn of_code(code: &str) -> DbFault {
-        let sqlite = (code.len() < 5)
-            .then(|| code.parse::<i32>().ok())
-            .flatten()
-            .map(|c| c & 0xff);
+        let sqlite = sqlite_primary(code);
         if code == "53100" || sqlite == Some(13) {
             DbFault::StorageFull
         } else if code == "25006" || sqlite == Some(8) {
@@ -324,12 +321,25 @@ const OPEN_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// SQLITE_BUSY or SQLITE_LOCKED, extended codes included.
 fn sqlite_busy(e: &StoreError) -> bool {
-    let StoreError::Db(sqlx::Error::Database(d)) = e else {
-        return false;
-    };
-    d.code()
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    matches!(sqlite_primary_of(e), Some(5 | 6))
+}
+
+/// SQLite's primary result code in a database error's code (its extended
+/// code in decimal, whose low byte is the primary one); `None` for anything
+/// else, PostgreSQL's five-character SQLSTATEs included.
+pub fn sqlite_primary(code: &str) -> Option<i32> {
+    (code.len() < 5)
+        .then(|| code.parse::<i32>().ok())
+        .flatten()
+        .map(|c| c & 0xff)
+}
+
+/// [`sqlite_primary`] of a store error from the database.
+pub fn sqlite_primary_of(e: &StoreError) -> Option<i32> {
+    match e {
+        StoreError::Db(sqlx::Error::Database(d)) => sqlite_primary(&d.code()?),
+        _ => None,
+    }
 }
 
 /// A random tag for this store instance's entries in the change feed.
