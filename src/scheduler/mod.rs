@@ -178,11 +178,19 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
     Ok(report)
 }
 
+/// How many waiting tasks beyond its free slots a placing pass reads: tasks
+/// bound to an edge pool without a free slot are passed over, and the next
+/// ones in pick order can take the slots.
+const PICK_SLACK: i64 = 16;
+
 /// Lack-of-resources tasks back, pending ones scheduled, scheduling ones
 /// placed, per worker type; tasks `report` moved already wait. With
 /// `only_place`, a worker type without a free slot is not looked at: its
 /// waiting tasks can only wait, and what waiting too long does to them is
-/// the full pass's.
+/// the full pass's. So a placing pass also reads only about as many waiting
+/// tasks as there are free slots (a report that frees five slots reads a
+/// handful of rows, not a batch's worth); the full pass reads a batch, to
+/// find the tasks that waited too long or that no worker can take.
 async fn place_waiting(
     tx: &mut dyn TickTx,
     now: i64,
@@ -190,7 +198,6 @@ async fn place_waiting(
     only_place: bool,
     report: &mut TickReport,
 ) -> StoreResult<()> {
-    let n = cfg.batch;
     let mut cap = Capacity::new(tx.capacity().await?);
     // Each worker type on its own, so a backlog of one type never hides the
     // other's tasks from the pick.
@@ -198,6 +205,11 @@ async fn place_waiting(
         if only_place && cap.free(kind, None) == 0 {
             continue;
         }
+        let n = if only_place {
+            cfg.batch.min(cap.free(kind, None) + PICK_SLACK)
+        } else {
+            cfg.batch
+        };
         // As many tasks back from lack_of_resources as there are free slots
         // for them (by pool, for services deployed onto one), then pending
         // ones up to what is left.
