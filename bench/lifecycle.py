@@ -18,6 +18,8 @@ a group and sources, and starts W real `taskcenter worker` processes.
   serve, wrk, the workers with their executors took, and what stayed idle.
 - with --worker-nice N: the workers (and the executors they start) run at nice N, as on a host
   where the analysis side yields the CPU to serve.
+- with --executor-priority idle: the workers start their executors at that priority
+  (`taskcenter worker --executor-priority`); the agents themselves keep normal priority.
 """
 import argparse
 import http.client
@@ -44,6 +46,8 @@ ap.add_argument("--list-load", type=int, default=0, metavar="SECONDS",
                      "and print where the cores went in each window")
 ap.add_argument("--worker-nice", type=int, default=0, metavar="N",
                 help="run the worker processes (and so their executors) at nice N")
+ap.add_argument("--executor-priority", default="normal", choices=["normal", "idle"],
+                help="the workers' --executor-priority")
 a = ap.parse_args()
 a.bin = os.path.abspath(a.bin)
 if "://" not in a.db:
@@ -60,6 +64,8 @@ def cli(*args, stdin=None):
 
 def start(*args):
     pre = ["nice", "-n", str(a.worker_nice)] if args[0] == "worker" and a.worker_nice else []
+    if args[0] == "worker":
+        args = (*args, "--executor-priority", a.executor_priority)
     p = subprocess.Popen([*pre, a.bin, *args], env=env, cwd=work, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     procs.append(p)

@@ -7,6 +7,7 @@ use crate::domain::{field, now_millis, random_hex};
 use crate::identity;
 use crate::protocol::WorkerKind;
 use crate::store::{self, DeployType, NewService, ProjectRef, Store};
+use crate::worker::executor::ExecutorPriority;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
@@ -119,6 +120,11 @@ struct WorkerArgs {
     /// Between SIGTERM and SIGKILL when a task is stopped.
     #[arg(long, default_value = "10s")]
     grace: String,
+    /// The CPU priority of the executors: `normal` (the agent's own) or
+    /// `idle` (SCHED_IDLE: only CPU time nothing else wants, for hosts
+    /// shared with serve; the agent itself keeps normal priority).
+    #[arg(long, env = "TASKCENTER_EXECUTOR_PRIORITY", value_enum, default_value_t = ExecutorPriority::Normal)]
+    executor_priority: ExecutorPriority,
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +353,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             pool: a.pool,
             exec: a.exec,
             grace: ttl(&a.grace)?,
+            priority: a.executor_priority,
         })
         .await;
     }

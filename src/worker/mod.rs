@@ -8,12 +8,14 @@
 //! final report is answered, so a restart neither loses nor repeats one.
 
 pub mod client;
+pub mod executor;
 
 use crate::protocol::{
     Assignment, Held, RegisterReply, RegisterRequest, Report, ReportBatch, ReportBatchReply,
     ReportRequest, SyncReply, SyncRequest, WorkerKind,
 };
 use client::{Client, ClientError};
+use executor::{ExecutorPriority, Spawner};
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::process::ExitStatus;
@@ -35,6 +37,15 @@ pub struct WorkerConfig {
     pub exec: String,
     /// Between SIGTERM and SIGKILL when a task is stopped.
     pub grace: Duration,
+    /// The CPU priority the executors run at.
+    pub priority: ExecutorPriority,
+}
+
+/// The executor command and what starts it.
+#[derive(Clone)]
+struct Executor {
+    argv: Arc<[String]>,
+    spawner: Spawner,
 }
 
 enum Control {
@@ -125,6 +136,10 @@ pub fn split_command(s: &str) -> Result<Vec<String>, String> {
 /// Runs the agent until the server refuses its credential.
 pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let argv = split_command(&cfg.exec).map_err(|e| anyhow::anyhow!("--exec: {e}"))?;
+    let argv = Executor {
+        argv: argv.into(),
+        spawner: Spawner::new(cfg.priority)?,
+    };
     let client = Client::new(&cfg.server, &cfg.credential).map_err(|e| anyhow::anyhow!(e))?;
     let mut backoff = Backoff::default();
     let registered = loop {
@@ -235,7 +250,7 @@ fn lock<T>(t: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Carries out a sync reply; whether anything new was done.
 fn act(
     cfg: &WorkerConfig,
-    argv: &[String],
+    argv: &Executor,
     reporter: &Reporter,
     tasks: &Tasks,
     finished: &Finished,
@@ -259,7 +274,7 @@ fn act(
         acted = true;
         tokio::spawn(run_task(
             cfg.clone(),
-            argv.to_vec(),
+            argv.clone(),
             reporter.clone(),
             (tasks.clone(), finished.clone()),
             a,
@@ -294,7 +309,7 @@ enum End {
 
 async fn run_task(
     cfg: WorkerConfig,
-    argv: Vec<String>,
+    exe: Executor,
     reporter: Reporter,
     (tasks, finished): (Tasks, Finished),
     mut current: Assignment,
@@ -303,10 +318,14 @@ async fn run_task(
     let held = current.held();
     let mut first = Report::Started;
     'run: loop {
-        let mut child = match spawn(&argv, &current) {
+        let started = match command(&exe.argv, &current) {
+            Ok(cmd) => exe.spawner.spawn(cmd).await,
+            Err(e) => Err(e),
+        };
+        let mut child = match started {
             Ok(c) => c,
             Err(e) => {
-                let msg = format!("could not start {}: {e}", argv[0]);
+                let msg = format!("could not start {}: {e}", exe.argv[0]);
                 report(
                     &reporter,
                     held,
@@ -410,7 +429,7 @@ async fn run_task(
     lock(&tasks).remove(&held);
 }
 
-fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
+fn command(argv: &[String], a: &Assignment) -> std::io::Result<Command> {
     // Names this start of the executor: an upgrade restarts it under the
     // same attempt, so output keyed by task and run never overwrites an
     // earlier run's.
@@ -432,7 +451,7 @@ fn spawn(argv: &[String], a: &Assignment) -> std::io::Result<Child> {
         // Its own process group, so a stop reaches whatever it started too.
         .process_group(0)
         .kill_on_drop(true);
-    cmd.spawn()
+    Ok(cmd)
 }
 
 /// The executor's process group: its own (see `spawn`), so its id is the
@@ -732,8 +751,12 @@ mod tests {
             pool: None,
             exec: "sleep 30".into(),
             grace: Duration::from_secs(1),
+            priority: ExecutorPriority::Normal,
         };
-        let argv = split_command(&cfg.exec).unwrap();
+        let argv = Executor {
+            argv: split_command(&cfg.exec).unwrap().into(),
+            spawner: Spawner::new(ExecutorPriority::Normal).unwrap(),
+        };
         let (placed, _placed) = mpsc::unbounded_channel();
         let reporter = Reporter::start(Client::new(&cfg.server, "c").unwrap(), placed);
         let (tasks, finished): (Tasks, Finished) = Default::default();
