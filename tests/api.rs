@@ -248,6 +248,15 @@ both_backends! {
         assert_error(&ctx.get("/v2/p1/video-group/nope").await, 400, "VIAS.00010002", Some("video_group_id"));
         assert_error(&ctx.get("/v2/p1/source/sources/nope").await, 400, "VIAS.00010002", Some("video_source_id"));
         assert_error(&ctx.get("/v2/p1/algorithm/services/nope").await, 400, "VIAS.00010002", Some("service_id"));
+        // A batch's routes name their path parameter `id`, as VIAS does; a
+        // task's, `task_id`.
+        assert_error(&ctx.send(req("PUT", "/v2/p1/batch-tasks/nope", Some(&ctx.token), r#"{"name": "x"}"#)).await, 400, "VIAS.00010002", Some("id"));
+        assert_error(&ctx.send(req("PUT", "/v2/p1/batch-tasks/nope/action/stop", Some(&ctx.token), "")).await, 400, "VIAS.00010002", Some("id"));
+        assert_error(&ctx.send(req("PUT", "/v2/p1/batch-tasks/no%20pe/action/stop", Some(&ctx.token), "")).await, 400, "VIAS.00010001", Some("id"));
+        assert_error(&ctx.send(req("DELETE", "/v2/p1/batch-tasks/nope", Some(&ctx.token), "")).await, 400, "VIAS.00010002", Some("id"));
+        assert_error(&ctx.send(req("DELETE", "/v2/p1/batch-tasks/no%20pe", Some(&ctx.token), "")).await, 400, "VIAS.00010001", Some("id"));
+        assert_error(&ctx.send(req("PUT", "/v2/p1/tasks/nope/action/stop", Some(&ctx.token), "")).await, 400, "VIAS.00010002", Some("task_id"));
+        assert_error(&ctx.send(req("PUT", "/v2/p1/tasks/no%20pe/action/stop", Some(&ctx.token), "")).await, 400, "VIAS.00010001", Some("task_id"));
         // A pool lists each of its nodes once.
         assert_error(&ctx.post("/v2/p1/edge-pools", json!({"name": "pool-one", "nodes": ["node-a", "node-b", "node-a"]})).await,
             400, "VIAS.00010001", Some("nodes"));

@@ -198,8 +198,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
-/// `…/{task_id}/action/{command}`: the object and the event `start` or
-/// `stop` (any case) asks for.
+/// `…/{task_id}/action/{command}` (a task) or `…/{id}/action/{command}`
+/// (a batch, as VIAS names it): the object and the event `start` or `stop`
+/// (any case) asks for.
 #[derive(Debug)]
 pub(super) struct ActionPath {
     pub id: String,
@@ -212,8 +213,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ActionPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let params = path_params(parts, state).await?;
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let id = get("task_id").unwrap_or_default();
-        crate::domain::field::check_id("task_id", &id).map_err(ApiError::invalid)?;
+        let (name, id) = params
+            .iter()
+            .find(|(n, _)| n != "project_id" && n != "command")
+            .cloned()
+            .unwrap_or_default();
+        crate::domain::field::check_id(&name, &id).map_err(ApiError::invalid)?;
         let command = get("command").unwrap_or_default();
         let event = if command.eq_ignore_ascii_case("start") {
             crate::domain::transition::Event::Start

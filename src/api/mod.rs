@@ -165,17 +165,17 @@ pub fn app(state: AppState) -> App {
     )
     .add(
         Method::PUT,
-        "/v2/{project_id}/batch-tasks/{task_id}",
+        "/v2/{project_id}/batch-tasks/{id}",
         batch_task::update_batch_task,
     )
     .add(
         Method::DELETE,
-        "/v2/{project_id}/batch-tasks/{task_id}",
+        "/v2/{project_id}/batch-tasks/{id}",
         task::delete_batch,
     )
     .add(
         Method::PUT,
-        "/v2/{project_id}/batch-tasks/{task_id}/action/{command}",
+        "/v2/{project_id}/batch-tasks/{id}/action/{command}",
         task::batch_action,
     )
     .add(

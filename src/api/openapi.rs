@@ -349,9 +349,9 @@ fn list_pools_params() -> Vec<Value> {
 const VIAS_OPS: &str = "
 post   /batch-tasks                            CreateBatchTask       CreateBatchTasksRequestBody 200 BatchOpResult | Create a batch task: one task per listed source (every source of a group whose video_source_list is absent or empty)
 get    /batch-tasks                            ListBatchTasks        -                           200 ListBatchTasksResponse | List batch tasks with per-state task counts; count is the number of matching batches
-put    /batch-tasks/{task_id}                  UpdateBatchTask       UpdateBatchTaskRequestBody  200 BatchOpResult | Update a batch task; sources added get tasks, sources removed lose theirs
-put    /batch-tasks/{task_id}/action/{command} BatchStartStopTask    -                           200 BatchOpResult | Start or stop every task of a batch; per-task refusals in error_list
-delete /batch-tasks/{task_id}                  DeleteBatchTask       -                           200 BatchOpResult | Delete a batch task and its tasks (a task on a worker passes through DELETING)
+put    /batch-tasks/{id}                       UpdateBatchTask       UpdateBatchTaskRequestBody  200 BatchOpResult | Update a batch task; sources added get tasks, sources removed lose theirs
+put    /batch-tasks/{id}/action/{command}      BatchStartStopTask    -                           200 BatchOpResult | Start or stop every task of a batch; per-task refusals in error_list
+delete /batch-tasks/{id}                       DeleteBatchTask       -                           200 BatchOpResult | Delete a batch task and its tasks (a task on a worker passes through DELETING)
 post   /services/{service_name}/tasks          CreateTask            CreateTasksRequestBody      200 CreateTaskResponse | Create tasks on a service, one per input.data entry
 get    /tasks                                  ListTasks             -                           200 ListTasksResponse | List tasks; count is the number of entries on this page, as VIAS
 get    /tasks/{task_id}                        ShowTaskInfo          -                           200 ShowTaskInfoResponse | Show a task, with its history of transitions
@@ -392,9 +392,7 @@ fn path_segment_param(name: &str, path: &str) -> Value {
             str_pat(schemas::SERVICE_NAME),
             "the service's name (percent-encoded)",
         ),
-        "task_id" if path.starts_with("/batch-tasks") => {
-            id_param(name, "the batch task's id (VIAS: id)")
-        }
+        "id" if path.starts_with("/batch-tasks") => id_param(name, "the batch task's id"),
         "alg_id" | "service_id" => id_param(name, "the service's alg_id or service_id"),
         _ => id_param(name, "the object's id"),
     }

@@ -238,7 +238,7 @@ impl TaskStore for SqlStore {
                 .bind(batch_id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "task_id"))?;
+                .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "id"))?;
         let rows = sqlx::query(&format!(
             "select {KEY_COLS}, t.id as id from tasks t where t.batch_pk = $1 order by t.pk"
         ))
@@ -293,7 +293,7 @@ impl TaskStore for SqlStore {
         .bind(batch_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "task_id"))?;
+        .ok_or_else(|| StoreError::not_found(Entity::BatchTask, "id"))?;
         let bpk: i64 = row.try_get("pk")?;
         if row.try_get::<i64, _>("deleting")? != 0 {
             return Err(StoreError::NotAllowed(
