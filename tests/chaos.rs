@@ -453,6 +453,58 @@ fn leftovers(db: &str) {
     );
 }
 
+/// With `--executor-priority idle` the executor (and what it starts) runs
+/// under SCHED_IDLE while the agent keeps the normal policy, and the task
+/// runs to its end as any other.
+fn idle_executors(db: &str) {
+    let env = Env::start(db, &["--tick", "100ms"]);
+    env.catalogue(1);
+    // Field 41 of /proc/PID/stat is the scheduling policy (0 normal, 5 idle).
+    let policy = |stat: &str| -> String {
+        let s = std::fs::read_to_string(stat).unwrap();
+        s.rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(41 - 3)
+            .unwrap()
+            .to_owned()
+    };
+    let script = env.dir.0.join("policy.sh");
+    std::fs::write(
+        &script,
+        "sleep 1 & cut -d' ' -f41 /proc/$!/stat > child.policy\n\
+         cut -d' ' -f41 /proc/$$/stat > executor.policy\n",
+    )
+    .unwrap();
+    let agent = env.worker_args(
+        "a",
+        "cloud",
+        &format!("sh {}", script.display()),
+        4,
+        &["--executor-priority", "idle"],
+    );
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1"], "once"));
+    env.wait(&tasks, Some("SUCCEEDED"));
+    let read = |f: &str| {
+        std::fs::read_to_string(env.dir.0.join(f))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        read("executor.policy"),
+        "5",
+        "the executor runs under SCHED_IDLE"
+    );
+    assert_eq!(read("child.policy"), "5", "and so does what it starts");
+    assert_eq!(
+        policy(&format!("/proc/{}/stat", agent.0.id())),
+        "0",
+        "the agent keeps the normal policy"
+    );
+}
+
 /// A worker given every `serve`'s address rides out the loss of the one it
 /// talks to: it moves on to the next before its lease runs out, so its
 /// tasks neither move nor run twice.
@@ -539,6 +591,11 @@ fn what_an_executor_started_ends_with_its_task_on_sqlite() {
 #[test]
 fn what_an_executor_started_ends_with_its_task_on_postgres() {
     on_postgres(leftovers);
+}
+
+#[test]
+fn idle_priority_executors_leave_the_agent_at_normal_priority_on_sqlite() {
+    idle_executors(&TestDb::sqlite().url);
 }
 
 #[test]

@@ -272,6 +272,18 @@ impl Env {
     }
 
     pub(crate) fn worker_with(&self, name: &str, kind: &str, exec: &str, slots: u32) -> Worker {
+        self.worker_args(name, kind, exec, slots, &[])
+    }
+
+    /// A worker with `extra` flags besides the usual ones.
+    pub(crate) fn worker_args(
+        &self,
+        name: &str,
+        kind: &str,
+        exec: &str,
+        slots: u32,
+        extra: &[&str],
+    ) -> Worker {
         let credential = self.cli(&["workers", "add", name]);
         let slots = slots.to_string();
         Command::new(BIN)
@@ -291,6 +303,7 @@ impl Env {
                 "--exec",
                 exec,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
