@@ -529,6 +529,76 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn a_placing_pass_reaches_past_tasks_waiting_for_a_full_edge_pool(ctx: Ctx) {
+        // A placing pass reads about as many waiting tasks as there are free
+        // slots; tasks bound to a pool without a free slot must not hide the
+        // ones behind them that a free slot elsewhere can take.
+        use taskcenter::store::{Deployment, Listing, NewEdgePool, ServiceFilter, ServiceSort};
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let now = taskcenter::domain::now_millis();
+        st.create_edge_pool(ctx.project_pk, &NewEdgePool {
+            id: "pool-north".into(),
+            name: "north-pool".into(),
+            description: String::new(),
+            ief_service_instance_id: None,
+            nodes: vec!["edge-a".into()],
+            created_at: now,
+        })
+        .await
+        .unwrap();
+        let deploy = |pool: Option<&str>| Deployment { pool_id: pool.map(Into::into), stream_count: 4, deploy_config: None, envs: None };
+        let fire = st
+            .list_services(
+                ctx.project_pk,
+                &ServiceFilter { name_like: Some("fire.x".into()), deployed: None },
+                Listing { sort: ServiceSort::CreatedAt, descending: false, page: None },
+            )
+            .await
+            .unwrap()
+            .items
+            .remove(0)
+            .id;
+        st.deploy_service(ctx.project_pk, &fire, &deploy(Some("pool-north"))).await.unwrap();
+        st.create_service(ctx.project_pk, &store::NewService {
+            id: "ember".into(),
+            service_name: "ember".into(),
+            service_version: "1.0.0".into(),
+            alg_name: "Ember".into(),
+            company: "Acme".into(),
+            deploy_type: DeployType::Edge,
+            deployed: true,
+            description: String::new(),
+            created_at: 1,
+        }).await.unwrap();
+        let create = |name: String, service: &str, groups: &[&str]| {
+            let groups: Vec<_> = groups.iter().map(|g| serde_json::json!({"video_source_group_id": g})).collect();
+            serde_json::json!({"name": name, "service_name": service, "service_version": "1.0.0",
+                "batch_input": {"video_source_group": groups}, "config": {}, "output": {"event_center": true}})
+        };
+        // 18 tasks for the pool (one slot, edge-a), more than one free slot
+        // plus the slack: the pool's slot is taken by the first of them.
+        worker(st, "edge-a", "edge", 1, now).await;
+        for i in 0..3 {
+            let r = ctx.post("/v2/p1/batch-tasks", create(format!("pool-{i}"), "fire.x", &["g1", "g2", "g3"])).await;
+            assert_eq!(r.body["succeed_count"], 6, "{}", r.body);
+        }
+        scheduler::tick(&**st, now, &cfg).await.unwrap();
+        // Then a task any edge worker can run, and a free slot outside the pool.
+        let r = ctx.post("/v2/p1/batch-tasks", create("free".into(), "ember", &["g2"])).await;
+        assert_eq!(r.body["succeed_count"], 1, "{}", r.body);
+        let batch = r.body["id"].as_str().unwrap().to_owned();
+        let tasks = ctx.get(&format!("/v2/p1/tasks?batch_id={batch}")).await;
+        let ember = tasks.body["tasks"][0]["id"].as_str().unwrap().to_owned();
+        worker(st, "edge-b", "edge", 1, now).await;
+        let r = scheduler::place(&**st, now + 1, &cfg).await.unwrap();
+        assert_eq!(r.count(Event::Place), 1, "{r:?}");
+        let d = st.find_task(ctx.project_pk, &ember).await.unwrap().unwrap();
+        assert_eq!((d.state, d.worker_id.as_deref()), (Starting, Some("edge-b")));
+        counters_are_exact(&ctx).await;
+    }
+
     async fn a_placing_pass_places_nothing_on_a_revoked_worker(ctx: Ctx) {
         // Between a revoke and the next full pass, placing passes run too.
         ctx.import(calm_fixture()).await;

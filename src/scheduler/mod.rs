@@ -178,10 +178,26 @@ async fn tick_in(tx: &mut dyn TickTx, now: i64, cfg: &TickConfig) -> StoreResult
     Ok(report)
 }
 
-/// How many waiting tasks beyond its free slots a placing pass reads: tasks
-/// bound to an edge pool without a free slot are passed over, and the next
-/// ones in pick order can take the slots.
+/// How many waiting tasks beyond its free slots a placing pass reads.
 const PICK_SLACK: i64 = 16;
+
+/// The first `n` waiting tasks in pick order; a whole batch instead when
+/// those `n` fill the read and some are bound to an edge pool: they may all
+/// wait for a pool without a free slot while tasks after them could take
+/// the free slots, and a placing pass must not leave those to the full pass.
+async fn pick(
+    tx: &mut dyn TickTx,
+    (state, kind, frozen_too): (TaskState, DeployType, bool),
+    now: i64,
+    n: i64,
+    batch: i64,
+) -> StoreResult<Vec<crate::store::tick_tx::Waiting>> {
+    let first = tx.waiting(state, kind, frozen_too, now, n).await?;
+    if n < batch && first.len() as i64 >= n && first.iter().any(|w| w.pool.is_some()) {
+        return tx.waiting(state, kind, frozen_too, now, batch).await;
+    }
+    Ok(first)
+}
 
 /// Lack-of-resources tasks back, pending ones scheduled, scheduling ones
 /// placed, per worker type; tasks `report` moved already wait. With
@@ -216,10 +232,8 @@ async fn place_waiting(
         let mut budgets: HashMap<Option<i64>, i64> = HashMap::new();
         let mut scheduled: HashSet<i64> = HashSet::new();
         if cap.free(kind, None) > 0 {
-            for w in tx
-                .waiting(TaskState::LackOfResources, kind, true, now, n)
-                .await?
-            {
+            let back = (TaskState::LackOfResources, kind, true);
+            for w in pick(tx, back, now, n, cfg.batch).await? {
                 let budget = budgets
                     .entry(w.pool)
                     .or_insert_with(|| cap.free(kind, w.pool));
@@ -236,7 +250,7 @@ async fn place_waiting(
         }
         // The tasks to schedule are written together, after the pick.
         let mut to_schedule = Vec::new();
-        for w in tx.waiting(TaskState::Pending, kind, false, now, n).await? {
+        for w in pick(tx, (TaskState::Pending, kind, false), now, n, cfg.batch).await? {
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
             }
