@@ -454,8 +454,8 @@ fn leftovers(db: &str) {
 }
 
 /// With `--executor-priority idle` the executor (and what it starts) runs
-/// under SCHED_IDLE while the agent keeps the normal policy, and the task
-/// runs to its end as any other.
+/// under SCHED_IDLE while every thread of the agent keeps the normal
+/// policy, and the task runs to its end as any other.
 fn idle_executors(db: &str) {
     let env = Env::start(db, &["--tick", "100ms"]);
     env.catalogue(1);
@@ -498,11 +498,15 @@ fn idle_executors(db: &str) {
         "the executor runs under SCHED_IDLE"
     );
     assert_eq!(read("child.policy"), "5", "and so does what it starts");
-    assert_eq!(
-        policy(&format!("/proc/{}/stat", agent.0.id())),
-        "0",
-        "the agent keeps the normal policy"
-    );
+    let threads = std::fs::read_dir(format!("/proc/{}/task", agent.0.id())).unwrap();
+    for t in threads {
+        let stat = t.unwrap().path().join("stat");
+        assert_eq!(
+            policy(stat.to_str().unwrap()),
+            "0",
+            "every thread of the agent keeps the normal policy"
+        );
+    }
 }
 
 /// A worker given every `serve`'s address rides out the loss of the one it

@@ -378,7 +378,7 @@ get    /edge-pools/{id}                        ShowEdgePoolInfo      -          
 delete /edge-pools/{id}                        DeleteEdgePool        -                           200 IdReply | Delete an edge pool (the SDK keeps the reply as raw text)
 ";
 
-/// A path parameter by name (`task_id` names the batch on `/batch-tasks`).
+/// A path parameter by name (`id` names the batch on `/batch-tasks`).
 fn path_segment_param(name: &str, path: &str) -> Value {
     match name {
         "project_id" => path_param(

@@ -121,8 +121,9 @@ struct WorkerArgs {
     #[arg(long, default_value = "10s")]
     grace: String,
     /// The CPU priority of the executors: `normal` (the agent's own) or
-    /// `idle` (SCHED_IDLE: only CPU time nothing else wants, for hosts
-    /// shared with serve; the agent itself keeps normal priority).
+    /// `idle` (SCHED_IDLE through `chrt --idle 0`: they yield the CPU to
+    /// processes at normal priority, for hosts shared with serve; the agent
+    /// itself keeps normal priority).
     #[arg(long, env = "TASKCENTER_EXECUTOR_PRIORITY", value_enum, default_value_t = ExecutorPriority::Normal)]
     executor_priority: ExecutorPriority,
 }

@@ -1,18 +1,16 @@
 //! How the agent starts its executors, and at which CPU priority.
 //!
-//! At `normal` priority an executor is started on whichever task asks, and
-//! runs at the agent's own priority. At `idle` priority it is started on one
-//! thread of its own whose scheduling policy is `SCHED_IDLE`: Linux keeps the
-//! policy per thread and a child takes its parent thread's, so the executors
-//! (and whatever they start) run on CPU time nothing else wants, while the
-//! agent's own threads keep normal priority and its syncs stay on time. That
-//! is for hosts the analysis shares with `serve` or other services that must
-//! stay responsive: the executors yield to them at once, not after a slice.
+//! At `normal` priority an executor runs at the agent's own priority. At
+//! `idle` priority it is started through util-linux's `chrt --idle 0`, which
+//! puts itself under Linux's `SCHED_IDLE` and then becomes the executor, so
+//! the executor and whatever it starts get only a very small share of a CPU
+//! that processes at normal priority want, and yield it to them at once.
+//! That is for hosts the analysis shares with `serve` or other services that
+//! must stay responsive. No thread of the agent changes its policy: the
+//! agent's syncs and reports never wait behind a starved thread.
 
 use std::io;
-use std::sync::mpsc;
-use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
+use tokio::process::Command;
 
 /// The CPU priority executors run at (`taskcenter worker --executor-priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -20,77 +18,60 @@ pub enum ExecutorPriority {
     /// The agent's own.
     #[default]
     Normal,
-    /// `SCHED_IDLE`: only CPU time no other process at normal priority wants.
+    /// `SCHED_IDLE`: a very small share of a CPU that anything at normal
+    /// priority wants.
     Idle,
 }
 
-type Job = (Command, oneshot::Sender<io::Result<Child>>);
+/// What an executor is started with: the program and the arguments that go
+/// before the executor's own command line.
+#[derive(Debug, Clone, Default)]
+pub struct Spawner {
+    prefix: Vec<String>,
+}
 
-/// Starts executors at the configured priority.
-#[derive(Clone, Debug)]
-pub struct Spawner(Option<mpsc::Sender<Job>>);
+/// The launcher for `idle`: sets its own policy, then execs the command.
+const CHRT: [&str; 3] = ["chrt", "--idle", "0"];
 
 impl Spawner {
-    /// Needs a Tokio runtime: the executors' exits are awaited on it.
+    /// For `idle`, checks once that the launcher is there and may lower a
+    /// process to `SCHED_IDLE`, so an agent that cannot honour the setting
+    /// refuses to start instead of running every task at normal priority.
     pub fn new(priority: ExecutorPriority) -> io::Result<Spawner> {
         match priority {
-            ExecutorPriority::Normal => Ok(Spawner(None)),
+            ExecutorPriority::Normal => Ok(Spawner::default()),
             ExecutorPriority::Idle => {
-                let runtime = tokio::runtime::Handle::current();
-                let (jobs, rx) = mpsc::channel::<Job>();
-                let (ready_tx, ready) = mpsc::sync_channel(1);
-                std::thread::Builder::new()
-                    .name("executors".into())
-                    .spawn(move || {
-                        let lowered = lower_to_idle();
-                        let ok = lowered.is_ok();
-                        let _ = ready_tx.send(lowered);
-                        if !ok {
-                            return;
-                        }
-                        let _in_runtime = runtime.enter();
-                        for (mut cmd, reply) in rx {
-                            let _ = reply.send(cmd.spawn());
-                        }
-                    })?;
-                ready.recv().map_err(|_| gone())??;
-                Ok(Spawner(Some(jobs)))
+                let probe = std::process::Command::new(CHRT[0])
+                    .args(&CHRT[1..])
+                    .arg("true")
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                let why = match probe {
+                    Ok(out) if out.status.success() => {
+                        return Ok(Spawner {
+                            prefix: CHRT.iter().map(|s| (*s).to_owned()).collect(),
+                        })
+                    }
+                    Ok(out) => format!(
+                        "`chrt --idle 0 true` ended with {}: {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                    Err(e) => format!("could not run chrt (util-linux): {e}"),
+                };
+                Err(io::Error::other(format!(
+                    "--executor-priority idle starts executors through chrt --idle, which failed: {why}"
+                )))
             }
         }
     }
 
-    pub async fn spawn(&self, mut cmd: Command) -> io::Result<Child> {
-        match &self.0 {
-            None => cmd.spawn(),
-            Some(jobs) => {
-                let (reply, answer) = oneshot::channel();
-                jobs.send((cmd, reply)).map_err(|_| gone())?;
-                answer.await.map_err(|_| gone())?
-            }
-        }
-    }
-}
-
-fn gone() -> io::Error {
-    io::Error::other("the thread that starts executors has ended")
-}
-
-/// Puts the calling thread under `SCHED_IDLE`, which any thread may do to
-/// itself. The library also resets the nice value, which nice has no say
-/// in under this policy and an unprivileged agent started under `nice` may
-/// not do; so the policy the thread ends up with is what decides.
-fn lower_to_idle() -> io::Result<()> {
-    use thread_priority::{
-        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-    };
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    let set = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
-    match thread_schedule_policy() {
-        Ok(p) if p == idle => Ok(()),
-        _ => Err(io::Error::other(format!(
-            "could not lower the executors' priority to idle: {set:?}"
-        ))),
+    /// The command that runs `argv` at the configured priority.
+    pub fn command(&self, argv: &[String]) -> Command {
+        let mut words = self.prefix.iter().chain(argv);
+        let mut cmd = Command::new(words.next().map_or("", String::as_str));
+        cmd.args(words);
+        cmd
     }
 }
 
@@ -114,29 +95,30 @@ mod tests {
     const SCHED_OTHER: i64 = 0;
     const SCHED_IDLE: i64 = 5;
 
-    async fn started_under(priority: ExecutorPriority) -> (i64, i64) {
+    /// The policy of an executor started at `priority`, read once it is
+    /// the executor (the launcher has exec'd it).
+    async fn started_under(priority: ExecutorPriority) -> i64 {
         let spawner = Spawner::new(priority).unwrap();
-        let mut cmd = Command::new("sleep");
-        cmd.arg("30").kill_on_drop(true);
-        let mut child = spawner.spawn(cmd).await.unwrap();
-        let executor = policy_of(&format!("/proc/{}/stat", child.id().unwrap()));
-        // The thread that asked: the agent's own keep their policy.
-        let agent = policy_of("/proc/thread-self/stat");
+        let mut cmd = spawner.command(&["sleep".into(), "30".into()]);
+        cmd.kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let stat = format!("/proc/{}/stat", child.id().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(&stat).unwrap().contains("(sleep)") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the executor never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let policy = policy_of(&stat);
         child.kill().await.unwrap();
-        (executor, agent)
+        policy
     }
 
-    /// At idle priority the executor runs under SCHED_IDLE and the agent
-    /// does not; at normal priority both keep the normal policy.
     #[tokio::test]
-    async fn idle_executors_leave_the_agent_at_normal_priority() {
-        assert_eq!(
-            started_under(ExecutorPriority::Idle).await,
-            (SCHED_IDLE, SCHED_OTHER)
-        );
-        assert_eq!(
-            started_under(ExecutorPriority::Normal).await,
-            (SCHED_OTHER, SCHED_OTHER)
-        );
+    async fn idle_executors_run_under_sched_idle_and_normal_ones_do_not() {
+        assert_eq!(started_under(ExecutorPriority::Idle).await, SCHED_IDLE);
+        assert_eq!(started_under(ExecutorPriority::Normal).await, SCHED_OTHER);
     }
 }

@@ -318,10 +318,7 @@ async fn run_task(
     let held = current.held();
     let mut first = Report::Started;
     'run: loop {
-        let started = match command(&exe.argv, &current) {
-            Ok(cmd) => exe.spawner.spawn(cmd).await,
-            Err(e) => Err(e),
-        };
+        let started = command(&exe, &current).and_then(|mut cmd| cmd.spawn());
         let mut child = match started {
             Ok(c) => c,
             Err(e) => {
@@ -429,14 +426,13 @@ async fn run_task(
     lock(&tasks).remove(&held);
 }
 
-fn command(argv: &[String], a: &Assignment) -> std::io::Result<Command> {
+fn command(exe: &Executor, a: &Assignment) -> std::io::Result<Command> {
     // Names this start of the executor: an upgrade restarts it under the
     // same attempt, so output keyed by task and run never overwrites an
     // earlier run's.
     let run_id = crate::domain::random_hex(8).map_err(std::io::Error::other)?;
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env("TASKCENTER_TASK_ID", &a.task_id)
+    let mut cmd = exe.spawner.command(&exe.argv);
+    cmd.env("TASKCENTER_TASK_ID", &a.task_id)
         .env("TASKCENTER_PROJECT_ID", &a.project_id)
         .env("TASKCENTER_BATCH_ID", a.batch_id.as_deref().unwrap_or(""))
         .env("TASKCENTER_SOURCE_URL", &a.source_url)
