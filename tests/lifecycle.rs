@@ -102,6 +102,54 @@ async fn tasks_on_sources(ctx: &Ctx) -> Vec<String> {
     ids
 }
 
+/// Edge pool `pool-north` (node `edge-a`), and the fixture's edge service
+/// `fire.x` deployed onto it; the service's id.
+async fn fire_onto_north_pool(ctx: &Ctx, now: i64) -> String {
+    use taskcenter::store::{Deployment, Listing, NewEdgePool, ServiceFilter, ServiceSort};
+    let st = &ctx.store;
+    let fire = st
+        .list_services(
+            ctx.project_pk,
+            &ServiceFilter {
+                name_like: Some("fire.x".into()),
+                deployed: None,
+            },
+            Listing {
+                sort: ServiceSort::CreatedAt,
+                descending: false,
+                page: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0)
+        .id;
+    st.create_edge_pool(
+        ctx.project_pk,
+        &NewEdgePool {
+            id: "pool-north".into(),
+            name: "north-pool".into(),
+            description: String::new(),
+            ief_service_instance_id: None,
+            nodes: vec!["edge-a".into()],
+            created_at: now,
+        },
+    )
+    .await
+    .unwrap();
+    let deployment = Deployment {
+        pool_id: Some("pool-north".into()),
+        stream_count: 4,
+        deploy_config: None,
+        envs: None,
+    };
+    st.deploy_service(ctx.project_pk, &fire, &deployment)
+        .await
+        .unwrap();
+    fire
+}
+
 async fn state(ctx: &Ctx, id: &str) -> TaskState {
     ctx.store
         .find_task(ctx.project_pk, id)
@@ -260,7 +308,7 @@ both_backends! {
     }
 
     async fn a_service_deployed_onto_an_edge_pool_runs_only_on_that_pool(ctx: Ctx) {
-        use taskcenter::store::{Deployment, Listing, NewEdgePool, ServiceFilter, ServiceSort};
+        use taskcenter::store::{Listing, ServiceFilter, ServiceSort};
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;
         let cfg = TickConfig::default();
@@ -276,25 +324,7 @@ both_backends! {
             .items
             .remove(0)
         };
-        let fire = fire_service().await.id;
-        st.create_edge_pool(ctx.project_pk, &NewEdgePool {
-            id: "pool-north".into(),
-            name: "north-pool".into(),
-            description: String::new(),
-            ief_service_instance_id: None,
-            nodes: vec!["edge-a".into()],
-            created_at: now,
-        })
-        .await
-        .unwrap();
-        st.deploy_service(ctx.project_pk, &fire, &Deployment {
-            pool_id: Some("pool-north".into()),
-            stream_count: 4,
-            deploy_config: None,
-            envs: None,
-        })
-        .await
-        .unwrap();
+        fire_onto_north_pool(&ctx, now).await;
         // An edge worker outside the pool has room, but the pool has none.
         worker(st, "edge-b", "edge", 4, now).await;
         let t1 = st.add_task(ctx.project_pk, &bid(3), "s1").await.unwrap().id;
@@ -533,34 +563,11 @@ both_backends! {
         // A placing pass reads about as many waiting tasks as there are free
         // slots; tasks bound to a pool without a free slot must not hide the
         // ones behind them that a free slot elsewhere can take.
-        use taskcenter::store::{Deployment, Listing, NewEdgePool, ServiceFilter, ServiceSort};
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;
         let cfg = TickConfig::default();
         let now = taskcenter::domain::now_millis();
-        st.create_edge_pool(ctx.project_pk, &NewEdgePool {
-            id: "pool-north".into(),
-            name: "north-pool".into(),
-            description: String::new(),
-            ief_service_instance_id: None,
-            nodes: vec!["edge-a".into()],
-            created_at: now,
-        })
-        .await
-        .unwrap();
-        let deploy = |pool: Option<&str>| Deployment { pool_id: pool.map(Into::into), stream_count: 4, deploy_config: None, envs: None };
-        let fire = st
-            .list_services(
-                ctx.project_pk,
-                &ServiceFilter { name_like: Some("fire.x".into()), deployed: None },
-                Listing { sort: ServiceSort::CreatedAt, descending: false, page: None },
-            )
-            .await
-            .unwrap()
-            .items
-            .remove(0)
-            .id;
-        st.deploy_service(ctx.project_pk, &fire, &deploy(Some("pool-north"))).await.unwrap();
+        fire_onto_north_pool(&ctx, now).await;
         st.create_service(ctx.project_pk, &store::NewService {
             id: "ember".into(),
             service_name: "ember".into(),
