@@ -509,6 +509,24 @@ fn idle_executors(db: &str) {
     }
 }
 
+/// At idle priority an executor that does not exist is still a failed
+/// start (`VIAS.TC.SPAWN`), as at normal priority, not a crash of the
+/// launcher.
+fn idle_missing_executor(db: &str) {
+    let env = Env::start(db, &["--tick", "100ms"]);
+    env.catalogue(1);
+    let _w = env.worker_args(
+        "a",
+        "cloud",
+        "/nonexistent/analyzer --fast",
+        4,
+        &["--executor-priority", "idle"],
+    );
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1"], "once"));
+    env.wait(&tasks, Some("START_FAILED"));
+    assert_eq!(env.task(&tasks[0])["error"]["code"], "VIAS.TC.SPAWN");
+}
+
 /// A worker given every `serve`'s address rides out the loss of the one it
 /// talks to: it moves on to the next before its lease runs out, so its
 /// tasks neither move nor run twice.
@@ -600,6 +618,11 @@ fn what_an_executor_started_ends_with_its_task_on_postgres() {
 #[test]
 fn idle_priority_executors_leave_the_agent_at_normal_priority_on_sqlite() {
     idle_executors(&TestDb::sqlite().url);
+}
+
+#[test]
+fn an_idle_priority_executor_that_does_not_exist_fails_to_start_on_sqlite() {
+    idle_missing_executor(&TestDb::sqlite().url);
 }
 
 #[test]

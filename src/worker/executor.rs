@@ -66,6 +66,34 @@ impl Spawner {
         }
     }
 
+    /// Whether `program` can be started, asked before a launch through the
+    /// launcher: `chrt` would report a missing executor only as its own
+    /// exit status (127, or 126 when not executable), which reads as a
+    /// crash. Without a launcher the start itself says so.
+    pub fn ready(&self, program: &str) -> io::Result<()> {
+        if self.prefix.is_empty() {
+            return Ok(());
+        }
+        let runnable = |p: &std::path::Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        let found = if program.contains('/') {
+            runnable(std::path::Path::new(program))
+        } else {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)))
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no executable file of that name (searched PATH when the name has no /)",
+            ))
+        }
+    }
+
     /// The command that runs `argv` at the configured priority.
     pub fn command(&self, argv: &[String]) -> Command {
         let mut words = self.prefix.iter().chain(argv);
@@ -114,6 +142,31 @@ mod tests {
         let policy = policy_of(&stat);
         child.kill().await.unwrap();
         policy
+    }
+
+    /// Through the launcher a missing or non-executable program is found
+    /// out before the launch; without it, the start itself tells.
+    #[test]
+    fn a_launch_checks_the_program_first() {
+        let idle = Spawner::new(ExecutorPriority::Idle).unwrap();
+        assert!(idle.ready("sh").is_ok());
+        assert!(idle.ready("/bin/sh").is_ok());
+        let missing = idle.ready("no-such-analyzer-here").unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(idle.ready("/nonexistent/analyzer").is_err());
+        let plain = std::env::temp_dir().join(format!("tc-not-executable-{}", std::process::id()));
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let not_executable = idle.ready(plain.to_str().unwrap());
+        std::fs::remove_file(&plain).unwrap();
+        assert!(not_executable.is_err(), "a file without an execute bit");
+        assert!(
+            idle.ready(std::env::temp_dir().to_str().unwrap()).is_err(),
+            "a directory"
+        );
+        assert!(Spawner::new(ExecutorPriority::Normal)
+            .unwrap()
+            .ready("no-such-analyzer-here")
+            .is_ok());
     }
 
     #[tokio::test]

@@ -427,6 +427,7 @@ async fn run_task(
 }
 
 fn command(exe: &Executor, a: &Assignment) -> std::io::Result<Command> {
+    exe.spawner.ready(&exe.argv[0])?;
     // Names this start of the executor: an upgrade restarts it under the
     // same attempt, so output keyed by task and run never overwrites an
     // earlier run's.
