@@ -94,12 +94,14 @@ impl Spawner {
         }
     }
 
-    /// The command that runs `argv` at the configured priority.
-    pub fn command(&self, argv: &[String]) -> Command {
+    /// The command that runs `argv` at the configured priority, once
+    /// [`Spawner::ready`] has found its program.
+    pub fn command(&self, argv: &[String]) -> io::Result<Command> {
+        self.ready(argv.first().map_or("", String::as_str))?;
         let mut words = self.prefix.iter().chain(argv);
         let mut cmd = Command::new(words.next().map_or("", String::as_str));
         cmd.args(words);
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -127,7 +129,7 @@ mod tests {
     /// the executor (the launcher has exec'd it).
     async fn started_under(priority: ExecutorPriority) -> i64 {
         let spawner = Spawner::new(priority).unwrap();
-        let mut cmd = spawner.command(&["sleep".into(), "30".into()]);
+        let mut cmd = spawner.command(&["sleep".into(), "30".into()]).unwrap();
         cmd.kill_on_drop(true);
         let mut child = cmd.spawn().unwrap();
         let stat = format!("/proc/{}/stat", child.id().unwrap());

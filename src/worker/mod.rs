@@ -136,7 +136,7 @@ pub fn split_command(s: &str) -> Result<Vec<String>, String> {
 /// Runs the agent until the server refuses its credential.
 pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let argv = split_command(&cfg.exec).map_err(|e| anyhow::anyhow!("--exec: {e}"))?;
-    let argv = Executor {
+    let exe = Executor {
         argv: argv.into(),
         spawner: Spawner::new(cfg.priority)?,
     };
@@ -171,7 +171,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     // Tasks placed in the slots a report batch freed come back in its
     // answer: started at once, as a sync's.
     {
-        let (cfg, argv, reporter) = (cfg.clone(), argv.clone(), reporter.clone());
+        let (cfg, exe, reporter) = (cfg.clone(), exe.clone(), reporter.clone());
         let (tasks, finished) = (tasks.clone(), finished.clone());
         tokio::spawn(async move {
             while let Some(assign) = placed_rx.recv().await {
@@ -179,7 +179,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                     assign,
                     ..SyncReply::default()
                 };
-                act(&cfg, &argv, &reporter, &tasks, &finished, reply);
+                act(&cfg, &exe, &reporter, &tasks, &finished, reply);
             }
         });
     }
@@ -202,7 +202,7 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         match reply {
             Ok(reply) => {
                 backoff = Backoff::within(lease);
-                let acted = act(&cfg, &argv, &reporter, &tasks, &finished, reply);
+                let acted = act(&cfg, &exe, &reporter, &tasks, &finished, reply);
                 if !acted {
                     // Only instructions already in hand (a stop in its grace
                     // period): do not spin.
@@ -250,7 +250,7 @@ fn lock<T>(t: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Carries out a sync reply; whether anything new was done.
 fn act(
     cfg: &WorkerConfig,
-    argv: &Executor,
+    exe: &Executor,
     reporter: &Reporter,
     tasks: &Tasks,
     finished: &Finished,
@@ -274,7 +274,7 @@ fn act(
         acted = true;
         tokio::spawn(run_task(
             cfg.clone(),
-            argv.clone(),
+            exe.clone(),
             reporter.clone(),
             (tasks.clone(), finished.clone()),
             a,
@@ -427,12 +427,11 @@ async fn run_task(
 }
 
 fn command(exe: &Executor, a: &Assignment) -> std::io::Result<Command> {
-    exe.spawner.ready(&exe.argv[0])?;
     // Names this start of the executor: an upgrade restarts it under the
     // same attempt, so output keyed by task and run never overwrites an
     // earlier run's.
     let run_id = crate::domain::random_hex(8).map_err(std::io::Error::other)?;
-    let mut cmd = exe.spawner.command(&exe.argv);
+    let mut cmd = exe.spawner.command(&exe.argv)?;
     cmd.env("TASKCENTER_TASK_ID", &a.task_id)
         .env("TASKCENTER_PROJECT_ID", &a.project_id)
         .env("TASKCENTER_BATCH_ID", a.batch_id.as_deref().unwrap_or(""))
@@ -750,7 +749,7 @@ mod tests {
             grace: Duration::from_secs(1),
             priority: ExecutorPriority::Normal,
         };
-        let argv = Executor {
+        let exe = Executor {
             argv: split_command(&cfg.exec).unwrap().into(),
             spawner: Spawner::new(ExecutorPriority::Normal).unwrap(),
         };
@@ -779,13 +778,13 @@ mod tests {
             assign: vec![assignment(7, 1)],
             ..SyncReply::default()
         };
-        assert!(!act(&cfg, &argv, &reporter, &tasks, &finished, reply));
+        assert!(!act(&cfg, &exe, &reporter, &tasks, &finished, reply));
         assert!(lock(&tasks).is_empty());
         let reply = SyncReply {
             assign: vec![assignment(7, 2), assignment(8, 1)],
             ..SyncReply::default()
         };
-        assert!(act(&cfg, &argv, &reporter, &tasks, &finished, reply));
+        assert!(act(&cfg, &exe, &reporter, &tasks, &finished, reply));
         let mut running: Vec<Held> = lock(&tasks).keys().copied().collect();
         running.sort_by_key(|h| h.task);
         assert_eq!(
