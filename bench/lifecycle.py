@@ -48,6 +48,8 @@ ap.add_argument("--worker-nice", type=int, default=0, metavar="N",
                 help="run the worker processes (and so their executors) at nice N")
 ap.add_argument("--executor-priority", default="normal", choices=["normal", "idle"],
                 help="the workers' --executor-priority")
+ap.add_argument("--worker-priority", default="normal", choices=["normal", "idle"],
+                help="the workers' --priority (the whole worker: agent and executors)")
 a = ap.parse_args()
 a.bin = os.path.abspath(a.bin)
 if "://" not in a.db:
@@ -65,7 +67,8 @@ def cli(*args, stdin=None):
 def start(*args):
     pre = ["nice", "-n", str(a.worker_nice)] if args[0] == "worker" and a.worker_nice else []
     if args[0] == "worker":
-        args = (*args, "--executor-priority", a.executor_priority)
+        args = (*args, "--executor-priority", a.executor_priority,
+                "--priority", a.worker_priority)
     p = subprocess.Popen([*pre, a.bin, *args], env=env, cwd=work, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     procs.append(p)
@@ -113,6 +116,23 @@ def idle_s():
     """Idle CPU seconds of the whole machine so far."""
     f = open("/proc/stat").readline().split()
     return (int(f[4]) + int(f[5])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_s():
+    """CPU seconds of every PostgreSQL process on the machine so far (0 on SQLite; other
+    databases' work counts too, so keep the server otherwise quiet)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            head, tail = open(f"/proc/{pid}/stat").read().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.endswith("(postgres"):
+            f = tail.split()
+            total += int(f[11]) + int(f[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def pct(v, q):
@@ -189,7 +209,7 @@ try:
 
     def list_rps(label):
         """wrk on the default list page; prints where the cores went meanwhile."""
-        t0, serve0, idle0 = time.time(), cpu_s(procs[0]), idle_s()
+        t0, serve0, idle0, db0 = time.time(), cpu_s(procs[0]), idle_s(), db_s()
         workers0 = sum(cpu_tree(p) for p in procs[1:])
         w = subprocess.Popen(["wrk", "-t1", "-c32", f"-d{a.list_load}s", "-H", f"X-Auth-Token: {token}",
                               f"http://127.0.0.1:{a.port}/v2/default/batch-tasks"],
@@ -201,7 +221,8 @@ try:
         dt = time.time() - t0
         print(f"  cores while the list ran {label}: serve {(cpu_s(procs[0]) - serve0) / dt:.2f}, "
               f"wrk {(ru.ru_utime + ru.ru_stime) / dt:.2f}, workers and their executors "
-              f"{(sum(cpu_tree(p) for p in procs[1:]) - workers0) / dt:.2f}, idle {(idle_s() - idle0) / dt:.2f}")
+              f"{(sum(cpu_tree(p) for p in procs[1:]) - workers0) / dt:.2f}, database {(db_s() - db0) / dt:.2f}, "
+              f"idle {(idle_s() - idle0) / dt:.2f}")
         return float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
 
     rest_rps = list_rps("at rest") if a.list_load else None

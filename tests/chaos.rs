@@ -509,6 +509,57 @@ fn idle_executors(db: &str) {
     }
 }
 
+/// With `--priority idle` the whole worker runs under SCHED_IDLE: every
+/// thread of the agent, the executor and what it starts; its tasks run to
+/// their end as any other.
+fn idle_worker(db: &str) {
+    let env = Env::start(db, &["--tick", "100ms"]);
+    env.catalogue(2);
+    let script = env.dir.0.join("policy.sh");
+    std::fs::write(
+        &script,
+        "sleep 1 & cut -d' ' -f41 /proc/$!/stat > child.policy\n\
+         cut -d' ' -f41 /proc/$$/stat > executor.policy\n",
+    )
+    .unwrap();
+    let agent = env.worker_args(
+        "a",
+        "cloud",
+        &format!("sh {}", script.display()),
+        4,
+        &["--priority", "idle"],
+    );
+    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1", "c2"], "once"));
+    env.wait(&tasks, Some("SUCCEEDED"));
+    let read = |f: &str| {
+        std::fs::read_to_string(env.dir.0.join(f))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        read("executor.policy"),
+        "5",
+        "the executor runs under SCHED_IDLE"
+    );
+    assert_eq!(read("child.policy"), "5", "and so does what it starts");
+    let threads: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", agent.0.id()))
+        .unwrap()
+        .map(|t| t.unwrap().path().join("stat"))
+        .collect();
+    assert!(threads.len() > 1, "the agent runs more than one thread");
+    for stat in threads {
+        let stat = std::fs::read_to_string(stat).unwrap();
+        let policy = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(41 - 3);
+        assert_eq!(policy, Some("5"), "every thread of the agent: {stat}");
+    }
+}
+
 /// At idle priority an executor that does not exist is still a failed
 /// start (`VIAS.TC.SPAWN`), as at normal priority, not a crash of the
 /// launcher.
@@ -618,6 +669,11 @@ fn what_an_executor_started_ends_with_its_task_on_postgres() {
 #[test]
 fn idle_priority_executors_leave_the_agent_at_normal_priority_on_sqlite() {
     idle_executors(&TestDb::sqlite().url);
+}
+
+#[test]
+fn an_idle_priority_worker_runs_every_thread_and_executor_under_sched_idle_on_sqlite() {
+    idle_worker(&TestDb::sqlite().url);
 }
 
 #[test]

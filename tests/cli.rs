@@ -254,6 +254,43 @@ fn the_cli_refuses_what_cannot_work_before_writing_anything() {
     }
 }
 
+/// A worker asked to run at idle priority that cannot lower itself (no
+/// `chrt` to be found) refuses to start and says why, instead of running
+/// every task at normal priority.
+#[test]
+fn an_idle_priority_worker_that_cannot_lower_itself_refuses_to_start() {
+    let dir = TempDir::new();
+    let mut child = Command::new(BIN)
+        .current_dir(&dir.0)
+        .env("PATH", &dir.0)
+        .args(["worker", "--server", "http://127.0.0.1:9", "--token", "w.x"])
+        .args(["--exec", "true", "--priority", "idle"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A worker that went on would retry its registration for ever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the worker went on without its priority");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--priority idle") && stderr.contains("chrt"),
+        "{stderr}"
+    );
+}
+
 /// A PostgreSQL server that cannot be reached: the CLI says why, not only
 /// that it waited.
 #[test]

@@ -7,7 +7,7 @@ use crate::domain::{field, now_millis, random_hex};
 use crate::identity;
 use crate::protocol::WorkerKind;
 use crate::store::{self, DeployType, NewService, ProjectRef, Store};
-use crate::worker::executor::ExecutorPriority;
+use crate::worker::executor::Priority;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
@@ -124,8 +124,16 @@ struct WorkerArgs {
     /// `idle` (SCHED_IDLE through `chrt --idle 0`: they yield the CPU to
     /// processes at normal priority, for hosts shared with serve; the agent
     /// itself keeps normal priority).
-    #[arg(long, env = "TASKCENTER_EXECUTOR_PRIORITY", value_enum, default_value_t = ExecutorPriority::Normal)]
-    executor_priority: ExecutorPriority,
+    #[arg(long, env = "TASKCENTER_EXECUTOR_PRIORITY", value_enum, default_value_t = Priority::Normal)]
+    executor_priority: Priority,
+    /// The CPU priority of the whole worker, agent and executors: `normal`
+    /// or `idle` (SCHED_IDLE for every thread of the agent, through
+    /// `chrt --all-tasks --idle`, inherited by every executor). For a host
+    /// shared with serve, when serve's answers matter more than the pace of
+    /// the analysis; the agent's heartbeats then wait for a spare moment of
+    /// CPU too, so keep the lease well above what a busy host delays them.
+    #[arg(long, env = "TASKCENTER_WORKER_PRIORITY", value_enum, default_value_t = Priority::Normal)]
+    priority: Priority,
 }
 
 #[derive(Debug, Args)]
@@ -344,6 +352,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
     if let Command::Worker(a) = cli.command {
         if a.pool.is_some() && a.kind != WorkerKind::Edge {
             bail!("--pool needs --type edge: only edge workers serve edge pools");
+        }
+        if a.priority == Priority::Idle {
+            crate::worker::executor::idle_process()?;
         }
         // The agent needs no database: it speaks to the server only.
         return crate::worker::run(crate::worker::WorkerConfig {

@@ -8,13 +8,18 @@
 //! That is for hosts the analysis shares with `serve` or other services that
 //! must stay responsive. No thread of the agent changes its policy: the
 //! agent's syncs and reports never wait behind a starved thread.
+//!
+//! [`idle_process`] is the other way (`taskcenter worker --priority idle`):
+//! the whole worker under `SCHED_IDLE`, agent and executors, so that not
+//! even an executor's launch takes CPU from processes at normal priority.
 
 use std::io;
 use tokio::process::Command;
 
-/// The CPU priority executors run at (`taskcenter worker --executor-priority`).
+/// A CPU priority: the executors' (`taskcenter worker --executor-priority`)
+/// or the whole worker's (`--priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ExecutorPriority {
+pub enum Priority {
     /// The agent's own.
     #[default]
     Normal,
@@ -33,14 +38,63 @@ pub struct Spawner {
 /// The launcher for `idle`: sets its own policy, then execs the command.
 const CHRT: [&str; 3] = ["chrt", "--idle", "0"];
 
+/// Puts every thread of this process under `SCHED_IDLE` (`taskcenter
+/// worker --priority idle`), through `chrt --all-tasks --idle --pid 0`.
+/// Threads and processes started afterwards inherit the policy, so the
+/// agent, its runtime's threads and every executor yield the CPU to
+/// processes at normal priority; the launch of an executor costs the host
+/// nothing they want. Lowering one's own policy needs no privilege. Checked
+/// afterwards from `/proc`, so a worker that cannot honour the setting
+/// refuses to start.
+pub fn idle_process() -> io::Result<()> {
+    let pid = std::process::id().to_string();
+    let out = std::process::Command::new(CHRT[0])
+        .args(["--all-tasks", "--idle", "--pid", "0", &pid])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            io::Error::other(format!(
+                "--priority idle: could not run chrt (util-linux): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "--priority idle: `chrt --all-tasks --idle --pid 0 {pid}` ended with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+    match policy_in(&stat) {
+        Some(SCHED_IDLE) => Ok(()),
+        p => Err(io::Error::other(format!(
+            "--priority idle: this thread's policy is {p:?} after chrt, not SCHED_IDLE (5)"
+        ))),
+    }
+}
+
+/// Linux's number for `SCHED_IDLE`.
+pub const SCHED_IDLE: i64 = 5;
+
+/// The scheduling policy in the text of a `/proc/…/stat` file (its field 41).
+pub fn policy_in(stat: &str) -> Option<i64> {
+    // Fields after the command name, which may hold spaces, start at 3.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(41 - 3)?
+        .parse()
+        .ok()
+}
+
 impl Spawner {
     /// For `idle`, checks once that the launcher is there and may lower a
     /// process to `SCHED_IDLE`, so an agent that cannot honour the setting
     /// refuses to start instead of running every task at normal priority.
-    pub fn new(priority: ExecutorPriority) -> io::Result<Spawner> {
+    pub fn new(priority: Priority) -> io::Result<Spawner> {
         match priority {
-            ExecutorPriority::Normal => Ok(Spawner::default()),
-            ExecutorPriority::Idle => {
+            Priority::Normal => Ok(Spawner::default()),
+            Priority::Idle => {
                 let probe = std::process::Command::new(CHRT[0])
                     .args(&CHRT[1..])
                     .arg("true")
@@ -109,25 +163,16 @@ impl Spawner {
 mod tests {
     use super::*;
 
-    /// The scheduling policy in a /proc stat file (its field 41).
+    /// The scheduling policy in a /proc stat file.
     fn policy_of(stat: &str) -> i64 {
-        let stat = std::fs::read_to_string(stat).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        // Fields after the command name start at field 3.
-        fields[41 - 3].parse().unwrap()
+        policy_in(&std::fs::read_to_string(stat).unwrap()).unwrap()
     }
 
     const SCHED_OTHER: i64 = 0;
-    const SCHED_IDLE: i64 = 5;
 
     /// The policy of an executor started at `priority`, read once it is
     /// the executor (the launcher has exec'd it).
-    async fn started_under(priority: ExecutorPriority) -> i64 {
+    async fn started_under(priority: Priority) -> i64 {
         let spawner = Spawner::new(priority).unwrap();
         let mut cmd = spawner.command(&["sleep".into(), "30".into()]).unwrap();
         cmd.kill_on_drop(true);
@@ -150,7 +195,7 @@ mod tests {
     /// out before the launch; without it, the start itself tells.
     #[test]
     fn a_launch_checks_the_program_first() {
-        let idle = Spawner::new(ExecutorPriority::Idle).unwrap();
+        let idle = Spawner::new(Priority::Idle).unwrap();
         assert!(idle.ready("sh").is_ok());
         assert!(idle.ready("/bin/sh").is_ok());
         let missing = idle.ready("no-such-analyzer-here").unwrap_err();
@@ -165,7 +210,7 @@ mod tests {
             idle.ready(std::env::temp_dir().to_str().unwrap()).is_err(),
             "a directory"
         );
-        assert!(Spawner::new(ExecutorPriority::Normal)
+        assert!(Spawner::new(Priority::Normal)
             .unwrap()
             .ready("no-such-analyzer-here")
             .is_ok());
@@ -173,7 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_executors_run_under_sched_idle_and_normal_ones_do_not() {
-        assert_eq!(started_under(ExecutorPriority::Idle).await, SCHED_IDLE);
-        assert_eq!(started_under(ExecutorPriority::Normal).await, SCHED_OTHER);
+        assert_eq!(started_under(Priority::Idle).await, SCHED_IDLE);
+        assert_eq!(started_under(Priority::Normal).await, SCHED_OTHER);
     }
 }

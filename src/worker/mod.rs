@@ -15,7 +15,7 @@ use crate::protocol::{
     ReportRequest, SyncReply, SyncRequest, WorkerKind,
 };
 use client::{Client, ClientError};
-use executor::{ExecutorPriority, Spawner};
+use executor::{Priority, Spawner};
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::process::ExitStatus;
@@ -38,7 +38,7 @@ pub struct WorkerConfig {
     /// Between SIGTERM and SIGKILL when a task is stopped.
     pub grace: Duration,
     /// The CPU priority the executors run at.
-    pub priority: ExecutorPriority,
+    pub priority: Priority,
 }
 
 /// The executor command and what starts it.
@@ -747,11 +747,11 @@ mod tests {
             pool: None,
             exec: "sleep 30".into(),
             grace: Duration::from_secs(1),
-            priority: ExecutorPriority::Normal,
+            priority: Priority::Normal,
         };
         let exe = Executor {
             argv: split_command(&cfg.exec).unwrap().into(),
-            spawner: Spawner::new(ExecutorPriority::Normal).unwrap(),
+            spawner: Spawner::new(Priority::Normal).unwrap(),
         };
         let (placed, _placed) = mpsc::unbounded_channel();
         let reporter = Reporter::start(Client::new(&cfg.server, "c").unwrap(), placed);
