@@ -196,6 +196,14 @@ impl Placement {
             Placement::Never(_) => Event::NoCapacity,
         }
     }
+
+    /// Why a task cannot be placed at all.
+    pub fn error(self) -> Option<TaskError> {
+        match self {
+            Placement::Never(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 pub fn place(cap: &mut Capacity, kind: DeployType, pool: Option<i64>) -> Placement {

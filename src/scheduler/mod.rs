@@ -230,7 +230,6 @@ async fn place_waiting(
         // for them (by pool, for services deployed onto one), then pending
         // ones up to what is left.
         let mut budgets: HashMap<Option<i64>, i64> = HashMap::new();
-        let mut scheduled: HashSet<i64> = HashSet::new();
         if cap.free(kind, None) > 0 {
             let back = (TaskState::LackOfResources, kind, true);
             for w in pick(tx, back, now, n, cfg.batch).await? {
@@ -248,8 +247,9 @@ async fn place_waiting(
                 }
             }
         }
-        // The tasks to schedule are written together, after the pick.
-        let mut to_schedule = Vec::new();
+        // The tasks to schedule are written after the pick, together, and
+        // those placed in this pass together with their placement.
+        let mut to_schedule: Vec<crate::store::tick_tx::Waiting> = Vec::new();
         for w in pick(tx, (TaskState::Pending, kind, false), now, n, cfg.batch).await? {
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
@@ -264,56 +264,91 @@ async fn place_waiting(
                 continue;
             };
             if event == Event::Schedule && error.is_none() {
-                to_schedule.push(w.key);
+                to_schedule.push(w);
             } else if tx.apply(&w.key, event, None, error, now).await? {
                 report.add(event, w.key.pk);
             }
         }
-        for pk in tx
-            .apply_alike(&to_schedule, Event::Schedule, None, now)
-            .await?
-        {
-            report.add(Event::Schedule, pk);
-            scheduled.insert(pk);
-        }
 
-        let mut placed: Vec<(i64, Vec<crate::store::tick_tx::TaskKey>)> = Vec::new();
-        // Place what is scheduling, this pass's picks included: a task
-        // passes pending → scheduling → starting in one pass when a slot is
-        // free (history records both moves).
-        for w in tx
+        // Place what is scheduling, this pass's picks included, in pick
+        // order: a task passes pending → scheduling → starting in one pass
+        // when a slot is free (history records both moves; the row is
+        // written once).
+        let earlier = tx
             .waiting(TaskState::Scheduling, kind, true, now, n)
-            .await?
-        {
-            if report.moved_tasks.contains(&w.key.pk) && !scheduled.contains(&w.key.pk) {
+            .await?;
+        let mut queue: Vec<(crate::store::tick_tx::Waiting, bool)> = earlier
+            .into_iter()
+            .filter(|w| !report.moved_tasks.contains(&w.key.pk))
+            .map(|w| (w, false))
+            .chain(to_schedule.into_iter().map(|w| (w, true)))
+            .collect();
+        queue.sort_by_key(|(w, _)| (w.order, w.key.pk));
+        let mut placed: Vec<(i64, bool, Vec<crate::store::tick_tx::TaskKey>)> = Vec::new();
+        // Picked now and not placed: scheduled, then what placing said
+        // (nothing, for those beyond what a pass places).
+        let mut unplaced: Vec<(crate::store::tick_tx::TaskKey, Option<Placement>)> = Vec::new();
+        for (i, (w, new)) in queue.into_iter().enumerate() {
+            if i as i64 >= n {
+                // Beyond what a pass places: scheduled, placed by a later pass.
+                if new {
+                    unplaced.push((w.key, None));
+                }
                 continue;
             }
             let placement = decide::place(&mut cap, kind, w.pool);
-            let (worker, error) = match placement {
+            match placement {
                 Placement::On(worker) => {
-                    // Written together per worker, after the loop.
-                    match placed.iter_mut().find(|(p, _)| *p == worker) {
-                        Some((_, keys)) => keys.push(w.key),
-                        None => placed.push((worker, vec![w.key])),
+                    // Written together per worker and path, after the loop.
+                    match placed
+                        .iter_mut()
+                        .find(|(p, fresh, _)| *p == worker && *fresh == new)
+                    {
+                        Some((_, _, keys)) => keys.push(w.key),
+                        None => placed.push((worker, new, vec![w.key])),
                     }
-                    continue;
                 }
-                Placement::Requeue => (None, None),
-                Placement::Never(e) => (None, Some(e)),
-            };
-            if tx
-                .apply(&w.key, placement.event(), worker, error, now)
-                .await?
-            {
-                report.add(placement.event(), w.key.pk);
+                _ if new => unplaced.push((w.key, Some(placement))),
+                _ => {
+                    let event = placement.event();
+                    if tx
+                        .apply(&w.key, event, None, placement.error(), now)
+                        .await?
+                    {
+                        report.add(event, w.key.pk);
+                    }
+                }
             }
         }
-        for (worker, keys) in placed {
-            for pk in tx
-                .apply_alike(&keys, Event::Place, Some(worker), now)
-                .await?
-            {
-                report.add(Event::Place, pk);
+        let keys: Vec<_> = unplaced.iter().map(|(k, _)| k.clone()).collect();
+        let scheduled = tx.apply_alike(&keys, &[Event::Schedule], None, now).await?;
+        for (key, placement) in unplaced {
+            if !scheduled.contains(&key.pk) {
+                continue;
+            }
+            report.add(Event::Schedule, key.pk);
+            let Some(placement) = placement else {
+                continue;
+            };
+            let event = placement.event();
+            let key = crate::store::tick_tx::TaskKey {
+                state: TaskState::Scheduling,
+                ..key
+            };
+            if tx.apply(&key, event, None, placement.error(), now).await? {
+                report.add(event, key.pk);
+            }
+        }
+        for (worker, new, keys) in placed {
+            let path: &[Event] = if new {
+                &[Event::Schedule, Event::Place]
+            } else {
+                &[Event::Place]
+            };
+            for pk in tx.apply_alike(&keys, path, Some(worker), now).await? {
+                for e in path {
+                    report.add(*e, pk);
+                }
             }
         }
     }

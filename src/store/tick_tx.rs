@@ -22,13 +22,15 @@ pub struct TaskKey {
     pub attempt: i64,
 }
 
-/// A waiting task, when it last moved, and the edge pool its service is
-/// deployed onto.
+/// A waiting task, when it last moved, the edge pool its service is
+/// deployed onto, and its place in pick order (priority, creation time;
+/// then pk).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     pub key: TaskKey,
     pub updated_at: i64,
     pub pool: Option<i64>,
+    pub order: (i64, i64),
 }
 
 /// A task whose schedule windows are due for a look: its schedule (`None`
@@ -83,13 +85,14 @@ pub trait TickTx: Send {
         error: Option<TaskError>,
         now: i64,
     ) -> StoreResult<bool>;
-    /// [`apply`](TickTx::apply) of one `event` (no error) on many tasks
-    /// (`worker`: where a `Place` puts them), written as one statement per
-    /// state they were read in; the pks of those that moved.
+    /// [`apply`](TickTx::apply) of the events of `path` in turn (no error)
+    /// on many tasks (`worker`: where a `Place` puts them), written as one
+    /// statement per state they were read in, with a history row per event;
+    /// the pks of those that moved the whole path.
     async fn apply_alike(
         &mut self,
         tasks: &[TaskKey],
-        event: Event,
+        path: &[Event],
         worker: Option<i64>,
         now: i64,
     ) -> StoreResult<Vec<i64>>;

@@ -221,46 +221,75 @@ pub(super) async fn move_task(
     Ok(Some(outcome))
 }
 
-/// One `event` (no error) on several tasks all in the state `from`, written
-/// as one conditional update instead of one per task: the same move as
-/// [`move_task`] for each. For a worker's reports and the scheduler's
-/// `Schedule`, and for `Place` onto `onto`; an event that clears errors or
-/// changes a schedule's hold (a user's intent, a window) goes task by task.
-/// The tasks it moved, by pk; the others had left `from` meanwhile.
+/// The events of `path` (no error), one after the other, on several tasks
+/// all in the state `from`, written as one conditional update instead of
+/// one per task and event: the same moves as [`move_task`] for each, each
+/// with its own history row. For a worker's reports and the scheduler's
+/// `Schedule`, for `Place` onto `onto`, and for `Schedule` then `Place`
+/// (a task picked and placed in one pass is written once, not twice); an
+/// event that clears errors or changes a schedule's hold (a user's intent,
+/// a window) goes task by task. The tasks it moved the whole path, by pk;
+/// the others had left `from` meanwhile.
 pub(super) async fn move_alike(
     conn: &mut AnyConnection,
     from: TaskState,
     tasks: &[&TaskKey],
-    event: Event,
+    path: &[Event],
     onto: Option<i64>,
     now: i64,
     touched: &mut Touched,
 ) -> StoreResult<BTreeSet<i64>> {
-    let one_by_one = matches!(
-        event,
-        Event::Start | Event::Stop | Event::WindowClosed | Event::WindowOpened
-    ) || (event == Event::Place && onto.is_none());
-    let next = transition::next(from, event);
-    let to = match next {
-        Some(Outcome::To(to)) if !one_by_one => to,
-        // No move, one that deletes, or one with more to it: task by task.
-        _ => {
-            let mut moved = BTreeSet::new();
-            for t in tasks {
-                if move_task(conn, t, event, onto, None, now, touched)
-                    .await?
-                    .is_some()
-                {
-                    moved.insert(t.pk);
+    let place = path.contains(&Event::Place);
+    let one_by_one = path.iter().any(|e| {
+        matches!(
+            e,
+            Event::Start | Event::Stop | Event::WindowClosed | Event::WindowOpened
+        )
+    }) || (place && onto.is_none());
+    // The states the path passes through, if every step is a plain move.
+    let mut steps = Vec::with_capacity(path.len());
+    let mut at = from;
+    for e in path {
+        match transition::next(at, *e) {
+            Some(Outcome::To(to)) => {
+                steps.push((at, *e, to));
+                at = to;
+            }
+            _ => {
+                steps.clear();
+                break;
+            }
+        }
+    }
+    if one_by_one || steps.is_empty() {
+        // No move, one that deletes, or one with more to it: task by task,
+        // event by event.
+        let mut moved = BTreeSet::new();
+        for t in tasks {
+            let mut k = (*t).clone();
+            let mut all = true;
+            for e in path {
+                match move_task(conn, &k, *e, onto, None, now, touched).await? {
+                    Some(Outcome::To(s)) => k.state = s,
+                    Some(Outcome::Gone) | None => {
+                        all = false;
+                        break;
+                    }
                 }
             }
-            return Ok(moved);
+            if all {
+                moved.insert(t.pk);
+            }
         }
-    };
-    let place = event == Event::Place;
+        return Ok(moved);
+    }
+    let to = at;
     let keep_worker = i64::from(transition::is_held(to));
     let recheck = i64::from(matches!(to, TaskState::Pending | TaskState::Stopped));
-    let version = i64::from(matches!(event, Event::Place | Event::Upgraded));
+    let version = i64::from(
+        path.iter()
+            .any(|e| matches!(e, Event::Place | Event::Upgraded)),
+    );
     let mut q = sql::Query::new(false);
     q.push("update tasks set state = ")
         .bind(Arg::Int(to.index() as i64))
@@ -308,14 +337,18 @@ pub(super) async fn move_alike(
             touched.count(b, from, -1);
             touched.count(b, to, 1);
         }
-        record(
-            t,
-            event,
-            Outcome::To(to),
-            onto.filter(|_| place),
-            now,
-            touched,
-        );
+        let mut k = (*t).clone();
+        for (was, event, next) in &steps {
+            k.state = *was;
+            record(
+                &k,
+                *event,
+                Outcome::To(*next),
+                onto.filter(|_| *event == Event::Place),
+                now,
+                touched,
+            );
+        }
     }
     Ok(moved)
 }

@@ -164,6 +164,7 @@ impl TickTx for SqlTickTx {
         // key, not as the outer loop, so the index order holds).
         let rows = sqlx::query(&format!(
             "select {KEY_COLS}, t.updated_at as updated_at, \
+             cast(t.prio as bigint) as prio, t.created_at as created_at, \
              (select v.pool_pk from services v where v.pk = coalesce( \
              (select b.service_pk from batch_tasks b where b.pk = t.batch_pk), t.service_pk)) as pool_pk \
              from tasks t where t.state = {} and t.task_type = $2{frozen} \
@@ -182,6 +183,7 @@ impl TickTx for SqlTickTx {
                     key: key_from(r)?,
                     updated_at: r.try_get("updated_at")?,
                     pool: r.try_get("pool_pk")?,
+                    order: (r.try_get("prio")?, r.try_get("created_at")?),
                 })
             })
             .collect()
@@ -275,7 +277,7 @@ impl TickTx for SqlTickTx {
     async fn apply_alike(
         &mut self,
         tasks: &[TaskKey],
-        event: Event,
+        path: &[Event],
         worker: Option<i64>,
         now: i64,
     ) -> StoreResult<Vec<i64>> {
@@ -290,7 +292,7 @@ impl TickTx for SqlTickTx {
                 &mut self.tx,
                 from,
                 &group,
-                event,
+                path,
                 worker,
                 now,
                 &mut self.touched,

@@ -531,7 +531,7 @@ pub(super) async fn apply_reports(
         }
         for ((event, from), group) in alike {
             let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
-            let moved = move_alike(conn, from, &tasks, event, None, now, touched).await?;
+            let moved = move_alike(conn, from, &tasks, &[event], None, now, touched).await?;
             let to = transition::next(from, event);
             for (i, t) in &group {
                 let outcome = to.filter(|_| moved.contains(&t.pk));
