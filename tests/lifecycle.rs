@@ -459,6 +459,50 @@ both_backends! {
         counters_are_exact(&ctx).await;
     }
 
+    async fn reports_that_end_deleted_tasks_in_one_request_free_their_slots(ctx: Ctx) {
+        // Tasks deleted while they run go when their executors end; a
+        // worker reporting that for several at once is told they went, and
+        // the slots they held are free at once.
+        ctx.import(calm_fixture()).await;
+        let st = &ctx.store;
+        let cfg = TickConfig::default();
+        let mut now = taskcenter::domain::now_millis();
+        let w = worker(st, "w1", "cloud", 3, now).await;
+        for s in ["s4", "s5", "s6"] {
+            st.add_task(ctx.project_pk, &bid(1), s).await.unwrap();
+        }
+        for _ in 0..2 {
+            now += 100;
+            scheduler::tick(&**st, now, &cfg).await.unwrap();
+        }
+        let assigned = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign;
+        let h: Vec<Held> = assigned.iter().map(|a| Held { task: a.task, attempt: a.attempt }).collect();
+        let mine: Vec<String> = assigned.iter().map(|a| a.task_id.clone()).collect();
+        assert_eq!(h.len(), 3, "{mine:?}");
+        let rep = |held: Held, event: Event| store::lifecycle::WorkerReport { held, event, error: None };
+        let started: Vec<_> = h.iter().map(|x| rep(*x, Event::Started)).collect();
+        st.report_tasks(w, &started).await.unwrap();
+        for id in &mine[..2] {
+            st.apply_task_event(ctx.project_pk, id, Event::Delete).await.unwrap();
+        }
+        let replies = st
+            .report_tasks(w, &[rep(h[0], Event::Released), rep(h[1], Event::Exited), rep(h[2], Event::Exited)])
+            .await
+            .unwrap();
+        let gone = Some(Applied::Moved { from: Deleting, to: Outcome::Gone });
+        assert_eq!(
+            replies,
+            vec![gone, gone, Some(Applied::Moved { from: Running, to: Outcome::To(Succeeded) })]
+        );
+        assert!(scheduler::frees_slot(&replies), "the reports freed slots");
+        for id in &mine[..2] {
+            assert!(st.find_task(ctx.project_pk, id).await.unwrap().is_none(), "{id} is gone");
+        }
+        let held: i64 = st.list_workers().await.unwrap().iter().map(|w| w.held).sum();
+        assert_eq!(held, 0, "every slot is free again");
+        counters_are_exact(&ctx).await;
+    }
+
     async fn many_reports_in_one_request_move_each_task_as_alone(ctx: Ctx) {
         // What a busy worker sends: several tasks' reports in one request,
         // some tasks twice, one with an error, one stale.

@@ -264,6 +264,7 @@ pub(super) async fn move_alike(
     if one_by_one || steps.is_empty() {
         // No move, one that deletes, or one with more to it: task by task,
         // event by event.
+        // A task deleted on the way moved as far as it can.
         let mut moved = BTreeSet::new();
         for t in tasks {
             let mut k = (*t).clone();
@@ -271,7 +272,8 @@ pub(super) async fn move_alike(
             for e in path {
                 match move_task(conn, &k, *e, onto, None, now, touched).await? {
                     Some(Outcome::To(s)) => k.state = s,
-                    Some(Outcome::Gone) | None => {
+                    Some(Outcome::Gone) => break,
+                    None => {
                         all = false;
                         break;
                     }
