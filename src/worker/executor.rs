@@ -64,13 +64,24 @@ pub fn idle_process() -> io::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-    match policy_in(&stat) {
-        Some(SCHED_IDLE) => Ok(()),
-        p => Err(io::Error::other(format!(
-            "--priority idle: this thread's policy is {p:?} after chrt, not SCHED_IDLE (5)"
-        ))),
+    // Every thread, as chrt walked them: one started meanwhile inherited
+    // the policy of the thread that started it, which this also checks.
+    for t in std::fs::read_dir("/proc/self/task")? {
+        let stat = t?.path().join("stat");
+        let policy = match std::fs::read_to_string(&stat) {
+            Ok(s) => policy_in(&s),
+            // A thread that ended meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if policy != Some(SCHED_IDLE) {
+            return Err(io::Error::other(format!(
+                "--priority idle: {} has policy {policy:?} after chrt, not SCHED_IDLE (5)",
+                stat.display()
+            )));
+        }
     }
+    Ok(())
 }
 
 /// Linux's number for `SCHED_IDLE`.
