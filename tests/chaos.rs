@@ -453,66 +453,23 @@ fn leftovers(db: &str) {
     );
 }
 
-/// With `--executor-priority idle` the executor (and what it starts) runs
-/// under SCHED_IDLE while every thread of the agent keeps the normal
-/// policy, and the task runs to its end as any other.
-fn idle_executors(db: &str) {
-    let env = Env::start(db, &["--tick", "100ms"]);
-    env.catalogue(1);
-    // Field 41 of /proc/PID/stat is the scheduling policy (0 normal, 5 idle).
-    let policy = |stat: &str| -> String {
-        let s = std::fs::read_to_string(stat).unwrap();
-        s.rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .nth(41 - 3)
-            .unwrap()
-            .to_owned()
-    };
-    let script = env.dir.0.join("policy.sh");
-    std::fs::write(
-        &script,
-        "sleep 1 & cut -d' ' -f41 /proc/$!/stat > child.policy\n\
-         cut -d' ' -f41 /proc/$$/stat > executor.policy\n",
-    )
-    .unwrap();
-    let agent = env.worker_args(
-        "a",
-        "cloud",
-        &format!("sh {}", script.display()),
-        4,
-        &["--executor-priority", "idle"],
-    );
-    let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1"], "once"));
-    env.wait(&tasks, Some("SUCCEEDED"));
-    let read = |f: &str| {
-        std::fs::read_to_string(env.dir.0.join(f))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    assert_eq!(
-        read("executor.policy"),
-        "5",
-        "the executor runs under SCHED_IDLE"
-    );
-    assert_eq!(read("child.policy"), "5", "and so does what it starts");
-    let threads = std::fs::read_dir(format!("/proc/{}/task", agent.0.id())).unwrap();
-    for t in threads {
-        let stat = t.unwrap().path().join("stat");
-        assert_eq!(
-            policy(stat.to_str().unwrap()),
-            "0",
-            "every thread of the agent keeps the normal policy"
-        );
-    }
+/// The scheduling policy in a /proc stat file: its field 41 (0 normal,
+/// 5 idle).
+fn policy_in(stat: &std::path::Path) -> String {
+    let s = std::fs::read_to_string(stat).unwrap();
+    s.rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(41 - 3)
+        .unwrap()
+        .to_owned()
 }
 
-/// With `--priority idle` the whole worker runs under SCHED_IDLE: every
-/// thread of the agent, the executor and what it starts; its tasks run to
-/// their end as any other.
-fn idle_worker(db: &str) {
+/// Runs two tasks, to their end, on a worker started with `flags` whose
+/// executor writes down its own scheduling policy and its child's: those
+/// two, and the policy of every thread of the agent.
+fn policies_under(db: &str, flags: &[&str]) -> (String, String, Vec<String>) {
     let env = Env::start(db, &["--tick", "100ms"]);
     env.catalogue(2);
     let script = env.dir.0.join("policy.sh");
@@ -522,13 +479,7 @@ fn idle_worker(db: &str) {
          cut -d' ' -f41 /proc/$$/stat > executor.policy\n",
     )
     .unwrap();
-    let agent = env.worker_args(
-        "a",
-        "cloud",
-        &format!("sh {}", script.display()),
-        4,
-        &["--priority", "idle"],
-    );
+    let agent = env.worker_args("a", "cloud", &format!("sh {}", script.display()), 4, flags);
     let tasks = env.tasks_of(&env.batch("run", HELMET, "g", &["c1", "c2"], "once"));
     env.wait(&tasks, Some("SUCCEEDED"));
     let read = |f: &str| {
@@ -537,27 +488,38 @@ fn idle_worker(db: &str) {
             .trim()
             .to_owned()
     };
-    assert_eq!(
-        read("executor.policy"),
-        "5",
-        "the executor runs under SCHED_IDLE"
-    );
-    assert_eq!(read("child.policy"), "5", "and so does what it starts");
-    let threads: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", agent.0.id()))
+    let threads = std::fs::read_dir(format!("/proc/{}/task", agent.0.id()))
         .unwrap()
-        .map(|t| t.unwrap().path().join("stat"))
+        .map(|t| policy_in(&t.unwrap().path().join("stat")))
         .collect();
+    (read("executor.policy"), read("child.policy"), threads)
+}
+
+/// With `--executor-priority idle` the executor (and what it starts) runs
+/// under SCHED_IDLE while every thread of the agent keeps the normal
+/// policy, and the tasks run to their end as any other.
+fn idle_executors(db: &str) {
+    let (executor, child, threads) = policies_under(db, &["--executor-priority", "idle"]);
+    assert_eq!(executor, "5", "the executor runs under SCHED_IDLE");
+    assert_eq!(child, "5", "and so does what it starts");
+    assert!(
+        threads.iter().all(|p| p == "0"),
+        "every thread of the agent keeps the normal policy: {threads:?}"
+    );
+}
+
+/// With `--priority idle` the whole worker runs under SCHED_IDLE: every
+/// thread of the agent, the executor and what it starts; its tasks run to
+/// their end as any other.
+fn idle_worker(db: &str) {
+    let (executor, child, threads) = policies_under(db, &["--priority", "idle"]);
+    assert_eq!(executor, "5", "the executor runs under SCHED_IDLE");
+    assert_eq!(child, "5", "and so does what it starts");
     assert!(threads.len() > 1, "the agent runs more than one thread");
-    for stat in threads {
-        let stat = std::fs::read_to_string(stat).unwrap();
-        let policy = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .nth(41 - 3);
-        assert_eq!(policy, Some("5"), "every thread of the agent: {stat}");
-    }
+    assert!(
+        threads.iter().all(|p| p == "5"),
+        "every thread of the agent: {threads:?}"
+    );
 }
 
 /// At idle priority an executor that does not exist is still a failed
