@@ -132,6 +132,7 @@ struct WorkerArgs {
     /// shared with serve, when serve's answers matter more than the pace of
     /// the analysis; the agent's heartbeats then wait for a spare moment of
     /// CPU too, so keep the lease well above what a busy host delays them.
+    /// Makes `--executor-priority` moot.
     #[arg(long, env = "TASKCENTER_WORKER_PRIORITY", value_enum, default_value_t = Priority::Normal)]
     priority: Priority,
 }
@@ -353,9 +354,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
         if a.pool.is_some() && a.kind != WorkerKind::Edge {
             bail!("--pool needs --type edge: only edge workers serve edge pools");
         }
-        if a.priority == Priority::Idle {
+        // Under a whole worker at idle priority the executors inherit it:
+        // no launcher is needed for them.
+        let executor_priority = if a.priority == Priority::Idle {
             crate::worker::executor::idle_process()?;
-        }
+            Priority::Normal
+        } else {
+            a.executor_priority
+        };
         // The agent needs no database: it speaks to the server only.
         return crate::worker::run(crate::worker::WorkerConfig {
             server: a.server,
@@ -365,7 +371,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             pool: a.pool,
             exec: a.exec,
             grace: ttl(&a.grace)?,
-            priority: a.executor_priority,
+            priority: executor_priority,
         })
         .await;
     }

@@ -13,7 +13,7 @@ use crate::domain::transition::{self, Event, Outcome};
 use crate::domain::{now_millis, DeployType, TaskState};
 use crate::store::lifecycle::{Applied, Assignment, WorkerReport};
 use crate::store::prelude::*;
-use crate::store::tick_tx::TickTx;
+use crate::store::tick_tx::{TaskKey, TickTx, Waiting};
 use crate::store::{StoreError, StoreResult};
 use decide::{Capacity, Placement, MAINTENANCE};
 use std::collections::{HashMap, HashSet};
@@ -191,7 +191,7 @@ async fn pick(
     now: i64,
     n: i64,
     batch: i64,
-) -> StoreResult<Vec<crate::store::tick_tx::Waiting>> {
+) -> StoreResult<Vec<Waiting>> {
     let first = tx.waiting(state, kind, frozen_too, now, n).await?;
     if n < batch && first.len() as i64 >= n && first.iter().any(|w| w.pool.is_some()) {
         return tx.waiting(state, kind, frozen_too, now, batch).await;
@@ -249,7 +249,7 @@ async fn place_waiting(
         }
         // The tasks to schedule are written after the pick, together, and
         // those placed in this pass together with their placement.
-        let mut to_schedule: Vec<crate::store::tick_tx::Waiting> = Vec::new();
+        let mut to_schedule: Vec<Waiting> = Vec::new();
         for w in pick(tx, (TaskState::Pending, kind, false), now, n, cfg.batch).await? {
             if report.moved_tasks.contains(&w.key.pk) {
                 continue;
@@ -277,17 +277,17 @@ async fn place_waiting(
         let earlier = tx
             .waiting(TaskState::Scheduling, kind, true, now, n)
             .await?;
-        let mut queue: Vec<(crate::store::tick_tx::Waiting, bool)> = earlier
+        let mut queue: Vec<(Waiting, bool)> = earlier
             .into_iter()
             .filter(|w| !report.moved_tasks.contains(&w.key.pk))
             .map(|w| (w, false))
             .chain(to_schedule.into_iter().map(|w| (w, true)))
             .collect();
         queue.sort_by_key(|(w, _)| (w.order, w.key.pk));
-        let mut placed: Vec<(i64, bool, Vec<crate::store::tick_tx::TaskKey>)> = Vec::new();
+        let mut placed: Vec<(i64, bool, Vec<TaskKey>)> = Vec::new();
         // Picked now and not placed: scheduled, then what placing said
         // (nothing, for those beyond what a pass places).
-        let mut unplaced: Vec<(crate::store::tick_tx::TaskKey, Option<Placement>)> = Vec::new();
+        let mut unplaced: Vec<(TaskKey, Option<Placement>)> = Vec::new();
         for (i, (w, new)) in queue.into_iter().enumerate() {
             if i as i64 >= n {
                 // Beyond what a pass places: scheduled, placed by a later pass.
@@ -331,7 +331,7 @@ async fn place_waiting(
                 continue;
             };
             let event = placement.event();
-            let key = crate::store::tick_tx::TaskKey {
+            let key = TaskKey {
                 state: TaskState::Scheduling,
                 ..key
             };
