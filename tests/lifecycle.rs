@@ -565,15 +565,24 @@ both_backends! {
             let d = st.find_task(ctx.project_pk, id).await.unwrap().unwrap();
             assert_eq!(d.state, end, "{id}");
             assert_eq!(d.worker_id.as_deref(), Some("w1"), "{id} keeps the worker it ran on");
-            let events: Vec<String> = st
+            // Every state is in the history, with the step that left it,
+            // whether the reports moved the task one at a time or at once.
+            let steps: Vec<(TaskState, String, Option<TaskState>)> = st
                 .list_task_history(ctx.project_pk, id)
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|h| h.event)
+                .map(|h| (h.from, h.event, h.to))
                 .collect();
             let last = if end == Failed { "Crashed" } else { "Exited" };
-            assert!(events.ends_with(&["Place".into(), "Started".into(), last.into()]), "{id}: {events:?}");
+            assert!(
+                steps.ends_with(&[
+                    (Scheduling, "Place".into(), Some(Starting)),
+                    (Starting, "Started".into(), Some(Running)),
+                    (Running, last.into(), Some(end)),
+                ]),
+                "{id}: {steps:?}"
+            );
         }
         let d = st.find_task(ctx.project_pk, &ids[2]).await.unwrap().unwrap();
         assert_eq!((d.error_code.as_deref(), d.error_message.as_deref()), (Some("VIAS.TC.EXIT"), Some("exit status 3")));

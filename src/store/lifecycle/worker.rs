@@ -14,7 +14,7 @@ use crate::store::{stored_state, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 
 /// Columns `assignment_from` decodes, with the joins they need.
 const ASSIGN_COLS: &str = "t.pk as pk, t.attempt as attempt, p.id as project_id, \
@@ -490,54 +490,115 @@ pub(super) async fn apply_reports(
         let k = key_from(&row)?;
         keys.insert(k.pk, k);
     }
-    // In waves: the first report on each task, then the second, and so
-    // on, so a later report on a task sees the state the earlier one
-    // left. Within a wave the same report on tasks in the same state is
-    // one update (a worker's `started` and `exited` reports come many at
-    // a time); a report with an error is written alone.
+    // Each task's reports, in order, and the tasks in the order first
+    // reported.
+    let mut queues: HashMap<i64, VecDeque<usize>> = HashMap::new();
+    let mut order: Vec<i64> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        queues
+            .entry(r.held.task)
+            .or_insert_with(|| {
+                order.push(r.held.task);
+                VecDeque::new()
+            })
+            .push_back(i);
+    }
+    // In waves: each takes, for every task, its next report, or the run of
+    // reports that move it on while this worker holds it (a `started` and
+    // an `exited` sent together). A run is one move through every state it
+    // names: one row update, a history row per step. Within a wave, runs
+    // of the same events from the same state are one update (a worker's
+    // reports come many at a time); a report with an error is written
+    // alone.
     let mut out: Vec<Option<Applied>> = vec![None; reports.len()];
-    /// Reports of one event on tasks in one state: (their index in the
+    /// Runs of the same events from one state: (the reports' indexes in the
     /// batch, the task).
-    type Alike = ((Event, TaskState), Vec<(usize, TaskKey)>);
-    let mut left: Vec<usize> = (0..reports.len()).collect();
-    while !left.is_empty() {
-        let mut seen = HashSet::new();
-        let (wave, later): (Vec<usize>, Vec<usize>) = left
-            .iter()
-            .partition(|&&i| seen.insert(reports[i].held.task));
-        left = later;
-        // (event, state) groups in the order first seen (few per wave).
+    type Alike = ((Vec<Event>, TaskState), Vec<(Vec<usize>, TaskKey)>);
+    loop {
         let mut alike: Vec<Alike> = Vec::new();
-        for i in wave {
-            let r = &reports[i];
-            let Some(t) = keys.get(&r.held.task).cloned() else {
+        let mut any = false;
+        for task in &order {
+            let Some(queue) = queues.get_mut(task).filter(|q| !q.is_empty()) else {
+                continue;
+            };
+            any = true;
+            let r = &reports[queue[0]];
+            let Some(t) = keys.get(task).cloned() else {
+                queue.pop_front();
                 continue;
             };
             if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
-                out[i] = Some(Applied::Refused { state: t.state });
+                out[queue[0]] = Some(Applied::Refused { state: t.state });
+                queue.pop_front();
                 continue;
             }
-            if r.error.is_none() {
-                let key = (r.event, t.state);
-                match alike.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, g)) => g.push((i, t)),
-                    None => alike.push((key, vec![(i, t)])),
-                }
+            if let Some((code, message)) = &r.error {
+                let i = queue.pop_front().unwrap_or_default();
+                let err = Some((code.as_str(), message.as_str()));
+                let moved = move_task(conn, &t, r.event, None, err, now, touched).await?;
+                out[i] = Some(after_report(&mut keys, &t, moved));
                 continue;
             }
-            let err = r.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-            let moved = move_task(conn, &t, r.event, None, err, now, touched).await?;
-            out[i] = Some(after_report(&mut keys, &t, moved));
+            let run = run_of(reports, queue, t.state);
+            let events: Vec<Event> = run.iter().map(|i| reports[*i].event).collect();
+            let key = (events, t.state);
+            match alike.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push((run, t)),
+                None => alike.push((key, vec![(run, t)])),
+            }
         }
-        for ((event, from), group) in alike {
+        if !any {
+            break;
+        }
+        for ((path, from), group) in alike {
             let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
-            let moved = move_alike(conn, from, &tasks, &[event], None, now, touched).await?;
-            let to = transition::next(from, event);
-            for (i, t) in &group {
-                let outcome = to.filter(|_| moved.contains(&t.pk));
-                out[*i] = Some(after_report(&mut keys, t, outcome));
+            let moved = move_alike(conn, from, &tasks, &path, None, now, touched).await?;
+            for (run, t) in group {
+                let queue = queues.entry(t.pk).or_default();
+                if !moved.contains(&t.pk) {
+                    // Refused: the run's later reports are read again,
+                    // against the state this one left.
+                    out[run[0]] = Some(after_report(&mut keys, &t, None));
+                    queue.pop_front();
+                    continue;
+                }
+                let mut k = t;
+                for (i, event) in run.iter().zip(&path) {
+                    let outcome = transition::next(k.state, *event);
+                    out[*i] = Some(after_report(&mut keys, &k, outcome));
+                    queue.pop_front();
+                    match keys.get(&k.pk) {
+                        Some(next) => k = next.clone(),
+                        None => break,
+                    }
+                }
             }
         }
     }
     Ok(out)
+}
+
+/// The reports at the head of `queue` (one task's, none with an error)
+/// that one move can apply from `from`: the first, and each next one while
+/// the step before left the task held by the worker (so the report is
+/// still its to make).
+fn run_of(reports: &[WorkerReport], queue: &VecDeque<usize>, from: TaskState) -> Vec<usize> {
+    let mut run = vec![queue[0]];
+    let mut at = transition::next(from, reports[queue[0]].event);
+    while let Some(Outcome::To(state)) = at {
+        let held = transition::is_held(state);
+        let Some(&i) = queue.get(run.len()).filter(|_| held) else {
+            break;
+        };
+        let r = &reports[i];
+        at = transition::next(state, r.event);
+        if r.error.is_some()
+            || r.held.attempt != reports[run[0]].held.attempt
+            || !matches!(at, Some(Outcome::To(_)))
+        {
+            break;
+        }
+        run.push(i);
+    }
+    run
 }
