@@ -61,6 +61,10 @@ const MIGRATIONS: &[Migration] = &[
         "0010_pick_waiting_only",
         include_str!("../../migrations/postgres/0010_pick_waiting_only.sql"),
     ),
+    (
+        "0011_held_by_worker",
+        include_str!("../../migrations/postgres/0011_held_by_worker.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of the change feed.

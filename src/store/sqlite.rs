@@ -54,6 +54,10 @@ const MIGRATIONS: &[Migration] = &[
         "0010_pick_waiting_only",
         include_str!("../../migrations/sqlite/0010_pick_waiting_only.sql"),
     ),
+    (
+        "0011_held_by_worker",
+        include_str!("../../migrations/sqlite/0011_held_by_worker.sql"),
+    ),
 ];
 
 /// How often the change feed is polled for other processes' writes.
