@@ -15,7 +15,9 @@ a group and sources, and starts W real `taskcenter worker` processes.
   parallelism, no taskcenter). Prints both rates and their ratio.
 - with --list-load S: `wrk` on the default list page for S seconds at rest, then again while the
   throughput tasks churn; prints both rates, their ratio, and for each window the cores that
-  serve, wrk, the workers with their executors took, and what stayed idle.
+  serve, wrk, the workers with their executors took, and what stayed idle. Both windows list the
+  same batches: the throughput batches are created before the first window and wait, every slot
+  being held, until their workers start; the throughput then counts from the workers' start.
 - with --worker-nice N: the workers (and the executors they start) run at nice N, as on a host
   where the analysis side yields the CPU to serve.
 - with --executor-priority idle: the workers start their executors at that priority
@@ -225,19 +227,29 @@ try:
               f"idle {(idle_s() - idle0) / dt:.2f}")
         return float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
 
+    def create_batches():
+        return [call("POST", "/v2/default/batch-tasks", {
+            "name": f"tp{g}", "service_name": "probe", "service_version": "1.0.0",
+            "batch_input": {"video_source_group": [{"video_source_group_id": f"g{g}"}]},
+            "output": {"event_center": True}})["id"] for g in range(groups)]
+
+    # With the list load, both windows list the same batches: the
+    # throughput batches are created first and wait (every slot is held by
+    # the latency worker) until their workers start.
+    ids = create_batches() if a.list_load else None
     rest_rps = list_rps("at rest") if a.list_load else None
     # Throughput against xargs -P.
     t = time.time()
     subprocess.run(f"seq {a.tasks} | xargs -P {a.slots} -I{{}} true", shell=True, check=True)
     base = a.tasks / (time.time() - t)
-    for w in range(a.workers):
-        cred = cli("workers", "add", f"tp{w}")
-        start("worker", "--server", f"http://127.0.0.1:{a.port}", "--token", cred, "--slots", str(per),
-              "--type", "cloud", "--exec", "true")
-    time.sleep(2)
-    workers = procs[-a.workers:]
-    cpu0 = (cpu_s(procs[0]), sum(cpu_s(p) for p in workers))
-    t = time.time()
+    creds = [cli("workers", "add", f"tp{w}") for w in range(a.workers)]
+
+    def start_workers():
+        for cred in creds:
+            start("worker", "--server", f"http://127.0.0.1:{a.port}", "--token", cred, "--slots", str(per),
+                  "--type", "cloud", "--exec", "true")
+        return procs[-a.workers:]
+
     churn_rps = None
     if a.list_load:
         import threading
@@ -247,14 +259,16 @@ try:
 
         nonlocal_box = {}
         loader = threading.Thread(target=measure)
+        t = time.time()
+        cpu0 = (cpu_s(procs[0]), 0.0)
         loader.start()
-    ids = []
-    for g in range(groups):
-        r = call("POST", "/v2/default/batch-tasks", {
-            "name": f"tp{g}", "service_name": "probe", "service_version": "1.0.0",
-            "batch_input": {"video_source_group": [{"video_source_group_id": f"g{g}"}]},
-            "output": {"event_center": True}})
-        ids.append(r["id"])
+        workers = start_workers()
+    else:
+        workers = start_workers()
+        time.sleep(2)
+        cpu0 = (cpu_s(procs[0]), sum(cpu_s(p) for p in workers))
+        t = time.time()
+        ids = create_batches()
     while True:
         page = call("GET", "/v2/default/batch-tasks?is_paged=false")
         done = sum(b["batch_task_status_info"].get("succeeded", 0) for b in page["batch_task_list"] if b["id"] in ids)
