@@ -71,10 +71,15 @@ impl HeldView {
     }
 }
 
-async fn read_held(conn: &mut sqlx::AnyConnection, worker_pk: i64) -> StoreResult<HeldView> {
+/// The worker's tasks in `states` (a subset of [`HELD`]).
+async fn read_held(
+    conn: &mut sqlx::AnyConnection,
+    worker_pk: i64,
+    states: &[TaskState],
+) -> StoreResult<HeldView> {
     let held_rows = sqlx::query(&format!(
         "select {ASSIGN_COLS} where t.worker_pk = $1 and t.state in ({}) order by t.pk",
-        in_list(&HELD)
+        in_list(states)
     ))
     .bind(worker_pk)
     .fetch_all(&mut *conn)
@@ -203,7 +208,7 @@ async fn renew_and_reconcile(
     if renewed == 0 {
         return Ok(None);
     }
-    let view = read_held(conn, worker_pk).await?;
+    let view = read_held(conn, worker_pk, &HELD).await?;
     let decided = decide::reconcile(&view.held, &view.running(running, listed));
     Ok(Some((view, decided)))
 }
@@ -444,11 +449,12 @@ pub(super) async fn placed_on(
     conn: &mut sqlx::AnyConnection,
     worker_pk: i64,
 ) -> StoreResult<Vec<Assignment>> {
-    let mut view = read_held(conn, worker_pk).await?;
+    // Only those: a report batch's reply reads this, and the worker's
+    // running tasks are most of what it holds.
+    let mut view = read_held(conn, worker_pk, &[TaskState::Starting]).await?;
     Ok(view
         .held
         .iter()
-        .filter(|(_, state)| *state == TaskState::Starting)
         .filter_map(|(h, _)| view.assignments.remove(h))
         .collect())
 }
