@@ -99,6 +99,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Called first in a transaction whose reads find a few rows through a
+    /// partial index: keeps the planner on that index while its statistics
+    /// still describe the table before a bulk insert. The default planner
+    /// needs no such help.
+    async fn prefer_indexes(&self, _conn: &mut AnyConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Called first in the migration transaction: keeps processes starting
     /// together from applying a migration twice.
     async fn lock_migrations(&self, conn: &mut AnyConnection) -> StoreResult<()>;

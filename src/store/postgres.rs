@@ -172,6 +172,16 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn prefer_indexes(&self, conn: &mut AnyConnection) -> StoreResult<()> {
+        // Until autovacuum analyses a table that just took many rows, the
+        // planner guesses that `worker_pk is not null` holds for half of
+        // it and reads the whole table.
+        sqlx::query("set local enable_seqscan = off")
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     async fn lock_catalogue(&self, conn: &mut AnyConnection, project_pk: i64) -> StoreResult<()> {
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(CATALOGUE_LOCK.wrapping_add(project_pk))
