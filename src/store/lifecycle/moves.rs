@@ -287,6 +287,9 @@ pub(super) async fn move_alike(
     }
     let to = at;
     let keep_worker = i64::from(transition::is_held(to));
+    // A worker that held the task at any step is the last it ran on, as
+    // the steps one by one would record.
+    let held_on_way = i64::from(steps.iter().any(|(_, _, s)| transition::is_held(*s)));
     let recheck = i64::from(matches!(to, TaskState::Pending | TaskState::Stopped));
     let version = i64::from(
         path.iter()
@@ -310,7 +313,7 @@ pub(super) async fn move_alike(
             q.push(", worker_pk = case when ")
                 .bind(Arg::Int(keep_worker))
                 .push(" = 1 then worker_pk else null end, last_worker_pk = case when ")
-                .bind(Arg::Int(keep_worker))
+                .bind(Arg::Int(held_on_way))
                 .push(" = 1 then coalesce(worker_pk, last_worker_pk) else last_worker_pk end");
         }
     }
