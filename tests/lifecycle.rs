@@ -232,6 +232,30 @@ async fn one_slot_worker_running_t21(
     (w1, second, report)
 }
 
+/// On the calm fixture: a cloud worker `w1` with `slots` slots, tasks of
+/// batch 1 on s4–s6 beside `t21`, two passes, and the worker's sync.
+/// Returns the worker, the four tasks' ids (`t21` first) and what the
+/// sync handed out.
+async fn worker_given_batch_tasks(
+    ctx: &Ctx,
+    slots: i64,
+) -> (i64, Vec<String>, Vec<taskcenter::protocol::Assignment>) {
+    let st = &ctx.store;
+    let cfg = TickConfig::default();
+    let mut now = taskcenter::domain::now_millis();
+    let w = worker(st, "w1", "cloud", slots, now).await;
+    let mut ids = vec!["t21".to_owned()];
+    for s in ["s4", "s5", "s6"] {
+        ids.push(st.add_task(ctx.project_pk, &bid(1), s).await.unwrap().id);
+    }
+    for _ in 0..2 {
+        now += 100;
+        scheduler::tick(&**st, now, &cfg).await.unwrap();
+    }
+    let assigned = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign;
+    (w, ids, assigned)
+}
+
 /// Runs statements on the context's database beside its store.
 async fn raw_sql(ctx: &Ctx, sql: &str) {
     use sqlx::Connection;
@@ -465,17 +489,7 @@ both_backends! {
         // the slots they held are free at once.
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;
-        let cfg = TickConfig::default();
-        let mut now = taskcenter::domain::now_millis();
-        let w = worker(st, "w1", "cloud", 3, now).await;
-        for s in ["s4", "s5", "s6"] {
-            st.add_task(ctx.project_pk, &bid(1), s).await.unwrap();
-        }
-        for _ in 0..2 {
-            now += 100;
-            scheduler::tick(&**st, now, &cfg).await.unwrap();
-        }
-        let assigned = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign;
+        let (w, _, assigned) = worker_given_batch_tasks(&ctx, 3).await;
         let h: Vec<Held> = assigned.iter().map(|a| Held { task: a.task, attempt: a.attempt }).collect();
         let mine: Vec<String> = assigned.iter().map(|a| a.task_id.clone()).collect();
         assert_eq!(h.len(), 3, "{mine:?}");
@@ -508,18 +522,7 @@ both_backends! {
         // some tasks twice, one with an error, one stale.
         ctx.import(calm_fixture()).await;
         let st = &ctx.store;
-        let cfg = TickConfig::default();
-        let mut now = taskcenter::domain::now_millis();
-        let w = worker(st, "w1", "cloud", 4, now).await;
-        let mut ids = vec!["t21".to_owned()];
-        for s in ["s4", "s5", "s6"] {
-            ids.push(st.add_task(ctx.project_pk, &bid(1), s).await.unwrap().id);
-        }
-        for _ in 0..2 {
-            now += 100;
-            scheduler::tick(&**st, now, &cfg).await.unwrap();
-        }
-        let mut assigned = st.sync_worker(w, now, LEASE, &[]).await.unwrap().assign;
+        let (w, ids, mut assigned) = worker_given_batch_tasks(&ctx, 4).await;
         assert_eq!(assigned.len(), 4);
         assigned.sort_by_key(|a| ids.iter().position(|i| *i == a.task_id));
         let h: Vec<Held> = assigned.iter().map(|a| Held { task: a.task, attempt: a.attempt }).collect();

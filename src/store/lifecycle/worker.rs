@@ -533,18 +533,19 @@ pub(super) async fn apply_reports(
                 continue;
             };
             any = true;
-            let r = &reports[queue[0]];
+            let i = queue[0];
+            let r = &reports[i];
             let Some(t) = keys.get(task).cloned() else {
                 queue.pop_front();
                 continue;
             };
             if t.worker_pk != Some(worker_pk) || t.attempt != r.held.attempt {
-                out[queue[0]] = Some(Applied::Refused { state: t.state });
+                out[i] = Some(Applied::Refused { state: t.state });
                 queue.pop_front();
                 continue;
             }
             if let Some((code, message)) = &r.error {
-                let i = queue.pop_front().unwrap_or_default();
+                queue.pop_front();
                 let err = Some((code.as_str(), message.as_str()));
                 let moved = move_task(conn, &t, r.event, None, err, now, touched).await?;
                 out[i] = Some(after_report(&mut keys, &t, moved));
@@ -565,7 +566,9 @@ pub(super) async fn apply_reports(
             let tasks: Vec<&TaskKey> = group.iter().map(|(_, t)| t).collect();
             let moved = move_alike(conn, from, &tasks, &path, None, now, touched).await?;
             for (run, t) in group {
-                let queue = queues.entry(t.pk).or_default();
+                let Some(queue) = queues.get_mut(&t.pk) else {
+                    continue;
+                };
                 if !moved.contains(&t.pk) {
                     // Refused: the run's later reports are read again,
                     // against the state this one left.
