@@ -129,7 +129,7 @@ pub(super) async fn move_task(
     };
     match outcome {
         Outcome::Gone => {
-            let n = sqlx::query("delete from tasks where pk = $1 and state = $2")
+            let n = sqlx::query("delete from tasks where pk = $1 and +state = $2")
                 .bind(t.pk)
                 .bind(t.state.index() as i64)
                 .execute(&mut *conn)
@@ -191,7 +191,7 @@ pub(super) async fn move_task(
                  service_version = case when $12 = 0 then service_version else coalesce( \
                  (select b.service_version from batch_tasks b where b.pk = tasks.batch_pk), \
                  (select v.service_version from services v where v.pk = tasks.service_pk)) end \
-                 where pk = $8 and state = $9",
+                 where pk = $8 and +state = $9",
             )
             .bind(to.index() as i64)
             .bind(now)
@@ -295,6 +295,11 @@ pub(super) async fn move_alike(
         path.iter()
             .any(|e| matches!(e, Event::Place | Event::Upgraded)),
     );
+    // The rows are found by key. The unary `+` keeps the state out of the
+    // index choice: a planner whose statistics predate a batch's bulk
+    // insert otherwise reads every waiting task through the pick index to
+    // filter out the few named (PostgreSQL did, 3.7 ms a placement at
+    // 20,000 pending); it changes no value.
     let mut q = sql::Query::new(false);
     q.push("update tasks set state = ")
         .bind(Arg::Int(to.index() as i64))
@@ -327,7 +332,7 @@ pub(super) async fn move_alike(
             " = 0 then service_version else coalesce( \
              (select b.service_version from batch_tasks b where b.pk = tasks.batch_pk), \
              (select v.service_version from services v where v.pk = tasks.service_pk)) end \
-             where state = ",
+             where +state = ",
         )
         .bind(Arg::Int(from.index() as i64))
         .push(" and pk in ")
@@ -404,7 +409,7 @@ async fn release_hold(
 ) -> StoreResult<Option<Outcome>> {
     let n = sqlx::query(
         "update tasks set schedule_hold = 0, window_due = $1 \
-         where pk = $2 and state = $3 and schedule_hold = 1",
+         where pk = $2 and +state = $3 and schedule_hold = 1",
     )
     .bind(PARKED)
     .bind(t.pk)
