@@ -13,11 +13,14 @@ a group and sources, and starts W real `taskcenter worker` processes.
   S/W slots each; the time from the create to the last task succeeded, against
   `xargs -P S` running `true` TASKS times (the baseline: the same executor, the same
   parallelism, no taskcenter). Prints both rates and their ratio.
-- with --list-load S: `wrk` on the default list page for S seconds at rest, then again while the
-  throughput tasks churn; prints both rates, their ratio, and for each window the cores that
-  serve, wrk, the workers with their executors took, and what stayed idle. Both windows list the
-  same batches: the throughput batches are created before the first window and wait, every slot
-  being held, until their workers start; the throughput then counts from the workers' start.
+- with --list-load S: `wrk` on the default list page for S seconds at rest, again while the
+  throughput tasks churn, and at rest once more after the last of them succeeded; prints the
+  three rates, the churning rate's ratio to the mean of the two at-rest rates (the baseline
+  brackets the treatment, so a drift of the machine over the run moves both sides alike) and
+  to the first alone, and for each window the cores that serve, wrk, the workers with their
+  executors and the database took, and what stayed idle. Every window lists the same batches:
+  the throughput batches are created before the first window and wait, every slot being held,
+  until their workers start; the throughput then counts from the workers' start.
 - with --worker-nice N: the workers (and the executors they start) run at nice N, as on a host
   where the analysis side yields the CPU to serve.
 - with --executor-priority idle: the workers start their executors at that priority
@@ -278,14 +281,17 @@ try:
             sys.exit(f"only {done} of {a.tasks} succeeded in 600 s")
         time.sleep(0.02)
     took = time.time() - t
+    serve_cpu = cpu_s(procs[0]) - cpu0[0]
+    worker_cpu = sum(cpu_s(p) for p in workers) - cpu0[1]
     if a.list_load:
         loader.join()
         churn_rps = nonlocal_box["rps"]
-        print(f"list_rps at_rest={rest_rps:.0f} while_churning={churn_rps:.0f} ratio={churn_rps / rest_rps:.3f} "
-              f"(the churn lasted {took:.1f} s of the {a.list_load} s measured)")
+        after_rps = list_rps("at rest after the churn")
+        rest = (rest_rps + after_rps) / 2
+        print(f"list_rps at_rest={rest_rps:.0f} while_churning={churn_rps:.0f} at_rest_after={after_rps:.0f} "
+              f"ratio={churn_rps / rest:.3f} (against the first window alone {churn_rps / rest_rps:.3f}; "
+              f"the churn lasted {took:.1f} s of the {a.list_load} s measured)")
     rate = a.tasks / took
-    serve_cpu = cpu_s(procs[0]) - cpu0[0]
-    worker_cpu = sum(cpu_s(p) for p in workers) - cpu0[1]
     print(f"throughput tasks={a.tasks} slots={a.slots} taskcenter={rate:.0f}/s xargs={base:.0f}/s ratio={rate / base:.3f} "
           f"serve_cpu={serve_cpu / took:.2f} cores workers_cpu={worker_cpu / took:.2f} cores")
 finally:
