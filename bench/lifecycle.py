@@ -47,8 +47,8 @@ ap.add_argument("--second-serve", action="store_true",
                 help="latency only: attach the worker to a second serve on the same database, "
                      "send the API calls to the first (several serve processes share PostgreSQL)")
 ap.add_argument("--list-load", type=int, default=0, metavar="SECONDS",
-                help="also run wrk on the batch list for SECONDS at rest and while the tasks churn, "
-                     "and print where the cores went in each window")
+                help="also run wrk on the batch list for SECONDS at rest, while the tasks churn and "
+                     "at rest again after them, and print where the cores went in each window")
 ap.add_argument("--worker-nice", type=int, default=0, metavar="N",
                 help="run the worker processes (and so their executors) at nice N")
 ap.add_argument("--executor-priority", default="normal", choices=["normal", "idle"],
@@ -236,7 +236,7 @@ try:
             "batch_input": {"video_source_group": [{"video_source_group_id": f"g{g}"}]},
             "output": {"event_center": True}})["id"] for g in range(groups)]
 
-    # With the list load, both windows list the same batches: the
+    # With the list load, every window lists the same batches: the
     # throughput batches are created first and wait (every slot is held by
     # the latency worker) until their workers start.
     ids = create_batches() if a.list_load else None
