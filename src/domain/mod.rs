@@ -35,6 +35,31 @@ pub fn random_hex(bytes: usize) -> Result<String, RandomError> {
     Ok(hex(&buf))
 }
 
+/// `n` new ids of 32 lowercase hex characters, in ascending order: the
+/// creation time (48 bits of epoch milliseconds), 48 random bits drawn once
+/// for the call, then the id's place in the call (32 bits). A batch's
+/// thousands of tasks then land side by side in the index on ids instead
+/// of one on each of its pages: on PostgreSQL a unique text index took
+/// 0.65-0.73 s for 100,000 random ids and 0.38-0.39 s for ordered ones.
+/// Ids stay unique (the random part tells calls of the same millisecond
+/// apart, and the database's unique key checks it) but are not secrets:
+/// they name resources, whose access the project's credentials guard.
+pub fn ordered_ids(n: usize) -> Result<Vec<String>, RandomError> {
+    let mut nonce = [0u8; 6];
+    random_bytes(&mut nonce)?;
+    let at = now_millis().to_be_bytes();
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&at[2..]);
+    id[6..12].copy_from_slice(&nonce);
+    Ok((0..n)
+        .map(|i| {
+            // A batch holds at most 100 groups of 1,000 sources.
+            id[12..].copy_from_slice(&(i as u32).to_be_bytes());
+            hex(&id)
+        })
+        .collect())
+}
+
 /// Fills `buf` from the operating system's random generator.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), RandomError> {
     getrandom::getrandom(buf).map_err(RandomError)
@@ -156,5 +181,22 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(a, random_hex(16).unwrap());
+    }
+
+    #[test]
+    fn ordered_ids_are_hex_ascending_and_distinct_across_calls() {
+        let a = ordered_ids(70_000).unwrap();
+        let b = ordered_ids(3).unwrap();
+        assert_eq!(a.len(), 70_000);
+        for id in a.iter().chain(&b) {
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "ascending");
+        // Two calls in the same millisecond differ in their random part.
+        assert!(b.iter().all(|id| !a.contains(id)));
+        assert_eq!(ordered_ids(0).unwrap(), Vec::<String>::new());
     }
 }

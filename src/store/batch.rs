@@ -8,7 +8,7 @@ use super::{
     DeployType, NewBatchTask, SourceFailure, SourceProblem, StoreError, StoreResult, TaskRow,
 };
 use crate::domain::state::COUNTER_COLUMNS;
-use crate::domain::{field, now_millis, random_hex, ListBatchTasksParams, TaskState};
+use crate::domain::{field, now_millis, ordered_ids, random_hex, ListBatchTasksParams, TaskState};
 use crate::store::prelude::*;
 use crate::store::{conflict_if_unique, Entity};
 use async_trait::async_trait;
@@ -220,7 +220,8 @@ pub(super) async fn insert_task(
 
 /// Inserts a batch's new pending tasks, one per `(source pk, target_roi)`,
 /// 500 rows per statement (one statement per task made a batch over 100
-/// groups of 1,000 sources take 10 s).
+/// groups of 1,000 sources take 10 s), their ids in ascending order (see
+/// `ordered_ids`: side by side in the index on ids).
 pub(super) async fn insert_pending_tasks(
     conn: &mut AnyConnection,
     positional: bool,
@@ -234,19 +235,20 @@ pub(super) async fn insert_pending_tasks(
         return Ok(());
     }
     let (prio, task_type) = pick_fields(conn, batch_pk).await?;
-    for chunk in sources.chunks(CHUNK) {
+    let ids = ordered_ids(sources.len())?;
+    for (chunk, ids) in sources.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
         let mut q = sql::Query::new(positional);
         q.push(
             "insert into tasks (project_pk, id, batch_pk, video_source_pk, state, target_roi, \
              created_at, updated_at, prio, task_type) values ",
         );
-        for (i, (spk, roi)) in chunk.iter().enumerate() {
+        for (i, ((spk, roi), id)) in chunk.iter().zip(ids).enumerate() {
             if i > 0 {
                 q.push(", ");
             }
             q.bind_row([
                 sql::Arg::Int(project_pk),
-                sql::Arg::Text(random_hex(16)?),
+                sql::Arg::Text(id.clone()),
                 sql::Arg::Int(batch_pk),
                 sql::Arg::Int(*spk),
                 sql::Arg::Int(TaskState::Pending.index() as i64),
